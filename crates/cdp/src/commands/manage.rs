@@ -1,0 +1,313 @@
+//! Management commands: thin clients of the control API that print its JSON answers.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use cdp::CdpConfig;
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use super::load_config;
+
+#[derive(Args)]
+pub struct ControlArgs {
+    /// Control API base URL (default: http://<control.listen>).
+    #[arg(long, env = "CDP_CONTROL_URL")]
+    control_url: Option<String>,
+    /// Admin token for the management API (default: control.admin_token from configuration).
+    #[arg(long, env = "CDP_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum StreamsCommand {
+    /// Create a stream and print it (its id is the connection id in the ingestion URLs).
+    Create {
+        #[command(flatten)]
+        control: ControlArgs,
+        #[arg(long)]
+        name: String,
+        /// The org events must belong to (imsOrgId).
+        #[arg(long)]
+        org: String,
+        #[arg(long, default_value = "prod")]
+        sandbox: String,
+        /// json or xml: the one payload type the stream accepts on /stream/v0/data.
+        #[arg(long, default_value = "json")]
+        payload_type: String,
+        /// Require a bearer token on every request.
+        #[arg(long)]
+        auth: bool,
+        /// Requests per second (token bucket); unlimited when omitted.
+        #[arg(long)]
+        rate_limit: Option<u32>,
+        #[arg(long)]
+        dataset_id: Option<String>,
+        /// Schema reference, e.g. https://ns.adobe.com/acme/schemas/abc
+        #[arg(long)]
+        schema_ref: Option<String>,
+    },
+    /// List streams.
+    List {
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// Show one stream.
+    Get {
+        #[command(flatten)]
+        control: ControlArgs,
+        id: String,
+    },
+    /// Delete a stream: its endpoints answer 404 within a second.
+    Delete {
+        #[command(flatten)]
+        control: ControlArgs,
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Create an API key for an org; its secret is printed once.
+    Create {
+        #[command(flatten)]
+        control: ControlArgs,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        org: String,
+    },
+    /// List API keys (without secrets).
+    List {
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// Give a key a new secret; tokens issued before are refused from now on.
+    Rotate {
+        #[command(flatten)]
+        control: ControlArgs,
+        id: String,
+    },
+    /// Delete a key; its tokens are refused from now on.
+    Delete {
+        #[command(flatten)]
+        control: ControlArgs,
+        id: String,
+    },
+}
+
+#[derive(Args)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    control: ControlArgs,
+    /// The API key (cdpk.<id>.<secret>).
+    #[arg(long, env = "CDP_API_KEY", hide_env_values = true)]
+    api_key: String,
+    /// Days until the token expires.
+    #[arg(long, default_value_t = 1)]
+    days: u32,
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    admin_token: String,
+}
+
+impl Client {
+    fn new(config: &CdpConfig, args: ControlArgs) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: args
+                .control_url
+                .unwrap_or_else(|| format!("http://{}", config.control.listen))
+                .trim_end_matches('/')
+                .to_string(),
+            admin_token: args
+                .admin_token
+                .unwrap_or_else(|| config.control.admin_token.clone()),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self
+            .http
+            .request(method, &url)
+            .bearer_auth(&self.admin_token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.with_context(|| format!("calling {url}"))?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            let detail = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v.get("detail").and_then(Value::as_str).map(str::to_string))
+                .unwrap_or(text);
+            bail!("{status}: {detail}");
+        }
+        Ok(if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)?
+        })
+    }
+}
+
+fn print(v: &Value) {
+    if !v.is_null() {
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    }
+}
+
+pub async fn streams(config: Option<PathBuf>, cmd: StreamsCommand) -> anyhow::Result<()> {
+    let config = load_config(config)?;
+    use reqwest::Method;
+    let v = match cmd {
+        StreamsCommand::Create {
+            control,
+            name,
+            org,
+            sandbox,
+            payload_type,
+            auth,
+            rate_limit,
+            dataset_id,
+            schema_ref,
+        } => {
+            let mut body = json!({
+                "name": name, "orgId": org, "sandbox": sandbox, "payloadType": payload_type,
+                "authenticationRequired": auth,
+            });
+            if let Some(r) = rate_limit {
+                body["rateLimit"] = json!(r);
+            }
+            if let Some(d) = dataset_id {
+                body["datasetId"] = json!(d);
+            }
+            if let Some(s) = schema_ref {
+                body["schemaRef"] = json!({"id": s, "contentType": "application/vnd.adobe.xed-full+json;version=1"});
+            }
+            Client::new(&config, control)
+                .call(Method::POST, "/streams", Some(body))
+                .await?
+        }
+        StreamsCommand::List { control } => {
+            Client::new(&config, control)
+                .call(Method::GET, "/streams", None)
+                .await?
+        }
+        StreamsCommand::Get { control, id } => {
+            Client::new(&config, control)
+                .call(Method::GET, &format!("/streams/{id}"), None)
+                .await?
+        }
+        StreamsCommand::Delete { control, id } => {
+            Client::new(&config, control)
+                .call(Method::DELETE, &format!("/streams/{id}"), None)
+                .await?;
+            eprintln!("stream {id} deleted");
+            Value::Null
+        }
+    };
+    print(&v);
+    Ok(())
+}
+
+pub async fn keys(config: Option<PathBuf>, cmd: KeysCommand) -> anyhow::Result<()> {
+    let config = load_config(config)?;
+    use reqwest::Method;
+    let v = match cmd {
+        KeysCommand::Create { control, name, org } => {
+            Client::new(&config, control)
+                .call(
+                    Method::POST,
+                    "/api-keys",
+                    Some(json!({"name": name, "orgId": org})),
+                )
+                .await?
+        }
+        KeysCommand::List { control } => {
+            Client::new(&config, control)
+                .call(Method::GET, "/api-keys", None)
+                .await?
+        }
+        KeysCommand::Rotate { control, id } => {
+            Client::new(&config, control)
+                .call(Method::POST, &format!("/api-keys/{id}/rotate"), None)
+                .await?
+        }
+        KeysCommand::Delete { control, id } => {
+            Client::new(&config, control)
+                .call(Method::DELETE, &format!("/api-keys/{id}"), None)
+                .await?;
+            eprintln!("API key {id} deleted");
+            Value::Null
+        }
+    };
+    print(&v);
+    Ok(())
+}
+
+pub async fn token(config: Option<PathBuf>, args: TokenArgs) -> anyhow::Result<()> {
+    let config = load_config(config)?;
+    let v = Client::new(&config, args.control)
+        .call(
+            reqwest::Method::POST,
+            "/tokens",
+            Some(json!({"apiKey": args.api_key, "days": args.days})),
+        )
+        .await?;
+    print(&v);
+    Ok(())
+}
+
+/// `cdp up --demo`: a json stream and an xml stream, and curl lines that use them.
+pub async fn demo(config: &CdpConfig, edge: SocketAddr, control: SocketAddr) -> anyhow::Result<()> {
+    let client = Client {
+        http: reqwest::Client::new(),
+        base: format!("http://{control}"),
+        admin_token: config.control.admin_token.clone(),
+    };
+    let org = "DEMO@AdobeOrg";
+    let json_stream = client
+        .call(
+            reqwest::Method::POST,
+            "/streams",
+            Some(json!({"name": "demo-web", "orgId": org, "payloadType": "json"})),
+        )
+        .await?;
+    let xml_stream = client
+        .call(
+            reqwest::Method::POST,
+            "/streams",
+            Some(json!({"name": "demo-xml", "orgId": org, "payloadType": "xml"})),
+        )
+        .await?;
+    let j = json_stream["id"].as_str().unwrap_or_default();
+    let x = xml_stream["id"].as_str().unwrap_or_default();
+    println!(
+        r#"
+Demo streams created (org {org}). Try:
+
+  curl -s -X POST http://{edge}/collection/batch/{j} -H 'Content-Type: application/json' -d '{{"messages":[{{"header":{{"schemaRef":{{"id":"https://ns.adobe.com/demo/schemas/web","contentType":"application/vnd.adobe.xed-full+json;version=1"}},"imsOrgId":"{org}"}},"body":{{"xdmMeta":{{"schemaRef":{{"id":"https://ns.adobe.com/demo/schemas/web"}}}},"xdmEntity":{{"_id":"e1","timestamp":"2026-01-01T00:00:00Z","eventType":"web.webpagedetails.pageViews"}}}}}},{{"header":{{"imsOrgId":"other@AdobeOrg"}}}}]}}'
+
+  curl -s -X POST http://{edge}/stream/v0/data/{j} -H 'Content-Type: application/json' -d '{{"field1": "value1", "field2": "value2"}}'
+
+  curl -s -X POST http://{edge}/stream/v0/data/{x} -H 'Content-Type: application/xml' --data-binary '<records><record><field1>value1</field1></record><record><field1>value2</field1></record></records>'
+
+  curl -s http://{edge}/metrics | grep cdp_edge
+  curl -s -H 'Authorization: Bearer {token}' http://{control}/streams
+"#,
+        token = config.control.admin_token
+    );
+    Ok(())
+}

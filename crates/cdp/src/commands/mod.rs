@@ -1,0 +1,13 @@
+pub mod bench;
+pub mod bench_edge;
+pub mod manage;
+pub mod run;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use cdp::CdpConfig;
+
+pub fn load_config(path: Option<PathBuf>) -> anyhow::Result<CdpConfig> {
+    cdp_contract::config::load(path.as_deref()).context("loading configuration")
+}

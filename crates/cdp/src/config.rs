@@ -1,0 +1,17 @@
+//! One configuration document for every stage: `cdp.toml` (or `--config`), overridden by
+//! `CDP_SECTION__KEY` environment variables.
+
+use cdp_contract::{KafkaSettings, Topics};
+use cdp_control::{AuthSettings, ControlSettings};
+use cdp_edge::EdgeSettings;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CdpConfig {
+    pub kafka: KafkaSettings,
+    pub topics: Topics,
+    pub edge: EdgeSettings,
+    pub control: ControlSettings,
+    pub auth: AuthSettings,
+}

@@ -1,0 +1,96 @@
+//! `cdp`: run the pipeline's stages, manage streams, API keys and tokens, and benchmark.
+
+mod commands;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cdp",
+    version,
+    about = "Kafka-native streaming customer-data pipeline",
+    long_about = "Kafka-native streaming customer-data pipeline.\n\n\
+Stages run as their own processes (`cdp edge`, `cdp control`) or all together (`cdp up`).\n\
+Configuration comes from a TOML file (--config, default ./cdp.toml when present) and\n\
+CDP_SECTION__KEY environment variables, e.g. CDP_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092."
+)]
+struct Cli {
+    /// Configuration file (TOML). Defaults to ./cdp.toml when it exists.
+    #[arg(long, global = true, env = "CDP_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the edge: HTTP ingestion (/collection, /collection/batch, /stream/v0/data) into Kafka.
+    Edge,
+    /// Run control: the management API (streams, API keys, tokens) over the catalog topic.
+    Control,
+    /// Run every stage built so far in one process (development).
+    Up {
+        /// Create a demo stream and print curl lines to try.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Manage streaming connections (talks to the control API).
+    #[command(subcommand)]
+    Streams(commands::manage::StreamsCommand),
+    /// Manage API keys (talks to the control API).
+    #[command(subcommand)]
+    Keys(commands::manage::KeysCommand),
+    /// Exchange an API key for an access token.
+    Token(commands::manage::TokenArgs),
+    /// Benchmarks against a real broker.
+    #[command(subcommand)]
+    Bench(commands::bench::BenchCommand),
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    cdp_contract::telemetry::init();
+    let cli = Cli::parse();
+    let config_path = cli.config.clone().or_else(|| {
+        let default = PathBuf::from("cdp.toml");
+        default.exists().then_some(default)
+    });
+    let result = match cli.command {
+        Command::Edge => {
+            commands::run::stage(
+                config_path,
+                cdp::Stages {
+                    edge: true,
+                    control: false,
+                },
+                false,
+            )
+            .await
+        }
+        Command::Control => {
+            commands::run::stage(
+                config_path,
+                cdp::Stages {
+                    edge: false,
+                    control: true,
+                },
+                false,
+            )
+            .await
+        }
+        Command::Up { demo } => commands::run::stage(config_path, cdp::Stages::ALL, demo).await,
+        Command::Streams(c) => commands::manage::streams(config_path, c).await,
+        Command::Keys(c) => commands::manage::keys(config_path, c).await,
+        Command::Token(a) => commands::manage::token(config_path, a).await,
+        Command::Bench(c) => commands::bench::run(config_path, c).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

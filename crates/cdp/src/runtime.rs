@@ -1,0 +1,183 @@
+//! Starts stages: makes sure their topics exist, loads the catalog, binds their listeners and
+//! serves until shut down.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use cdp_contract::admin::{ensure_topics, AdminError, TopicSpec};
+use cdp_control::catalog::{self, CatalogError, WriteError};
+use cdp_control::http::ControlState;
+use cdp_control::tokens::Tokens;
+use cdp_control::{CatalogView, CatalogWriter};
+use cdp_edge::EdgeState;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::CdpConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("no Kafka broker configured: set [kafka] bootstrap_servers or CDP_KAFKA__BOOTSTRAP_SERVERS (`make run` starts a development broker)")]
+    NoBroker,
+    #[error(transparent)]
+    Topics(#[from] AdminError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    CatalogWriter(#[from] WriteError),
+    #[error(transparent)]
+    Edge(#[from] cdp_edge::produce::ProduceError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// Which stages this process runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Stages {
+    pub edge: bool,
+    pub control: bool,
+}
+
+impl Stages {
+    pub const ALL: Stages = Stages {
+        edge: true,
+        control: true,
+    };
+}
+
+/// A running set of stages. Dropping it shuts them down.
+pub struct Running {
+    pub edge_addr: Option<SocketAddr>,
+    pub control_addr: Option<SocketAddr>,
+    pub catalog: CatalogView,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting connections and waits for in-flight requests to finish.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        for t in std::mem::take(&mut self.tasks) {
+            let _ = t.await;
+        }
+    }
+
+    /// Resolves when any stage's server stops on its own (an error).
+    pub async fn wait(&mut self) {
+        if self.tasks.is_empty() {
+            return futures::future::pending().await;
+        }
+        let (_, index, _) = futures::future::select_all(self.tasks.iter_mut()).await;
+        self.tasks.remove(index);
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartError> {
+    if config.kafka.bootstrap_servers.trim().is_empty() {
+        return Err(StartError::NoBroker);
+    }
+    if config.auth.is_dev_secret() {
+        tracing::warn!("auth.token_secret is the development default: set CDP_AUTH__TOKEN_SECRET in production");
+    }
+    let topics = &config.topics;
+    let mut specs = vec![catalog::topic_spec(topics)];
+    if stages.edge {
+        specs.push(TopicSpec {
+            name: topics.ingest_raw(),
+            partitions: config.edge.raw_partitions,
+            compacted: false,
+        });
+    }
+    ensure_topics(&config.kafka, &specs).await?;
+    let catalog = CatalogView::start(&config.kafka, topics)?;
+    catalog.caught_up(Duration::from_secs(30)).await?;
+    let tokens = Tokens::new(&config.auth.token_secret);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut running = Running {
+        edge_addr: None,
+        control_addr: None,
+        catalog: catalog.clone(),
+        shutdown,
+        tasks: Vec::new(),
+    };
+
+    if stages.control {
+        if config.control.admin_token == cdp_control::settings::DEV_ADMIN_TOKEN {
+            tracing::warn!("control.admin_token is the development default: set CDP_CONTROL__ADMIN_TOKEN in production");
+        }
+        let writer = CatalogWriter::new(&config.kafka, topics, catalog.clone())?;
+        let router = cdp_control::http::router(ControlState {
+            view: catalog.clone(),
+            writer,
+            tokens: tokens.clone(),
+            admin_token: Arc::from(config.control.admin_token.as_str()),
+            max_token_days: config.auth.max_token_days,
+        });
+        let (addr, task) = serve(
+            "control",
+            &config.control.listen,
+            router,
+            shutdown_rx.clone(),
+        )
+        .await?;
+        running.control_addr = Some(addr);
+        running.tasks.push(task);
+    }
+    if stages.edge {
+        let state = EdgeState::new(
+            config.edge.clone(),
+            &config.kafka,
+            topics,
+            catalog.clone(),
+            tokens,
+        )?;
+        let router = cdp_edge::router(state);
+        let (addr, task) = serve("edge", &config.edge.listen, router, shutdown_rx.clone()).await?;
+        running.edge_addr = Some(addr);
+        running.tasks.push(task);
+    }
+    Ok(running)
+}
+
+async fn serve(
+    stage: &'static str,
+    addr: &str,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(SocketAddr, JoinHandle<()>), StartError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: addr.to_string(),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: addr.to_string(),
+        source,
+    })?;
+    tracing::info!(stage, address = %local, "listening");
+    let task = tokio::spawn(async move {
+        let result = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(stage, error = %e, "server stopped");
+        }
+    });
+    Ok((local, task))
+}

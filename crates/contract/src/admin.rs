@@ -1,0 +1,86 @@
+//! Topic creation at stage start-up: each stage makes sure the topics it reads and writes
+//! exist, so a fresh cluster works without a separate provisioning step.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::RDKafkaErrorCode;
+
+use crate::KafkaSettings;
+
+/// What a topic should look like when it has to be created.
+#[derive(Debug, Clone)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    /// Compacted topics keep the latest value per key (catalog, changelogs).
+    pub compacted: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("cannot create Kafka admin client: {0}")]
+    Client(rdkafka::error::KafkaError),
+    #[error("cannot create topic {topic}: {source}")]
+    Create {
+        topic: String,
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("cannot create topic {topic}: {code}")]
+    CreateCode {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
+}
+
+/// Creates the topics that do not exist yet; existing topics are left as they are.
+pub async fn ensure_topics(
+    settings: &KafkaSettings,
+    specs: &[TopicSpec],
+) -> Result<(), AdminError> {
+    let admin: AdminClient<DefaultClientContext> = settings
+        .admin("cdp-admin")
+        .create()
+        .map_err(AdminError::Client)?;
+    let configs: Vec<Vec<(&str, &str)>> = specs
+        .iter()
+        .map(|s| {
+            if s.compacted {
+                vec![("cleanup.policy", "compact")]
+            } else {
+                vec![]
+            }
+        })
+        .collect();
+    let topics: Vec<NewTopic> = specs
+        .iter()
+        .zip(&configs)
+        .map(|(s, cfg)| {
+            let mut t = NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(-1));
+            for (k, v) in cfg {
+                t = t.set(k, v);
+            }
+            t
+        })
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin
+        .create_topics(&topics, &opts)
+        .await
+        .map_err(|source| AdminError::Create {
+            topic: specs
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            source,
+        })?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(AdminError::CreateCode { topic, code }),
+        }
+    }
+    Ok(())
+}

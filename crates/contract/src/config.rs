@@ -1,0 +1,83 @@
+//! Configuration loading shared by every binary: defaults, then a TOML file, then environment
+//! variables (`CDP_SECTION__KEY`, e.g. `CDP_KAFKA__BOOTSTRAP_SERVERS`). Each stage owns its own
+//! settings struct; the `cdp` binary composes them into one document.
+
+use std::path::Path;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::{KafkaSettings, Topics};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    MissingFile(String),
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+}
+
+/// Settings every stage needs: where the broker is and the topic namespace.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub kafka: KafkaSettings,
+    pub topics: Topics,
+}
+
+/// Loads `T` from its defaults, the optional TOML file, and `CDP_*` environment variables, in
+/// that order of precedence (environment wins).
+pub fn load<T>(file: Option<&Path>) -> Result<T, ConfigError>
+where
+    T: Serialize + DeserializeOwned + Default,
+{
+    let mut figment = Figment::from(Serialized::defaults(T::default()));
+    if let Some(path) = file {
+        if !path.exists() {
+            return Err(ConfigError::MissingFile(path.display().to_string()));
+        }
+        figment = figment.merge(Toml::file(path));
+    }
+    figment
+        .merge(Env::prefixed("CDP_").split("__"))
+        .extract()
+        .map_err(|e| ConfigError::Invalid(Box::new(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_defaults() {
+        let dir = std::env::temp_dir().join(format!("cdp-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cdp.toml");
+        std::fs::write(
+            &path,
+            "[kafka]\nbootstrap_servers = \"k:9092\"\n[topics]\nnamespace = \"acme\"\n",
+        )
+        .unwrap();
+        let s: Settings = load(Some(&path)).unwrap();
+        assert_eq!(s.kafka.bootstrap_servers, "k:9092");
+        assert_eq!(s.kafka.session_timeout_ms, 6000);
+        assert_eq!(s.topics.ingest_raw(), "acme.ingest.raw");
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let err = load::<Settings>(Some(Path::new("/nonexistent/cdp.toml"))).unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn unknown_kafka_key_is_refused() {
+        let dir = std::env::temp_dir().join(format!("cdp-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cdp.toml");
+        std::fs::write(&path, "[kafka]\nbootstrap = \"k:9092\"\n").unwrap();
+        assert!(load::<Settings>(Some(&path)).is_err());
+    }
+}

@@ -1,0 +1,18 @@
+//! The shared contract every stage of the pipeline agrees on.
+//!
+//! It owns the names of the topics (one place, one namespace prefix), the headers that travel
+//! with every raw event, how Kafka clients are configured (idempotent producers, read_committed
+//! consumers), how configuration is loaded (file + environment), and tracing setup. Nothing here
+//! talks to the network by itself; stages build on these pieces.
+
+pub mod admin;
+pub mod config;
+pub mod envelope;
+pub mod kafka;
+pub mod telemetry;
+pub mod topics;
+
+pub use config::{ConfigError, Settings};
+pub use envelope::RawHeaders;
+pub use kafka::KafkaSettings;
+pub use topics::Topics;

@@ -1,0 +1,70 @@
+//! Writes catalog records and waits until this process's own view has applied them, so a
+//! management call answers only once its change is visible to readers.
+
+use std::time::Duration;
+
+use cdp_contract::{KafkaSettings, Topics};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use super::view::{CatalogError, CatalogView};
+use crate::model::CatalogRecord;
+
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("cannot create catalog producer: {0}")]
+    Producer(rdkafka::error::KafkaError),
+    #[error("the broker did not acknowledge the catalog write: {0}")]
+    Send(rdkafka::error::KafkaError),
+    #[error(transparent)]
+    View(#[from] CatalogError),
+}
+
+#[derive(Clone)]
+pub struct CatalogWriter {
+    producer: FutureProducer,
+    topic: String,
+    view: CatalogView,
+}
+
+impl CatalogWriter {
+    pub fn new(
+        kafka: &KafkaSettings,
+        topics: &Topics,
+        view: CatalogView,
+    ) -> Result<Self, WriteError> {
+        let producer = kafka
+            .producer("cdp-control", WRITE_TIMEOUT.as_millis() as u32)
+            .create()
+            .map_err(WriteError::Producer)?;
+        Ok(Self {
+            producer,
+            topic: topics.catalog(),
+            view,
+        })
+    }
+
+    pub async fn put(&self, record: &CatalogRecord) -> Result<(), WriteError> {
+        let value = serde_json::to_vec(record).unwrap_or_default();
+        self.send(&record.key(), Some(&value)).await
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), WriteError> {
+        self.send(key, None).await
+    }
+
+    async fn send(&self, key: &str, value: Option<&Vec<u8>>) -> Result<(), WriteError> {
+        let mut rec: FutureRecord<'_, str, Vec<u8>> = FutureRecord::to(&self.topic).key(key);
+        if let Some(v) = value {
+            rec = rec.payload(v);
+        }
+        let delivery = self
+            .producer
+            .send(rec, WRITE_TIMEOUT)
+            .await
+            .map_err(|(e, _)| WriteError::Send(e))?;
+        self.view.wait_for(delivery.offset, WRITE_TIMEOUT).await?;
+        Ok(())
+    }
+}

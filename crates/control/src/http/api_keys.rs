@@ -1,0 +1,116 @@
+//! `/api-keys`: create, list, rotate and delete API keys. A secret is returned once, on create
+//! and rotate; the catalog keeps only its SHA-256.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::json::ApiJson;
+use super::{ControlState, Problem};
+use crate::model::{api_key_key, now_ms, ApiKey, ApiKeyView, CatalogRecord};
+use crate::tokens::{hash_secret, new_secret};
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateKey {
+    pub name: String,
+    pub org_id: String,
+}
+
+/// The key with its secret: shown only in this answer.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyWithSecret {
+    #[serde(flatten)]
+    pub key: ApiKeyView,
+    pub api_key: String,
+}
+
+pub async fn create(
+    State(state): State<ControlState>,
+    ApiJson(req): ApiJson<CreateKey>,
+) -> Result<(StatusCode, Json<KeyWithSecret>), Problem> {
+    if req.name.trim().is_empty() || req.org_id.trim().is_empty() {
+        return Err(Problem::bad_request("name and orgId must not be empty"));
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let (secret, full) = new_secret(&id);
+    let key = ApiKey {
+        id,
+        name: req.name,
+        org_id: req.org_id,
+        secret_sha256: hash_secret(&secret),
+        generation: 1,
+        created_at: now_ms(),
+        rotated_at: None,
+    };
+    save(&state, &key).await?;
+    tracing::info!(key = %key.id, org = %key.org_id, "API key created");
+    Ok((
+        StatusCode::CREATED,
+        Json(KeyWithSecret {
+            key: (&key).into(),
+            api_key: full,
+        }),
+    ))
+}
+
+pub async fn list(State(state): State<ControlState>) -> Json<serde_json::Value> {
+    let mut keys: Vec<ApiKeyView> = state
+        .view
+        .read()
+        .api_keys
+        .values()
+        .map(Into::into)
+        .collect();
+    keys.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    Json(serde_json::json!({ "apiKeys": keys }))
+}
+
+pub async fn rotate(
+    State(state): State<ControlState>,
+    Path(id): Path<String>,
+) -> Result<Json<KeyWithSecret>, Problem> {
+    let mut key = state
+        .view
+        .read()
+        .api_keys
+        .get(&id)
+        .cloned()
+        .ok_or_else(|| Problem::not_found(format!("no API key {id}")))?;
+    let (secret, full) = new_secret(&id);
+    key.secret_sha256 = hash_secret(&secret);
+    key.generation += 1;
+    key.rotated_at = Some(now_ms());
+    save(&state, &key).await?;
+    tracing::info!(key = %key.id, generation = key.generation, "API key rotated; older tokens revoked");
+    Ok(Json(KeyWithSecret {
+        key: (&key).into(),
+        api_key: full,
+    }))
+}
+
+pub async fn delete(
+    State(state): State<ControlState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    if !state.view.read().api_keys.contains_key(&id) {
+        return Err(Problem::not_found(format!("no API key {id}")));
+    }
+    state
+        .writer
+        .delete(&api_key_key(&id))
+        .await
+        .map_err(|e| Problem::unavailable(e.to_string()))?;
+    tracing::info!(key = %id, "API key deleted; its tokens are revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn save(state: &ControlState, key: &ApiKey) -> Result<(), Problem> {
+    state
+        .writer
+        .put(&CatalogRecord::ApiKey(key.clone()))
+        .await
+        .map_err(|e| Problem::unavailable(e.to_string()))
+}

@@ -1,0 +1,102 @@
+//! `/streams`: create, list, get and delete streaming connections.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+
+use super::json::ApiJson;
+use super::{ControlState, Problem};
+use crate::model::{now_ms, stream_key, CatalogRecord, PayloadType, SchemaRef, Stream};
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateStream {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub org_id: String,
+    #[serde(default)]
+    pub sandbox: Option<String>,
+    #[serde(default)]
+    pub payload_type: PayloadType,
+    #[serde(default)]
+    pub authentication_required: bool,
+    #[serde(default)]
+    pub rate_limit: Option<u32>,
+    #[serde(default)]
+    pub dataset_id: Option<String>,
+    #[serde(default)]
+    pub schema_ref: Option<SchemaRef>,
+}
+
+pub async fn create(
+    State(state): State<ControlState>,
+    ApiJson(req): ApiJson<CreateStream>,
+) -> Result<(StatusCode, Json<Stream>), Problem> {
+    if req.name.trim().is_empty() {
+        return Err(Problem::bad_request("name must not be empty"));
+    }
+    if req.org_id.trim().is_empty() {
+        return Err(Problem::bad_request("orgId must not be empty"));
+    }
+    if req.rate_limit == Some(0) {
+        return Err(Problem::bad_request(
+            "rateLimit must be at least 1 request per second (omit it for no limit)",
+        ));
+    }
+    let stream = Stream {
+        // Long random hex, like the inlet ids of the collection API.
+        id: hex::encode(rand::random::<[u8; 32]>()),
+        name: req.name,
+        description: req.description,
+        org_id: req.org_id,
+        sandbox: req.sandbox.unwrap_or_else(|| "prod".to_string()),
+        payload_type: req.payload_type,
+        authentication_required: req.authentication_required,
+        rate_limit: req.rate_limit,
+        dataset_id: req.dataset_id,
+        schema_ref: req.schema_ref,
+        created_at: now_ms(),
+    };
+    state
+        .writer
+        .put(&CatalogRecord::Stream(stream.clone()))
+        .await
+        .map_err(|e| Problem::unavailable(e.to_string()))?;
+    tracing::info!(stream = %stream.id, name = %stream.name, org = %stream.org_id, "stream created");
+    Ok((StatusCode::CREATED, Json(stream)))
+}
+
+pub async fn list(State(state): State<ControlState>) -> Json<serde_json::Value> {
+    let mut streams: Vec<Stream> = state.view.read().streams.values().cloned().collect();
+    streams.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    Json(serde_json::json!({ "streams": streams }))
+}
+
+pub async fn get(
+    State(state): State<ControlState>,
+    Path(id): Path<String>,
+) -> Result<Json<Stream>, Problem> {
+    state
+        .view
+        .stream(&id)
+        .map(Json)
+        .ok_or_else(|| Problem::not_found(format!("no stream {id}")))
+}
+
+pub async fn delete(
+    State(state): State<ControlState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    if state.view.stream(&id).is_none() {
+        return Err(Problem::not_found(format!("no stream {id}")));
+    }
+    state
+        .writer
+        .delete(&stream_key(&id))
+        .await
+        .map_err(|e| Problem::unavailable(e.to_string()))?;
+    tracing::info!(stream = %id, "stream deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

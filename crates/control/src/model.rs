@@ -1,0 +1,142 @@
+//! What the catalog holds: streaming connections and API keys, as they are stored in the
+//! catalog topic and shown by the management API (camelCase JSON).
+
+use serde::{Deserialize, Serialize};
+
+/// The one payload type a stream accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadType {
+    #[default]
+    Json,
+    Xml,
+}
+
+/// `schemaRef` as in XDM message headers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemaRef {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+}
+
+/// A streaming connection (an "inlet"): where events are posted and how they are checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stream {
+    /// Also the connection id and inlet id in the collection URLs.
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub org_id: String,
+    pub sandbox: String,
+    pub payload_type: PayloadType,
+    pub authentication_required: bool,
+    /// Requests per second allowed on this stream (burst of one second); `None` = unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_ref: Option<SchemaRef>,
+    pub created_at: i64,
+}
+
+/// An API key: its secret is shown once, only a SHA-256 of it is stored. `generation` grows on
+/// every rotation; tokens carry the generation they were issued under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    pub org_id: String,
+    pub secret_sha256: String,
+    pub generation: u32,
+    pub created_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_at: Option<i64>,
+}
+
+/// An API key as the management API shows it: never the secret or its hash.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyView {
+    pub id: String,
+    pub name: String,
+    pub org_id: String,
+    pub generation: u32,
+    pub created_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotated_at: Option<i64>,
+}
+
+impl From<&ApiKey> for ApiKeyView {
+    fn from(k: &ApiKey) -> Self {
+        Self {
+            id: k.id.clone(),
+            name: k.name.clone(),
+            org_id: k.org_id.clone(),
+            generation: k.generation,
+            created_at: k.created_at,
+            rotated_at: k.rotated_at,
+        }
+    }
+}
+
+/// One value in the catalog topic. The key is `<kind>/<id>`; a tombstone (null value) deletes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum CatalogRecord {
+    Stream(Stream),
+    ApiKey(ApiKey),
+}
+
+impl CatalogRecord {
+    pub fn key(&self) -> String {
+        match self {
+            CatalogRecord::Stream(s) => stream_key(&s.id),
+            CatalogRecord::ApiKey(k) => api_key_key(&k.id),
+        }
+    }
+}
+
+pub fn stream_key(id: &str) -> String {
+    format!("stream/{id}")
+}
+
+pub fn api_key_key(id: &str) -> String {
+    format!("apiKey/{id}")
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_round_trips_with_kind_tag() {
+        let r = CatalogRecord::ApiKey(ApiKey {
+            id: "k1".into(),
+            name: "n".into(),
+            org_id: "o".into(),
+            secret_sha256: "h".into(),
+            generation: 2,
+            created_at: 1,
+            rotated_at: None,
+        });
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["kind"], "apiKey");
+        assert_eq!(json["orgId"], "o");
+        let back: CatalogRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(r.key(), "apiKey/k1");
+    }
+}

@@ -1,0 +1,218 @@
+//! Access tokens: HS256 JWTs issued from an API key for a number of days, scoped to the key's
+//! org. Verification checks the signature and expiry, then the catalog: the key must still exist
+//! and be at the generation the token was issued under, so deleting or rotating a key revokes
+//! its tokens immediately.
+
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::catalog::CatalogState;
+use crate::model::ApiKey;
+
+const ISSUER: &str = "cdp-control";
+const KEY_PREFIX: &str = "cdpk";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    pub iss: String,
+    /// The API key id.
+    pub sub: String,
+    pub org: String,
+    /// The key's generation when the token was issued.
+    pub gen: u32,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("token is malformed or its signature is invalid")]
+    Invalid,
+    #[error("token has expired")]
+    Expired,
+    #[error("token's API key no longer exists")]
+    UnknownKey,
+    #[error("token's API key was rotated; request a new token")]
+    Rotated,
+    #[error("token is for org {token_org}, not {wanted}")]
+    WrongOrg { token_org: String, wanted: String },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    #[error("API key must look like cdpk.<id>.<secret>")]
+    Malformed,
+    #[error("unknown API key or wrong secret")]
+    Unknown,
+}
+
+/// Signs and verifies tokens with one shared secret.
+#[derive(Clone)]
+pub struct Tokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl Tokens {
+    pub fn new(secret: &str) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        Self {
+            encoding: EncodingKey::from_secret(secret.as_bytes()),
+            decoding: DecodingKey::from_secret(secret.as_bytes()),
+            validation,
+        }
+    }
+
+    pub fn issue(
+        &self,
+        key: &ApiKey,
+        days: u32,
+        now_s: i64,
+    ) -> Result<(String, Claims), TokenError> {
+        let claims = Claims {
+            iss: ISSUER.to_string(),
+            sub: key.id.clone(),
+            org: key.org_id.clone(),
+            gen: key.generation,
+            iat: now_s,
+            exp: now_s + i64::from(days) * 86_400,
+        };
+        let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|_| TokenError::Invalid)?;
+        Ok((token, claims))
+    }
+
+    /// Checks a token for a request to a stream of `org`.
+    pub fn verify(
+        &self,
+        token: &str,
+        catalog: &CatalogState,
+        org: &str,
+    ) -> Result<Claims, TokenError> {
+        let claims = decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid,
+            })?
+            .claims;
+        let key = catalog
+            .api_keys
+            .get(&claims.sub)
+            .ok_or(TokenError::UnknownKey)?;
+        if key.generation != claims.gen {
+            return Err(TokenError::Rotated);
+        }
+        if claims.org != org {
+            return Err(TokenError::WrongOrg {
+                token_org: claims.org,
+                wanted: org.to_string(),
+            });
+        }
+        Ok(claims)
+    }
+}
+
+/// A new random secret and the full API key string shown to the user once.
+pub fn new_secret(id: &str) -> (String, String) {
+    let secret = hex::encode(rand::random::<[u8; 24]>());
+    let full = format!("{KEY_PREFIX}.{id}.{secret}");
+    (secret, full)
+}
+
+pub fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Finds the key an API key string names and checks its secret.
+pub fn authenticate_key<'a>(
+    catalog: &'a CatalogState,
+    presented: &str,
+) -> Result<&'a ApiKey, KeyError> {
+    let mut parts = presented.splitn(3, '.');
+    let (Some(KEY_PREFIX), Some(id), Some(secret)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(KeyError::Malformed);
+    };
+    let key = catalog.api_keys.get(id).ok_or(KeyError::Unknown)?;
+    // Comparing digests keeps the comparison independent of where the secrets first differ.
+    if key.secret_sha256 != hash_secret(secret) {
+        return Err(KeyError::Unknown);
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog_with(key: &ApiKey) -> CatalogState {
+        let mut c = CatalogState::default();
+        c.api_keys.insert(key.id.clone(), key.clone());
+        c
+    }
+
+    fn key(secret: &str) -> ApiKey {
+        ApiKey {
+            id: "k1".into(),
+            name: "web".into(),
+            org_id: "ORG".into(),
+            secret_sha256: hash_secret(secret),
+            generation: 1,
+            created_at: 0,
+            rotated_at: None,
+        }
+    }
+
+    fn now() -> i64 {
+        crate::model::now_ms() / 1000
+    }
+
+    #[test]
+    fn issued_token_verifies_for_its_org_only() {
+        let t = Tokens::new("s3cret");
+        let k = key("x");
+        let cat = catalog_with(&k);
+        let (tok, _) = t.issue(&k, 3, now()).unwrap();
+        assert!(t.verify(&tok, &cat, "ORG").is_ok());
+        assert!(matches!(
+            t.verify(&tok, &cat, "OTHER"),
+            Err(TokenError::WrongOrg { .. })
+        ));
+    }
+
+    #[test]
+    fn expired_forged_rotated_deleted() {
+        let t = Tokens::new("s3cret");
+        let k = key("x");
+        let mut cat = catalog_with(&k);
+        let (old, _) = t.issue(&k, 1, now() - 2 * 86_400).unwrap();
+        assert_eq!(t.verify(&old, &cat, "ORG"), Err(TokenError::Expired));
+        let (forged, _) = Tokens::new("other").issue(&k, 1, now()).unwrap();
+        assert_eq!(t.verify(&forged, &cat, "ORG"), Err(TokenError::Invalid));
+        let (tok, _) = t.issue(&k, 1, now()).unwrap();
+        cat.api_keys.get_mut("k1").unwrap().generation = 2;
+        assert_eq!(t.verify(&tok, &cat, "ORG"), Err(TokenError::Rotated));
+        cat.api_keys.clear();
+        assert_eq!(t.verify(&tok, &cat, "ORG"), Err(TokenError::UnknownKey));
+    }
+
+    #[test]
+    fn api_key_string_authenticates() {
+        let (secret, full) = new_secret("k1");
+        let cat = catalog_with(&key(&secret));
+        assert_eq!(authenticate_key(&cat, &full).unwrap().id, "k1");
+        assert_eq!(
+            authenticate_key(&cat, "cdpk.k1.wrong").unwrap_err(),
+            KeyError::Unknown
+        );
+        assert_eq!(
+            authenticate_key(&cat, "nonsense").unwrap_err(),
+            KeyError::Malformed
+        );
+    }
+}

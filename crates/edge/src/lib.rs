@@ -1,0 +1,45 @@
+//! The edge receiver: the only HTTP entry point for behavioural events.
+//!
+//! It owns the collection endpoints (`/collection/{id}`, `/collection/batch/{id}`), the
+//! streaming-ingest endpoint (`/stream/v0/data/{id}`), their authentication (JWT), payload
+//! limits enforced while the body streams in, per-stream throttling, header checks of XDM
+//! messages, XML → record conversion, and the write to the raw topic. It answers 2xx only after
+//! the broker acknowledged every accepted message; otherwise 503, and the client retries.
+
+mod auth;
+mod body;
+mod ids;
+mod keying;
+mod message;
+mod metrics;
+pub mod produce;
+mod routes;
+mod settings;
+mod state;
+mod throttle;
+mod xml;
+
+pub use settings::EdgeSettings;
+pub use state::{EdgeError, EdgeState};
+
+use axum::routing::{get, post};
+use axum::Router;
+
+/// The edge's HTTP routes, ready to be served.
+pub fn router(state: EdgeState) -> Router {
+    Router::new()
+        .route(
+            "/collection/{connection_id}",
+            post(routes::collection::single),
+        )
+        .route(
+            "/collection/batch/{connection_id}",
+            post(routes::collection::batch),
+        )
+        .route("/stream/v0/data/{stream_id}", post(routes::stream::ingest))
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .route("/metrics", get(routes::health::metrics))
+        .layer(axum::middleware::from_fn(metrics::track_requests))
+        .with_state(state)
+}

