@@ -1,1 +1,189 @@
+//! End-to-end harness: a real tansu broker, control and the edge started through the same code
+//! as `cdp control` and `cdp edge` — as two separate runtimes, so the edge learns about streams
+//! only by following the catalog topic, as it does in production.
 
+use std::time::Duration;
+
+use cdp::{CdpConfig, Running, Stages};
+use cdp_test_support::{Broker, Record};
+use serde_json::{json, Value};
+
+pub const ADMIN: &str = "test-admin-token";
+pub const SECRET: &str = "test-token-secret";
+
+pub struct Pipeline {
+    // Field order is drop order: the stages stop before the broker does.
+    pub edge_running: Running,
+    pub control_running: Running,
+    pub broker: Broker,
+    pub config: CdpConfig,
+    pub edge: String,
+    pub control: String,
+    pub http: reqwest::Client,
+}
+
+impl Pipeline {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut CdpConfig)) -> Self {
+        cdp_contract::telemetry::init();
+        let broker = Broker::start();
+        let mut config = CdpConfig::default();
+        config.kafka = broker.kafka();
+        config.edge.listen = "127.0.0.1:0".into();
+        config.edge.raw_partitions = 3;
+        config.control.listen = "127.0.0.1:0".into();
+        config.control.admin_token = ADMIN.into();
+        config.auth.token_secret = SECRET.into();
+        adjust(&mut config);
+        let control_running = cdp::start(
+            &config,
+            Stages {
+                edge: false,
+                control: true,
+            },
+        )
+        .await
+        .expect("start control");
+        let edge_running = cdp::start(
+            &config,
+            Stages {
+                edge: true,
+                control: false,
+            },
+        )
+        .await
+        .expect("start edge");
+        let edge = format!("http://{}", edge_running.edge_addr.expect("edge address"));
+        let control = format!(
+            "http://{}",
+            control_running.control_addr.expect("control address")
+        );
+        Pipeline {
+            edge_running,
+            control_running,
+            broker,
+            config,
+            edge,
+            control,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn raw_topic(&self) -> String {
+        self.config.topics.ingest_raw()
+    }
+
+    /// Creates a stream through the management API and waits until the edge knows it.
+    pub async fn create_stream(&self, body: Value) -> Value {
+        let resp = self
+            .http
+            .post(format!("{}/streams", self.control))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /streams");
+        assert_eq!(
+            resp.status(),
+            201,
+            "create stream: {}",
+            resp.text().await.unwrap_or_default()
+        );
+        let stream: Value = resp.json().await.expect("stream JSON");
+        let id = stream["id"].as_str().expect("stream id").to_string();
+        self.wait_for_edge(|view| view.streams.contains_key(&id))
+            .await;
+        stream
+    }
+
+    /// Waits (up to 5 s) until the edge's own catalog view satisfies `ready`.
+    pub async fn wait_for_edge(&self, ready: impl Fn(&cdp_control::catalog::CatalogState) -> bool) {
+        for _ in 0..500 {
+            if ready(&self.edge_running.catalog.read()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the edge did not see the catalog change within 5 s");
+    }
+
+    /// Creates an API key; returns (key id, full API key string).
+    pub async fn create_key(&self, org: &str) -> (String, String) {
+        let v: Value = self
+            .http
+            .post(format!("{}/api-keys", self.control))
+            .bearer_auth(ADMIN)
+            .json(&json!({"name": "test", "orgId": org}))
+            .send()
+            .await
+            .expect("POST /api-keys")
+            .json()
+            .await
+            .expect("key JSON");
+        let id = v["id"].as_str().expect("key id").to_string();
+        self.wait_for_edge(|c| c.api_keys.contains_key(&id)).await;
+        (id, v["apiKey"].as_str().expect("apiKey").to_string())
+    }
+
+    pub async fn token(&self, api_key: &str, days: u32) -> String {
+        let resp = self
+            .http
+            .post(format!("{}/tokens", self.control))
+            .json(&json!({"apiKey": api_key, "days": days}))
+            .send()
+            .await
+            .expect("POST /tokens");
+        assert_eq!(resp.status(), 200);
+        let v: Value = resp.json().await.expect("token JSON");
+        v["accessToken"].as_str().expect("accessToken").to_string()
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
+        self.post_with(path, content_type, body, None).await
+    }
+
+    pub async fn post_with(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+        bearer: Option<&str>,
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.edge))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("edge request");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap_or_default();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value, headers)
+    }
+
+    /// Reads the raw topic until `expected` records arrived, then a little longer for extras.
+    pub async fn raw_records(&self, expected: usize) -> Vec<Record> {
+        self.broker
+            .read_committed(&self.raw_topic(), expected, Duration::from_secs(20))
+            .await
+    }
+}
+
+pub fn fixture(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

@@ -102,7 +102,10 @@ impl RawProducer {
             .filter_map(|r| r.err().map(|(e, _)| e))
             .collect();
         if let Some(first) = failures.first() {
-            self.replace_if_fatal(&producer);
+            if failures.iter().any(needs_new_producer) || producer.client().fatal_error().is_some()
+            {
+                self.replace(&producer);
+            }
             return Err(ProduceError::NotAcknowledged {
                 failed: failures.len(),
                 total: events.len(),
@@ -113,14 +116,10 @@ impl RawProducer {
         Ok(())
     }
 
-    fn replace_if_fatal(&self, failed: &Arc<FutureProducer>) {
-        let Some((code, reason)) = failed.client().fatal_error() else {
-            return;
-        };
+    fn replace(&self, failed: &Arc<FutureProducer>) {
         tracing::warn!(
-            ?code,
-            reason,
-            "raw producer hit a fatal error; replacing it"
+            fatal = ?failed.client().fatal_error(),
+            "raw producer lost its idempotence state; replacing it"
         );
         match Self::create(&self.kafka, self.timeout_ms) {
             Ok(fresh) => {
@@ -146,4 +145,20 @@ impl RawProducer {
         .await
         .unwrap_or(false)
     }
+}
+
+/// Errors after which an idempotent producer cannot go on: after a broker outage librdkafka
+/// tries to bump its epoch, and brokers without that support (tansu) fence it for good.
+fn needs_new_producer(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::ProducerFenced
+                | C::InvalidProducerEpoch
+                | C::UnknownProducerId
+                | C::OutOfOrderSequenceNumber
+                | C::Fatal
+        )
+    )
 }

@@ -1,0 +1,236 @@
+//! The management API and the catalog: the edge, a separate runtime, follows the catalog
+//! topic, so a new stream works within a second and a deleted one stops, without a restart.
+
+use std::time::{Duration, Instant};
+
+use cdp_e2e::{Pipeline, ADMIN};
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn streams_lifecycle_reaches_the_edge_within_a_second() {
+    let p = Pipeline::start().await;
+    let resp = p
+        .http
+        .post(format!("{}/streams", p.control))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "web", "orgId": "acme", "payloadType": "xml", "rateLimit": 50,
+                      "datasetId": "ds1", "schemaRef": {"id": "https://ns.adobe.com/acme/schemas/web"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let created: Value = resp.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["payloadType"], "xml");
+    assert_eq!(created["sandbox"], "prod");
+    assert_eq!(created["authenticationRequired"], false);
+
+    let url = format!("{}/stream/v0/data/{id}", p.edge);
+    let started = Instant::now();
+    loop {
+        let status = p
+            .http
+            .post(&url)
+            .header("content-type", "application/xml")
+            .body("<records><record><a>1</a></record></records>")
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 202 {
+            break;
+        }
+        assert_eq!(status, 404);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "edge did not pick up the stream within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let got: Value = p
+        .http
+        .get(format!("{}/streams/{id}", p.control))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got, created);
+    let list: Value = p
+        .http
+        .get(format!("{}/streams", p.control))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["streams"].as_array().unwrap().len(), 1);
+
+    let status = p
+        .http
+        .delete(format!("{}/streams/{id}", p.control))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 204);
+    let started = Instant::now();
+    loop {
+        let status = p
+            .http
+            .post(&url)
+            .header("content-type", "application/xml")
+            .body("<records><record><a>1</a></record></records>")
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 404 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "edge still serves a deleted stream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = p
+        .http
+        .get(format!("{}/streams/{id}", p.control))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn management_api_is_authenticated_and_validates() {
+    let p = Pipeline::start().await;
+    let url = format!("{}/streams", p.control);
+    assert_eq!(p.http.get(&url).send().await.unwrap().status(), 401);
+    assert_eq!(
+        p.http
+            .get(&url)
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    let bad = p
+        .http
+        .post(&url)
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "x", "orgId": "acme", "payloadType": "csv"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+    let body: Value = bad.json().await.unwrap();
+    assert!(
+        body["detail"].as_str().unwrap().contains("payloadType"),
+        "{body}"
+    );
+    let empty = p
+        .http
+        .post(&url)
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "", "orgId": "acme"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(empty.status(), 400);
+}
+
+#[tokio::test]
+async fn catalog_survives_a_restart_of_the_edge() {
+    let p = Pipeline::start().await;
+    let stream = p
+        .create_stream(json!({"name": "web", "orgId": "acme"}))
+        .await;
+    let id = stream["id"].as_str().unwrap();
+    // A fresh edge runtime rebuilds its view from the topic before serving.
+    let edge2 = cdp::start(
+        &p.config,
+        cdp::Stages {
+            edge: true,
+            control: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(edge2.catalog.read().streams.contains_key(id));
+    let url = format!("http://{}/stream/v0/data/{id}", edge2.edge_addr.unwrap());
+    let status = p
+        .http
+        .post(url)
+        .header("content-type", "application/json")
+        .body("{\"a\":1}")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 202);
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let p = Pipeline::start().await;
+    let stream = p
+        .create_stream(json!({"name": "web", "orgId": "acme"}))
+        .await;
+    let ingest = format!("/stream/v0/data/{}", stream["id"].as_str().unwrap());
+    assert_eq!(
+        p.post(&ingest, "application/json", "{\"a\":1}").await.0,
+        202
+    );
+    assert_eq!(p.post(&ingest, "application/json", "[1]").await.0, 400);
+    assert_eq!(
+        p.http
+            .get(format!("{}/healthz", p.edge))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        p.http
+            .get(format!("{}/readyz", p.edge))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let metrics = p
+        .http
+        .get(format!("{}/metrics", p.edge))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        r#"cdp_edge_requests_total{route="/stream/v0/data/{stream_id}",status="202"}"#,
+        r#"cdp_edge_requests_total{route="/stream/v0/data/{stream_id}",status="400"}"#,
+        r#"cdp_edge_messages_total{outcome="accepted"}"#,
+        "cdp_edge_produce_latency_seconds_bucket",
+        "cdp_edge_received_bytes_total",
+    ] {
+        assert!(
+            metrics.contains(needle),
+            "metrics lack {needle}:\n{metrics}"
+        );
+    }
+}

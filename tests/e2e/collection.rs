@@ -1,0 +1,263 @@
+//! Seed 002: the collection endpoints, their 207 shapes, and exactly the accepted messages on
+//! the raw topic with their headers.
+
+use cdp_e2e::{fixture, Pipeline};
+use serde_json::{json, Value};
+
+/// The seed's requests use `{ORG_ID}` literally; a stream of that org lets them be sent verbatim.
+const SEED_ORG: &str = "{ORG_ID}";
+
+#[tokio::test]
+async fn seed_002_two_valid_messages() {
+    let p = Pipeline::start().await;
+    let stream = p
+        .create_stream(json!({"name": "web", "orgId": SEED_ORG}))
+        .await;
+    let id = stream["id"].as_str().unwrap();
+    let body = fixture("seed002_batch_two_valid.json");
+    let request: Value = serde_json::from_str(&body).unwrap();
+
+    let (status, resp, _) = p
+        .post(&format!("/collection/batch/{id}"), "application/json", body)
+        .await;
+
+    assert_eq!(status, 207, "{resp}");
+    assert_eq!(resp["inletId"], id);
+    let batch_id = resp["batchId"].as_str().unwrap();
+    assert_eq!(batch_id.split(':').count(), 3, "batchId shape: {batch_id}");
+    assert!(resp["receivedTimeMs"].as_i64().unwrap() > 1_500_000_000_000);
+    let responses = resp["responses"].as_array().unwrap();
+    assert_eq!(responses.len(), 2);
+    for (i, r) in responses.iter().enumerate() {
+        assert_eq!(r, &json!({"xactionId": format!("{batch_id}:{i}")}));
+    }
+
+    let records = p.raw_records(2).await;
+    assert_eq!(records.len(), 2, "exactly the accepted messages");
+    let mut by_xaction: Vec<_> = records
+        .iter()
+        .map(|r| (r.header("cdp-xaction-id").unwrap().to_string(), r))
+        .collect();
+    by_xaction.sort_by(|a, b| a.0.cmp(&b.0));
+    for (i, (xaction, record)) in by_xaction.iter().enumerate() {
+        assert_eq!(xaction, &format!("{batch_id}:{i}"));
+        assert_eq!(record.header("cdp-stream-id"), Some(id));
+        assert_eq!(record.header("cdp-org-id"), Some(SEED_ORG));
+        assert_eq!(record.header("cdp-sandbox"), Some("prod"));
+        assert_eq!(record.header("cdp-batch-id"), Some(batch_id));
+        assert_eq!(record.header("content-type"), Some("application/json"));
+        assert_eq!(record.header("cdp-source"), Some("collection"));
+        assert_eq!(
+            record
+                .header("cdp-received-ms")
+                .unwrap()
+                .parse::<i64>()
+                .unwrap(),
+            resp["receivedTimeMs"].as_i64().unwrap()
+        );
+        assert_eq!(record.json(), request["messages"][i], "the message as sent");
+    }
+}
+
+#[tokio::test]
+async fn seed_002_mixed_valid_and_invalid() {
+    let p = Pipeline::start().await;
+    let stream = p
+        .create_stream(json!({"name": "web", "orgId": SEED_ORG}))
+        .await;
+    let id = stream["id"].as_str().unwrap();
+    let body = fixture("seed002_batch_mixed.json");
+
+    let (status, resp, _) = p
+        .post(&format!("/collection/batch/{id}"), "application/json", body)
+        .await;
+
+    assert_eq!(status, 207, "{resp}");
+    let batch_id = resp["batchId"].as_str().unwrap();
+    let prefix = format!("inletId: [{id}] imsOrgId: [{SEED_ORG}] ");
+    let expected = json!([
+        {"xactionId": format!("{batch_id}:0")},
+        {"statusCode": 400, "message": format!("{prefix}Message has unknown xdm format")},
+        {"statusCode": 400, "message": format!("{prefix}Message has an absent or wrong ims org in the header")},
+        {"xactionId": format!("{batch_id}:3")},
+        {"statusCode": 400, "message": format!("{prefix}Message has unknown xdm format")},
+    ]);
+    assert_eq!(resp["responses"], expected);
+
+    let records = p.raw_records(2).await;
+    let mut xactions: Vec<_> = records
+        .iter()
+        .map(|r| r.header("cdp-xaction-id").unwrap().to_string())
+        .collect();
+    xactions.sort();
+    assert_eq!(
+        xactions,
+        vec![format!("{batch_id}:0"), format!("{batch_id}:3")]
+    );
+}
+
+fn xdm_message(org: Option<&str>, ecid: &str) -> Value {
+    let mut header = json!({"schemaRef": {"id": "https://ns.adobe.com/acme/schemas/web", "contentType": "application/vnd.adobe.xed-full+json;version=1"}});
+    if let Some(o) = org {
+        header["imsOrgId"] = json!(o);
+    }
+    json!({"header": header, "body": {
+        "xdmMeta": {"schemaRef": {"id": "https://ns.adobe.com/acme/schemas/web"}},
+        "xdmEntity": {"_id": "e-1", "timestamp": "2026-11-26T10:00:00Z",
+                      "identityMap": {"ECID": [{"id": ecid, "primary": true}]}}
+    }})
+}
+
+#[tokio::test]
+async fn single_message_fills_in_org_and_keys_by_primary_identity() {
+    let p = Pipeline::start().await;
+    let stream = p
+        .create_stream(json!({"name": "web", "orgId": "ACME@AdobeOrg", "sandbox": "dev"}))
+        .await;
+    let id = stream["id"].as_str().unwrap();
+
+    let (status, resp, _) = p
+        .post(
+            &format!("/collection/{id}"),
+            "application/json",
+            xdm_message(None, "ecid-42").to_string(),
+        )
+        .await;
+
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(resp["inletId"], id);
+    let xaction = resp["xactionId"].as_str().unwrap();
+    assert!(resp["receivedTimeMs"].is_i64());
+    let records = p.raw_records(1).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].key.as_deref(), Some("ECID:ecid-42"));
+    assert_eq!(records[0].header("cdp-xaction-id"), Some(xaction));
+    assert_eq!(records[0].header("cdp-sandbox"), Some("dev"));
+    assert_eq!(records[0].json()["header"]["imsOrgId"], "ACME@AdobeOrg");
+
+    // A refused single message is a 400 with the same wording as in a batch.
+    let (status, resp, _) = p
+        .post(
+            &format!("/collection/{id}"),
+            "application/json",
+            xdm_message(Some("EVIL@AdobeOrg"), "x").to_string(),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        resp["detail"]
+            .as_str()
+            .unwrap()
+            .ends_with("Message has an absent or wrong ims org in the header"),
+        "{resp}"
+    );
+}
+
+#[tokio::test]
+async fn one_profile_shares_a_partition() {
+    let p = Pipeline::start().await;
+    let stream = p
+        .create_stream(json!({"name": "web", "orgId": "ACME@AdobeOrg"}))
+        .await;
+    let id = stream["id"].as_str().unwrap();
+    let messages: Vec<Value> = (0..30)
+        .map(|i| xdm_message(None, &format!("ecid-{}", i % 3)))
+        .collect();
+    let (status, _, _) = p
+        .post(
+            &format!("/collection/batch/{id}"),
+            "application/json",
+            json!({"messages": messages}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 207);
+    let records = p.raw_records(30).await;
+    assert_eq!(records.len(), 30);
+    for ecid in ["ECID:ecid-0", "ECID:ecid-1", "ECID:ecid-2"] {
+        let partitions: std::collections::BTreeSet<i32> = records
+            .iter()
+            .filter(|r| r.key.as_deref() == Some(ecid))
+            .map(|r| r.partition)
+            .collect();
+        assert_eq!(partitions.len(), 1, "{ecid} spread over {partitions:?}");
+    }
+}
+
+#[tokio::test]
+async fn malformed_json_oversized_and_unknown_stream() {
+    let p = Pipeline::start().await;
+    let stream = p
+        .create_stream(json!({"name": "web", "orgId": "ACME@AdobeOrg"}))
+        .await;
+    let id = stream["id"].as_str().unwrap();
+    let path = format!("/collection/batch/{id}");
+
+    let (status, resp, _) = p
+        .post(
+            &path,
+            "application/json",
+            "{\"messages\": [\n{\"header\": }]}",
+        )
+        .await;
+    assert_eq!(status, 400);
+    let detail = resp["detail"].as_str().unwrap();
+    assert!(detail.contains("line 2 column"), "says where: {detail}");
+
+    let (status, _, _) = p
+        .post(&path, "application/json", "{\"messages\": {}}")
+        .await;
+    assert_eq!(status, 400);
+
+    // Just over 1 MB of otherwise valid JSON.
+    let big = json!({"messages": [xdm_message(None, &"x".repeat(1_000_001))]}).to_string();
+    let (status, resp, _) = p.post(&path, "application/json", big).await;
+    assert_eq!(status, 413, "{resp}");
+
+    let (status, _, _) = p
+        .post("/collection/batch/nope", "application/json", "{}")
+        .await;
+    assert_eq!(status, 404);
+
+    assert!(
+        p.raw_records(0).await.is_empty(),
+        "nothing written for refused requests"
+    );
+}
+
+#[tokio::test]
+async fn a_100_mb_streamed_body_is_refused_without_being_buffered() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let p = Pipeline::start().await;
+    let stream = p
+        .create_stream(json!({"name": "web", "orgId": "ACME@AdobeOrg"}))
+        .await;
+    let id = stream["id"].as_str().unwrap();
+    let produced = Arc::new(AtomicUsize::new(0));
+    let counter = produced.clone();
+    const CHUNK: usize = 64 * 1024;
+    const TOTAL: usize = 100 * 1024 * 1024;
+    // Chunked transfer (no Content-Length): the limit must hold while the body streams in.
+    let body = futures::stream::iter((0..TOTAL / CHUNK).map(move |_| {
+        counter.fetch_add(CHUNK, Ordering::Relaxed);
+        Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; CHUNK]))
+    }));
+    let result = p
+        .http
+        .post(format!("{}/collection/batch/{id}", p.edge))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await;
+    // The server may close the connection while the client is still sending; either way it
+    // must not have consumed the body.
+    if let Ok(resp) = result {
+        assert_eq!(resp.status(), 413);
+    }
+    let sent = produced.load(Ordering::Relaxed);
+    assert!(
+        sent < 32 * 1024 * 1024,
+        "client pushed {sent} bytes before the refusal"
+    );
+}

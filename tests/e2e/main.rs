@@ -1,0 +1,7 @@
+//! End-to-end tests against a real broker (one tansu per test) and real HTTP.
+
+mod auth;
+mod catalog;
+mod collection;
+mod outage;
+mod stream;
