@@ -30,8 +30,10 @@ impl Pipeline {
     pub async fn start_with(adjust: impl FnOnce(&mut CdpConfig)) -> Self {
         cdp_contract::telemetry::init();
         let broker = Broker::start();
-        let mut config = CdpConfig::default();
-        config.kafka = broker.kafka();
+        let mut config = CdpConfig {
+            kafka: broker.kafka(),
+            ..CdpConfig::default()
+        };
         config.edge.listen = "127.0.0.1:0".into();
         config.edge.raw_partitions = 3;
         config.control.listen = "127.0.0.1:0".into();
