@@ -11,7 +11,6 @@ use cdp_contract::{KafkaSettings, RawHeaders};
 use futures::future::join_all;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::util::Timeout;
 
 /// One message ready for the raw topic.
 pub struct RawEvent {
@@ -73,45 +72,53 @@ impl RawProducer {
     pub async fn send_all(&self, events: &[RawEvent]) -> Result<(), ProduceError> {
         let producer = self.producer();
         let started = Instant::now();
-        let timeout = Timeout::After(Duration::from_millis(u64::from(self.timeout_ms)));
-        let sends = events.iter().map(|e| {
+        // Enqueue everything in request order first (per-partition order is what the
+        // idempotent producer preserves), then wait for the acknowledgements together.
+        let mut pending = Vec::with_capacity(events.len());
+        let mut failures: Vec<KafkaError> = Vec::new();
+        for e in events {
             let record = FutureRecord::to(&self.topic)
                 .key(e.key.as_bytes())
                 .payload(e.value.as_ref())
                 .headers(e.headers.to_kafka());
-            producer.send(record, timeout)
-        });
-        // join_all polls the futures in order on its first poll, so records are enqueued in
-        // request order; librdkafka's own message timeout bounds each wait, and this outer
-        // bound covers a queue that never drains.
-        let outer = Duration::from_millis(u64::from(self.timeout_ms) + 1_000);
-        let results = match tokio::time::timeout(outer, join_all(sends)).await {
-            Ok(results) => results,
-            Err(_) => {
-                return Err(ProduceError::NotAcknowledged {
-                    failed: events.len(),
-                    total: events.len(),
-                    timeout_ms: self.timeout_ms,
-                    first: "timed out".into(),
-                })
+            match producer.send_result(record) {
+                Ok(delivery) => pending.push(delivery),
+                // The local queue is full: the broker is not keeping up. Refuse the request
+                // rather than wait; the client retries after Retry-After.
+                Err((error, _)) => {
+                    failures.push(error);
+                    break;
+                }
             }
+        }
+        let outer = Duration::from_millis(u64::from(self.timeout_ms) + 1_000);
+        let total = events.len();
+        let not_acknowledged = |failed: usize, first: String| ProduceError::NotAcknowledged {
+            failed,
+            total,
+            timeout_ms: self.timeout_ms,
+            first,
         };
+        // librdkafka's message timeout bounds each acknowledgement; the outer bound covers a
+        // queue that never drains.
+        let results = tokio::time::timeout(outer, join_all(pending))
+            .await
+            .map_err(|_| not_acknowledged(total, "timed out".into()))?;
         crate::metrics::produce_latency(started.elapsed());
-        let failures: Vec<KafkaError> = results
-            .into_iter()
-            .filter_map(|r| r.err().map(|(e, _)| e))
-            .collect();
+        let mut acknowledged = 0;
+        for r in results {
+            match r {
+                Ok(Ok(_)) => acknowledged += 1,
+                Ok(Err((error, _))) => failures.push(error),
+                Err(_canceled) => failures.push(KafkaError::Canceled),
+            }
+        }
         if let Some(first) = failures.first() {
             if failures.iter().any(needs_new_producer) || producer.client().fatal_error().is_some()
             {
                 self.replace(&producer);
             }
-            return Err(ProduceError::NotAcknowledged {
-                failed: failures.len(),
-                total: events.len(),
-                timeout_ms: self.timeout_ms,
-                first: first.to_string(),
-            });
+            return Err(not_acknowledged(total - acknowledged, first.to_string()));
         }
         Ok(())
     }

@@ -136,6 +136,13 @@ pub async fn run(config: Option<PathBuf>, args: EdgeBenchArgs) -> anyhow::Result
         "cdp bench edge: {} messages/round of ~{} B, batches of {}, {} connections, {} rounds, {} partitions, broker {}",
         args.messages, args.message_bytes, args.batch, args.concurrency, args.rounds, args.partitions, config.kafka.bootstrap_servers
     );
+    // Warm-up, not counted: connections, metadata, partition leaders, allocator.
+    let warm = EdgeBenchArgs {
+        messages: (args.messages / 4).max(args.batch) / args.batch * args.batch,
+        ..args.clone()
+    };
+    raw_round(&producer, &raw_topic, &encoded, warm.messages).await?;
+    edge_round(&http, &url, &bodies, &warm).await?;
     let mut raw_rates = Vec::new();
     let mut edge_rates = Vec::new();
     let mut latencies = Vec::new();

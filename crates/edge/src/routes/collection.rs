@@ -10,8 +10,9 @@ use bytes::Bytes;
 use cdp_contract::envelope::Source;
 use cdp_contract::RawHeaders;
 use cdp_control::Stream;
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::error::Category;
+use serde_json::value::RawValue;
 
 use super::{admit, is_json, json_error, media_type, now_ms, TokenRefusal};
 use crate::body::read_limited;
@@ -53,7 +54,7 @@ async fn receive(
     id: &str,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(Stream, Value, i64), EdgeError> {
+) -> Result<(Stream, Bytes, i64), EdgeError> {
     let received_ms = now_ms();
     let stream = admit(state, id, headers, TokenRefusal::Forbidden)?;
     if let Some(media) = media_type(headers) {
@@ -65,21 +66,33 @@ async fn receive(
     }
     let bytes = read_limited(headers, body, state.inner.settings.collection_max_bytes).await?;
     crate::metrics::bytes_received(bytes.len());
-    let value: Value =
-        serde_json::from_slice(&bytes).map_err(|e| EdgeError::BadRequest(json_error(&e)))?;
-    Ok((stream, value, received_ms))
+    Ok((stream, bytes, received_ms))
+}
+
+/// The batch envelope; messages stay unparsed JSON text until each is checked.
+#[derive(Deserialize)]
+struct BatchRequest<'a> {
+    #[serde(borrow)]
+    messages: Vec<&'a RawValue>,
+}
+
+fn parse_error(e: serde_json::Error, expected: &str) -> EdgeError {
+    match e.classify() {
+        Category::Data => EdgeError::BadRequest(format!("expected {expected}: {e}")),
+        _ => EdgeError::BadRequest(json_error(&e)),
+    }
 }
 
 fn raw_event(
-    accepted: &AcceptedMessage,
+    accepted: &AcceptedMessage<'_>,
     stream: &Stream,
     batch_id: &str,
     xaction: String,
     received_ms: i64,
 ) -> RawEvent {
     RawEvent {
-        key: partition_key(accepted.entity(), &xaction),
-        value: Bytes::from(serde_json::to_vec(&accepted.message).unwrap_or_default()),
+        key: partition_key(Some(accepted.entity), &xaction),
+        value: accepted.payload.clone(),
         headers: RawHeaders {
             stream_id: stream.id.clone(),
             org_id: stream.org_id.clone(),
@@ -99,8 +112,10 @@ pub async fn single(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, EdgeError> {
-    let (stream, message, received_ms) = receive(&state, &id, &headers, body).await?;
-    let accepted = match check(message, &stream) {
+    let (stream, bytes, received_ms) = receive(&state, &id, &headers, body).await?;
+    let message: &RawValue =
+        serde_json::from_slice(&bytes).map_err(|e| parse_error(e, "one XDM message"))?;
+    let accepted = match check(&bytes, message, &stream) {
         Ok(a) => a,
         Err(rejection) => {
             crate::metrics::messages(0, 1);
@@ -130,25 +145,17 @@ pub async fn batch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, EdgeError> {
-    let (stream, request, received_ms) = receive(&state, &id, &headers, body).await?;
-    let Value::Object(mut request) = request else {
-        return Err(EdgeError::BadRequest(
-            "expected a JSON object {\"messages\": [...]}".into(),
-        ));
-    };
-    let Some(Value::Array(messages)) = request.remove("messages") else {
-        return Err(EdgeError::BadRequest(
-            "expected a \"messages\" array in the request body".into(),
-        ));
-    };
-    if messages.is_empty() {
+    let (stream, bytes, received_ms) = receive(&state, &id, &headers, body).await?;
+    let request: BatchRequest<'_> = serde_json::from_slice(&bytes)
+        .map_err(|e| parse_error(e, "a JSON object {\"messages\": [...]}"))?;
+    if request.messages.is_empty() {
         return Err(EdgeError::BadRequest("\"messages\" is empty".into()));
     }
     let batch_id = state.inner.ids.batch_id(received_ms);
-    let mut responses = Vec::with_capacity(messages.len());
-    let mut events = Vec::with_capacity(messages.len());
-    for (index, message) in messages.into_iter().enumerate() {
-        match check(message, &stream) {
+    let mut responses = Vec::with_capacity(request.messages.len());
+    let mut events = Vec::with_capacity(request.messages.len());
+    for (index, message) in request.messages.iter().enumerate() {
+        match check(&bytes, message, &stream) {
             Ok(accepted) => {
                 let xaction = xaction_id(&batch_id, index);
                 events.push(raw_event(

@@ -41,16 +41,16 @@ pub async fn ingest(
     check_media_type(&stream, media_type(&headers))?;
     let bytes = read_limited(&headers, body, state.inner.settings.stream_max_bytes).await?;
     crate::metrics::bytes_received(bytes.len());
-    let (records, content_type) = match stream.payload_type {
-        PayloadType::Json => (vec![(json_record(&bytes)?, bytes)], "application/json"),
+    let (records, content_type): (Vec<Bytes>, _) = match stream.payload_type {
+        PayloadType::Json => {
+            json_record(&bytes)?;
+            (vec![bytes], "application/json")
+        }
         PayloadType::Xml => {
             let records = crate::xml::records(&bytes)
                 .map_err(|e| EdgeError::BadRequest(e.to_string()))?
-                .into_iter()
-                .map(|v| {
-                    let encoded = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
-                    (v, encoded)
-                })
+                .iter()
+                .map(|v| Bytes::from(serde_json::to_vec(v).unwrap_or_default()))
                 .collect();
             (records, "application/xml")
         }
@@ -59,10 +59,10 @@ pub async fn ingest(
     let events: Vec<RawEvent> = records
         .into_iter()
         .enumerate()
-        .map(|(index, (value, encoded))| {
+        .map(|(index, encoded)| {
             let xaction = xaction_id(&batch_id, index);
             RawEvent {
-                key: partition_key(Some(&value), &xaction),
+                key: partition_key(std::str::from_utf8(&encoded).ok(), &xaction),
                 value: encoded,
                 headers: RawHeaders {
                     stream_id: stream.id.clone(),
@@ -113,7 +113,7 @@ fn check_media_type(stream: &Stream, media: Option<String>) -> Result<(), EdgeEr
 }
 
 /// Exactly one JSON object: arrays and NDJSON are refused, as the streaming-ingest API does.
-fn json_record(bytes: &[u8]) -> Result<Value, EdgeError> {
+fn json_record(bytes: &[u8]) -> Result<(), EdgeError> {
     let mut values = serde_json::Deserializer::from_slice(bytes).into_iter::<Value>();
     let first = match values.next() {
         None => {
@@ -137,7 +137,7 @@ fn json_record(bytes: &[u8]) -> Result<Value, EdgeError> {
         ));
     }
     match first {
-        Value::Object(_) => Ok(first),
+        Value::Object(_) => Ok(()),
         Value::Array(_) => Err(EdgeError::BadRequest(
             "expected one JSON object, got an array: send one object per request".into(),
         )),

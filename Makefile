@@ -1,0 +1,30 @@
+# The two commands that matter: `make run` and `make test`. See README.md.
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: run test lint bench bench-edge broker-install build
+
+build:
+	$(CARGO) build -p cdp
+
+## Start a development broker (unless CDP_KAFKA__BOOTSTRAP_SERVERS is set) and every stage, with a demo stream.
+run:
+	scripts/run.sh
+
+## Every test of the workspace, against a real broker the tests start themselves.
+test: broker-install
+	$(CARGO) test --workspace --no-fail-fast
+
+## Formatting and lints, as CI checks them.
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## Benchmarks; results go in docs/BENCHMARKS.md.
+bench: bench-edge
+
+bench-edge:
+	scripts/bench.sh edge
+
+broker-install:
+	scripts/tansu.sh install
