@@ -13,6 +13,16 @@ pub const CONTENT_TYPE: &str = "content-type";
 /// `collection` (an XDM `{header, body}` message) or `stream` (a plain record).
 pub const SOURCE: &str = "cdp-source";
 
+// Added by validation on events.valid and events.error (besides the raw headers above).
+/// The dataset the event belongs to.
+pub const DATASET_ID: &str = "cdp-dataset-id";
+/// The XDM schema id (`https://ns.adobe.com/{tenant}/schemas/{id}`) it was validated against.
+pub const SCHEMA_ID: &str = "cdp-schema-id";
+/// The XDM schema version it was validated against.
+pub const SCHEMA_VERSION: &str = "cdp-schema-version";
+/// `json` (the value is the XDM entity as JSON) or `avro` (Confluent wire format).
+pub const VALUE_FORMAT: &str = "cdp-value-format";
+
 /// Which endpoint a raw message came through; it decides how the value is shaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {

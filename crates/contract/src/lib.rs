@@ -9,6 +9,7 @@ pub mod admin;
 pub mod config;
 pub mod envelope;
 pub mod kafka;
+pub mod quarantine;
 pub mod telemetry;
 pub mod topics;
 

@@ -47,6 +47,17 @@ impl Topics {
     pub fn events_error(&self) -> String {
         self.name("events.error")
     }
+
+    /// Compacted: the Confluent-compatible schema registry's subjects and schemas.
+    pub fn schemas(&self) -> String {
+        self.name("schemas")
+    }
+
+    /// Compacted, keyed by batch id: batch status, counts and files, written by the lake.
+    /// Kept apart from the catalog because it grows with traffic, not with configuration.
+    pub fn batches(&self) -> String {
+        self.name("batches")
+    }
 }
 
 #[cfg(test)]

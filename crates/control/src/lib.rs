@@ -13,5 +13,5 @@ pub mod settings;
 pub mod tokens;
 
 pub use catalog::{CatalogView, CatalogWriter};
-pub use model::{ApiKey, PayloadType, Stream};
+pub use model::{ApiKey, Dataset, PayloadType, Stream, ValueFormat, XdmSchema};
 pub use settings::{AuthSettings, ControlSettings};

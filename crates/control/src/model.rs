@@ -85,12 +85,61 @@ impl From<&ApiKey> for ApiKeyView {
     }
 }
 
+/// How a dataset's valid events are encoded on `events.valid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ValueFormat {
+    /// The XDM entity as JSON (the default: readable with any tool).
+    #[default]
+    Json,
+    /// Avro in the Confluent wire format (magic byte + schema id), schema in the registry.
+    Avro,
+}
+
+/// One version of an XDM schema: a class, field groups and tenant fields, resolved into one
+/// JSON Schema (draft 2020-12). A version is immutable once a dataset uses it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct XdmSchema {
+    /// `https://ns.adobe.com/{tenant}/schemas/{name}`, the `schemaRef.id` of messages.
+    pub id: String,
+    /// 1, 2, … (`application/vnd.adobe.xed-full+json;version=N`).
+    pub version: u32,
+    pub title: String,
+    pub tenant: String,
+    /// `_xdm.context.experienceevent` or `_xdm.context.profile`.
+    pub class: String,
+    pub field_groups: Vec<String>,
+    /// The "union" tag: events of this schema may hydrate profiles.
+    pub profile_enabled: bool,
+    /// The resolved JSON Schema every event body (`xdmEntity`) is validated against.
+    pub definition: serde_json::Value,
+    pub created_at: i64,
+}
+
+/// A dataset: where events of one schema land (Parquet) and whether they feed profiles.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Dataset {
+    pub id: String,
+    pub name: String,
+    pub org_id: String,
+    pub schema_id: String,
+    pub schema_version: u32,
+    pub profile_enabled: bool,
+    #[serde(default)]
+    pub format: ValueFormat,
+    pub created_at: i64,
+}
+
 /// One value in the catalog topic. The key is `<kind>/<id>`; a tombstone (null value) deletes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum CatalogRecord {
     Stream(Stream),
     ApiKey(ApiKey),
+    Schema(XdmSchema),
+    Dataset(Dataset),
 }
 
 impl CatalogRecord {
@@ -98,8 +147,18 @@ impl CatalogRecord {
         match self {
             CatalogRecord::Stream(s) => stream_key(&s.id),
             CatalogRecord::ApiKey(k) => api_key_key(&k.id),
+            CatalogRecord::Schema(s) => schema_key(&s.id, s.version),
+            CatalogRecord::Dataset(d) => dataset_key(&d.id),
         }
     }
+}
+
+pub fn schema_key(id: &str, version: u32) -> String {
+    format!("schema/{id}@{version}")
+}
+
+pub fn dataset_key(id: &str) -> String {
+    format!("dataset/{id}")
 }
 
 pub fn stream_key(id: &str) -> String {

@@ -1,7 +1,7 @@
 //! Follows the catalog topic from its beginning and keeps the latest value of every key in
 //! memory. Nothing here is authoritative: a restart rebuilds it from the topic.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-use crate::model::{ApiKey, CatalogRecord, Stream};
+use crate::model::{ApiKey, CatalogRecord, Dataset, Stream, XdmSchema};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -28,9 +28,20 @@ pub enum CatalogError {
 pub struct CatalogState {
     pub streams: HashMap<String, Stream>,
     pub api_keys: HashMap<String, ApiKey>,
+    /// Schema id → version → schema.
+    pub schemas: HashMap<String, BTreeMap<u32, XdmSchema>>,
+    pub datasets: HashMap<String, Dataset>,
 }
 
 impl CatalogState {
+    pub fn schema(&self, id: &str, version: u32) -> Option<&XdmSchema> {
+        self.schemas.get(id).and_then(|v| v.get(&version))
+    }
+
+    pub fn latest_schema(&self, id: &str) -> Option<&XdmSchema> {
+        self.schemas.get(id).and_then(|v| v.values().next_back())
+    }
+
     fn apply(&mut self, key: &str, value: Option<&[u8]>) {
         let Some(value) = value else {
             // Tombstone: the key says what to forget.
@@ -40,6 +51,17 @@ impl CatalogState {
                 }
                 Some(("apiKey", id)) => {
                     self.api_keys.remove(id);
+                }
+                Some(("dataset", id)) => {
+                    self.datasets.remove(id);
+                }
+                Some(("schema", rest)) => {
+                    if let Some((id, version)) = rest.rsplit_once('@') {
+                        if let (Some(versions), Ok(v)) = (self.schemas.get_mut(id), version.parse())
+                        {
+                            versions.remove(&v);
+                        }
+                    }
                 }
                 _ => tracing::warn!(key, "catalog tombstone with an unknown key"),
             }
@@ -51,6 +73,15 @@ impl CatalogState {
             }
             Ok(CatalogRecord::ApiKey(k)) => {
                 self.api_keys.insert(k.id.clone(), k);
+            }
+            Ok(CatalogRecord::Schema(s)) => {
+                self.schemas
+                    .entry(s.id.clone())
+                    .or_default()
+                    .insert(s.version, s);
+            }
+            Ok(CatalogRecord::Dataset(d)) => {
+                self.datasets.insert(d.id.clone(), d);
             }
             // Records of kinds this version does not know (written by a newer control) are
             // skipped, not fatal, so stages can be upgraded one at a time.
