@@ -14,6 +14,7 @@ pub const SECRET: &str = "test-token-secret";
 pub struct Pipeline {
     // Field order is drop order: the stages stop before the broker does.
     pub edge_running: Running,
+    pub validate_running: Running,
     pub control_running: Running,
     pub broker: Broker,
     pub config: CdpConfig,
@@ -28,7 +29,7 @@ impl Pipeline {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut CdpConfig)) -> Self {
-        cdp_contract::telemetry::init();
+        cdp_contract::telemetry::init_for_tests();
         let broker = Broker::start();
         let mut config = CdpConfig {
             kafka: broker.kafka(),
@@ -36,28 +37,19 @@ impl Pipeline {
         };
         config.edge.listen = "127.0.0.1:0".into();
         config.edge.raw_partitions = 3;
+        config.validate.partitions = 3;
+        config.validate.instance_id = Some("e2e".into());
         config.control.listen = "127.0.0.1:0".into();
         config.control.admin_token = ADMIN.into();
         config.auth.token_secret = SECRET.into();
         adjust(&mut config);
-        let control_running = cdp::start(
-            &config,
-            Stages {
-                edge: false,
-                control: true,
-            },
-        )
-        .await
-        .expect("start control");
-        let edge_running = cdp::start(
-            &config,
-            Stages {
-                edge: true,
-                control: false,
-            },
-        )
-        .await
-        .expect("start edge");
+        let control_running = cdp::start(&config, Stages::CONTROL)
+            .await
+            .expect("start control");
+        let edge_running = cdp::start(&config, Stages::EDGE).await.expect("start edge");
+        let validate_running = cdp::start(&config, Stages::VALIDATE)
+            .await
+            .expect("start validate");
         let edge = format!("http://{}", edge_running.edge_addr.expect("edge address"));
         let control = format!(
             "http://{}",
@@ -65,6 +57,7 @@ impl Pipeline {
         );
         Pipeline {
             edge_running,
+            validate_running,
             control_running,
             broker,
             config,
@@ -78,8 +71,16 @@ impl Pipeline {
         self.config.topics.ingest_raw()
     }
 
-    /// Creates a stream through the management API and waits until the edge knows it.
-    pub async fn create_stream(&self, body: Value) -> Value {
+    /// Creates a stream through the management API and waits until the edge knows it. Without
+    /// a `datasetId` in `body`, a dataset of the test event schema is created for its org.
+    pub async fn create_stream(&self, mut body: Value) -> Value {
+        if body.get("datasetId").is_none() {
+            let org = body["orgId"].as_str().expect("orgId").to_string();
+            let dataset = self
+                .create_dataset_with(&org, WEB_SCHEMA, event_schema())
+                .await;
+            body["datasetId"] = dataset["id"].clone();
+        }
         let resp = self
             .http
             .post(format!("{}/streams", self.control))
@@ -99,6 +100,61 @@ impl Pipeline {
         self.wait_for_edge(|view| view.streams.contains_key(&id))
             .await;
         stream
+    }
+
+    /// Creates an XDM schema with `definition` and a dataset of it in `org`; returns the dataset.
+    pub async fn create_dataset(&self, org: &str, definition: Value) -> Value {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let schema_id = format!("https://ns.adobe.com/acme/schemas/test{n}");
+        self.create_dataset_with(org, &schema_id, definition).await
+    }
+
+    /// Like [`Self::create_dataset`], with a given schema id (version 1).
+    pub async fn create_dataset_with(
+        &self,
+        org: &str,
+        schema_id: &str,
+        definition: Value,
+    ) -> Value {
+        let writer = cdp_control::CatalogWriter::new(
+            &self.config.kafka,
+            &self.config.topics,
+            self.control_running.catalog.clone(),
+        )
+        .expect("catalog writer");
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let schema = cdp_control::XdmSchema {
+            id: schema_id.to_string(),
+            version: 1,
+            title: format!("test schema {n}"),
+            tenant: "acme".into(),
+            class: "_xdm.context.experienceevent".into(),
+            field_groups: vec![],
+            profile_enabled: true,
+            definition,
+            created_at: 0,
+        };
+        let dataset = cdp_control::Dataset {
+            id: format!("ds{n}-{}", std::process::id()),
+            name: format!("dataset {n}"),
+            org_id: org.to_string(),
+            schema_id: schema.id.clone(),
+            schema_version: 1,
+            profile_enabled: true,
+            format: cdp_control::ValueFormat::Json,
+            created_at: 0,
+        };
+        writer
+            .put(&cdp_control::model::CatalogRecord::Schema(schema))
+            .await
+            .expect("put schema");
+        writer
+            .put(&cdp_control::model::CatalogRecord::Dataset(dataset.clone()))
+            .await
+            .expect("put dataset");
+        let id = dataset.id.clone();
+        self.wait_for_edge(|c| c.datasets.contains_key(&id)).await;
+        serde_json::to_value(dataset).expect("dataset JSON")
     }
 
     /// Waits (up to 5 s) until the edge's own catalog view satisfies `ready`.
@@ -181,6 +237,36 @@ impl Pipeline {
             .read_committed(&self.raw_topic(), expected, Duration::from_secs(20))
             .await
     }
+}
+
+/// The schema of the datasets `create_stream` makes when not given one.
+pub const WEB_SCHEMA: &str = "https://ns.adobe.com/acme/schemas/web";
+
+static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
+/// An ExperienceEvent-like schema: `_id` and `timestamp` required, the rest open.
+pub fn event_schema() -> Value {
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "required": ["_id", "timestamp"],
+        "properties": {
+            "_id": {"type": "string"},
+            "timestamp": {"type": "string", "format": "date-time"},
+            "eventType": {"type": "string"},
+            "identityMap": {"type": "object"}
+        }
+    })
+}
+
+/// A seed request with its placeholders filled in for `dataset` (its id and schema).
+pub fn seed_request(name: &str, dataset: &Value) -> String {
+    fixture(name)
+        .replace(
+            "https://ns.adobe.com/{TENANT_ID}/schemas/{SCHEMA_ID}",
+            dataset["schemaId"].as_str().expect("schemaId"),
+        )
+        .replace("{DATASET_ID}", dataset["id"].as_str().expect("dataset id"))
 }
 
 pub fn fixture(name: &str) -> String {

@@ -3,18 +3,21 @@
 
 use std::time::{Duration, Instant};
 
-use cdp_e2e::{Pipeline, ADMIN};
+use cdp_e2e::{event_schema, Pipeline, ADMIN, WEB_SCHEMA};
 use serde_json::{json, Value};
 
 #[tokio::test]
 async fn streams_lifecycle_reaches_the_edge_within_a_second() {
     let p = Pipeline::start().await;
+    let dataset = p
+        .create_dataset_with("acme", WEB_SCHEMA, event_schema())
+        .await;
     let resp = p
         .http
         .post(format!("{}/streams", p.control))
         .bearer_auth(ADMIN)
         .json(&json!({"name": "web", "orgId": "acme", "payloadType": "xml", "rateLimit": 50,
-                      "datasetId": "ds1", "schemaRef": {"id": "https://ns.adobe.com/acme/schemas/web"}}))
+                      "datasetId": dataset["id"], "schemaRef": {"id": "https://ns.adobe.com/acme/schemas/web"}}))
         .send()
         .await
         .unwrap();
@@ -159,15 +162,7 @@ async fn catalog_survives_a_restart_of_the_edge() {
         .await;
     let id = stream["id"].as_str().unwrap();
     // A fresh edge runtime rebuilds its view from the topic before serving.
-    let edge2 = cdp::start(
-        &p.config,
-        cdp::Stages {
-            edge: true,
-            control: false,
-        },
-    )
-    .await
-    .unwrap();
+    let edge2 = cdp::start(&p.config, cdp::Stages::EDGE).await.unwrap();
     assert!(edge2.catalog.read().streams.contains_key(id));
     let url = format!("http://{}/stream/v0/data/{id}", edge2.edge_addr.unwrap());
     let status = p

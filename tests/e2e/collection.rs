@@ -1,7 +1,7 @@
 //! Seed 002: the collection endpoints, their 207 shapes, and exactly the accepted messages on
 //! the raw topic with their headers.
 
-use cdp_e2e::{fixture, Pipeline};
+use cdp_e2e::{event_schema, seed_request, Pipeline};
 use serde_json::{json, Value};
 
 /// The seed's requests use `{ORG_ID}` literally; a stream of that org lets them be sent verbatim.
@@ -10,11 +10,12 @@ const SEED_ORG: &str = "{ORG_ID}";
 #[tokio::test]
 async fn seed_002_two_valid_messages() {
     let p = Pipeline::start().await;
+    let dataset = p.create_dataset(SEED_ORG, event_schema()).await;
     let stream = p
-        .create_stream(json!({"name": "web", "orgId": SEED_ORG}))
+        .create_stream(json!({"name": "web", "orgId": SEED_ORG, "datasetId": dataset["id"]}))
         .await;
     let id = stream["id"].as_str().unwrap();
-    let body = fixture("seed002_batch_two_valid.json");
+    let body = seed_request("seed002_batch_two_valid.json", &dataset);
     let request: Value = serde_json::from_str(&body).unwrap();
 
     let (status, resp, _) = p
@@ -62,11 +63,12 @@ async fn seed_002_two_valid_messages() {
 #[tokio::test]
 async fn seed_002_mixed_valid_and_invalid() {
     let p = Pipeline::start().await;
+    let dataset = p.create_dataset(SEED_ORG, event_schema()).await;
     let stream = p
-        .create_stream(json!({"name": "web", "orgId": SEED_ORG}))
+        .create_stream(json!({"name": "web", "orgId": SEED_ORG, "datasetId": dataset["id"]}))
         .await;
     let id = stream["id"].as_str().unwrap();
-    let body = fixture("seed002_batch_mixed.json");
+    let body = seed_request("seed002_batch_mixed.json", &dataset);
 
     let (status, resp, _) = p
         .post(&format!("/collection/batch/{id}"), "application/json", body)

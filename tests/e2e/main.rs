@@ -5,3 +5,4 @@ mod catalog;
 mod collection;
 mod outage;
 mod stream;
+mod validate;

@@ -4,6 +4,7 @@
 use cdp_contract::{KafkaSettings, Topics};
 use cdp_control::{AuthSettings, ControlSettings};
 use cdp_edge::EdgeSettings;
+use cdp_validate::ValidateSettings;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -14,4 +15,5 @@ pub struct CdpConfig {
     pub edge: EdgeSettings,
     pub control: ControlSettings,
     pub auth: AuthSettings,
+    pub validate: ValidateSettings,
 }

@@ -30,6 +30,8 @@ enum Command {
     Edge,
     /// Run control: the management API (streams, API keys, tokens) over the catalog topic.
     Control,
+    /// Run validate: a consumer group on the raw topic writing events.valid / events.error.
+    Validate,
     /// Run every stage built so far in one process (development).
     Up {
         /// Create a demo stream and print curl lines to try.
@@ -58,28 +60,9 @@ async fn main() -> std::process::ExitCode {
         default.exists().then_some(default)
     });
     let result = match cli.command {
-        Command::Edge => {
-            commands::run::stage(
-                config_path,
-                cdp::Stages {
-                    edge: true,
-                    control: false,
-                },
-                false,
-            )
-            .await
-        }
-        Command::Control => {
-            commands::run::stage(
-                config_path,
-                cdp::Stages {
-                    edge: false,
-                    control: true,
-                },
-                false,
-            )
-            .await
-        }
+        Command::Edge => commands::run::stage(config_path, cdp::Stages::EDGE, false).await,
+        Command::Control => commands::run::stage(config_path, cdp::Stages::CONTROL, false).await,
+        Command::Validate => commands::run::stage(config_path, cdp::Stages::VALIDATE, false).await,
         Command::Up { demo } => commands::run::stage(config_path, cdp::Stages::ALL, demo).await,
         Command::Streams(c) => commands::manage::streams(config_path, c).await,
         Command::Keys(c) => commands::manage::keys(config_path, c).await,

@@ -38,16 +38,33 @@ pub enum StartError {
 }
 
 /// Which stages this process runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Stages {
     pub edge: bool,
     pub control: bool,
+    pub validate: bool,
 }
 
 impl Stages {
     pub const ALL: Stages = Stages {
         edge: true,
         control: true,
+        validate: true,
+    };
+    pub const EDGE: Stages = Stages {
+        edge: true,
+        control: false,
+        validate: false,
+    };
+    pub const CONTROL: Stages = Stages {
+        edge: false,
+        control: true,
+        validate: false,
+    };
+    pub const VALIDATE: Stages = Stages {
+        edge: false,
+        control: false,
+        validate: true,
     };
 }
 
@@ -94,12 +111,19 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
     }
     let topics = &config.topics;
     let mut specs = vec![catalog::topic_spec(topics)];
-    if stages.edge {
+    if stages.edge || stages.validate {
         specs.push(TopicSpec {
             name: topics.ingest_raw(),
             partitions: config.edge.raw_partitions,
             compacted: false,
         });
+        for name in [topics.events_valid(), topics.events_error()] {
+            specs.push(TopicSpec {
+                name,
+                partitions: config.validate.partitions,
+                compacted: false,
+            });
+        }
     }
     ensure_topics(&config.kafka, &specs).await?;
     let catalog = CatalogView::start(&config.kafka, topics)?;
@@ -148,6 +172,19 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         let (addr, task) = serve("edge", &config.edge.listen, router, shutdown_rx.clone()).await?;
         running.edge_addr = Some(addr);
         running.tasks.push(task);
+    }
+    if stages.validate {
+        let (kafka, topics, settings) = (
+            config.kafka.clone(),
+            config.topics.clone(),
+            config.validate.clone(),
+        );
+        let (view, stop) = (catalog.clone(), shutdown_rx.clone());
+        running.tasks.push(tokio::spawn(async move {
+            if let Err(e) = cdp_validate::stage::run(&kafka, &topics, &settings, view, stop).await {
+                tracing::error!(error = %e, "validate stage stopped");
+            }
+        }));
     }
     Ok(running)
 }

@@ -9,7 +9,6 @@
 mod auth;
 mod body;
 mod ids;
-mod keying;
 mod message;
 mod metrics;
 pub mod produce;

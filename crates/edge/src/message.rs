@@ -31,12 +31,16 @@ struct HeaderView<'a> {
     schema_ref: Option<&'a RawValue>,
     #[serde(borrow, default, rename = "imsOrgId")]
     ims_org_id: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "datasetId")]
+    dataset_id: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
 struct SchemaRefView<'a> {
     #[serde(borrow, default)]
     id: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "contentType")]
+    content_type: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -47,19 +51,23 @@ struct BodyView<'a> {
     xdm_entity: Option<&'a RawValue>,
 }
 
-/// A message that passed the header checks.
+/// A message that passed the shape and org checks.
 #[derive(Debug)]
 pub struct AcceptedMessage<'a> {
     /// What goes on the raw topic.
     pub payload: Bytes,
-    /// The JSON text of `body.xdmEntity`, for the partition key.
+    /// The JSON text of `body.xdmEntity`, for the partition key and validation.
     pub entity: &'a str,
+    /// Where the header says the message belongs.
+    pub dataset_id: Option<String>,
+    pub schema_id: String,
+    pub content_type: Option<String>,
 }
 
 /// Why a message was refused, worded as the collection API words it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
-    pub reason: &'static str,
+    pub reason: Cow<'static, str>,
 }
 
 impl Rejection {
@@ -73,7 +81,7 @@ impl Rejection {
 }
 
 const UNKNOWN: Rejection = Rejection {
-    reason: UNKNOWN_FORMAT,
+    reason: Cow::Borrowed(UNKNOWN_FORMAT),
 };
 
 fn is_object(raw: Option<&RawValue>) -> bool {
@@ -102,22 +110,40 @@ pub fn check<'a>(
     };
     // A header that names its schema only by `xdmSchema.name` (no `schemaRef.id`) cannot be
     // resolved to a versioned schema.
-    let schema_id = header
+    let schema_ref = header
         .schema_ref
         .filter(|r| is_object(Some(r)))
-        .and_then(|r| serde_json::from_str::<SchemaRefView<'_>>(r.get()).ok())
-        .and_then(|r| r.id);
-    if schema_id.is_none_or(|id| id.is_empty()) {
+        .and_then(|r| serde_json::from_str::<SchemaRefView<'_>>(r.get()).ok());
+    let Some((schema_id, content_type)) = schema_ref.and_then(|r| {
+        r.id.filter(|id| !id.is_empty())
+            .map(|id| (id, r.content_type))
+    }) else {
         return Err(UNKNOWN);
-    }
+    };
+    let dataset_id = match header.dataset_id.map(RawValue::get) {
+        None | Some("null") => None,
+        Some(d) => Some(serde_json::from_str::<String>(d).map_err(|_| UNKNOWN)?),
+    };
     let payload = match header.ims_org_id.map(RawValue::get) {
         None | Some("null") => with_org(message, &stream.org_id)?,
         Some(org) => match serde_json::from_str::<Cow<'_, str>>(org) {
             Ok(org) if org == stream.org_id => source.slice_ref(message.get().as_bytes()),
-            _ => return Err(Rejection { reason: WRONG_ORG }),
+            _ => return Err(wrong_org()),
         },
     };
-    Ok(AcceptedMessage { payload, entity })
+    Ok(AcceptedMessage {
+        payload,
+        entity,
+        dataset_id,
+        schema_id: schema_id.into_owned(),
+        content_type: content_type.map(Cow::into_owned),
+    })
+}
+
+fn wrong_org() -> Rejection {
+    Rejection {
+        reason: Cow::Borrowed(WRONG_ORG),
+    }
 }
 
 /// The message with `header.imsOrgId` set: the one case where it is re-encoded.

@@ -7,16 +7,26 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cdp_contract::{KafkaSettings, RawHeaders};
+use cdp_contract::KafkaSettings;
 use futures::future::join_all;
 use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
-/// One message ready for the raw topic.
+/// Where an event goes: accepted messages to the raw topic, refused ones to the error topic
+/// (quarantined with their reason, never dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    Raw,
+    Error,
+}
+
+/// One message ready for the broker.
 pub struct RawEvent {
+    pub destination: Destination,
     pub key: String,
     pub value: Bytes,
-    pub headers: RawHeaders,
+    pub headers: OwnedHeaders,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +46,7 @@ pub struct RawProducer {
     current: RwLock<Arc<FutureProducer>>,
     kafka: KafkaSettings,
     topic: String,
+    error_topic: String,
     timeout_ms: u32,
 }
 
@@ -43,6 +54,7 @@ impl RawProducer {
     pub fn new(
         kafka: &KafkaSettings,
         topic: String,
+        error_topic: String,
         timeout_ms: u32,
     ) -> Result<Self, ProduceError> {
         let producer = Self::create(kafka, timeout_ms)?;
@@ -50,6 +62,7 @@ impl RawProducer {
             current: RwLock::new(Arc::new(producer)),
             kafka: kafka.clone(),
             topic,
+            error_topic,
             timeout_ms,
         })
     }
@@ -77,10 +90,14 @@ impl RawProducer {
         let mut pending = Vec::with_capacity(events.len());
         let mut failures: Vec<KafkaError> = Vec::new();
         for e in events {
-            let record = FutureRecord::to(&self.topic)
+            let topic = match e.destination {
+                Destination::Raw => &self.topic,
+                Destination::Error => &self.error_topic,
+            };
+            let record = FutureRecord::to(topic)
                 .key(e.key.as_bytes())
                 .payload(e.value.as_ref())
-                .headers(e.headers.to_kafka());
+                .headers(e.headers.clone());
             match producer.send_result(record) {
                 Ok(delivery) => pending.push(delivery),
                 // The local queue is full: the broker is not keeping up. Refuse the request

@@ -15,6 +15,8 @@ use crate::ids::IdGenerator;
 use crate::produce::{ProduceError, RawProducer};
 use crate::throttle::{retry_after_secs, Throttle};
 use crate::EdgeSettings;
+use cdp_contract::quarantine::Violation;
+use cdp_validate::{SchemaValidators, ValidateSettings};
 
 #[derive(Clone)]
 pub struct EdgeState {
@@ -28,6 +30,9 @@ pub(crate) struct Inner {
     pub producer: RawProducer,
     pub throttle: Throttle,
     pub ids: IdGenerator,
+    pub validators: SchemaValidators,
+    /// Identity namespaces for the raw topic's key when no identity is primary.
+    pub namespace_order: Vec<String>,
 }
 
 impl EdgeState {
@@ -38,7 +43,12 @@ impl EdgeState {
         catalog: CatalogView,
         tokens: Tokens,
     ) -> Result<Self, ProduceError> {
-        let producer = RawProducer::new(kafka, topics.ingest_raw(), settings.produce_timeout_ms)?;
+        let producer = RawProducer::new(
+            kafka,
+            topics.ingest_raw(),
+            topics.events_error(),
+            settings.produce_timeout_ms,
+        )?;
         crate::metrics::handle();
         Ok(Self {
             inner: Arc::new(Inner {
@@ -48,6 +58,8 @@ impl EdgeState {
                 producer,
                 throttle: Throttle::default(),
                 ids: IdGenerator::new(),
+                validators: SchemaValidators::default(),
+                namespace_order: ValidateSettings::default().identity_namespaces,
             }),
         })
     }
@@ -76,6 +88,12 @@ pub enum EdgeError {
     Body(#[from] BodyError),
     #[error("{0}; nothing from this request was accepted, retry it")]
     Unavailable(#[from] ProduceError),
+    /// A single message refused by its checks (it is kept on the error topic).
+    #[error("{message}")]
+    Invalid {
+        message: String,
+        violations: Vec<Violation>,
+    },
 }
 
 impl IntoResponse for EdgeError {
@@ -84,9 +102,9 @@ impl IntoResponse for EdgeError {
             EdgeError::UnknownStream(_) => StatusCode::NOT_FOUND,
             EdgeError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             EdgeError::Forbidden(_) => StatusCode::FORBIDDEN,
-            EdgeError::BadRequest(_) | EdgeError::Body(BodyError::Read(_)) => {
-                StatusCode::BAD_REQUEST
-            }
+            EdgeError::BadRequest(_)
+            | EdgeError::Body(BodyError::Read(_))
+            | EdgeError::Invalid { .. } => StatusCode::BAD_REQUEST,
             EdgeError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             EdgeError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             EdgeError::Body(BodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -102,7 +120,16 @@ impl IntoResponse for EdgeError {
         } else {
             tracing::debug!(error = %self, %status, "request refused");
         }
-        let mut resp = Problem::new(status, self.to_string()).into_response();
+        let mut resp = match &self {
+            EdgeError::Invalid { violations, .. } => {
+                // The problem document, extended with every violation (pointer and message).
+                let mut body = serde_json::to_value(Problem::new(status, self.to_string()))
+                    .unwrap_or_default();
+                body["violations"] = serde_json::to_value(violations).unwrap_or_default();
+                (status, axum::Json(body)).into_response()
+            }
+            _ => Problem::new(status, self.to_string()).into_response(),
+        };
         if let Some(secs) = retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));

@@ -40,6 +40,7 @@ pub async fn create(
     if req.org_id.trim().is_empty() {
         return Err(Problem::bad_request("orgId must not be empty"));
     }
+    let (dataset_id, schema_ref) = dataset_of(&state, &req)?;
     if req.rate_limit == Some(0) {
         return Err(Problem::bad_request(
             "rateLimit must be at least 1 request per second (omit it for no limit)",
@@ -55,8 +56,8 @@ pub async fn create(
         payload_type: req.payload_type,
         authentication_required: req.authentication_required,
         rate_limit: req.rate_limit,
-        dataset_id: req.dataset_id,
-        schema_ref: req.schema_ref,
+        dataset_id: Some(dataset_id),
+        schema_ref: Some(schema_ref),
         created_at: now_ms(),
     };
     state
@@ -66,6 +67,54 @@ pub async fn create(
         .map_err(|e| Problem::unavailable(e.to_string()))?;
     tracing::info!(stream = %stream.id, name = %stream.name, org = %stream.org_id, "stream created");
     Ok((StatusCode::CREATED, Json(stream)))
+}
+
+/// A stream lands its events in a dataset, so the dataset must exist in the stream's org, and
+/// a schemaRef, when given, must be the dataset's schema. Without one, the dataset's pinned
+/// schema version is recorded.
+fn dataset_of(state: &ControlState, req: &CreateStream) -> Result<(String, SchemaRef), Problem> {
+    let Some(dataset_id) = &req.dataset_id else {
+        return Err(Problem::bad_request(
+            "datasetId is required: a stream lands its events in a dataset (create one with POST /datasets)",
+        ));
+    };
+    let catalog = state.view.read();
+    let dataset = catalog
+        .datasets
+        .get(dataset_id)
+        .filter(|d| d.org_id == req.org_id)
+        .ok_or_else(|| {
+            Problem::bad_request(format!(
+                "dataset {dataset_id} does not exist in org {}",
+                req.org_id
+            ))
+        })?;
+    if catalog
+        .schema(&dataset.schema_id, dataset.schema_version)
+        .is_none()
+    {
+        return Err(Problem::bad_request(format!(
+            "the schema {} version {} of dataset {dataset_id} does not exist",
+            dataset.schema_id, dataset.schema_version
+        )));
+    }
+    let schema_ref = match &req.schema_ref {
+        Some(r) if r.id != dataset.schema_id => {
+            return Err(Problem::bad_request(format!(
+                "schemaRef {} is not the schema of dataset {dataset_id} ({})",
+                r.id, dataset.schema_id
+            )))
+        }
+        Some(r) => r.clone(),
+        None => SchemaRef {
+            id: dataset.schema_id.clone(),
+            content_type: Some(format!(
+                "application/vnd.adobe.xed-full+json;version={}",
+                dataset.schema_version
+            )),
+        },
+    };
+    Ok((dataset_id.clone(), schema_ref))
 }
 
 pub async fn list(State(state): State<ControlState>) -> Json<serde_json::Value> {

@@ -1,15 +1,21 @@
 //! `POST /collection/{id}` (one XDM message) and `POST /collection/batch/{id}` (many, answered
-//! 207 with one entry per message, in order).
+//! 207 with one entry per message, in order). Accepted messages go to the raw topic; refused
+//! ones go to the error topic with their reason (the batch's failed records), and the answer
+//! waits for the broker to acknowledge both.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 use cdp_contract::envelope::Source;
+use cdp_contract::quarantine::{ErrorRecord, Stage, Violation};
 use cdp_contract::RawHeaders;
+use cdp_control::catalog::CatalogState;
 use cdp_control::Stream;
+use cdp_validate::checks::{target, MessageRefs};
+use cdp_validate::keying::partition_key;
 use serde::{Deserialize, Serialize};
 use serde_json::error::Category;
 use serde_json::value::RawValue;
@@ -17,10 +23,17 @@ use serde_json::value::RawValue;
 use super::{admit, is_json, json_error, media_type, now_ms, TokenRefusal};
 use crate::body::read_limited;
 use crate::ids::xaction_id;
-use crate::keying::partition_key;
-use crate::message::{check, AcceptedMessage};
-use crate::produce::RawEvent;
+use crate::message::{check, Rejection};
+use crate::produce::{Destination, RawEvent};
 use crate::state::{EdgeError, EdgeState};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CollectionQuery {
+    /// AEP's debugging mode: validate bodies now and answer 400 with the violations.
+    #[serde(default)]
+    pub sync_validation: bool,
+}
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -48,6 +61,186 @@ pub enum MessageResponse {
     Rejected { status_code: u16, message: String },
 }
 
+/// The batch envelope; messages stay unparsed JSON text until each is checked.
+#[derive(Deserialize)]
+struct BatchRequest<'a> {
+    #[serde(borrow)]
+    messages: Vec<&'a RawValue>,
+}
+
+/// What one request shares while its messages are judged.
+struct Judge<'a> {
+    state: &'a EdgeState,
+    stream: &'a Stream,
+    catalog: &'a CatalogState,
+    body: &'a Bytes,
+    batch_id: &'a str,
+    received_ms: i64,
+    sync_validation: bool,
+}
+
+/// One judged message: its event (raw or error topic) and, when refused, what the client is
+/// told.
+struct Verdict {
+    event: RawEvent,
+    refused: Option<Answer>,
+}
+
+/// The per-message answer to a refused message.
+struct Answer {
+    message: String,
+    violations: Vec<Violation>,
+}
+
+/// Why a message was refused, and the dataset it was meant for (for the error record).
+struct Refused {
+    rejection: Rejection,
+    violations: Vec<Violation>,
+    dataset_id: Option<String>,
+}
+
+impl Judge<'_> {
+    fn headers(&self, xaction: &str) -> RawHeaders {
+        RawHeaders {
+            stream_id: self.stream.id.clone(),
+            org_id: self.stream.org_id.clone(),
+            sandbox: self.stream.sandbox.clone(),
+            batch_id: self.batch_id.to_string(),
+            xaction_id: xaction.to_string(),
+            received_ms: self.received_ms,
+            content_type: "application/json".to_string(),
+            source: Source::Collection,
+        }
+    }
+
+    fn judge(&self, index: usize, message: &RawValue) -> Verdict {
+        let xaction = xaction_id(self.batch_id, index);
+        match self.accept(message, &xaction) {
+            Ok(event) => Verdict {
+                event,
+                refused: None,
+            },
+            Err(Refused {
+                rejection,
+                violations,
+                dataset_id,
+            }) => {
+                let text = rejection.render(self.stream);
+                let violations = if violations.is_empty() {
+                    vec![Violation {
+                        pointer: String::new(),
+                        message: rejection.reason.to_string(),
+                    }]
+                } else {
+                    violations
+                };
+                let record = ErrorRecord {
+                    batch_id: self.batch_id.to_string(),
+                    xaction_id: xaction.clone(),
+                    stream_id: self.stream.id.clone(),
+                    org_id: self.stream.org_id.clone(),
+                    sandbox: self.stream.sandbox.clone(),
+                    dataset_id: dataset_id.clone(),
+                    received_ms: self.received_ms,
+                    stage: Stage::Edge,
+                    violations: violations.clone(),
+                    payload: serde_json::from_str(message.get())
+                        .unwrap_or_else(|_| serde_json::Value::String(message.get().to_string())),
+                };
+                let mut headers = self.headers(&xaction).to_kafka();
+                if let Some(d) = &dataset_id {
+                    headers = headers.insert(rdkafka::message::Header {
+                        key: cdp_contract::envelope::DATASET_ID,
+                        value: Some(d.as_str()),
+                    });
+                }
+                Verdict {
+                    event: RawEvent {
+                        destination: Destination::Error,
+                        key: xaction,
+                        value: Bytes::from(serde_json::to_vec(&record).unwrap_or_default()),
+                        headers,
+                    },
+                    refused: Some(Answer {
+                        message: text,
+                        violations,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// The checks, in the order a client fixes them: shape and org, then where the message
+    /// belongs, then (on request) its body.
+    fn accept(&self, message: &RawValue, xaction: &str) -> Result<RawEvent, Refused> {
+        let accepted = check(self.body, message, self.stream).map_err(|rejection| Refused {
+            rejection,
+            violations: vec![],
+            dataset_id: None,
+        })?;
+        let dataset_hint = accepted
+            .dataset_id
+            .clone()
+            .or_else(|| self.stream.dataset_id.clone());
+        let refs = MessageRefs {
+            dataset_id: accepted.dataset_id.as_deref(),
+            schema_id: Some(&accepted.schema_id),
+            content_type: accepted.content_type.as_deref(),
+        };
+        let found = target(self.catalog, self.stream, refs).map_err(|e| {
+            tracing::debug!(stream = %self.stream.id, reason = %e.detail(), "message refused");
+            Refused {
+                rejection: Rejection {
+                    reason: e.to_string().into(),
+                },
+                violations: vec![Violation {
+                    pointer: String::new(),
+                    message: e.detail(),
+                }],
+                dataset_id: dataset_hint.clone(),
+            }
+        })?;
+        if self.sync_validation {
+            let entity: serde_json::Value =
+                serde_json::from_str(accepted.entity).unwrap_or_default();
+            if let Err(violations) = self.state.inner.validators.validate(found.schema, &entity) {
+                let summary = violations
+                    .iter()
+                    .map(|v| {
+                        format!(
+                            "{}: {}",
+                            if v.pointer.is_empty() {
+                                "/"
+                            } else {
+                                &v.pointer
+                            },
+                            v.message
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return Err(Refused {
+                    rejection: Rejection {
+                        reason: format!("Message failed validation: {summary}").into(),
+                    },
+                    violations,
+                    dataset_id: Some(found.dataset.id.clone()),
+                });
+            }
+        }
+        Ok(RawEvent {
+            destination: Destination::Raw,
+            key: partition_key(
+                Some(accepted.entity),
+                &self.state.inner.namespace_order,
+                xaction,
+            ),
+            value: accepted.payload,
+            headers: self.headers(xaction).to_kafka(),
+        })
+    }
+}
+
 /// Admission and body reading shared by both collection endpoints.
 async fn receive(
     state: &EdgeState,
@@ -69,13 +262,6 @@ async fn receive(
     Ok((stream, bytes, received_ms))
 }
 
-/// The batch envelope; messages stay unparsed JSON text until each is checked.
-#[derive(Deserialize)]
-struct BatchRequest<'a> {
-    #[serde(borrow)]
-    messages: Vec<&'a RawValue>,
-}
-
 fn parse_error(e: serde_json::Error, expected: &str) -> EdgeError {
     match e.classify() {
         Category::Data => EdgeError::BadRequest(format!("expected {expected}: {e}")),
@@ -83,57 +269,50 @@ fn parse_error(e: serde_json::Error, expected: &str) -> EdgeError {
     }
 }
 
-fn raw_event(
-    accepted: &AcceptedMessage<'_>,
-    stream: &Stream,
-    batch_id: &str,
-    xaction: String,
-    received_ms: i64,
-) -> RawEvent {
-    RawEvent {
-        key: partition_key(Some(accepted.entity), &xaction),
-        value: accepted.payload.clone(),
-        headers: RawHeaders {
-            stream_id: stream.id.clone(),
-            org_id: stream.org_id.clone(),
-            sandbox: stream.sandbox.clone(),
-            batch_id: batch_id.to_string(),
-            xaction_id: xaction,
-            received_ms,
-            content_type: "application/json".to_string(),
-            source: Source::Collection,
-        },
-    }
-}
-
 pub async fn single(
     State(state): State<EdgeState>,
     Path(id): Path<String>,
+    Query(query): Query<CollectionQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, EdgeError> {
     let (stream, bytes, received_ms) = receive(&state, &id, &headers, body).await?;
     let message: &RawValue =
         serde_json::from_slice(&bytes).map_err(|e| parse_error(e, "one XDM message"))?;
-    let accepted = match check(&bytes, message, &stream) {
-        Ok(a) => a,
-        Err(rejection) => {
-            crate::metrics::messages(0, 1);
-            return Err(EdgeError::BadRequest(rejection.render(&stream)));
-        }
-    };
     let batch_id = state.inner.ids.batch_id(received_ms);
-    let xaction = xaction_id(&batch_id, 0);
-    let event = raw_event(&accepted, &stream, &batch_id, xaction.clone(), received_ms);
+    let verdict = {
+        let catalog = state.inner.catalog.read();
+        Judge {
+            state: &state,
+            stream: &stream,
+            catalog: &catalog,
+            body: &bytes,
+            batch_id: &batch_id,
+            received_ms,
+            sync_validation: query.sync_validation,
+        }
+        .judge(0, message)
+    };
     state
         .inner
         .producer
-        .send_all(std::slice::from_ref(&event))
+        .send_all(std::slice::from_ref(&verdict.event))
         .await?;
+    if let Some(Answer {
+        message,
+        violations,
+    }) = verdict.refused
+    {
+        crate::metrics::messages(0, 1);
+        return Err(EdgeError::Invalid {
+            message,
+            violations,
+        });
+    }
     crate::metrics::messages(1, 0);
     Ok(Json(SingleResponse {
         inlet_id: stream.id,
-        xaction_id: xaction,
+        xaction_id: xaction_id(&batch_id, 0),
         received_time_ms: received_ms,
     })
     .into_response())
@@ -142,6 +321,7 @@ pub async fn single(
 pub async fn batch(
     State(state): State<EdgeState>,
     Path(id): Path<String>,
+    Query(query): Query<CollectionQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, EdgeError> {
@@ -152,34 +332,46 @@ pub async fn batch(
         return Err(EdgeError::BadRequest("\"messages\" is empty".into()));
     }
     let batch_id = state.inner.ids.batch_id(received_ms);
-    let mut responses = Vec::with_capacity(request.messages.len());
-    let mut events = Vec::with_capacity(request.messages.len());
-    for (index, message) in request.messages.iter().enumerate() {
-        match check(&bytes, message, &stream) {
-            Ok(accepted) => {
-                let xaction = xaction_id(&batch_id, index);
-                events.push(raw_event(
-                    &accepted,
-                    &stream,
-                    &batch_id,
-                    xaction.clone(),
-                    received_ms,
-                ));
-                responses.push(MessageResponse::Accepted {
-                    xaction_id: xaction,
-                });
+    let verdicts: Vec<Verdict> = {
+        let catalog = state.inner.catalog.read();
+        let judge = Judge {
+            state: &state,
+            stream: &stream,
+            catalog: &catalog,
+            body: &bytes,
+            batch_id: &batch_id,
+            received_ms,
+            sync_validation: query.sync_validation,
+        };
+        request
+            .messages
+            .iter()
+            .enumerate()
+            .map(|(index, m)| judge.judge(index, m))
+            .collect()
+    };
+    let (events, answers): (Vec<RawEvent>, Vec<Option<Answer>>) =
+        verdicts.into_iter().map(|v| (v.event, v.refused)).unzip();
+    state.inner.producer.send_all(&events).await?;
+    let mut accepted = 0;
+    let responses: Vec<MessageResponse> = answers
+        .into_iter()
+        .enumerate()
+        .map(|(index, refused)| match refused {
+            None => {
+                accepted += 1;
+                MessageResponse::Accepted {
+                    xaction_id: xaction_id(&batch_id, index),
+                }
             }
-            Err(rejection) => responses.push(MessageResponse::Rejected {
+            Some(answer) => MessageResponse::Rejected {
                 status_code: 400,
-                message: rejection.render(&stream),
-            }),
-        }
-    }
-    if !events.is_empty() {
-        state.inner.producer.send_all(&events).await?;
-    }
-    crate::metrics::messages(events.len(), responses.len() - events.len());
-    tracing::debug!(stream = %stream.id, batch = %batch_id, accepted = events.len(), total = responses.len(), "batch received");
+                message: answer.message,
+            },
+        })
+        .collect();
+    crate::metrics::messages(accepted, responses.len() - accepted);
+    tracing::debug!(stream = %stream.id, batch = %batch_id, accepted, total = responses.len(), "batch received");
     Ok((
         StatusCode::MULTI_STATUS,
         Json(BatchResponse {

@@ -17,9 +17,9 @@ use serde_json::Value;
 use super::{admit, is_json, is_xml, json_error, media_type, now_ms, TokenRefusal};
 use crate::body::read_limited;
 use crate::ids::xaction_id;
-use crate::keying::partition_key;
-use crate::produce::RawEvent;
+use crate::produce::{Destination, RawEvent};
 use crate::state::{EdgeError, EdgeState};
+use cdp_validate::keying::partition_key;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -62,7 +62,12 @@ pub async fn ingest(
         .map(|(index, encoded)| {
             let xaction = xaction_id(&batch_id, index);
             RawEvent {
-                key: partition_key(std::str::from_utf8(&encoded).ok(), &xaction),
+                destination: Destination::Raw,
+                key: partition_key(
+                    std::str::from_utf8(&encoded).ok(),
+                    &state.inner.namespace_order,
+                    &xaction,
+                ),
                 value: encoded,
                 headers: RawHeaders {
                     stream_id: stream.id.clone(),
@@ -73,7 +78,8 @@ pub async fn ingest(
                     received_ms,
                     content_type: content_type.to_string(),
                     source: Source::Stream,
-                },
+                }
+                .to_kafka(),
             }
         })
         .collect();

@@ -1,0 +1,171 @@
+//! What happens to one raw event: it becomes a valid event (its XDM entity, keyed by the
+//! profile's primary identity, with where it was validated in its headers) or an error record
+//! (every reason, the original payload). There is no third outcome: nothing is dropped.
+
+use cdp_contract::envelope::{self, Source};
+use cdp_contract::quarantine::{ErrorRecord, Stage, Violation};
+use cdp_contract::RawHeaders;
+use cdp_control::catalog::CatalogState;
+use cdp_control::ValueFormat;
+use rdkafka::message::{Header, OwnedHeaders};
+use serde_json::Value;
+
+use crate::checks::{target, MessageRefs};
+use crate::keying::partition_key;
+use crate::SchemaValidators;
+
+/// A raw event as read from the topic.
+pub struct RawInput<'a> {
+    pub key: Option<&'a [u8]>,
+    pub payload: &'a [u8],
+    pub headers: Option<RawHeaders>,
+}
+
+pub enum Outcome {
+    Valid {
+        key: String,
+        value: Vec<u8>,
+        headers: OwnedHeaders,
+    },
+    Invalid {
+        key: String,
+        record: Box<ErrorRecord>,
+        headers: OwnedHeaders,
+    },
+}
+
+fn violation(message: impl Into<String>) -> Vec<Violation> {
+    vec![Violation {
+        pointer: String::new(),
+        message: message.into(),
+    }]
+}
+
+pub fn process(
+    input: &RawInput<'_>,
+    catalog: &CatalogState,
+    validators: &SchemaValidators,
+    namespace_order: &[String],
+) -> Outcome {
+    let raw_key = input
+        .key
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .unwrap_or_default();
+    let payload: Result<Value, _> = serde_json::from_slice(input.payload);
+    let original = || match &payload {
+        Ok(v) => v.clone(),
+        Err(_) => Value::String(String::from_utf8_lossy(input.payload).into_owned()),
+    };
+    let Some(raw) = &input.headers else {
+        return invalid_without_headers(raw_key, original());
+    };
+    let reject = |dataset_id: Option<String>, violations: Vec<Violation>| Outcome::Invalid {
+        key: raw_key.clone(),
+        headers: with_dataset(raw.to_kafka(), dataset_id.as_deref()),
+        record: Box::new(ErrorRecord {
+            batch_id: raw.batch_id.clone(),
+            xaction_id: raw.xaction_id.clone(),
+            stream_id: raw.stream_id.clone(),
+            org_id: raw.org_id.clone(),
+            sandbox: raw.sandbox.clone(),
+            dataset_id,
+            received_ms: raw.received_ms,
+            stage: Stage::Validate,
+            violations,
+            payload: original(),
+        }),
+    };
+    let Some(stream) = catalog.streams.get(&raw.stream_id) else {
+        return reject(
+            None,
+            violation(format!("stream {} no longer exists", raw.stream_id)),
+        );
+    };
+    let payload = match &payload {
+        Ok(v) => v,
+        Err(e) => {
+            return reject(
+                stream.dataset_id.clone(),
+                violation(format!("payload is not JSON: {e}")),
+            )
+        }
+    };
+    let (entity, refs) = match raw.source {
+        Source::Collection => {
+            let header = &payload["header"];
+            let refs = MessageRefs {
+                dataset_id: header["datasetId"].as_str(),
+                schema_id: header["schemaRef"]["id"].as_str(),
+                content_type: header["schemaRef"]["contentType"].as_str(),
+            };
+            (&payload["body"]["xdmEntity"], refs)
+        }
+        Source::Stream => (payload, MessageRefs::default()),
+    };
+    let dataset_hint = refs
+        .dataset_id
+        .map(str::to_string)
+        .or_else(|| stream.dataset_id.clone());
+    let target = match target(catalog, stream, refs) {
+        Ok(t) => t,
+        Err(e) => return reject(dataset_hint, violation(e.detail())),
+    };
+    if let Err(violations) = validators.validate(target.schema, entity) {
+        return reject(Some(target.dataset.id.clone()), violations);
+    }
+    let value = match target.dataset.format {
+        ValueFormat::Json => serde_json::to_vec(entity).unwrap_or_default(),
+        ValueFormat::Avro => {
+            return reject(
+                Some(target.dataset.id.clone()),
+                violation("dataset format avro is not supported by this validate stage yet"),
+            )
+        }
+    };
+    let entity_text = std::str::from_utf8(&value).ok();
+    let version = target.schema.version.to_string();
+    Outcome::Valid {
+        key: partition_key(entity_text, namespace_order, &raw_key),
+        headers: raw
+            .to_kafka()
+            .insert(header(envelope::DATASET_ID, &target.dataset.id))
+            .insert(header(envelope::SCHEMA_ID, &target.schema.id))
+            .insert(header(envelope::SCHEMA_VERSION, &version))
+            .insert(header(envelope::VALUE_FORMAT, "json")),
+        value,
+    }
+}
+
+fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
+    Header {
+        key,
+        value: Some(value),
+    }
+}
+
+fn with_dataset(headers: OwnedHeaders, dataset_id: Option<&str>) -> OwnedHeaders {
+    match dataset_id {
+        Some(d) => headers.insert(header(envelope::DATASET_ID, d)),
+        None => headers,
+    }
+}
+
+/// A message on the raw topic that did not come from the edge: kept, with what is known.
+fn invalid_without_headers(key: String, payload: Value) -> Outcome {
+    Outcome::Invalid {
+        key,
+        headers: OwnedHeaders::new(),
+        record: Box::new(ErrorRecord {
+            batch_id: String::new(),
+            xaction_id: String::new(),
+            stream_id: String::new(),
+            org_id: String::new(),
+            sandbox: String::new(),
+            dataset_id: None,
+            received_ms: 0,
+            stage: Stage::Validate,
+            violations: violation("raw event lacks the edge's provenance headers"),
+            payload,
+        }),
+    }
+}

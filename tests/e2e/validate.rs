@@ -1,0 +1,248 @@
+//! The validate stage (seed 002's second half): bodies are checked against the dataset's
+//! schema; valid events reach events.valid keyed by primary identity, invalid ones reach
+//! events.error with every violation and the original payload — never dropped.
+
+use std::time::Duration;
+
+use cdp_e2e::{event_schema, seed_request, Pipeline};
+use cdp_test_support::Record;
+use serde_json::{json, Value};
+
+const SEED_ORG: &str = "{ORG_ID}";
+
+async fn read(p: &Pipeline, topic: &str, n: usize) -> Vec<Record> {
+    p.broker
+        .read_committed(topic, n, Duration::from_secs(30))
+        .await
+}
+
+fn message(schema_id: &str, entity: Value) -> Value {
+    json!({"header": {"schemaRef": {"id": schema_id, "contentType": "application/vnd.adobe.xed-full+json;version=1"}},
+           "body": {"xdmMeta": {"schemaRef": {"id": schema_id}}, "xdmEntity": entity}})
+}
+
+#[tokio::test]
+async fn seed_002_mixed_request_splits_into_valid_and_error() {
+    let p = Pipeline::start().await;
+    let dataset = p.create_dataset(SEED_ORG, event_schema()).await;
+    let stream = p
+        .create_stream(json!({"name": "web", "orgId": SEED_ORG, "datasetId": dataset["id"]}))
+        .await;
+    let id = stream["id"].as_str().unwrap();
+    let body = seed_request("seed002_batch_mixed.json", &dataset);
+    let request: Value = serde_json::from_str(&body).unwrap();
+    let (status, resp, _) = p
+        .post(&format!("/collection/batch/{id}"), "application/json", body)
+        .await;
+    assert_eq!(status, 207, "{resp}");
+    let batch_id = resp["batchId"].as_str().unwrap();
+
+    let valid = read(&p, &p.config.topics.events_valid(), 2).await;
+    assert_eq!(
+        valid.len(),
+        2,
+        "exactly the two accepted messages are valid"
+    );
+    let mut entities: Vec<Value> = valid.iter().map(|r| r.json()).collect();
+    entities.sort_by_key(|e| {
+        e["productListItems"][0]["name"]
+            .as_str()
+            .map(str::to_string)
+    });
+    let mut expected = vec![
+        request["messages"][0]["body"]["xdmEntity"].clone(),
+        request["messages"][3]["body"]["xdmEntity"].clone(),
+    ];
+    expected.sort_by_key(|e| {
+        e["productListItems"][0]["name"]
+            .as_str()
+            .map(str::to_string)
+    });
+    assert_eq!(entities, expected);
+    for r in &valid {
+        assert_eq!(r.header("cdp-dataset-id"), dataset["id"].as_str());
+        assert_eq!(r.header("cdp-schema-id"), dataset["schemaId"].as_str());
+        assert_eq!(r.header("cdp-schema-version"), Some("1"));
+        assert_eq!(r.header("cdp-value-format"), Some("json"));
+        assert_eq!(r.header("cdp-batch-id"), Some(batch_id));
+        // No identity map in the seed's events: keyed by the event id.
+        assert_eq!(
+            r.key.as_deref(),
+            Some("_id:9af5adcc-db9c-4692-b826-65d3abe68c22")
+        );
+    }
+
+    let errors = read(&p, &p.config.topics.events_error(), 3).await;
+    assert_eq!(
+        errors.len(),
+        3,
+        "the three refused messages are quarantined"
+    );
+    let mut by_xaction: Vec<Value> = errors.iter().map(|r| r.json()).collect();
+    by_xaction.sort_by_key(|e| e["xactionId"].as_str().map(str::to_string));
+    for (e, index) in by_xaction.iter().zip([1, 2, 4]) {
+        assert_eq!(e["xactionId"], format!("{batch_id}:{index}"));
+        assert_eq!(e["batchId"], batch_id);
+        assert_eq!(e["stage"], "edge");
+        assert_eq!(
+            e["payload"], request["messages"][index],
+            "the original message is kept"
+        );
+    }
+    assert!(by_xaction[1]["violations"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("ims org"));
+}
+
+#[tokio::test]
+async fn schema_violations_are_quarantined_with_their_pointers() {
+    let p = Pipeline::start().await;
+    let dataset = p.create_dataset("acme", event_schema()).await;
+    let stream = p
+        .create_stream(json!({"name": "web", "orgId": "acme", "datasetId": dataset["id"]}))
+        .await;
+    let schema_id = dataset["schemaId"].as_str().unwrap();
+    let good = json!({"_id": "ok-1", "timestamp": "2026-11-26T10:00:00Z",
+                      "identityMap": {"Email": [{"id": "a@example.com", "primary": true}]}});
+    let wrong_type = json!({"_id": "bad-1", "timestamp": 1764151200});
+    let missing = json!({"timestamp": "2026-11-26T10:00:00Z"});
+    let body = json!({"messages": [message(schema_id, good.clone()), message(schema_id, wrong_type), message(schema_id, missing)]});
+    let (status, resp, _) = p
+        .post(
+            &format!("/collection/batch/{}", stream["id"].as_str().unwrap()),
+            "application/json",
+            body.to_string(),
+        )
+        .await;
+    assert_eq!(status, 207);
+    assert!(
+        resp["responses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r.get("xactionId").is_some()),
+        "bodies are not validated synchronously: {resp}"
+    );
+
+    let valid = read(&p, &p.config.topics.events_valid(), 1).await;
+    assert_eq!(valid.len(), 1);
+    assert_eq!(valid[0].json(), good);
+    assert_eq!(valid[0].key.as_deref(), Some("Email:a@example.com"));
+
+    let errors = read(&p, &p.config.topics.events_error(), 2).await;
+    assert_eq!(errors.len(), 2);
+    let records: Vec<Value> = errors.iter().map(|r| r.json()).collect();
+    let wrong = records
+        .iter()
+        .find(|r| r["payload"]["body"]["xdmEntity"]["_id"] == "bad-1")
+        .expect("wrong-type event");
+    assert_eq!(wrong["stage"], "validate");
+    assert_eq!(wrong["datasetId"], dataset["id"]);
+    assert_eq!(wrong["violations"][0]["pointer"], "/timestamp");
+    let missing = records
+        .iter()
+        .find(|r| r["payload"]["body"]["xdmEntity"]["_id"].is_null())
+        .expect("missing-_id event");
+    assert!(
+        missing["violations"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("_id"),
+        "{missing}"
+    );
+    assert_eq!(missing["violations"][0]["pointer"], "");
+}
+
+#[tokio::test]
+async fn sync_validation_answers_with_the_violations() {
+    let p = Pipeline::start().await;
+    let stream = p
+        .create_stream(json!({"name": "web", "orgId": "acme"}))
+        .await;
+    let id = stream["id"].as_str().unwrap();
+    let schema_id = stream["schemaRef"]["id"].as_str().unwrap();
+    let bad = message(schema_id, json!({"_id": "x", "timestamp": "not a time"}));
+    let (status, resp, _) = p
+        .post(
+            &format!("/collection/{id}?syncValidation=true"),
+            "application/json",
+            bad.to_string(),
+        )
+        .await;
+    assert_eq!(status, 400, "{resp}");
+    assert_eq!(resp["violations"][0]["pointer"], "/timestamp", "{resp}");
+
+    let good = message(
+        schema_id,
+        json!({"_id": "y", "timestamp": "2026-11-26T10:00:00Z"}),
+    );
+    let (status, resp, _) = p
+        .post(
+            &format!("/collection/batch/{id}?syncValidation=true"),
+            "application/json",
+            json!({"messages": [good, bad]}).to_string(),
+        )
+        .await;
+    assert_eq!(status, 207);
+    assert!(resp["responses"][0]["xactionId"].is_string(), "{resp}");
+    assert_eq!(resp["responses"][1]["statusCode"], 400);
+    assert!(
+        resp["responses"][1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/timestamp"),
+        "{resp}"
+    );
+
+    // Without the flag the same message is accepted and quarantined later, by the stage.
+    let (status, _, _) = p
+        .post(
+            &format!("/collection/{id}"),
+            "application/json",
+            message(schema_id, json!({"_id": "z", "timestamp": 5})).to_string(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let errors = read(&p, &p.config.topics.events_error(), 3).await;
+    let stages: Vec<String> = errors
+        .iter()
+        .map(|r| r.json()["stage"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        stages.iter().filter(|s| *s == "edge").count(),
+        2,
+        "{stages:?}"
+    );
+    assert_eq!(
+        stages.iter().filter(|s| *s == "validate").count(),
+        1,
+        "{stages:?}"
+    );
+}
+
+#[tokio::test]
+async fn streaming_ingest_records_are_validated_against_the_streams_dataset() {
+    let p = Pipeline::start().await;
+    let stream = p
+        .create_stream(json!({"name": "orders", "orgId": "acme"}))
+        .await;
+    let path = format!("/stream/v0/data/{}", stream["id"].as_str().unwrap());
+    let (s1, _, _) = p
+        .post(
+            &path,
+            "application/json",
+            r#"{"_id": "r1", "timestamp": "2026-11-26T10:00:00Z", "eventType": "order"}"#,
+        )
+        .await;
+    let (s2, _, _) = p
+        .post(&path, "application/json", r#"{"field1": "value1"}"#)
+        .await;
+    assert_eq!((s1, s2), (202, 202));
+    let valid = read(&p, &p.config.topics.events_valid(), 1).await;
+    assert_eq!(valid.len(), 1);
+    assert_eq!(valid[0].json()["_id"], "r1");
+    let errors = read(&p, &p.config.topics.events_error(), 1).await;
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].json()["payload"], json!({"field1": "value1"}));
+}
