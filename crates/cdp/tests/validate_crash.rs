@@ -1,0 +1,203 @@
+//! Exactly once from raw offsets to both outputs: the validate stage runs as a real `cdp
+//! validate` process, is killed with SIGKILL mid-stream and restarted; afterwards every raw
+//! event is on exactly one output topic, exactly once.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cdp_contract::envelope::Source;
+use cdp_contract::RawHeaders;
+use cdp_control::model::{CatalogRecord, PayloadType, Stream};
+use cdp_control::{CatalogView, CatalogWriter, Dataset, ValueFormat, XdmSchema};
+use cdp_test_support::Broker;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::json;
+
+const EVENTS: usize = 6000;
+
+fn validate_process(broker: &Broker) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_cdp"))
+        .arg("validate")
+        .env("CDP_KAFKA__BOOTSTRAP_SERVERS", broker.bootstrap())
+        .env("CDP_VALIDATE__INSTANCE_ID", "crash-test")
+        .env("CDP_VALIDATE__MAX_BATCH", "25")
+        .env("CDP_VALIDATE__PARTITIONS", "3")
+        .env("CDP_EDGE__RAW_PARTITIONS", "3")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn cdp validate")
+}
+
+fn output_offsets(broker: &Broker, topic: &str) -> i64 {
+    let consumer: BaseConsumer = broker.kafka().admin("wm").create().expect("client");
+    (0..3)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(5))
+                .map(|(_, high)| high)
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_stream_neither_loses_nor_duplicates() {
+    cdp_contract::telemetry::init_for_tests();
+    let broker = Broker::start();
+    let kafka = broker.kafka();
+    let topics = cdp_contract::Topics::default();
+    for (name, compacted, partitions) in [
+        (topics.catalog(), true, 1),
+        (topics.ingest_raw(), false, 3),
+        (topics.events_valid(), false, 3),
+        (topics.events_error(), false, 3),
+    ] {
+        cdp_contract::admin::ensure_topics(
+            &kafka,
+            &[cdp_contract::admin::TopicSpec {
+                name,
+                partitions,
+                compacted,
+            }],
+        )
+        .await
+        .expect("topics");
+    }
+
+    // The catalog: a schema, a dataset and a stream.
+    let view = CatalogView::start(&kafka, &topics).expect("view");
+    let writer = CatalogWriter::new(&kafka, &topics, view.clone()).expect("writer");
+    let schema_id = "https://ns.adobe.com/acme/schemas/crash";
+    let records = [
+        CatalogRecord::Schema(XdmSchema {
+            id: schema_id.into(),
+            version: 1,
+            title: "crash".into(),
+            tenant: "acme".into(),
+            class: "_xdm.context.experienceevent".into(),
+            field_groups: vec![],
+            profile_enabled: true,
+            definition: json!({"type": "object", "required": ["_id", "timestamp"],
+                "properties": {"_id": {"type": "string"}, "timestamp": {"type": "string"}}}),
+            created_at: 0,
+        }),
+        CatalogRecord::Dataset(Dataset {
+            id: "ds-crash".into(),
+            name: "crash".into(),
+            org_id: "acme".into(),
+            schema_id: schema_id.into(),
+            schema_version: 1,
+            profile_enabled: true,
+            format: ValueFormat::Json,
+            created_at: 0,
+        }),
+        CatalogRecord::Stream(Stream {
+            id: "s-crash".into(),
+            name: "crash".into(),
+            description: None,
+            org_id: "acme".into(),
+            sandbox: "prod".into(),
+            payload_type: PayloadType::Json,
+            authentication_required: false,
+            rate_limit: None,
+            dataset_id: Some("ds-crash".into()),
+            schema_ref: None,
+            created_at: 0,
+        }),
+    ];
+    for r in &records {
+        writer.put(r).await.expect("catalog record");
+    }
+
+    // Raw events as the edge writes them; every third one lacks its timestamp.
+    let producer: FutureProducer = kafka.producer("raw", 30_000).create().expect("producer");
+    let sends = (0..EVENTS).map(|i| {
+        let value = if i % 3 == 2 {
+            json!({"_id": format!("e{i}")})
+        } else {
+            json!({"_id": format!("e{i}"), "timestamp": "2026-11-26T10:00:00Z"})
+        }
+        .to_string();
+        let headers = RawHeaders {
+            stream_id: "s-crash".into(),
+            org_id: "acme".into(),
+            sandbox: "prod".into(),
+            batch_id: "b".into(),
+            xaction_id: format!("b:{i}"),
+            received_ms: 1,
+            content_type: "application/json".into(),
+            source: Source::Stream,
+        };
+        let producer = producer.clone();
+        let topic = topics.ingest_raw();
+        async move {
+            producer
+                .send(
+                    FutureRecord::to(&topic)
+                        .key(&format!("_id:e{i}"))
+                        .payload(&value)
+                        .headers(headers.to_kafka()),
+                    Duration::from_secs(30),
+                )
+                .await
+                .map_err(|(e, _)| e)
+        }
+    });
+    for r in futures::future::join_all(sends).await {
+        r.expect("raw event written");
+    }
+
+    // First run: killed as soon as it has committed some output.
+    let mut first = validate_process(&broker);
+    let started = Instant::now();
+    while output_offsets(&broker, &topics.events_valid()) < 100 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "validate made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill().expect("SIGKILL");
+    first.wait().expect("reap");
+    let at_kill = output_offsets(&broker, &topics.events_valid());
+    assert!(
+        at_kill < (EVENTS as i64) * 2 / 3,
+        "killed too late to be mid-stream ({at_kill} outputs)"
+    );
+
+    // Second run finishes the job.
+    let mut second = validate_process(&broker);
+    let valid = broker
+        .read_committed_settle(
+            &topics.events_valid(),
+            EVENTS * 2 / 3,
+            Duration::from_secs(120),
+            Duration::from_secs(3),
+        )
+        .await;
+    let errors = broker
+        .read_committed_settle(
+            &topics.events_error(),
+            EVENTS / 3,
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+        )
+        .await;
+    second.kill().ok();
+    let _ = second.wait();
+
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for r in valid.iter().chain(&errors) {
+        *seen
+            .entry(r.header("cdp-xaction-id").expect("xaction").to_string())
+            .or_default() += 1;
+    }
+    let duplicated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(duplicated.is_empty(), "duplicates: {duplicated:?}");
+    assert_eq!(valid.len(), EVENTS * 2 / 3, "valid output");
+    assert_eq!(errors.len(), EVENTS / 3, "error output");
+    assert_eq!(seen.len(), EVENTS, "every raw event on exactly one output");
+}
