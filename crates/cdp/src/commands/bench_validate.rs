@@ -1,0 +1,304 @@
+//! `cdp bench validate`: the validate stage's throughput with one instance and with two (one
+//! consumer group, transactions, real broker), beside the ceiling — a plain loop of the same
+//! JSON parsing and schema validation over the same events, in the same run.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use cdp_contract::admin::{ensure_topics, TopicSpec};
+use cdp_contract::envelope::Source;
+use cdp_contract::{KafkaSettings, RawHeaders, Topics};
+use cdp_control::model::{CatalogRecord, PayloadType, Stream};
+use cdp_control::{CatalogView, CatalogWriter, Dataset, ValueFormat, XdmSchema};
+use cdp_validate::{SchemaValidators, ValidateSettings};
+use clap::Args;
+use futures::StreamExt;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use super::load_config;
+
+#[derive(Args, Debug, Clone)]
+pub struct ValidateBenchArgs {
+    /// Raw events per run.
+    #[arg(long, default_value_t = 60_000)]
+    events: usize,
+    /// Share of events that violate the schema, in percent.
+    #[arg(long, default_value_t = 10)]
+    invalid_percent: usize,
+    /// Partitions of the raw topic (the most instances that can share the work).
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+}
+
+fn schema() -> Value {
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "required": ["_id", "timestamp"],
+        "properties": {
+            "_id": {"type": "string"},
+            "timestamp": {"type": "string", "format": "date-time"},
+            "eventType": {"type": "string"},
+            "identityMap": {"type": "object", "additionalProperties": {"type": "array", "items": {
+                "type": "object", "properties": {"id": {"type": "string"}, "primary": {"type": "boolean"}}}}},
+            "web": {"type": "object", "properties": {"webPageDetails": {"type": "object", "properties": {
+                "name": {"type": "string"}, "URL": {"type": "string"}, "isHomePage": {"type": "boolean"}}}}},
+            "commerce": {"type": "object", "properties": {"productViews": {"type": "object", "properties": {"value": {"type": "number"}}}}},
+            "productListItems": {"type": "array", "items": {"type": "object", "properties": {
+                "SKU": {"type": "string"}, "name": {"type": "string"}, "quantity": {"type": "integer"}, "priceTotal": {"type": "number"}}}},
+            "environment": {"type": "object", "properties": {"browserDetails": {"type": "object", "properties": {
+                "userAgent": {"type": "string"}, "acceptLanguage": {"type": "string"}}}}}
+        }
+    })
+}
+
+fn event(i: usize, invalid: bool) -> Value {
+    json!({
+        "_id": format!("evt-{i}"),
+        "timestamp": if invalid { json!(12345) } else { json!("2026-11-26T12:00:00Z") },
+        "eventType": "web.webpagedetails.pageViews",
+        "identityMap": {"ECID": [{"id": format!("ecid-{}", i % 5000), "primary": true}]},
+        "web": {"webPageDetails": {"name": "home", "URL": "https://example.com/", "isHomePage": true}},
+        "commerce": {"productViews": {"value": 1}},
+        "productListItems": [{"SKU": "CC", "name": "Fernie Snow", "quantity": 30, "priceTotal": 7.8}],
+        "environment": {"browserDetails": {
+            "userAgent": "Mozilla/5.0 (Windows NT 5.1) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/29.0.1547.57 Safari/537.36 OPR/16.0.1196.62",
+            "acceptLanguage": "en-US"}}
+    })
+}
+
+pub async fn run(config: Option<PathBuf>, args: ValidateBenchArgs) -> anyhow::Result<()> {
+    let config = load_config(config)?;
+    if config.kafka.bootstrap_servers.is_empty() {
+        bail!("no broker configured (CDP_KAFKA__BOOTSTRAP_SERVERS); `make bench` starts one");
+    }
+    let kafka = config.kafka.clone();
+    let topics = Topics::new(format!(
+        "bench-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    ));
+    let mut specs = vec![TopicSpec {
+        name: topics.catalog(),
+        partitions: 1,
+        compacted: true,
+    }];
+    for name in [
+        topics.ingest_raw(),
+        topics.events_valid(),
+        topics.events_error(),
+    ] {
+        specs.push(TopicSpec {
+            name,
+            partitions: args.partitions,
+            compacted: false,
+        });
+    }
+    ensure_topics(&kafka, &specs).await?;
+    let view = CatalogView::start(&kafka, &topics)?;
+    view.caught_up(Duration::from_secs(30)).await?;
+    let xdm = XdmSchema {
+        id: "https://ns.adobe.com/bench/schemas/web".into(),
+        version: 1,
+        title: "bench".into(),
+        tenant: "bench".into(),
+        class: "_xdm.context.experienceevent".into(),
+        field_groups: vec![],
+        profile_enabled: true,
+        definition: schema(),
+        created_at: 0,
+    };
+    let writer = CatalogWriter::new(&kafka, &topics, view.clone())?;
+    writer.put(&CatalogRecord::Schema(xdm.clone())).await?;
+    writer
+        .put(&CatalogRecord::Dataset(Dataset {
+            id: "bench".into(),
+            name: "bench".into(),
+            org_id: "bench".into(),
+            schema_id: xdm.id.clone(),
+            schema_version: 1,
+            profile_enabled: true,
+            format: ValueFormat::Json,
+            created_at: 0,
+        }))
+        .await?;
+    writer
+        .put(&CatalogRecord::Stream(Stream {
+            id: "bench".into(),
+            name: "bench".into(),
+            description: None,
+            org_id: "bench".into(),
+            sandbox: "prod".into(),
+            payload_type: PayloadType::Json,
+            authentication_required: false,
+            rate_limit: None,
+            dataset_id: Some("bench".into()),
+            schema_ref: None,
+            created_at: 0,
+        }))
+        .await?;
+
+    let every = 100usize
+        .checked_div(args.invalid_percent)
+        .unwrap_or(usize::MAX);
+    let payloads: Vec<Vec<u8>> = (0..args.events)
+        .map(|i| serde_json::to_vec(&event(i, i % every == every - 1)).unwrap_or_default())
+        .collect();
+    println!(
+        "cdp bench validate: {} events of ~{} B ({}% invalid), {} partitions, broker {}",
+        args.events,
+        payloads.first().map(Vec::len).unwrap_or(0),
+        args.invalid_percent,
+        args.partitions,
+        kafka.bootstrap_servers
+    );
+    produce_raw(&kafka, &topics, &payloads).await?;
+
+    // The ceiling: the same parsing and validation in a plain loop on one thread.
+    let validators = SchemaValidators::default();
+    let started = Instant::now();
+    let mut valid = 0usize;
+    for p in &payloads {
+        let v: Value = serde_json::from_slice(p)?;
+        valid += usize::from(validators.validate(&xdm, &v).is_ok());
+    }
+    let ceiling = args.events as f64 / started.elapsed().as_secs_f64();
+    println!("plain validation loop (ceiling): {ceiling:>9.0} events/s ({valid} valid)");
+
+    let one = stage_run(&kafka, &topics, &view, 1, args.partitions).await?;
+    println!(
+        "validate stage, 1 instance:     {:>9.0} events/s steady ({:.2} of ceiling); {:.0} events/s including {:.1} s to join the group",
+        one.steady, one.steady / ceiling, one.overall, one.join.as_secs_f64()
+    );
+    let two = stage_run(&kafka, &topics, &view, 2, args.partitions).await?;
+    println!(
+        "validate stage, 2 instances:    {:>9.0} events/s steady ({:.2} of ceiling, {:.2}x one instance); {:.0} events/s including {:.1} s to join the group",
+        two.steady, two.steady / ceiling, two.steady / one.steady, two.overall, two.join.as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn produce_raw(
+    kafka: &KafkaSettings,
+    topics: &Topics,
+    payloads: &[Vec<u8>],
+) -> anyhow::Result<()> {
+    let producer: FutureProducer = kafka.producer("bench-raw", 60_000).create()?;
+    let topic = topics.ingest_raw();
+    let results: Vec<_> = futures::stream::iter(payloads.iter().enumerate())
+        .map(|(i, p)| {
+            let headers = RawHeaders {
+                stream_id: "bench".into(),
+                org_id: "bench".into(),
+                sandbox: "prod".into(),
+                batch_id: "bench".into(),
+                xaction_id: format!("bench:{i}"),
+                received_ms: 0,
+                content_type: "application/json".into(),
+                source: Source::Stream,
+            };
+            let (producer, topic) = (&producer, &topic);
+            async move {
+                producer
+                    .send(
+                        FutureRecord::to(topic)
+                            .key(&format!("ECID:ecid-{}", i % 5000))
+                            .payload(p)
+                            .headers(headers.to_kafka()),
+                        Duration::from_secs(60),
+                    )
+                    .await
+            }
+        })
+        .buffer_unordered(20_000)
+        .collect()
+        .await;
+    if results.iter().any(|r| r.is_err()) {
+        bail!("writing the raw events failed");
+    }
+    Ok(())
+}
+
+/// Throughput of one run.
+struct Rates {
+    /// From the first committed transaction to the last.
+    steady: f64,
+    /// From start, group join included.
+    overall: f64,
+    /// Until the first transaction was committed.
+    join: Duration,
+}
+
+/// Runs `instances` validate stages in one fresh consumer group until the group has committed
+/// the end of every raw partition.
+async fn stage_run(
+    kafka: &KafkaSettings,
+    topics: &Topics,
+    view: &CatalogView,
+    instances: usize,
+    partitions: i32,
+) -> anyhow::Result<Rates> {
+    let group = format!("bench-validate-{}", uuid::Uuid::new_v4().simple());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let raw = topics.ingest_raw();
+    let probe: BaseConsumer = kafka.consumer("bench-probe", &group).create()?;
+    let mut ends = TopicPartitionList::new();
+    let mut total = 0i64;
+    for p in 0..partitions {
+        let (_, high) = probe.fetch_watermarks(&raw, p, Duration::from_secs(10))?;
+        ends.add_partition_offset(&raw, p, Offset::Offset(high))?;
+        total += high;
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..instances {
+        let settings = ValidateSettings {
+            group_id: group.clone(),
+            instance_id: Some(format!("{group}-{i}")),
+            ..ValidateSettings::default()
+        };
+        let (kafka, topics, view, stop) =
+            (kafka.clone(), topics.clone(), view.clone(), stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            cdp_validate::stage::run(&kafka, &topics, &settings, view, stop).await
+        }));
+    }
+    let mut first: Option<(Instant, i64)> = None;
+    loop {
+        let committed = probe.committed_offsets(ends.clone(), Duration::from_secs(10))?;
+        let done: i64 = committed
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            })
+            .sum();
+        if done > 0 && first.is_none() {
+            first = Some((Instant::now(), done));
+        }
+        if done >= total {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("validate did not finish within 10 minutes ({done} of {total})");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let finished = Instant::now();
+    let (first_at, first_done) = first.unwrap_or((started, 0));
+    let rates = Rates {
+        steady: (total - first_done) as f64 / (finished - first_at).as_secs_f64().max(1e-3),
+        overall: total as f64 / (finished - started).as_secs_f64(),
+        join: first_at - started,
+    };
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        t.await.context("validate task")??;
+    }
+    Ok(rates)
+}
