@@ -30,7 +30,7 @@ pub enum StageError {
     InitTransactions(KafkaError),
     #[error("the producer was fenced or failed fatally; another instance with the same instance_id may be running: {0}")]
     Fatal(KafkaError),
-    #[error("a blocking Kafka call panicked")]
+    #[error("a blocking Kafka call did not complete (the runtime is shutting down?)")]
     Join,
 }
 

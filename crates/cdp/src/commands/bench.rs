@@ -2,7 +2,11 @@
 //! measured in the same run (ratios survive a noisy shared machine; absolute numbers do not).
 use std::path::PathBuf;
 
+use cdp_contract::{KafkaSettings, Topics};
+use cdp_control::model::{CatalogRecord, PayloadType, Stream};
+use cdp_control::{CatalogView, CatalogWriter, Dataset, ValueFormat, XdmSchema};
 use clap::Subcommand;
+use serde_json::Value;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -18,3 +22,59 @@ pub async fn run(config: Option<PathBuf>, cmd: BenchCommand) -> anyhow::Result<(
         BenchCommand::Validate(args) => super::bench_validate::run(config, args).await,
     }
 }
+
+/// The catalog every benchmark uses: version one of schema
+/// `https://ns.adobe.com/bench/schemas/web` with `definition`, dataset `bench-dataset` of org
+/// `BENCH@AdobeOrg`, and stream `bench` into it. Written straight to the catalog topic, as
+/// control would.
+pub async fn seed_catalog(
+    kafka: &KafkaSettings,
+    topics: &Topics,
+    view: &CatalogView,
+    definition: Value,
+) -> anyhow::Result<()> {
+    let schema_id = "https://ns.adobe.com/bench/schemas/web";
+    let writer = CatalogWriter::new(kafka, topics, view.clone())?;
+    let records = [
+        CatalogRecord::Schema(XdmSchema {
+            id: schema_id.into(),
+            version: 1,
+            title: "bench".into(),
+            tenant: "bench".into(),
+            class: "_xdm.context.experienceevent".into(),
+            field_groups: vec![],
+            profile_enabled: true,
+            definition,
+            created_at: 0,
+        }),
+        CatalogRecord::Dataset(Dataset {
+            id: "bench-dataset".into(),
+            name: "bench".into(),
+            org_id: ORG.into(),
+            schema_id: schema_id.into(),
+            schema_version: 1,
+            profile_enabled: true,
+            format: ValueFormat::Json,
+            created_at: 0,
+        }),
+        CatalogRecord::Stream(Stream {
+            id: "bench".into(),
+            name: "bench".into(),
+            description: None,
+            org_id: ORG.into(),
+            sandbox: "prod".into(),
+            payload_type: PayloadType::Json,
+            authentication_required: false,
+            rate_limit: None,
+            dataset_id: Some("bench-dataset".into()),
+            schema_ref: None,
+            created_at: 0,
+        }),
+    ];
+    for r in &records {
+        writer.put(r).await?;
+    }
+    Ok(())
+}
+
+pub const ORG: &str = "BENCH@AdobeOrg";

@@ -9,8 +9,7 @@ use anyhow::{bail, Context};
 use cdp_contract::admin::{ensure_topics, TopicSpec};
 use cdp_contract::envelope::Source;
 use cdp_contract::{KafkaSettings, RawHeaders, Topics};
-use cdp_control::model::{CatalogRecord, PayloadType, Stream};
-use cdp_control::{CatalogView, CatalogWriter, Dataset, ValueFormat, XdmSchema};
+use cdp_control::CatalogView;
 use cdp_validate::{SchemaValidators, ValidateSettings};
 use clap::Args;
 use futures::StreamExt;
@@ -33,6 +32,9 @@ pub struct ValidateBenchArgs {
     /// Partitions of the raw topic (the most instances that can share the work).
     #[arg(long, default_value_t = 6)]
     partitions: i32,
+    /// Most raw events per transaction (validate.max_batch).
+    #[arg(long, default_value_t = ValidateSettings::default().max_batch)]
+    max_batch: usize,
 }
 
 fn schema() -> Value {
@@ -101,46 +103,12 @@ pub async fn run(config: Option<PathBuf>, args: ValidateBenchArgs) -> anyhow::Re
     ensure_topics(&kafka, &specs).await?;
     let view = CatalogView::start(&kafka, &topics)?;
     view.caught_up(Duration::from_secs(30)).await?;
-    let xdm = XdmSchema {
-        id: "https://ns.adobe.com/bench/schemas/web".into(),
-        version: 1,
-        title: "bench".into(),
-        tenant: "bench".into(),
-        class: "_xdm.context.experienceevent".into(),
-        field_groups: vec![],
-        profile_enabled: true,
-        definition: schema(),
-        created_at: 0,
-    };
-    let writer = CatalogWriter::new(&kafka, &topics, view.clone())?;
-    writer.put(&CatalogRecord::Schema(xdm.clone())).await?;
-    writer
-        .put(&CatalogRecord::Dataset(Dataset {
-            id: "bench".into(),
-            name: "bench".into(),
-            org_id: "bench".into(),
-            schema_id: xdm.id.clone(),
-            schema_version: 1,
-            profile_enabled: true,
-            format: ValueFormat::Json,
-            created_at: 0,
-        }))
-        .await?;
-    writer
-        .put(&CatalogRecord::Stream(Stream {
-            id: "bench".into(),
-            name: "bench".into(),
-            description: None,
-            org_id: "bench".into(),
-            sandbox: "prod".into(),
-            payload_type: PayloadType::Json,
-            authentication_required: false,
-            rate_limit: None,
-            dataset_id: Some("bench".into()),
-            schema_ref: None,
-            created_at: 0,
-        }))
-        .await?;
+    super::bench::seed_catalog(&kafka, &topics, &view, schema()).await?;
+    let xdm = view
+        .read()
+        .schema("https://ns.adobe.com/bench/schemas/web", 1)
+        .cloned()
+        .context("bench schema")?;
 
     let every = 100usize
         .checked_div(args.invalid_percent)
@@ -149,11 +117,12 @@ pub async fn run(config: Option<PathBuf>, args: ValidateBenchArgs) -> anyhow::Re
         .map(|i| serde_json::to_vec(&event(i, i % every == every - 1)).unwrap_or_default())
         .collect();
     println!(
-        "cdp bench validate: {} events of ~{} B ({}% invalid), {} partitions, broker {}",
+        "cdp bench validate: {} events of ~{} B ({}% invalid), {} partitions, transactions of up to {} events, broker {}",
         args.events,
         payloads.first().map(Vec::len).unwrap_or(0),
         args.invalid_percent,
         args.partitions,
+        args.max_batch,
         kafka.bootstrap_servers
     );
     produce_raw(&kafka, &topics, &payloads).await?;
@@ -169,12 +138,12 @@ pub async fn run(config: Option<PathBuf>, args: ValidateBenchArgs) -> anyhow::Re
     let ceiling = args.events as f64 / started.elapsed().as_secs_f64();
     println!("plain validation loop (ceiling): {ceiling:>9.0} events/s ({valid} valid)");
 
-    let one = stage_run(&kafka, &topics, &view, 1, args.partitions).await?;
+    let one = stage_run(&kafka, &topics, &view, 1, &args).await?;
     println!(
         "validate stage, 1 instance:     {:>9.0} events/s steady ({:.2} of ceiling); {:.0} events/s including {:.1} s to join the group",
         one.steady, one.steady / ceiling, one.overall, one.join.as_secs_f64()
     );
-    let two = stage_run(&kafka, &topics, &view, 2, args.partitions).await?;
+    let two = stage_run(&kafka, &topics, &view, 2, &args).await?;
     println!(
         "validate stage, 2 instances:    {:>9.0} events/s steady ({:.2} of ceiling, {:.2}x one instance); {:.0} events/s including {:.1} s to join the group",
         two.steady, two.steady / ceiling, two.steady / one.steady, two.overall, two.join.as_secs_f64()
@@ -193,7 +162,7 @@ async fn produce_raw(
         .map(|(i, p)| {
             let headers = RawHeaders {
                 stream_id: "bench".into(),
-                org_id: "bench".into(),
+                org_id: super::bench::ORG.into(),
                 sandbox: "prod".into(),
                 batch_id: "bench".into(),
                 xaction_id: format!("bench:{i}"),
@@ -240,8 +209,9 @@ async fn stage_run(
     topics: &Topics,
     view: &CatalogView,
     instances: usize,
-    partitions: i32,
+    args: &ValidateBenchArgs,
 ) -> anyhow::Result<Rates> {
+    let partitions = args.partitions;
     let group = format!("bench-validate-{}", uuid::Uuid::new_v4().simple());
     let (stop_tx, stop_rx) = watch::channel(false);
     let raw = topics.ingest_raw();
@@ -259,6 +229,7 @@ async fn stage_run(
         let settings = ValidateSettings {
             group_id: group.clone(),
             instance_id: Some(format!("{group}-{i}")),
+            max_batch: args.max_batch,
             ..ValidateSettings::default()
         };
         let (kafka, topics, view, stop) =
