@@ -1,0 +1,249 @@
+//! The lake's HTTP API, mounted by the control server: datasets with their record counts and
+//! activity, batches with their status, and a batch's failed records with reasons and payloads.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use cdp_contract::{KafkaSettings, Topics};
+use cdp_contract::admin::ensure_topics;
+use cdp_control::http::Problem;
+use cdp_control::CatalogView;
+use serde::{Deserialize, Serialize};
+
+use crate::batches::{self, BatchSummary, BatchView};
+use crate::failed::{self, FailedRecord};
+use crate::settings::LakeSettings;
+use crate::store::{self, Store};
+use crate::LakeError;
+
+/// Most failed records one page may ask for.
+const MAX_PAGE: usize = 1000;
+/// Batches listed by the activity endpoint.
+const RECENT_BATCHES: usize = 20;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct LakeApi {
+    pub catalog: CatalogView,
+    pub batches: BatchView,
+    pub store: Store,
+}
+
+impl LakeApi {
+    /// Creates the batches topic if needed, opens the lake store and follows the batches topic.
+    pub async fn start(
+        kafka: &KafkaSettings,
+        topics: &Topics,
+        settings: &LakeSettings,
+        catalog: CatalogView,
+    ) -> Result<Self, LakeError> {
+        ensure_topics(kafka, &[batches::topic_spec(topics, settings.batch_partitions)]).await?;
+        let store = store::open(settings)?;
+        let batches = BatchView::start(kafka, topics).await?;
+        Ok(Self {
+            catalog,
+            batches,
+            store,
+        })
+    }
+}
+
+/// `GET /datasets/{id}`, `GET /datasets/{id}/activity`, `GET /batches/{id}`,
+/// `GET /batches/{id}/failed`.
+pub fn router(state: LakeApi) -> Router {
+    Router::new()
+        .route("/datasets/{id}", get(dataset))
+        .route("/datasets/{id}/activity", get(activity))
+        .route("/batches/{id}", get(batch))
+        .route("/batches/{id}/failed", get(failed_records))
+        .with_state(state)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DatasetView {
+    #[serde(flatten)]
+    dataset: cdp_control::Dataset,
+    record_count: u64,
+    failed_count: u64,
+    batch_count: usize,
+    last_batch: Option<BatchSummary>,
+}
+
+fn unknown_dataset(id: &str) -> Response {
+    Problem::not_found(format!("dataset {id} does not exist")).into_response()
+}
+
+async fn dataset(State(api): State<LakeApi>, Path(id): Path<String>) -> Response {
+    let Some(ds) = api.catalog.read().datasets.get(&id).cloned() else {
+        return unknown_dataset(&id);
+    };
+    let state = api.batches.read();
+    let (mut records, mut failed) = (0, 0);
+    for c in state.dataset_contributions(&id) {
+        records += c.records;
+        failed += c.failed;
+    }
+    let batches = state.dataset_batches(&id);
+    let last_batch = batches.iter().max_by_key(|b| (b.created_ms, b.updated_ms)).cloned();
+    Json(DatasetView {
+        dataset: ds,
+        record_count: records,
+        failed_count: failed,
+        batch_count: batches.len(),
+        last_batch,
+    })
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct ActivityQuery {
+    minutes: Option<u32>,
+}
+
+#[derive(Serialize, Default, Clone)]
+#[serde(rename_all = "camelCase")]
+struct Bucket {
+    start_ms: i64,
+    records: u64,
+    failed: u64,
+    batches: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Activity {
+    dataset_id: String,
+    minutes: u32,
+    from_ms: i64,
+    to_ms: i64,
+    record_count: u64,
+    failed_count: u64,
+    /// One bucket per minute, oldest first, by time of receipt.
+    buckets: Vec<Bucket>,
+    /// The most recent batches, newest first.
+    batches: Vec<BatchSummary>,
+}
+
+async fn activity(
+    State(api): State<LakeApi>,
+    Path(id): Path<String>,
+    query: Result<Query<ActivityQuery>, QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = query else {
+        return Problem::bad_request("minutes must be a positive integer").into_response();
+    };
+    let minutes = q.minutes.unwrap_or(60).clamp(1, 7 * 24 * 60);
+    if !api.catalog.read().datasets.contains_key(&id) {
+        return unknown_dataset(&id);
+    }
+    const MINUTE: i64 = 60_000;
+    let now = cdp_control::model::now_ms();
+    let to = (now / MINUTE + 1) * MINUTE;
+    let from = to - i64::from(minutes) * MINUTE;
+    let mut buckets: Vec<Bucket> = (0..minutes)
+        .map(|i| Bucket {
+            start_ms: from + i64::from(i) * MINUTE,
+            ..Bucket::default()
+        })
+        .collect();
+    let state = api.batches.read();
+    let bucket_of = |ms: i64| (from..to).contains(&ms).then(|| ((ms - from) / MINUTE) as usize);
+    let (mut records, mut failed) = (0, 0);
+    for c in state.dataset_contributions(&id) {
+        records += c.records;
+        failed += c.failed;
+        // A contribution is counted in the minute its first record was received.
+        if let Some(b) = bucket_of(c.first_received_ms).and_then(|i| buckets.get_mut(i)) {
+            b.records += c.records;
+            b.failed += c.failed;
+        }
+    }
+    let mut batches = state.dataset_batches(&id);
+    for b in &batches {
+        if let Some(bk) = bucket_of(b.created_ms).and_then(|i| buckets.get_mut(i)) {
+            bk.batches += 1;
+        }
+    }
+    batches.sort_by_key(|b| std::cmp::Reverse((b.created_ms, b.updated_ms)));
+    batches.truncate(RECENT_BATCHES);
+    Json(Activity {
+        dataset_id: id,
+        minutes,
+        from_ms: from,
+        to_ms: to,
+        record_count: records,
+        failed_count: failed,
+        buckets,
+        batches,
+    })
+    .into_response()
+}
+
+fn unknown_batch(id: &str) -> Response {
+    Problem::not_found(format!("batch {id} does not exist")).into_response()
+}
+
+async fn batch(State(api): State<LakeApi>, Path(id): Path<String>) -> Response {
+    match api.batches.batch(&id) {
+        Some(b) => Json(b).into_response(),
+        None => unknown_batch(&id),
+    }
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    start: Option<usize>,
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FailedPage {
+    batch_id: String,
+    start: usize,
+    limit: usize,
+    total: u64,
+    /// The `start` of the next page, `null` on the last one.
+    next: Option<usize>,
+    records: Vec<FailedRecord>,
+}
+
+async fn failed_records(
+    State(api): State<LakeApi>,
+    Path(id): Path<String>,
+    query: Result<Query<PageQuery>, QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = query else {
+        return Problem::bad_request("start and limit must be non-negative integers")
+            .into_response();
+    };
+    let start = q.start.unwrap_or(0);
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let contributions = api.batches.read().contributions(&id);
+    if contributions.is_empty() {
+        return unknown_batch(&id);
+    }
+    let total: u64 = contributions.iter().map(|c| c.failed).sum();
+    match failed::page(&api.store, &id, &contributions, start, limit).await {
+        Ok(records) => {
+            let end = start + records.len();
+            Json(FailedPage {
+                batch_id: id,
+                start,
+                limit,
+                total,
+                next: (!records.is_empty() && (end as u64) < total).then_some(end),
+                records,
+            })
+            .into_response()
+        }
+        Err(e) => {
+            tracing::warn!(batch = id, error = %e, "cannot read failed records");
+            Problem::unavailable(format!("failed records of batch {id} cannot be read: {e}"))
+                .into_response()
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The lake stage: a consumer group on events.valid and events.error that buffers records per
+//! partition and flushes them to Parquet on count or time, then commits the offsets.
+//!
+//! Order of a flush: manifest → files → batch contributions → offset commit. A crash anywhere
+//! before the commit means the flush is read again from the committed offset; the first flush
+//! after an assignment removes what uncommitted flushes wrote (see [`crate::manifest`]), and
+//! file names are derived from (topic, partition, first offset), so the replay never leaves a
+//! row twice.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cdp_contract::admin::ensure_topics;
+use cdp_contract::{KafkaSettings, Topics};
+use cdp_control::CatalogView;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::Message;
+use rdkafka::producer::FutureProducer;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::watch;
+
+use crate::batches;
+use crate::decode::ValueDecoder;
+use crate::encode;
+use crate::flush::{Flusher, PartitionBuffer};
+use crate::record;
+use crate::settings::LakeSettings;
+use crate::store;
+use crate::LakeError;
+
+/// How often a failed flush is tried again before the stage gives up (and, restarted, replays).
+const FLUSH_ATTEMPTS: u32 = 8;
+
+type Tp = (String, i32);
+
+/// Notes revoked partitions, so their buffers are dropped before anything else happens: the
+/// next owner reads them again from the committed offset.
+#[derive(Default)]
+struct LakeContext {
+    revoked: Mutex<Vec<Tp>>,
+}
+
+impl ClientContext for LakeContext {}
+
+impl ConsumerContext for LakeContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let mut r = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+            r.extend(
+                tpl.elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition())),
+            );
+        }
+    }
+}
+
+type LakeConsumer = StreamConsumer<LakeContext>;
+
+/// Runs the lake until `shutdown` turns true; buffered records are flushed before returning.
+pub async fn run(
+    kafka: &KafkaSettings,
+    topics: &Topics,
+    settings: &LakeSettings,
+    catalog: CatalogView,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), LakeError> {
+    ensure_topics(
+        kafka,
+        &[batches::topic_spec(topics, settings.batch_partitions)],
+    )
+    .await?;
+    let store = store::open(settings)?;
+    let client_id = format!("cdp-lake-{}", uuid::Uuid::new_v4().simple());
+    let consumer: Arc<LakeConsumer> = Arc::new(
+        kafka
+            .consumer(&client_id, &settings.group_id)
+            .create_with_context(LakeContext::default())
+            .map_err(LakeError::Kafka)?,
+    );
+    let (valid_topic, error_topic) = (topics.events_valid(), topics.events_error());
+    consumer
+        .subscribe(&[valid_topic.as_str(), error_topic.as_str()])
+        .map_err(LakeError::Kafka)?;
+    let producer: FutureProducer = kafka
+        .producer(&client_id, 30_000)
+        .create()
+        .map_err(LakeError::Kafka)?;
+    let mut flusher = Flusher {
+        store,
+        producer,
+        batches_topic: topics.batches(),
+        catalog,
+        compression: encode::compression(&settings.compression),
+        concurrency: settings.write_concurrency,
+        layouts: Default::default(),
+    };
+    let decoder = ValueDecoder::new(&settings.registry_url);
+    let interval = Duration::from_millis(settings.flush_interval_ms.max(1));
+    tracing::info!(root = %settings.root, group = %settings.group_id, "lake consuming");
+
+    // Partitions whose recovery ran since they were assigned.
+    let mut recovered: HashSet<Tp> = HashSet::new();
+    let mut buffers: BTreeMap<Tp, PartitionBuffer> = BTreeMap::new();
+    let mut buffered = 0usize;
+    let mut oldest: Option<Instant> = None;
+    loop {
+        let deadline = oldest.map(|o| o + interval);
+        let msg = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            _ = sleep_until(deadline) => None,
+            m = consumer.recv() => Some(m),
+        };
+        drop_revoked(&consumer, &mut buffers, &mut recovered, &mut buffered);
+        match msg {
+            Some(Ok(m)) => {
+                let tp = (m.topic().to_string(), m.partition());
+                if !recovered.contains(&tp) {
+                    // First message since assignment: its offset is where consumption resumed.
+                    flusher.recover(&tp.0, tp.1, m.offset()).await?;
+                    recovered.insert(tp.clone());
+                }
+                let pending = if tp.0 == valid_topic {
+                    record::valid(&m, &decoder).await
+                } else {
+                    record::failed(&m)
+                };
+                let buf = buffers.entry(tp.clone()).or_insert_with(|| PartitionBuffer {
+                    topic: tp.0.clone(),
+                    partition: tp.1,
+                    first_offset: m.offset(),
+                    next_offset: m.offset(),
+                    records: Vec::new(),
+                });
+                buf.next_offset = m.offset() + 1;
+                buf.records.push(pending);
+                buffered += 1;
+                oldest.get_or_insert_with(Instant::now);
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "lake read failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            None => {}
+        }
+        let due = deadline.is_some_and(|d| Instant::now() >= d);
+        if buffered >= settings.flush_records || (buffered > 0 && due) {
+            flush_all(&mut flusher, &consumer, &mut buffers).await?;
+            buffered = 0;
+            oldest = None;
+        }
+    }
+    drop_revoked(&consumer, &mut buffers, &mut recovered, &mut buffered);
+    if !buffers.is_empty() {
+        flush_all(&mut flusher, &consumer, &mut buffers).await?;
+    }
+    tracing::info!("lake stopped");
+    Ok(())
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn drop_revoked(
+    consumer: &LakeConsumer,
+    buffers: &mut BTreeMap<Tp, PartitionBuffer>,
+    recovered: &mut HashSet<Tp>,
+    buffered: &mut usize,
+) {
+    let revoked: Vec<Tp> = {
+        let mut r = consumer
+            .context()
+            .revoked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut *r)
+    };
+    for tp in revoked {
+        if let Some(b) = buffers.remove(&tp) {
+            *buffered -= b.records.len();
+            tracing::info!(topic = tp.0, partition = tp.1, records = b.records.len(), "partition revoked; its buffer is left to the next owner");
+        }
+        recovered.remove(&tp);
+    }
+}
+
+/// Flushes every partition's buffer, then commits their next offsets.
+async fn flush_all(
+    flusher: &mut Flusher,
+    consumer: &Arc<LakeConsumer>,
+    buffers: &mut BTreeMap<Tp, PartitionBuffer>,
+) -> Result<(), LakeError> {
+    let mut offsets = TopicPartitionList::new();
+    for (tp, buf) in std::mem::take(buffers) {
+        let next = buf.next_offset;
+        let mut attempt = 0;
+        // A failed flush is retried with the same records, so it writes the same names.
+        while let Err(e) = flusher.flush(&buf).await {
+            attempt += 1;
+            if attempt >= FLUSH_ATTEMPTS {
+                return Err(e.into());
+            }
+            tracing::warn!(topic = tp.0, partition = tp.1, attempt, error = %e, "flush failed; retrying");
+            tokio::time::sleep(Duration::from_millis(250 << attempt.min(4))).await;
+        }
+        offsets
+            .add_partition_offset(&tp.0, tp.1, Offset::Offset(next))
+            .map_err(LakeError::Kafka)?;
+    }
+    let c = consumer.clone();
+    let committed = tokio::task::spawn_blocking(move || c.commit(&offsets, CommitMode::Sync))
+        .await
+        .map_err(|_| LakeError::Join)?;
+    if let Err(e) = committed {
+        // The files are written; whoever owns the partitions now replays from the last
+        // commit and recovery replaces them.
+        tracing::warn!(error = %e, "offset commit failed (rebalance?)");
+    }
+    Ok(())
+}
