@@ -1,0 +1,277 @@
+//! Compilation of a checked [`Query`] into an evaluation plan: paths split once,
+//! literals and windows converted once, chain labels resolved to indices.
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+
+use crate::ast::*;
+use crate::error::{Diagnostic, PqlError};
+use crate::printer::print_expr;
+
+/// A compiled segment definition. Build it once with [`Plan::compile`] and
+/// evaluate it against many profiles.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub(crate) root: Node,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub kind: Kind,
+    /// The PQL text of this node, for explanations.
+    pub text: String,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct FieldRef {
+    pub keys: Vec<String>,
+    /// `timestamp` of an event is parsed once per context, not per predicate.
+    pub is_timestamp: bool,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Lit {
+    Str(String),
+    Num(f64),
+    Bool(bool),
+    Date(NaiveDate),
+    DateTime(DateTime<Utc>),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Clock {
+    BeforeNow { op: CmpOp, window: Duration },
+    TodayIgnoringYear,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum AggKind {
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct PStep {
+    pub negated: bool,
+    pub cond: Node,
+    /// Maximum gap after the referenced (earlier, positive) step.
+    pub within: Option<(Duration, usize)>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Kind {
+    And(Vec<Node>),
+    Or(Vec<Node>),
+    Not(Box<Node>),
+    Cmp {
+        field: FieldRef,
+        op: CmpOp,
+        lit: Lit,
+    },
+    In {
+        field: FieldRef,
+        lits: Vec<Lit>,
+    },
+    Exists(FieldRef),
+    Str {
+        field: FieldRef,
+        func: StrFn,
+        arg: String,
+    },
+    Occurs {
+        field: FieldRef,
+        clock: Clock,
+    },
+    InSegment(String),
+    /// Predicates over an entity this evaluator has no data for (multi-entity
+    /// queries) see an empty collection.
+    NoData,
+    Any(Box<Node>),
+    Agg {
+        filter: Option<Box<Node>>,
+        kind: AggKind,
+        field: Option<FieldRef>,
+        op: CmpOp,
+        value: f64,
+    },
+    Chain {
+        time: FieldRef,
+        steps: Vec<PStep>,
+    },
+}
+
+fn field(p: &Path) -> FieldRef {
+    FieldRef {
+        is_timestamp: p.segments.len() == 1 && p.segments[0] == "timestamp",
+        keys: p.segments.clone(),
+    }
+}
+
+fn lit(l: &Literal) -> Lit {
+    match l {
+        Literal::Str(s) => Lit::Str(s.clone()),
+        Literal::Num(n) => Lit::Num(*n),
+        Literal::Bool(b) => Lit::Bool(*b),
+        Literal::Date(d) => Lit::Date(*d),
+        Literal::DateTime(d) => Lit::DateTime(*d),
+    }
+}
+
+impl Plan {
+    /// Compiles a parsed query. Fails only on structural mistakes the checker
+    /// would also report (a chain step referring to an unknown label).
+    pub fn compile(q: &Query) -> Result<Plan, PqlError> {
+        let cond = node(&q.cond)?;
+        // `select v from xEvent where c` qualifies a profile with an event
+        // satisfying `c`, exactly like `xEvent.any(c)`.
+        let root = match &q.select {
+            None => cond,
+            Some(sel) => Node {
+                text: crate::printer::print(q),
+                kind: if sel.source == EVENT_SOURCE {
+                    Kind::Any(Box::new(cond))
+                } else {
+                    Kind::NoData
+                },
+            },
+        };
+        Ok(Plan { root })
+    }
+}
+
+fn node(e: &Expr) -> Result<Node, PqlError> {
+    let kind = match &e.kind {
+        ExprKind::And(..) | ExprKind::Or(..) => {
+            // Flattening `a and b and c` keeps evaluation a loop, not a recursion.
+            let is_and = matches!(e.kind, ExprKind::And(..));
+            let mut parts = Vec::new();
+            flatten(e, is_and, &mut parts);
+            let nodes = parts.into_iter().map(node).collect::<Result<Vec<_>, _>>()?;
+            if is_and {
+                Kind::And(nodes)
+            } else {
+                Kind::Or(nodes)
+            }
+        }
+        ExprKind::Not(a) => Kind::Not(Box::new(node(a)?)),
+        ExprKind::Compare { path, op, value } => Kind::Cmp {
+            field: field(path),
+            op: *op,
+            lit: lit(value),
+        },
+        ExprKind::In { path, values } => Kind::In {
+            field: field(path),
+            lits: values.iter().map(lit).collect(),
+        },
+        ExprKind::Exists(p) => Kind::Exists(field(p)),
+        ExprKind::StrMatch { path, func, arg } => Kind::Str {
+            field: field(path),
+            func: *func,
+            arg: arg.clone(),
+        },
+        ExprKind::Occurs { path, cond } => Kind::Occurs {
+            field: field(path),
+            clock: match cond {
+                TimeCond::BeforeNow { op, window } => Clock::BeforeNow {
+                    op: *op,
+                    window: window.duration(),
+                },
+                TimeCond::TodayIgnoringYear => Clock::TodayIgnoringYear,
+            },
+        },
+        ExprKind::InSegment(id) => Kind::InSegment(id.clone()),
+        ExprKind::Any { source, cond } => {
+            if source == EVENT_SOURCE {
+                Kind::Any(Box::new(node(cond)?))
+            } else {
+                Kind::NoData
+            }
+        }
+        ExprKind::Aggregate {
+            source,
+            filter,
+            agg,
+            op,
+            value,
+        } => {
+            if source != EVENT_SOURCE {
+                Kind::NoData
+            } else {
+                let kind = match agg {
+                    Agg::Count => AggKind::Count,
+                    Agg::Sum(_) => AggKind::Sum,
+                    Agg::Min(_) => AggKind::Min,
+                    Agg::Max(_) => AggKind::Max,
+                    Agg::Avg(_) => AggKind::Avg,
+                };
+                Kind::Agg {
+                    filter: match filter {
+                        Some(f) => Some(Box::new(node(f)?)),
+                        None => None,
+                    },
+                    kind,
+                    field: agg.field().map(field),
+                    op: *op,
+                    value: *value,
+                }
+            }
+        }
+        ExprKind::Chain {
+            source,
+            time_path,
+            steps,
+        } => {
+            if source != EVENT_SOURCE {
+                Kind::NoData
+            } else {
+                let mut out = Vec::with_capacity(steps.len());
+                for (i, s) in steps.iter().enumerate() {
+                    let within = match &s.within {
+                        None => None,
+                        Some((w, label)) => {
+                            let target = steps[..i]
+                                .iter()
+                                .position(|o| &o.label == label && !o.negated)
+                                .ok_or_else(|| {
+                                    PqlError::Check(vec![Diagnostic::new(
+                                        format!("`AFTER {label}` must name an earlier, non-negated step"),
+                                        s.span,
+                                    )])
+                                })?;
+                            Some((w.duration(), target))
+                        }
+                    };
+                    out.push(PStep {
+                        negated: s.negated,
+                        cond: node(&s.cond)?,
+                        within,
+                    });
+                }
+                Kind::Chain {
+                    time: field(time_path),
+                    steps: out,
+                }
+            }
+        }
+    };
+    Ok(Node {
+        kind,
+        text: print_expr(e),
+    })
+}
+
+fn flatten<'a>(e: &'a Expr, is_and: bool, out: &mut Vec<&'a Expr>) {
+    match &e.kind {
+        ExprKind::And(a, b) if is_and => {
+            flatten(a, is_and, out);
+            flatten(b, is_and, out);
+        }
+        ExprKind::Or(a, b) if !is_and => {
+            flatten(a, is_and, out);
+            flatten(b, is_and, out);
+        }
+        _ => out.push(e),
+    }
+}
