@@ -78,7 +78,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let compression = args.get(3).cloned().unwrap_or_else(|| "zstd".into());
 
     // The values as they arrive on events.valid: JSON text.
-    let values: Vec<Vec<u8>> = (0..rows).map(|i| event(i).to_string().into_bytes()).collect();
+    let values: Vec<Vec<u8>> = (0..rows)
+        .map(|i| event(i).to_string().into_bytes())
+        .collect();
     let input_bytes: usize = values.iter().map(Vec::len).sum();
     let dir = std::env::temp_dir().join(format!("cdp-lake-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -108,7 +110,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let bytes = encode::data_file(&layout, &rows, codec)?;
         output_bytes += bytes.len();
         store
-            .put(&Path::from(format!("part-{n:05}.parquet")), PutPayload::from(bytes))
+            .put(
+                &Path::from(format!("part-{n:05}.parquet")),
+                PutPayload::from(bytes),
+            )
             .await?;
     }
     let secs = started.elapsed().as_secs_f64();

@@ -6,8 +6,8 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use cdp_contract::{KafkaSettings, Topics};
 use cdp_contract::admin::ensure_topics;
+use cdp_contract::{KafkaSettings, Topics};
 use cdp_control::http::Problem;
 use cdp_control::CatalogView;
 use serde::{Deserialize, Serialize};
@@ -39,7 +39,11 @@ impl LakeApi {
         settings: &LakeSettings,
         catalog: CatalogView,
     ) -> Result<Self, LakeError> {
-        ensure_topics(kafka, &[batches::topic_spec(topics, settings.batch_partitions)]).await?;
+        ensure_topics(
+            kafka,
+            &[batches::topic_spec(topics, settings.batch_partitions)],
+        )
+        .await?;
         let store = store::open(settings)?;
         let batches = BatchView::start(kafka, topics).await?;
         Ok(Self {
@@ -87,7 +91,10 @@ async fn dataset(State(api): State<LakeApi>, Path(id): Path<String>) -> Response
         failed += c.failed;
     }
     let batches = state.dataset_batches(&id);
-    let last_batch = batches.iter().max_by_key(|b| (b.created_ms, b.updated_ms)).cloned();
+    let last_batch = batches
+        .iter()
+        .max_by_key(|b| (b.created_ms, b.updated_ms))
+        .cloned();
     Json(DatasetView {
         dataset: ds,
         record_count: records,
@@ -150,7 +157,11 @@ async fn activity(
         })
         .collect();
     let state = api.batches.read();
-    let bucket_of = |ms: i64| (from..to).contains(&ms).then(|| ((ms - from) / MINUTE) as usize);
+    let bucket_of = |ms: i64| {
+        (from..to)
+            .contains(&ms)
+            .then(|| ((ms - from) / MINUTE) as usize)
+    };
     let (mut records, mut failed) = (0, 0);
     for c in state.dataset_contributions(&id) {
         records += c.records;

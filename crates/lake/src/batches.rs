@@ -332,7 +332,10 @@ mod tests {
         put(&mut s, &c("b1", "datasets/ds/_errors/e.parquet", 0, 2));
         put(&mut s, &c("b1", "datasets/ds/a.parquet", 3, 0));
         let b = s.batch("b1").unwrap();
-        assert_eq!((b.records, b.failed, b.status), (3, 2, BatchStatus::Partial));
+        assert_eq!(
+            (b.records, b.failed, b.status),
+            (3, 2, BatchStatus::Partial)
+        );
         s.apply("b1/datasets/ds/a.parquet", None);
         assert_eq!(s.batch("b1").unwrap().status, BatchStatus::Failed);
         s.apply("b1/datasets/ds/_errors/e.parquet", None);

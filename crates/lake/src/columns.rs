@@ -133,7 +133,10 @@ impl EntityLayout {
             extra.insert(String::new(), entity.clone());
         }
         if !extra.is_empty() {
-            row.insert(EXTRA.to_string(), Value::String(Value::Object(extra).to_string()));
+            row.insert(
+                EXTRA.to_string(),
+                Value::String(Value::Object(extra).to_string()),
+            );
         }
         row
     }
@@ -197,7 +200,9 @@ fn column(schema: &Value, root: &Value, depth: usize) -> Column {
             _ => Column::Json,
         },
         ["array"] => match s.get("items") {
-            Some(items @ Value::Object(_)) => Column::List(Box::new(column(items, root, depth + 1))),
+            Some(items @ Value::Object(_)) => {
+                Column::List(Box::new(column(items, root, depth + 1)))
+            }
             _ => Column::Json,
         },
         _ => Column::Json,
@@ -291,14 +296,23 @@ mod tests {
     #[test]
     fn maps_schema_to_columns() {
         let layout = EntityLayout::from_schema(&schema());
-        let col = |n: &str| layout.fields.iter().find(|(f, _)| f == n).map(|(_, c)| c.clone());
+        let col = |n: &str| {
+            layout
+                .fields
+                .iter()
+                .find(|(f, _)| f == n)
+                .map(|(_, c)| c.clone())
+        };
         assert_eq!(col("identityMap"), Some(Column::Json));
         assert_eq!(col("either"), Some(Column::Json));
         assert_eq!(col("value"), Some(Column::Float64));
         assert_eq!(
             col("web"),
             Some(Column::Struct(vec![
-                ("page".into(), Column::Struct(vec![("name".into(), Column::Utf8)])),
+                (
+                    "page".into(),
+                    Column::Struct(vec![("name".into(), Column::Utf8)])
+                ),
                 ("tags".into(), Column::List(Box::new(Column::Utf8))),
             ]))
         );
@@ -316,6 +330,9 @@ mod tests {
         assert_eq!(row["count"], json!(2));
         assert_eq!(row["identityMap"], json!("{\"ECID\":[{\"id\":\"1\"}]}"));
         let extra: Value = serde_json::from_str(row[EXTRA].as_str().unwrap()).unwrap();
-        assert_eq!(extra, json!({"/value": "high", "/undeclared": 1, "/web/page/x": true}));
+        assert_eq!(
+            extra,
+            json!({"/value": "high", "/undeclared": 1, "/web/page/x": true})
+        );
     }
 }

@@ -45,7 +45,9 @@ impl ValueDecoder {
 }
 
 fn float(f: f64) -> Value {
-    Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null)
+    Number::from_f64(f)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
 }
 
 /// Avro → the JSON the event had: unions unwrapped, records as objects, logical types as their

@@ -2,7 +2,7 @@
 //! name, in file order, paginated.
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{Int64Type, Int32Type};
+use arrow::datatypes::{Int32Type, Int64Type};
 use object_store::path::Path;
 use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -92,7 +92,11 @@ fn strings<'a>(
         .ok_or_else(|| ReadError::Column(file.to_string(), name))
 }
 
-async fn read_file(store: &Store, file: &str, batch_id: &str) -> Result<Vec<FailedRecord>, ReadError> {
+async fn read_file(
+    store: &Store,
+    file: &str,
+    batch_id: &str,
+) -> Result<Vec<FailedRecord>, ReadError> {
     let bytes = store.get(&Path::from(file)).await?.bytes().await?;
     let perr = |e| ReadError::Parquet(file.to_string(), e);
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
@@ -134,8 +138,12 @@ async fn read_file(store: &Store, file: &str, batch_id: &str) -> Result<Vec<Fail
             let list = violations.value(i);
             let reasons = match list.as_struct_opt() {
                 Some(s) => {
-                    let p = s.column_by_name("pointer").and_then(|c| c.as_string_opt::<i32>());
-                    let m = s.column_by_name("message").and_then(|c| c.as_string_opt::<i32>());
+                    let p = s
+                        .column_by_name("pointer")
+                        .and_then(|c| c.as_string_opt::<i32>());
+                    let m = s
+                        .column_by_name("message")
+                        .and_then(|c| c.as_string_opt::<i32>());
                     match (p, m) {
                         (Some(p), Some(m)) => (0..s.len())
                             .map(|j| Reason {

@@ -125,15 +125,17 @@ impl Flusher {
                         version,
                     );
                     let row = encode::data_row(&l, &v.entity, &v.provenance);
-                    let f = files.entry(path.to_string()).or_insert_with(|| PlannedFile {
-                        path: path.clone(),
-                        rows: FileRows::Data {
-                            layout: l,
-                            rows: Vec::new(),
-                        },
-                        dataset_id: Some(v.dataset_id.clone()),
-                        batches: BTreeMap::new(),
-                    });
+                    let f = files
+                        .entry(path.to_string())
+                        .or_insert_with(|| PlannedFile {
+                            path: path.clone(),
+                            rows: FileRows::Data {
+                                layout: l,
+                                rows: Vec::new(),
+                            },
+                            dataset_id: Some(v.dataset_id.clone()),
+                            batches: BTreeMap::new(),
+                        });
                     if let FileRows::Data { rows, .. } = &mut f.rows {
                         rows.push(row);
                     }
@@ -147,12 +149,14 @@ impl Flusher {
                         buf.partition,
                         buf.first_offset,
                     );
-                    let f = files.entry(path.to_string()).or_insert_with(|| PlannedFile {
-                        path: path.clone(),
-                        rows: FileRows::Errors(Vec::new()),
-                        dataset_id: e.dataset_id.clone(),
-                        batches: BTreeMap::new(),
-                    });
+                    let f = files
+                        .entry(path.to_string())
+                        .or_insert_with(|| PlannedFile {
+                            path: path.clone(),
+                            rows: FileRows::Errors(Vec::new()),
+                            dataset_id: e.dataset_id.clone(),
+                            batches: BTreeMap::new(),
+                        });
                     if let FileRows::Errors(rows) = &mut f.rows {
                         rows.push(e.clone());
                     }
@@ -269,7 +273,10 @@ impl Flusher {
             if m.first_offset < resume {
                 if m.next_offset > resume {
                     tracing::error!(
-                        topic, partition, resume, first = m.first_offset,
+                        topic,
+                        partition,
+                        resume,
+                        first = m.first_offset,
                         "consumption resumes inside a flush (offsets rewound by hand?); rows \
                          between the flush start and the resume offset may appear twice"
                     );

@@ -79,6 +79,8 @@ mod tests {
             "datasets/ds1/date=2023-11-14/part-cdp.events.valid-00003-00000000000000000042-v2.parquet"
         );
         let e = error_file(None, "2023-11-14", "cdp.events.error", 0, 7);
-        assert!(e.as_ref().starts_with("datasets/_unassigned/_errors/date=2023-11-14/"));
+        assert!(e
+            .as_ref()
+            .starts_with("datasets/_unassigned/_errors/date=2023-11-14/"));
     }
 }

@@ -95,9 +95,8 @@ pub async fn valid(m: &BorrowedMessage<'_>, decoder: &ValueDecoder) -> Pending {
         Ok(e) => e,
         Err(e) => return unreadable(m, e.to_string()),
     };
-    let schema = header(m, envelope::SCHEMA_ID).zip(
-        header(m, envelope::SCHEMA_VERSION).and_then(|v| v.parse::<u32>().ok()),
-    );
+    let schema = header(m, envelope::SCHEMA_ID)
+        .zip(header(m, envelope::SCHEMA_VERSION).and_then(|v| v.parse::<u32>().ok()));
     Pending::Valid(ValidRecord {
         dataset_id,
         schema,

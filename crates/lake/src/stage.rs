@@ -128,13 +128,15 @@ pub async fn run(
                 } else {
                     record::failed(&m)
                 };
-                let buf = buffers.entry(tp.clone()).or_insert_with(|| PartitionBuffer {
-                    topic: tp.0.clone(),
-                    partition: tp.1,
-                    first_offset: m.offset(),
-                    next_offset: m.offset(),
-                    records: Vec::new(),
-                });
+                let buf = buffers
+                    .entry(tp.clone())
+                    .or_insert_with(|| PartitionBuffer {
+                        topic: tp.0.clone(),
+                        partition: tp.1,
+                        first_offset: m.offset(),
+                        next_offset: m.offset(),
+                        records: Vec::new(),
+                    });
                 buf.next_offset = m.offset() + 1;
                 buf.records.push(pending);
                 buffered += 1;
@@ -186,7 +188,12 @@ fn drop_revoked(
     for tp in revoked {
         if let Some(b) = buffers.remove(&tp) {
             *buffered -= b.records.len();
-            tracing::info!(topic = tp.0, partition = tp.1, records = b.records.len(), "partition revoked; its buffer is left to the next owner");
+            tracing::info!(
+                topic = tp.0,
+                partition = tp.1,
+                records = b.records.len(),
+                "partition revoked; its buffer is left to the next owner"
+            );
         }
         recovered.remove(&tp);
     }

@@ -61,29 +61,46 @@ async fn events_and_failures_land_in_parquet_and_the_apis_report_them() {
     assert_eq!(rows.len(), 6);
     let r = &rows[2];
     assert_eq!(r["_id"], "e2");
-    assert_eq!(r["web"], json!({"webPageDetails": {"name": "page 2", "URL": "https://example.com/"}}));
+    assert_eq!(
+        r["web"],
+        json!({"webPageDetails": {"name": "page 2", "URL": "https://example.com/"}})
+    );
     assert_eq!(r["commerce"]["order"]["priceTotal"], json!(2.5));
     assert_eq!(
         r["productListItems"],
         json!([{"SKU": "sku-1", "quantity": 2}, {"SKU": "sku-2", "quantity": 1}])
     );
     // A map without fixed properties is kept as JSON text.
-    let identity: Value = serde_json::from_str(r["identityMap"].as_str().expect("json text")).expect("json");
-    assert_eq!(identity, json!({"ECID": [{"id": "ecid-2", "primary": true}]}));
+    let identity: Value =
+        serde_json::from_str(r["identityMap"].as_str().expect("json text")).expect("json");
+    assert_eq!(
+        identity,
+        json!({"ECID": [{"id": "ecid-2", "primary": true}]})
+    );
     assert_eq!(r["_batch_id"], "b1");
     assert_eq!(r["_xaction_id"], "b1:2");
     assert_eq!(r["_stream_id"], "stream-1");
     assert_eq!(r["_received_ms"], json!(RECEIVED_MS));
-    assert!(r.get("_extra").is_none_or(Value::is_null), "nothing left over: {r}");
+    assert!(
+        r.get("_extra").is_none_or(Value::is_null),
+        "nothing left over: {r}"
+    );
     for f in &files {
         let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        assert!(name.starts_with(&format!("part-{}-", env.topics.events_valid())), "{name}");
+        assert!(
+            name.starts_with(&format!("part-{}-", env.topics.events_valid())),
+            "{name}"
+        );
     }
 
     // Error files: under the dataset, and under _unassigned without one.
-    let errors = rows_in(&parquet_files(&root.join(format!("datasets/{DATASET}/_errors"))));
+    let errors = rows_in(&parquet_files(
+        &root.join(format!("datasets/{DATASET}/_errors")),
+    ));
     assert_eq!(errors.len(), 3);
-    assert!(errors.iter().all(|e| e["stage"] == "validate" && e["_dataset_id"] == DATASET));
+    assert!(errors
+        .iter()
+        .all(|e| e["stage"] == "validate" && e["_dataset_id"] == DATASET));
     assert_eq!(
         errors[0]["violations"],
         json!([{"pointer": "/timestamp", "message": "\"timestamp\" is a required property"}])
@@ -96,12 +113,18 @@ async fn events_and_failures_land_in_parquet_and_the_apis_report_them() {
     let (status, b1) = get(&app, "/batches/b1").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(b1["status"], "partial");
-    assert_eq!((b1["records"].as_u64(), b1["failed"].as_u64()), (Some(6), Some(3)));
+    assert_eq!(
+        (b1["records"].as_u64(), b1["failed"].as_u64()),
+        (Some(6), Some(3))
+    );
     assert_eq!(b1["datasetId"], DATASET);
     assert_eq!(b1["createdMs"], json!(RECEIVED_MS));
     assert!(b1["files"].as_array().is_some_and(|f| !f.is_empty()));
     let (_, b2) = get(&app, "/batches/b2").await;
-    assert_eq!(b2["status"], serde_json::to_value(BatchStatus::Failed).expect("status"));
+    assert_eq!(
+        b2["status"],
+        serde_json::to_value(BatchStatus::Failed).expect("status")
+    );
 
     // Failed records, two pages.
     let (status, page1) = get(&app, "/batches/b1/failed?start=0&limit=2").await;
@@ -112,7 +135,9 @@ async fn events_and_failures_land_in_parquet_and_the_apis_report_them() {
     let first = &page1["records"][0];
     assert_eq!(first["stage"], "validate");
     assert_eq!(first["violations"][0]["pointer"], "/timestamp");
-    assert!(first["payload"]["body"]["xdmEntity"]["_id"].as_str().is_some_and(|s| s.starts_with("bad")));
+    assert!(first["payload"]["body"]["xdmEntity"]["_id"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("bad")));
     let (_, page2) = get(&app, "/batches/b1/failed?start=2&limit=2").await;
     assert_eq!(page2["next"], Value::Null);
     assert_eq!(page2["records"].as_array().map(Vec::len), Some(1));
@@ -130,7 +155,10 @@ async fn events_and_failures_land_in_parquet_and_the_apis_report_them() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ds["id"], DATASET);
     assert_eq!(ds["schemaId"], SCHEMA_ID);
-    assert_eq!((ds["recordCount"].as_u64(), ds["failedCount"].as_u64()), (Some(6), Some(3)));
+    assert_eq!(
+        (ds["recordCount"].as_u64(), ds["failedCount"].as_u64()),
+        (Some(6), Some(3))
+    );
     assert_eq!(ds["lastBatch"]["id"], "b1");
 
     let (status, act) = get(&app, &format!("/datasets/{DATASET}/activity?minutes=5")).await;
@@ -139,7 +167,12 @@ async fn events_and_failures_land_in_parquet_and_the_apis_report_them() {
     assert_eq!(act["recordCount"], 6);
     assert_eq!(act["batches"][0]["id"], "b1");
 
-    for uri in ["/batches/nope", "/batches/nope/failed", "/datasets/nope", "/datasets/nope/activity"] {
+    for uri in [
+        "/batches/nope",
+        "/batches/nope/failed",
+        "/datasets/nope",
+        "/datasets/nope/activity",
+    ] {
         let (status, problem) = get(&app, uri).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
         assert_eq!(problem["status"], 404);

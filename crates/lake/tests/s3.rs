@@ -36,7 +36,9 @@ async fn the_lake_writes_parquet_to_s3() {
         .expect("api");
     let batches = api.batches.clone();
     eventually(Duration::from_secs(30), "batch s1 on S3", || {
-        batches.batch("s1").is_some_and(|b| b.records == 4 && b.failed == 1)
+        batches
+            .batch("s1")
+            .is_some_and(|b| b.records == 4 && b.failed == 1)
     })
     .await;
     lake.stop().await;
@@ -44,18 +46,29 @@ async fn the_lake_writes_parquet_to_s3() {
     // Through the store the lake uses (paths relative to the prefix) …
     let listed: Vec<_> = api
         .store
-        .list(Some(&Path::from(format!("datasets/{DATASET}/date=2026-01-01"))))
+        .list(Some(&Path::from(format!(
+            "datasets/{DATASET}/date=2026-01-01"
+        ))))
         .try_collect()
         .await
         .expect("list");
     assert!(!listed.is_empty());
     let mut rows = Vec::new();
     for meta in &listed {
-        let bytes = api.store.get(&meta.location).await.expect("get").bytes().await.expect("bytes");
+        let bytes = api
+            .store
+            .get(&meta.location)
+            .await
+            .expect("get")
+            .bytes()
+            .await
+            .expect("bytes");
         rows.extend(rows_of(bytes));
     }
     assert_eq!(rows.len(), 4);
-    assert!(rows.iter().any(|r| r["web"]["webPageDetails"]["name"] == "page 3"));
+    assert!(rows
+        .iter()
+        .any(|r| r["web"]["webPageDetails"]["name"] == "page 3"));
 
     // … and the objects really are under the bucket's prefix.
     let raw = object_store::aws::AmazonS3Builder::new()
@@ -67,10 +80,17 @@ async fn the_lake_writes_parquet_to_s3() {
         .with_allow_http(true)
         .build()
         .expect("s3 client");
-    let all: Vec<_> = raw.list(Some(&Path::from("prod/cdp/datasets"))).try_collect().await.expect("list");
-    assert!(all.iter().any(|m| m.location.as_ref().contains("/_errors/date=2026-01-01/")));
+    let all: Vec<_> = raw
+        .list(Some(&Path::from("prod/cdp/datasets")))
+        .try_collect()
+        .await
+        .expect("list");
+    assert!(all
+        .iter()
+        .any(|m| m.location.as_ref().contains("/_errors/date=2026-01-01/")));
 
-    let page = cdp_lake::failed::page(&api.store, "s1", &api.batches.read().contributions("s1"), 0, 10)
+    let contributions = api.batches.read().contributions("s1");
+    let page = cdp_lake::failed::page(&api.store, "s1", &contributions, 0, 10)
         .await
         .expect("failed records");
     assert_eq!(page.len(), 1);

@@ -89,8 +89,16 @@ impl Env {
             &kafka,
             &[
                 cdp_control::catalog::topic_spec(&topics),
-                TopicSpec { name: topics.events_valid(), partitions: 2, compacted: false },
-                TopicSpec { name: topics.events_error(), partitions: 2, compacted: false },
+                TopicSpec {
+                    name: topics.events_valid(),
+                    partitions: 2,
+                    compacted: false,
+                },
+                TopicSpec {
+                    name: topics.events_error(),
+                    partitions: 2,
+                    compacted: false,
+                },
             ],
         )
         .await
@@ -124,8 +132,17 @@ impl Env {
             }))
             .await
             .expect("dataset");
-        let producer = kafka.producer("lake-test", 10_000).create().expect("producer");
-        Env { broker, kafka, topics, catalog, producer }
+        let producer = kafka
+            .producer("lake-test", 10_000)
+            .create()
+            .expect("producer");
+        Env {
+            broker,
+            kafka,
+            topics,
+            catalog,
+            producer,
+        }
     }
 
     fn headers(batch: &str, xaction: &str, dataset: Option<&str>) -> OwnedHeaders {
@@ -141,10 +158,16 @@ impl Env {
             (envelope::CONTENT_TYPE, "application/json"),
             (envelope::SOURCE, "collection"),
         ] {
-            h = h.insert(Header { key: k, value: Some(v) });
+            h = h.insert(Header {
+                key: k,
+                value: Some(v),
+            });
         }
         if let Some(d) = dataset {
-            h = h.insert(Header { key: envelope::DATASET_ID, value: Some(d) });
+            h = h.insert(Header {
+                key: envelope::DATASET_ID,
+                value: Some(d),
+            });
         }
         h
     }
@@ -152,14 +175,26 @@ impl Env {
     /// An event on events.valid as the validate stage writes it.
     pub async fn produce_valid(&self, batch: &str, i: usize) {
         let h = Self::headers(batch, &format!("{batch}:{i}"), Some(DATASET))
-            .insert(Header { key: envelope::SCHEMA_ID, value: Some(SCHEMA_ID) })
-            .insert(Header { key: envelope::SCHEMA_VERSION, value: Some("1") })
-            .insert(Header { key: envelope::VALUE_FORMAT, value: Some("json") });
+            .insert(Header {
+                key: envelope::SCHEMA_ID,
+                value: Some(SCHEMA_ID),
+            })
+            .insert(Header {
+                key: envelope::SCHEMA_VERSION,
+                value: Some("1"),
+            })
+            .insert(Header {
+                key: envelope::VALUE_FORMAT,
+                value: Some("json"),
+            });
         let value = event(i).to_string();
         let key = format!("ECID:ecid-{}", i % 7);
         self.producer
             .send(
-                FutureRecord::to(&self.topics.events_valid()).key(&key).payload(&value).headers(h),
+                FutureRecord::to(&self.topics.events_valid())
+                    .key(&key)
+                    .payload(&value)
+                    .headers(h),
                 Duration::from_secs(10),
             )
             .await
@@ -202,10 +237,15 @@ impl Env {
     /// Starts the lake stage in a task.
     pub fn run_lake(&self, settings: LakeSettings) -> RunningLake {
         let (tx, rx) = watch::channel(false);
-        let (kafka, topics, catalog) = (self.kafka.clone(), self.topics.clone(), self.catalog.clone());
-        let task = tokio::spawn(async move {
-            cdp_lake::run(&kafka, &topics, &settings, catalog, rx).await
-        });
+        let (kafka, topics, catalog) = (
+            self.kafka.clone(),
+            self.topics.clone(),
+            self.catalog.clone(),
+        );
+        let task =
+            tokio::spawn(
+                async move { cdp_lake::run(&kafka, &topics, &settings, catalog, rx).await },
+            );
         RunningLake { stop: tx, task }
     }
 }
@@ -230,11 +270,18 @@ impl RunningLake {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
 }
 
 pub fn temp_root(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cdp-lake-{name}-{}-{}", std::process::id(), free_port()));
+    let dir = std::env::temp_dir().join(format!(
+        "cdp-lake-{name}-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
@@ -253,7 +300,9 @@ pub fn settings(root: &Path) -> LakeSettings {
 /// Every `.parquet` file under `dir`, sorted.
 pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -268,7 +317,10 @@ pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
 
 /// The rows of Parquet bytes, as JSON objects (nested structs and lists included).
 pub fn rows_of(bytes: bytes::Bytes) -> Vec<Value> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).expect("parquet").build().expect("reader");
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .expect("parquet")
+        .build()
+        .expect("reader");
     let batches: Vec<RecordBatch> = reader.map(|b| b.expect("batch")).collect();
     let mut w = ArrayWriter::new(Vec::new());
     for b in &batches {
@@ -304,20 +356,29 @@ pub struct Moto {
     child: Child,
 }
 
-pub const MOTO_HINT: &str = "run `scripts/s3.sh install` (installs moto[server] into ~/.cache/cdp/moto-venv)";
+pub const MOTO_HINT: &str =
+    "run `scripts/s3.sh install` (installs moto[server] into ~/.cache/cdp/moto-venv)";
 
 impl Moto {
     pub fn start() -> Moto {
-        let cache = std::env::var("CDP_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|_| {
-            std::env::var("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache"))
-                .join("cdp")
-        });
+        let cache = std::env::var("CDP_CACHE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                std::env::var("XDG_CACHE_HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|_| {
+                        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache")
+                    })
+                    .join("cdp")
+            });
         let bin = std::env::var("CDP_MOTO_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|_| cache.join("moto-venv/bin/moto_server"));
-        assert!(bin.exists(), "moto_server not found at {}: {MOTO_HINT}", bin.display());
+        assert!(
+            bin.exists(),
+            "moto_server not found at {}: {MOTO_HINT}",
+            bin.display()
+        );
         let port = free_port();
         let child = Command::new(&bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -330,7 +391,10 @@ impl Moto {
             assert!(Instant::now() < deadline, "moto did not listen on {port}");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Moto { endpoint: format!("http://127.0.0.1:{port}"), child }
+        Moto {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child,
+        }
     }
 
     /// Creates a bucket (moto accepts unsigned requests).
@@ -342,7 +406,10 @@ impl Moto {
             .expect("send");
         let mut answer = String::new();
         s.read_to_string(&mut answer).expect("read");
-        assert!(answer.starts_with("HTTP/1.1 200"), "create bucket: {answer}");
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "create bucket: {answer}"
+        );
     }
 }
 
