@@ -279,7 +279,7 @@ fn value_aggregates() {
         .qualified
     );
     assert_eq!(
-        class(&format!("xEvent.sum(commerce.order.priceTotal) > 100")).evaluation,
+        class("xEvent.sum(commerce.order.priceTotal) > 100").evaluation,
         Evaluation::Batch
     );
 }
