@@ -86,7 +86,7 @@ fn main() {
     let budget = StdDuration::from_secs(3);
     let sources = segments();
     let none = HashMap::<String, SegmentInfo>::new();
-    let mut by_type: HashMap<String, usize> = HashMap::new();
+    let mut by_type: HashMap<String, Vec<Plan>> = HashMap::new();
     let plans: Vec<Plan> = sources
         .iter()
         .map(|s| {
@@ -95,8 +95,9 @@ fn main() {
             let t = c
                 .query_type
                 .map_or("batch".to_string(), |t: QueryType| t.describe().to_string());
-            *by_type.entry(t).or_default() += 1;
-            Plan::compile(&q).expect("bench query compiles")
+            let plan = Plan::compile(&q).expect("bench query compiles");
+            by_type.entry(t).or_default().push(plan.clone());
+            plan
         })
         .collect();
     let profile = json!({
@@ -139,8 +140,9 @@ fn main() {
     });
 
     let mut types: Vec<_> = by_type.into_iter().collect();
-    types.sort();
-    println!("segments: {} ({types:?})", plans.len());
+    types.sort_by(|a, b| a.0.cmp(&b.0));
+    let counts: Vec<(&str, usize)> = types.iter().map(|(t, p)| (t.as_str(), p.len())).collect();
+    println!("segments: {} ({counts:?})", plans.len());
     println!("events per profile: {}", evs.len());
     println!(
         "qualified: {qualified}/{}, with a timer: {timers}",
@@ -154,4 +156,20 @@ fn main() {
     );
     println!("context builds/s (200 events):     {contexts:>12.0}");
     println!("profile updates/s (context + 100 segments with next_change): {updates:.0}");
+    println!("per query type (evaluations/s with / without next_change):");
+    for (t, ps) in &types {
+        let with = rate(budget / 6, || {
+            for p in ps {
+                black_box(p.evaluate(black_box(&cx)));
+            }
+            ps.len()
+        });
+        let without = rate(budget / 6, || {
+            for p in ps {
+                black_box(p.qualifies(black_box(&cx)));
+            }
+            ps.len()
+        });
+        println!("  {t:<40} {with:>12.0} {without:>12.0}");
+    }
 }

@@ -9,7 +9,7 @@
 //! exact; for aggregates and chains it can be earlier, and a re-evaluation at that
 //! instant simply yields the same answer and a later time.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use serde_json::Value;
@@ -40,10 +40,53 @@ pub(crate) fn latest(a: Until, b: Until) -> Until {
 pub struct Context<'a> {
     pub(crate) profile: &'a Value,
     pub(crate) events: Vec<EventRef<'a>>,
-    /// Indices into `events` of those with a timestamp, oldest first.
-    pub(crate) by_time: Vec<usize>,
+    /// Events with a timestamp, oldest first: (timestamp, index into `events`).
+    pub(crate) timeline: Vec<(DateTime<Utc>, usize)>,
     pub(crate) memberships: &'a HashSet<String>,
     pub(crate) now: DateTime<Utc>,
+    /// Event indices by string `eventType`, in input order.
+    pub(crate) by_type: HashMap<&'a str, Vec<usize>>,
+    /// For each event, its position in `timeline`.
+    pub(crate) time_pos: Vec<Option<usize>>,
+}
+
+/// Indices of the events an event condition can match.
+pub(crate) enum Candidates<'c> {
+    All(std::ops::Range<usize>),
+    Typed {
+        cx: &'c Context<'c>,
+        types: &'c [String],
+        list: usize,
+        at: usize,
+    },
+}
+
+impl Iterator for Candidates<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        match self {
+            Candidates::All(r) => r.next(),
+            Candidates::Typed {
+                cx,
+                types,
+                list,
+                at,
+            } => loop {
+                let ty = types.get(*list)?;
+                match cx.by_type.get(ty.as_str()).and_then(|l| l.get(*at)) {
+                    Some(&i) => {
+                        *at += 1;
+                        return Some(i);
+                    }
+                    None => {
+                        *list += 1;
+                        *at = 0;
+                    }
+                }
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -69,21 +112,47 @@ impl<'a> Context<'a> {
                 ts: value.get("timestamp").and_then(parse_time),
             })
             .collect();
-        let mut by_time: Vec<usize> = (0..events.len())
-            .filter(|&i| events[i].ts.is_some())
+        let mut timeline: Vec<(DateTime<Utc>, usize)> = events
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.ts.map(|t| (t, i)))
             .collect();
-        by_time.sort_by_key(|&i| events[i].ts);
+        timeline.sort();
+        let mut time_pos = vec![None; events.len()];
+        for (pos, &(_, i)) in timeline.iter().enumerate() {
+            time_pos[i] = Some(pos);
+        }
+        let mut by_type: HashMap<&'a str, Vec<usize>> = HashMap::new();
+        for (i, e) in events.iter().enumerate() {
+            if let Some(t) = e.value.get("eventType").and_then(Value::as_str) {
+                by_type.entry(t).or_default().push(i);
+            }
+        }
         Context {
             profile,
             events,
-            by_time,
+            timeline,
             memberships,
             now,
+            by_type,
+            time_pos,
         }
     }
 
     pub fn now(&self) -> DateTime<Utc> {
         self.now
+    }
+
+    pub(crate) fn candidates<'c>(&'c self, types: Option<&'c [String]>) -> Candidates<'c> {
+        match types {
+            None => Candidates::All(0..self.events.len()),
+            Some(types) => Candidates::Typed {
+                cx: self,
+                types,
+                list: 0,
+                at: 0,
+            },
+        }
     }
 
     pub(crate) fn profile_scope(&self) -> Scope<'a> {
@@ -328,12 +397,12 @@ pub(crate) fn eval<const T: bool>(n: &Node, cx: &Context<'_>, scope: Scope<'_>) 
         },
         Kind::InSegment(id) => (cx.memberships.contains(id), None),
         Kind::NoData => (false, None),
-        Kind::Any(cond) => {
+        Kind::Any { cond, types } => {
             let mut found = false;
             let mut true_until: Until = Some(cx.now);
             let mut false_until: Until = None;
-            for e in &cx.events {
-                let (b, u) = eval::<T>(cond, cx, (*e).into());
+            for i in cx.candidates(types.as_deref()) {
+                let (b, u) = eval::<T>(cond, cx, cx.events[i].into());
                 if b {
                     if !T || u.is_none() {
                         return (true, None);
@@ -352,13 +421,21 @@ pub(crate) fn eval<const T: bool>(n: &Node, cx: &Context<'_>, scope: Scope<'_>) 
         }
         Kind::Agg {
             filter,
+            types,
             kind,
             field,
             op,
             value,
         } => {
-            let (b, u, _) =
-                aggregate::<T>(cx, filter.as_deref(), *kind, field.as_ref(), *op, *value);
+            let (b, u, _) = aggregate::<T>(
+                cx,
+                filter.as_deref(),
+                types.as_deref(),
+                *kind,
+                field.as_ref(),
+                *op,
+                *value,
+            );
             (b, u)
         }
         Kind::Chain { time, steps } => {
@@ -372,6 +449,7 @@ pub(crate) fn eval<const T: bool>(n: &Node, cx: &Context<'_>, scope: Scope<'_>) 
 pub(crate) fn aggregate<const T: bool>(
     cx: &Context<'_>,
     filter: Option<&Node>,
+    types: Option<&[String]>,
     kind: AggKind,
     field: Option<&FieldRef>,
     op: crate::ast::CmpOp,
@@ -383,7 +461,8 @@ pub(crate) fn aggregate<const T: bool>(
     let mut n = 0usize;
     let mut min = f64::INFINITY;
     let mut max = f64::NEG_INFINITY;
-    for e in &cx.events {
+    for i in cx.candidates(types) {
+        let e = &cx.events[i];
         let ok = match filter {
             None => true,
             Some(f) => {
@@ -429,12 +508,7 @@ pub(crate) fn chain<const T: bool>(
     // Events in time order, each with the chain's time field.
     let owned;
     let ordered: &[(DateTime<Utc>, usize)] = if time.is_timestamp {
-        owned = cx
-            .by_time
-            .iter()
-            .filter_map(|&i| cx.events[i].ts.map(|t| (t, i)))
-            .collect::<Vec<_>>();
-        &owned
+        &cx.timeline
     } else {
         let mut v: Vec<(DateTime<Utc>, usize)> = cx
             .events
@@ -447,19 +521,30 @@ pub(crate) fn chain<const T: bool>(
         &owned
     };
     let mut until: Until = None;
-    let matches: Vec<Vec<bool>> = steps
-        .iter()
-        .map(|s| {
-            ordered
-                .iter()
-                .map(|&(_, i)| {
+    let mut matches: Vec<Vec<bool>> = Vec::with_capacity(steps.len());
+    for s in steps {
+        let mut row = vec![false; ordered.len()];
+        match (&s.types, time.is_timestamp) {
+            // Only events of the step's types can match; the index finds them.
+            (Some(types), true) => {
+                for i in cx.candidates(Some(types)) {
+                    if let Some(pos) = cx.time_pos[i] {
+                        let (b, u) = eval::<T>(&s.cond, cx, cx.events[i].into());
+                        until = earliest(until, u);
+                        row[pos] = b;
+                    }
+                }
+            }
+            _ => {
+                for (pos, &(_, i)) in ordered.iter().enumerate() {
                     let (b, u) = eval::<T>(&s.cond, cx, cx.events[i].into());
                     until = earliest(until, u);
-                    b
-                })
-                .collect()
-        })
-        .collect();
+                    row[pos] = b;
+                }
+            }
+        }
+        matches.push(row);
+    }
     let mut chosen: Vec<Option<usize>> = vec![None; steps.len()];
     let found = search(steps, &matches, ordered, 0, None, &mut chosen);
     let result = found.then(|| chosen.iter().flatten().map(|&pos| ordered[pos].1).collect());

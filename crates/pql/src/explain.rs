@@ -129,7 +129,7 @@ fn why(n: &Node, cx: &Context<'_>, scope: Scope<'_>) -> (bool, String) {
             false,
             format!("`{}` is false (no data for that entity)", n.text),
         ),
-        Kind::Any(cond) => {
+        Kind::Any { cond, .. } => {
             let hit = cx
                 .events
                 .iter()
@@ -151,13 +151,21 @@ fn why(n: &Node, cx: &Context<'_>, scope: Scope<'_>) -> (bool, String) {
         }
         Kind::Agg {
             filter,
+            types,
             kind,
             field,
             op,
             value,
         } => {
-            let (b, _, got) =
-                aggregate::<false>(cx, filter.as_deref(), *kind, field.as_ref(), *op, *value);
+            let (b, _, got) = aggregate::<false>(
+                cx,
+                filter.as_deref(),
+                types.as_deref(),
+                *kind,
+                field.as_ref(),
+                *op,
+                *value,
+            );
             let got = got.map_or("undefined (no values)".to_string(), |g| g.to_string());
             (
                 b,

@@ -56,9 +56,15 @@ pub(crate) enum AggKind {
 pub(crate) struct PStep {
     pub negated: bool,
     pub cond: Node,
+    pub types: EventTypes,
     /// Maximum gap after the referenced (earlier, positive) step.
     pub within: Option<(Duration, usize)>,
 }
+
+/// The `eventType` values an event condition can only match (from a top-level
+/// `eventType = "..."` or `eventType in [...]`): evaluation then visits only
+/// those events, through the context's index. `None`: every event.
+pub(crate) type EventTypes = Option<Vec<String>>;
 
 #[derive(Debug, Clone)]
 pub(crate) enum Kind {
@@ -88,9 +94,13 @@ pub(crate) enum Kind {
     /// Predicates over an entity this evaluator has no data for (multi-entity
     /// queries) see an empty collection.
     NoData,
-    Any(Box<Node>),
+    Any {
+        cond: Box<Node>,
+        types: EventTypes,
+    },
     Agg {
         filter: Option<Box<Node>>,
+        types: EventTypes,
         kind: AggKind,
         field: Option<FieldRef>,
         op: CmpOp,
@@ -131,7 +141,10 @@ impl Plan {
             Some(sel) => Node {
                 text: crate::printer::print(q),
                 kind: if sel.source == EVENT_SOURCE {
-                    Kind::Any(Box::new(cond))
+                    Kind::Any {
+                        types: event_types(&cond),
+                        cond: Box::new(cond),
+                    }
                 } else {
                     Kind::NoData
                 },
@@ -148,7 +161,10 @@ fn node(e: &Expr) -> Result<Node, PqlError> {
             let is_and = matches!(e.kind, ExprKind::And(..));
             let mut parts = Vec::new();
             flatten(e, is_and, &mut parts);
-            let nodes = parts.into_iter().map(node).collect::<Result<Vec<_>, _>>()?;
+            let mut nodes = parts.into_iter().map(node).collect::<Result<Vec<_>, _>>()?;
+            // Cheap, time-independent parts first: a false `and` part (true `or`
+            // part) that never changes ends evaluation before the event scans.
+            nodes.sort_by_key(cost);
             if is_and {
                 Kind::And(nodes)
             } else {
@@ -184,7 +200,11 @@ fn node(e: &Expr) -> Result<Node, PqlError> {
         ExprKind::InSegment(id) => Kind::InSegment(id.clone()),
         ExprKind::Any { source, cond } => {
             if source == EVENT_SOURCE {
-                Kind::Any(Box::new(node(cond)?))
+                let cond = node(cond)?;
+                Kind::Any {
+                    types: event_types(&cond),
+                    cond: Box::new(cond),
+                }
             } else {
                 Kind::NoData
             }
@@ -206,11 +226,13 @@ fn node(e: &Expr) -> Result<Node, PqlError> {
                     Agg::Max(_) => AggKind::Max,
                     Agg::Avg(_) => AggKind::Avg,
                 };
+                let filter = match filter {
+                    Some(f) => Some(Box::new(node(f)?)),
+                    None => None,
+                };
                 Kind::Agg {
-                    filter: match filter {
-                        Some(f) => Some(Box::new(node(f)?)),
-                        None => None,
-                    },
+                    types: filter.as_deref().and_then(event_types),
+                    filter,
                     kind,
                     field: agg.field().map(field),
                     op: *op,
@@ -243,9 +265,11 @@ fn node(e: &Expr) -> Result<Node, PqlError> {
                             Some((w.duration(), target))
                         }
                     };
+                    let cond = node(&s.cond)?;
                     out.push(PStep {
                         negated: s.negated,
-                        cond: node(&s.cond)?,
+                        types: event_types(&cond),
+                        cond,
                         within,
                     });
                 }
@@ -260,6 +284,55 @@ fn node(e: &Expr) -> Result<Node, PqlError> {
         kind,
         text: print_expr(e),
     })
+}
+
+fn event_types(n: &Node) -> EventTypes {
+    let is_type = |f: &FieldRef| f.keys.len() == 1 && f.keys[0] == "eventType";
+    let mut types = match &n.kind {
+        Kind::Cmp {
+            field,
+            op: CmpOp::Eq,
+            lit: Lit::Str(s),
+        } if is_type(field) => vec![s.clone()],
+        Kind::In { field, lits } if is_type(field) => {
+            let mut v = Vec::new();
+            for l in lits {
+                // Another literal type can never equal a string eventType.
+                if let Lit::Str(s) = l {
+                    v.push(s.clone());
+                }
+            }
+            v
+        }
+        Kind::And(parts) => return parts.iter().find_map(event_types),
+        Kind::Or(parts) => {
+            let mut v = Vec::new();
+            for p in parts {
+                v.extend(event_types(p)?);
+            }
+            v
+        }
+        _ => return None,
+    };
+    // An event must be visited once even when listed twice (counts).
+    types.sort();
+    types.dedup();
+    Some(types)
+}
+
+fn cost(n: &Node) -> u8 {
+    match &n.kind {
+        Kind::Cmp { .. }
+        | Kind::In { .. }
+        | Kind::Exists(_)
+        | Kind::Str { .. }
+        | Kind::InSegment(_)
+        | Kind::NoData => 0,
+        Kind::Occurs { .. } => 1,
+        Kind::Not(a) => cost(a),
+        Kind::And(parts) | Kind::Or(parts) => parts.iter().map(cost).max().unwrap_or(0),
+        Kind::Any { .. } | Kind::Agg { .. } | Kind::Chain { .. } => 3,
+    }
 }
 
 fn flatten<'a>(e: &'a Expr, is_and: bool, out: &mut Vec<&'a Expr>) {

@@ -696,3 +696,29 @@ fn events_without_timestamps_are_ignored_by_time_conditions() {
     assert!(!run(q, &json!({}), &events).qualified);
     assert!(run(r#"xEvent.any(eventType = "a")"#, &json!({}), &events).qualified);
 }
+
+#[test]
+fn event_type_index_visits_each_event_once() {
+    let events = vec![
+        event("a", mins(1)),
+        event("b", mins(2)),
+        event("a", mins(3)),
+        json!({"eventType": 7}),
+    ];
+    for (q, yes) in [
+        (r#"xEvent[eventType in ["a", "a", "b"]].count() = 3"#, true),
+        (
+            r#"xEvent[eventType = "a" or eventType = "a"].count() = 2"#,
+            true,
+        ),
+        (
+            r#"xEvent[eventType = "a" and timestamp occurs < 150 seconds before now].count() = 1"#,
+            true,
+        ),
+        (r#"xEvent[eventType in [7]].count() = 0"#, true),
+        (r#"xEvent[not eventType = "a"].count() = 2"#, true),
+        (r#"xEvent.any(eventType = "c")"#, false),
+    ] {
+        assert_eq!(run(q, &json!({}), &events).qualified, yes, "{q}");
+    }
+}
