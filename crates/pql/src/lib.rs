@@ -16,6 +16,7 @@ mod parser;
 mod plan;
 mod printer;
 mod schema;
+mod segment;
 
 pub use checker::{check, Schemas};
 pub use classify::{classify, Classification, Evaluation, QueryType, SegmentInfo};
@@ -26,3 +27,4 @@ pub use parser::parse;
 pub use plan::Plan;
 pub use printer::print;
 pub use schema::{FieldType, Schema};
+pub use segment::{compile, CompiledSegment};

@@ -722,3 +722,28 @@ fn event_type_index_visits_each_event_once() {
         assert_eq!(run(q, &json!({}), &events).qualified, yes, "{q}");
     }
 }
+
+#[test]
+fn compile_in_one_call() {
+    let seg = cdp_pql::compile(CHAIN, &Schemas::default(), &HashMap::new()).unwrap();
+    assert_eq!(
+        seg.classification.to_string(),
+        "streaming: multiple events in strict order"
+    );
+    let members = HashSet::new();
+    let events = vec![event("productView", mins(50)), event("checkout", mins(10))];
+    let p = json!({});
+    assert!(
+        seg.plan
+            .evaluate(&Context::new(&p, &events, &members, now()))
+            .qualified
+    );
+    let err =
+        cdp_pql::compile("person.birthYear <", &Schemas::default(), &HashMap::new()).unwrap_err();
+    assert!(
+        err.render("person.birthYear <")
+            .contains("line 1, column 19"),
+        "{}",
+        err.render("person.birthYear <")
+    );
+}
