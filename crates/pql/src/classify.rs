@@ -291,7 +291,10 @@ fn walk(e: &Expr, negated: bool, f: &mut Facts) {
                     Some(Duration::zero())
                 } else {
                     s.within.as_ref().and_then(|(w, after)| {
-                        offsets.get(after.as_str()).map(|o| *o + w.duration())
+                        // Checked: a chain of huge windows must not overflow.
+                        offsets
+                            .get(after.as_str())
+                            .and_then(|o| o.checked_add(&w.duration()))
                     })
                 };
                 match off {

@@ -546,57 +546,119 @@ pub(crate) fn chain<const T: bool>(
         matches.push(row);
     }
     let mut chosen: Vec<Option<usize>> = vec![None; steps.len()];
-    let found = search(steps, &matches, ordered, 0, None, &mut chosen);
+    // The latest position each positive step can take and still leave room for
+    // the following ones (in strictly increasing time). Found backwards, greedily;
+    // it prunes hopeless branches and rejects impossible chains at once.
+    let mut latest = vec![usize::MAX; steps.len()];
+    let mut bound: Option<DateTime<Utc>> = None;
+    for k in (0..steps.len()).rev().filter(|&k| !steps[k].negated) {
+        let pos = (0..ordered.len())
+            .rev()
+            .find(|&p| matches[k][p] && bound.is_none_or(|b| ordered[p].0 < b));
+        match pos {
+            Some(p) => {
+                latest[k] = p;
+                bound = Some(ordered[p].0);
+            }
+            None => return (None, until),
+        }
+    }
+    let mut search = Search {
+        steps,
+        matches: &matches,
+        ordered,
+        latest,
+        failed: HashSet::new(),
+    };
+    let found = search.run(0, None, &mut chosen);
     let result = found.then(|| chosen.iter().flatten().map(|&pos| ordered[pos].1).collect());
     (result, until)
 }
 
-/// Depth-first search for positions (in `ordered`) of the positive steps from
-/// `step` on. `prev` is the position chosen for the previous positive step.
-fn search(
-    steps: &[PStep],
-    matches: &[Vec<bool>],
-    ordered: &[(DateTime<Utc>, usize)],
-    step: usize,
-    prev: Option<usize>,
-    chosen: &mut Vec<Option<usize>>,
-) -> bool {
-    // Negated steps are checked once their following positive step is placed.
-    let Some(next) = (step..steps.len()).find(|&s| !steps[s].negated) else {
-        return true;
-    };
-    let start = prev.map_or(0, |p| p + 1);
-    for pos in start..ordered.len() {
-        if !matches[next][pos] {
-            continue;
+/// Depth-first search for the positions (in `ordered`) of the positive steps.
+struct Search<'s> {
+    steps: &'s [PStep],
+    matches: &'s [Vec<bool>],
+    ordered: &'s [(DateTime<Utc>, usize)],
+    latest: Vec<usize>,
+    /// Dead ends already explored. Without this, a chain whose last step can't
+    /// match would try every combination of the earlier steps' events.
+    failed: HashSet<(usize, Option<usize>, Vec<Option<usize>>)>,
+}
+
+impl Search<'_> {
+    /// Whether steps from `step` on can be placed after position `prev`. The
+    /// answer depends only on `step`, `prev` and the positions of earlier steps
+    /// that later WITHIN clauses refer to, which is what failures are keyed by.
+    fn run(&mut self, step: usize, prev: Option<usize>, chosen: &mut Vec<Option<usize>>) -> bool {
+        let live: Vec<Option<usize>> = self.steps[step..]
+            .iter()
+            .filter_map(|s| s.within.map(|(_, target)| target))
+            .filter(|&t| t < step)
+            .map(|t| chosen[t])
+            .collect();
+        let key = (step, prev, live);
+        if self.failed.contains(&key) {
+            return false;
         }
-        let t = ordered[pos].0;
-        if let Some(p) = prev {
-            // Strict ordering: an event at the same instant is not "after".
-            if t <= ordered[p].0 {
+        let found = self.place(step, prev, chosen);
+        if !found {
+            self.failed.insert(key);
+        }
+        found
+    }
+
+    fn place(&mut self, step: usize, prev: Option<usize>, chosen: &mut Vec<Option<usize>>) -> bool {
+        let (steps, matches, ordered) = (self.steps, self.matches, self.ordered);
+        // Negated steps are checked once their following positive step is placed.
+        let Some(next) = (step..steps.len()).find(|&s| !steps[s].negated) else {
+            return true;
+        };
+        let start = prev.map_or(0, |p| p + 1);
+        // Every later step bounded by WITHIN after an already placed step also
+        // bounds this one (times increase), so the scan stops at that deadline.
+        let deadline = steps[next..]
+            .iter()
+            .filter_map(|s| s.within)
+            .filter(|&(_, r)| r < next)
+            .filter_map(|(d, r)| chosen[r].and_then(|p| ordered[p].0.checked_add_signed(d)))
+            .min();
+        for pos in start..ordered.len() {
+            if pos > self.latest[next] || deadline.is_some_and(|d| ordered[pos].0 > d) {
+                break;
+            }
+            if !matches[next][pos] {
                 continue;
             }
-        }
-        if let Some((limit, target)) = steps[next].within {
-            if let Some(tp) = chosen[target] {
-                if t - ordered[tp].0 > limit {
-                    break;
+            let t = ordered[pos].0;
+            if let Some(p) = prev {
+                // Strict ordering: an event at the same instant is not "after".
+                if t <= ordered[p].0 {
+                    continue;
                 }
             }
+            if let Some((limit, target)) = steps[next].within {
+                if let Some(tp) = chosen[target] {
+                    if t - ordered[tp].0 > limit {
+                        break;
+                    }
+                }
+            }
+            let lo = prev.map(|p| ordered[p].0);
+            let forbidden = (step..next).any(|neg| {
+                (start..pos).any(|q| {
+                    matches[neg][q] && lo.is_none_or(|l| ordered[q].0 > l) && ordered[q].0 < t
+                })
+            });
+            if forbidden {
+                continue;
+            }
+            chosen[next] = Some(pos);
+            if self.run(next + 1, Some(pos), chosen) {
+                return true;
+            }
+            chosen[next] = None;
         }
-        let lo = prev.map(|p| ordered[p].0);
-        let forbidden = (step..next).any(|neg| {
-            (start..pos)
-                .any(|q| matches[neg][q] && lo.is_none_or(|l| ordered[q].0 > l) && ordered[q].0 < t)
-        });
-        if forbidden {
-            continue;
-        }
-        chosen[next] = Some(pos);
-        if search(steps, matches, ordered, next + 1, Some(pos), chosen) {
-            return true;
-        }
-        chosen[next] = None;
+        false
     }
-    false
 }

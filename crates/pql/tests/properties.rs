@@ -376,6 +376,8 @@ proptest! {
         let members: HashSet<String> = ["seg-1".to_string()].into_iter().collect();
         let (p, ev) = (sample_profile(), sample_events());
         let out = plan.evaluate(&Context::new(&p, &ev, &members, now()));
+        let ex = plan.explain(&Context::new(&p, &ev, &members, now()));
+        prop_assert_eq!((ex.qualified, ex.next_change), (out.qualified, out.next_change));
         prop_assert_eq!(out.qualified, plan.qualifies(&Context::new(&p, &ev, &members, now())));
         let horizon = match out.next_change {
             Some(t) => {
@@ -395,5 +397,170 @@ proptest! {
         if last >= now() {
             prop_assert_eq!(plan.qualifies(&Context::new(&p, &ev, &members, last)), out.qualified);
         }
+    }
+}
+
+/// A chain step of one of three event types, maybe with a window relative to
+/// now, maybe negated, maybe WITHIN some minutes after an earlier step.
+fn chain_step() -> impl Strategy<Value = (bool, &'static str, Option<u32>, Option<(u32, usize)>)> {
+    (
+        prop::bool::weighted(0.3),
+        prop_oneof![Just("a"), Just("b"), Just("c")],
+        prop::option::of(1u32..300),
+        prop::option::of((1u32..200, 0usize..3)),
+    )
+}
+
+fn label_steps(raw: Vec<(bool, &'static str, Option<u32>, Option<(u32, usize)>)>) -> Vec<Step> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, (negated, ty, window, within))| {
+            let mut cond = e(ExprKind::Compare {
+                path: Path {
+                    segments: vec!["eventType".into()],
+                    span: Span::default(),
+                },
+                op: CmpOp::Eq,
+                value: Literal::Str(ty.to_string()),
+            });
+            if let Some(w) = window {
+                let time = e(ExprKind::Occurs {
+                    path: Path {
+                        segments: vec!["timestamp".into()],
+                        span: Span::default(),
+                    },
+                    cond: TimeCond::BeforeNow {
+                        op: CmpOp::Lt,
+                        window: Window {
+                            amount: *w,
+                            unit: TimeUnit::Minutes,
+                        },
+                    },
+                });
+                cond = e(ExprKind::And(Box::new(cond), Box::new(time)));
+            }
+            let within = within.and_then(|(m, back)| {
+                i.checked_sub(1 + back).map(|r| {
+                    (
+                        Window {
+                            amount: m,
+                            unit: TimeUnit::Minutes,
+                        },
+                        format!("C{r}"),
+                    )
+                })
+            });
+            Step {
+                label: format!("C{i}"),
+                negated: *negated,
+                cond,
+                within,
+                span: Span::default(),
+            }
+        })
+        .collect()
+}
+
+/// Reference semantics of a chain, by brute force over every assignment of
+/// events to the positive steps.
+fn chain_by_brute_force(steps: &[Step], events: &[Value], members: &HashSet<String>) -> bool {
+    let profile = json!({});
+    let times: Vec<Option<DateTime<Utc>>> = events
+        .iter()
+        .map(|e| e["timestamp"].as_str().and_then(|s| s.parse().ok()))
+        .collect();
+    let matches: Vec<Vec<bool>> = steps
+        .iter()
+        .map(|s| {
+            let plan = Plan::compile(&Query {
+                select: None,
+                cond: e(ExprKind::Any {
+                    source: "xEvent".into(),
+                    cond: Box::new(s.cond.clone()),
+                }),
+            })
+            .unwrap();
+            events
+                .iter()
+                .map(|ev| {
+                    let one = [ev.clone()];
+                    plan.qualifies(&Context::new(&profile, &one, members, now()))
+                })
+                .collect()
+        })
+        .collect();
+    let positive: Vec<usize> = (0..steps.len()).filter(|&i| !steps[i].negated).collect();
+    let n = events.len();
+    let total = n.pow(positive.len() as u32);
+    'assign: for code in 0..total {
+        let mut pick = vec![None; steps.len()];
+        let mut c = code;
+        for &k in &positive {
+            pick[k] = Some(c % n);
+            c /= n;
+        }
+        let mut prev: Option<DateTime<Utc>> = None;
+        for (k, s) in steps.iter().enumerate() {
+            let Some(i) = pick[k] else { continue };
+            let Some(t) = times[i] else { continue 'assign };
+            if !matches[k][i] || prev.is_some_and(|p| t <= p) {
+                continue 'assign;
+            }
+            if let Some((w, label)) = &s.within {
+                let r = steps.iter().position(|o| &o.label == label).unwrap();
+                let tr = times[pick[r].unwrap()].unwrap();
+                if t - tr > w.duration() {
+                    continue 'assign;
+                }
+            }
+            // Negated steps between the previous positive step and this one.
+            for neg in (0..k).rev().take_while(|&j| steps[j].negated) {
+                let hit = (0..n).any(|q| {
+                    matches[neg][q]
+                        && times[q].is_some_and(|tq| prev.is_none_or(|p| tq > p) && tq < t)
+                });
+                if hit {
+                    continue 'assign;
+                }
+            }
+            prev = Some(t);
+        }
+        return true;
+    }
+    false
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        max_global_rejects: 100_000,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// The chain search (indexed, pruned, memoised) agrees with brute force.
+    #[test]
+    fn chain_matches_brute_force(
+        steps in prop::collection::vec(chain_step(), 1..5).prop_map(label_steps),
+        types in prop::collection::vec((prop_oneof![Just("a"), Just("b"), Just("c")], 0i64..300), 0..7),
+    ) {
+        let query = Query {
+            select: None,
+            cond: e(ExprKind::Chain {
+                source: "xEvent".into(),
+                time_path: Path { segments: vec!["timestamp".into()], span: Span::default() },
+                steps: steps.clone(),
+            }),
+        };
+        prop_assume!(check(&query, &Schemas::default()).is_ok());
+        let plan = Plan::compile(&query).unwrap();
+        let events: Vec<Value> = types
+            .iter()
+            .map(|(ty, ago)| json!({"eventType": ty, "timestamp": (now() - Duration::minutes(*ago)).to_rfc3339()}))
+            .collect();
+        let members = HashSet::new();
+        let p = json!({});
+        let got = plan.qualifies(&Context::new(&p, &events, &members, now()));
+        prop_assert_eq!(got, chain_by_brute_force(&steps, &events, &members), "{}", print(&query));
     }
 }

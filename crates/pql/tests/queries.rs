@@ -747,3 +747,45 @@ fn compile_in_one_call() {
         err.render("person.birthYear <")
     );
 }
+
+#[test]
+fn huge_windows_do_not_overflow() {
+    let mut steps = vec![r#"C0: WHAT(eventType = "a")"#.to_string()];
+    for i in 1..40 {
+        steps.push(format!(
+            r#"C{i}: WHAT(eventType = "a") WITHIN 4294967295 days AFTER C{}"#,
+            i - 1
+        ));
+    }
+    let q = format!("chain(xEvent, timestamp, [{}])", steps.join(", "));
+    assert_eq!(class(&q).evaluation, Evaluation::Batch);
+    assert!(!run(&q, &json!({}), &[event("a", mins(1))]).qualified);
+    let q = r#"xEvent.any(timestamp occurs < 4294967295 days before now)"#;
+    let out = run(q, &json!({}), &[event("a", mins(1))]);
+    assert!(out.qualified);
+}
+
+#[test]
+fn impossible_long_chain_over_many_events_is_fast() {
+    let mut events: Vec<Value> = (0..200)
+        .map(|i| event("a", Duration::seconds(i + 1)))
+        .collect();
+    events.push(event("b", Duration::hours(5)));
+    let mut steps: Vec<String> = (0..9)
+        .map(|i| format!(r#"C{i}: WHAT(eventType = "a")"#))
+        .collect();
+    steps.push(r#"C9: WHAT(eventType = "b")"#.into());
+    let q = format!("chain(xEvent, timestamp, [{}])", steps.join(", "));
+    let start = std::time::Instant::now();
+    assert!(!run(&q, &json!({}), &events).qualified);
+    let with_within = q.replace(
+        r#"C9: WHAT(eventType = "b")"#,
+        r#"C9: WHAT(eventType = "b") WITHIN 1 hours AFTER C0"#,
+    );
+    assert!(!run(&with_within, &json!({}), &events).qualified);
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}
