@@ -402,7 +402,10 @@ proptest! {
 
 /// A chain step of one of three event types, maybe with a window relative to
 /// now, maybe negated, maybe WITHIN some minutes after an earlier step.
-fn chain_step() -> impl Strategy<Value = (bool, &'static str, Option<u32>, Option<(u32, usize)>)> {
+/// (negated, event type, window in minutes, WITHIN minutes after the step `1 + n` back)
+type RawStep = (bool, &'static str, Option<u32>, Option<(u32, usize)>);
+
+fn chain_step() -> impl Strategy<Value = RawStep> {
     (
         prop::bool::weighted(0.3),
         prop_oneof![Just("a"), Just("b"), Just("c")],
@@ -411,7 +414,7 @@ fn chain_step() -> impl Strategy<Value = (bool, &'static str, Option<u32>, Optio
     )
 }
 
-fn label_steps(raw: Vec<(bool, &'static str, Option<u32>, Option<(u32, usize)>)>) -> Vec<Step> {
+fn label_steps(raw: Vec<RawStep>) -> Vec<Step> {
     raw.iter()
         .enumerate()
         .map(|(i, (negated, ty, window, within))| {
