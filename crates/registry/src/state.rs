@@ -1,0 +1,50 @@
+//! The registry's public entry: its state and its router (state applied, ready to `.merge()`
+//! into the control server).
+
+use std::time::Duration;
+
+use axum::Router;
+use cdp_contract::{KafkaSettings, Topics};
+use cdp_control::{CatalogView, CatalogWriter};
+
+use crate::confluent::{self, SchemaLog, SchemaLogError};
+use crate::xdm_http;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(transparent)]
+    Schemas(#[from] SchemaLogError),
+}
+
+/// What the registry's handlers need: the catalog (XDM schemas and datasets live there) and the
+/// schemas topic (Confluent subjects).
+#[derive(Clone)]
+pub struct RegistryState {
+    pub view: CatalogView,
+    pub writer: CatalogWriter,
+    pub schemas: SchemaLog,
+}
+
+impl RegistryState {
+    /// Ensures the schemas topic (1 partition, compacted), starts following it and waits until
+    /// what it already holds is applied, so the first answers are complete.
+    pub async fn start(
+        kafka: &KafkaSettings,
+        topics: &Topics,
+        view: CatalogView,
+        writer: CatalogWriter,
+    ) -> Result<Self, RegistryError> {
+        let schemas = SchemaLog::start(kafka, topics).await?;
+        schemas.caught_up(Duration::from_secs(30)).await?;
+        Ok(Self {
+            view,
+            writer,
+            schemas,
+        })
+    }
+}
+
+pub fn router(state: RegistryState) -> Router {
+    let sr = confluent::routes().with_state(state.schemas.clone());
+    xdm_http::routes().with_state(state).merge(sr)
+}

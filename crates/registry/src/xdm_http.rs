@@ -1,0 +1,381 @@
+//! `/xdm/schemas` and `/datasets`: tenant schemas (composed, versioned, immutable once a
+//! dataset uses them) and the datasets that pin a schema version.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use cdp_control::catalog::CatalogState;
+use cdp_control::http::Problem;
+use cdp_control::model::{now_ms, CatalogRecord, Dataset, SchemaRef, ValueFormat, XdmSchema};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::compose::{compose, valid_tenant, Composition};
+use crate::resolve::{requested_version, resolve, ResolveError};
+use crate::state::RegistryState;
+
+pub fn routes() -> Router<RegistryState> {
+    Router::new()
+        .route("/xdm/schemas", post(create_schema).get(list_schemas))
+        .route("/xdm/schemas/{id}", get(get_schema).put(update_schema))
+        .route("/datasets", post(create_dataset).get(list_datasets))
+        .route("/datasets/{id}", axum::routing::patch(patch_dataset))
+}
+
+/// A JSON body whose rejections are problem documents.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(e) => Err(Problem::new(e.status(), e.body_text())),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateSchema {
+    pub title: String,
+    pub tenant: String,
+    pub class: String,
+    #[serde(default)]
+    pub field_groups: Vec<String>,
+    #[serde(default)]
+    pub tenant_fields: Option<Value>,
+    #[serde(default)]
+    pub profile_enabled: bool,
+}
+
+/// A PUT replaces the composition; the tenant is the id's and cannot change.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateSchema {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub class: Option<String>,
+    #[serde(default)]
+    pub field_groups: Option<Vec<String>>,
+    #[serde(default)]
+    pub tenant_fields: Option<Value>,
+    #[serde(default)]
+    pub profile_enabled: Option<bool>,
+}
+
+fn build(
+    id: &str,
+    version: u32,
+    title: &str,
+    tenant: &str,
+    class: &str,
+    field_groups: &[String],
+    tenant_fields: Option<&Value>,
+    profile_enabled: bool,
+) -> Result<XdmSchema, Problem> {
+    if title.trim().is_empty() {
+        return Err(Problem::bad_request("title must not be empty"));
+    }
+    let composed = compose(&Composition {
+        id,
+        title,
+        tenant,
+        class,
+        field_groups,
+        tenant_fields,
+        profile_enabled,
+    })
+    .map_err(|e| Problem::bad_request(e.to_string()))?;
+    Ok(XdmSchema {
+        id: id.to_string(),
+        version,
+        title: title.to_string(),
+        tenant: tenant.to_string(),
+        class: composed.class,
+        field_groups: composed.field_groups,
+        profile_enabled,
+        definition: composed.definition,
+        created_at: now_ms(),
+    })
+}
+
+async fn put(state: &RegistryState, record: CatalogRecord) -> Result<(), Problem> {
+    state
+        .writer
+        .put(&record)
+        .await
+        .map_err(|e| Problem::unavailable(e.to_string()))
+}
+
+fn created(schema: &XdmSchema) -> Response {
+    let mut resp = (StatusCode::CREATED, Json(schema)).into_response();
+    if let Ok(loc) =
+        HeaderValue::from_str(&format!("/xdm/schemas/{}", encode_component(&schema.id)))
+    {
+        resp.headers_mut().insert(header::LOCATION, loc);
+    }
+    resp
+}
+
+/// Percent-encodes a path segment (the schema id is a URL).
+fn encode_component(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn create_schema(
+    State(state): State<RegistryState>,
+    ApiJson(req): ApiJson<CreateSchema>,
+) -> Result<Response, Problem> {
+    if !valid_tenant(&req.tenant) {
+        return Err(Problem::bad_request(
+            "tenant must be 1-64 letters, digits or underscores (its fields live under _{tenant})",
+        ));
+    }
+    let id = format!(
+        "https://ns.adobe.com/{}/schemas/{}",
+        req.tenant,
+        uuid::Uuid::new_v4().simple()
+    );
+    let schema = build(
+        &id,
+        1,
+        &req.title,
+        &req.tenant,
+        &req.class,
+        &req.field_groups,
+        req.tenant_fields.as_ref(),
+        req.profile_enabled,
+    )?;
+    put(&state, CatalogRecord::Schema(schema.clone())).await?;
+    tracing::info!(schema = %schema.id, "XDM schema created");
+    Ok(created(&schema))
+}
+
+fn in_use(catalog: &CatalogState, id: &str, version: u32) -> bool {
+    catalog
+        .datasets
+        .values()
+        .any(|d| d.schema_id == id && d.schema_version == version)
+}
+
+/// A new version when a dataset uses the latest one (a used version is immutable), else the
+/// latest version is replaced in place.
+async fn update_schema(
+    State(state): State<RegistryState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateSchema>,
+) -> Result<Response, Problem> {
+    let (latest, used) = {
+        let catalog = state.view.read();
+        let latest = catalog
+            .latest_schema(&id)
+            .cloned()
+            .ok_or_else(|| Problem::not_found(format!("no XDM schema {id}")))?;
+        let used = in_use(&catalog, &id, latest.version);
+        (latest, used)
+    };
+    let version = if used {
+        latest.version + 1
+    } else {
+        latest.version
+    };
+    let schema = build(
+        &id,
+        version,
+        req.title.as_deref().unwrap_or(&latest.title),
+        &latest.tenant,
+        req.class.as_deref().unwrap_or(&latest.class),
+        req.field_groups.as_deref().unwrap_or(&latest.field_groups),
+        match &req.tenant_fields {
+            Some(f) => Some(f),
+            None => tenant_fields_of(&latest),
+        },
+        req.profile_enabled.unwrap_or(latest.profile_enabled),
+    )?;
+    if used && schema.class != latest.class {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "the class of a schema used by a dataset cannot change",
+        ));
+    }
+    put(&state, CatalogRecord::Schema(schema.clone())).await?;
+    tracing::info!(schema = %schema.id, version, "XDM schema updated");
+    Ok(if used {
+        created(&schema)
+    } else {
+        Json(schema).into_response()
+    })
+}
+
+/// The tenant fields a version was built with, read back from its definition.
+fn tenant_fields_of(schema: &XdmSchema) -> Option<&Value> {
+    schema.definition["properties"]
+        .get(format!("_{}", schema.tenant))
+        .map(|t| &t["properties"])
+}
+
+async fn list_schemas(State(state): State<RegistryState>) -> Json<Value> {
+    let catalog = state.view.read();
+    let mut schemas: Vec<&XdmSchema> = catalog
+        .schemas
+        .values()
+        .filter_map(|v| v.values().next_back())
+        .collect();
+    schemas.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    let results: Vec<Value> = schemas
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.id, "title": s.title, "tenant": s.tenant, "class": s.class,
+                "version": s.version, "profileEnabled": s.profile_enabled,
+                "fieldGroups": s.field_groups, "createdAt": s.created_at,
+            })
+        })
+        .collect();
+    Json(json!({ "results": results }))
+}
+
+#[derive(Debug, Deserialize)]
+struct VersionQuery {
+    version: Option<u32>,
+}
+
+async fn get_schema(
+    State(state): State<RegistryState>,
+    Path(id): Path<String>,
+    Query(q): Query<VersionQuery>,
+    headers: HeaderMap,
+) -> Result<Json<XdmSchema>, Problem> {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .filter(|a| a.contains("xed"));
+    let from_accept = requested_version(accept).map_err(|e| Problem::bad_request(e.to_string()))?;
+    let version = q.version.or(from_accept);
+    let catalog = state.view.read();
+    let ct = version.map(|v| format!("application/vnd.adobe.xed-full+json;version={v}"));
+    resolve(&catalog, &id, ct.as_deref())
+        .cloned()
+        .map(Json)
+        .map_err(|e| Problem::not_found(e.to_string()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateDataset {
+    pub name: String,
+    pub org_id: String,
+    pub schema_ref: SchemaRef,
+    #[serde(default)]
+    pub profile_enabled: bool,
+    #[serde(default)]
+    pub format: ValueFormat,
+}
+
+fn profile_rule(schema: &XdmSchema) -> Result<(), Problem> {
+    if schema.profile_enabled {
+        Ok(())
+    } else {
+        Err(Problem::bad_request(format!(
+            "schema {} version {} is not enabled for Profile: enable it on the schema first",
+            schema.id, schema.version
+        )))
+    }
+}
+
+async fn create_dataset(
+    State(state): State<RegistryState>,
+    ApiJson(req): ApiJson<CreateDataset>,
+) -> Result<(StatusCode, Json<Dataset>), Problem> {
+    if req.name.trim().is_empty() {
+        return Err(Problem::bad_request("name must not be empty"));
+    }
+    if req.org_id.trim().is_empty() {
+        return Err(Problem::bad_request("orgId must not be empty"));
+    }
+    let (schema_id, schema_version) = {
+        let catalog = state.view.read();
+        let schema = resolve(
+            &catalog,
+            &req.schema_ref.id,
+            req.schema_ref.content_type.as_deref(),
+        )
+        .map_err(|e| match e {
+            ResolveError::BadContentType(_) => Problem::bad_request(e.to_string()),
+            _ => Problem::bad_request(format!("schemaRef: {e}")),
+        })?;
+        if req.profile_enabled {
+            profile_rule(schema)?;
+        }
+        (schema.id.clone(), schema.version)
+    };
+    let dataset = Dataset {
+        // Same shape as AEP dataset ids: 24 hex characters.
+        id: hex::encode(&uuid::Uuid::new_v4().as_bytes()[..12]),
+        name: req.name,
+        org_id: req.org_id,
+        schema_id,
+        schema_version,
+        profile_enabled: req.profile_enabled,
+        format: req.format,
+        created_at: now_ms(),
+    };
+    put(&state, CatalogRecord::Dataset(dataset.clone())).await?;
+    tracing::info!(dataset = %dataset.id, schema = %dataset.schema_id, "dataset created");
+    Ok((StatusCode::CREATED, Json(dataset)))
+}
+
+async fn list_datasets(State(state): State<RegistryState>) -> Json<Value> {
+    let mut datasets: Vec<Dataset> = state.view.read().datasets.values().cloned().collect();
+    datasets.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    Json(json!({ "datasets": datasets }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PatchDataset {
+    pub profile_enabled: bool,
+}
+
+async fn patch_dataset(
+    State(state): State<RegistryState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<PatchDataset>,
+) -> Result<Json<Dataset>, Problem> {
+    let dataset = {
+        let catalog = state.view.read();
+        let mut dataset = catalog
+            .datasets
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Problem::not_found(format!("no dataset {id}")))?;
+        if req.profile_enabled {
+            let schema = catalog
+                .schema(&dataset.schema_id, dataset.schema_version)
+                .ok_or_else(|| Problem::bad_request("the dataset's schema version is missing"))?;
+            profile_rule(schema)?;
+        }
+        dataset.profile_enabled = req.profile_enabled;
+        dataset
+    };
+    put(&state, CatalogRecord::Dataset(dataset.clone())).await?;
+    tracing::info!(dataset = %id, profile = req.profile_enabled, "dataset profile toggle");
+    Ok(Json(dataset))
+}
