@@ -82,6 +82,11 @@ pub async fn run(
             .map_err(LakeError::Kafka)?,
     );
     let (valid_topic, error_topic) = (topics.events_valid(), topics.events_error());
+    // Subscribing to a topic that does not exist yet would leave the consumer on stale
+    // metadata for minutes after validate creates it; wait for both instead.
+    if !wait_for_topics(&consumer, &[&valid_topic, &error_topic], &mut shutdown).await {
+        return Ok(());
+    }
     consumer
         .subscribe(&[valid_topic.as_str(), error_topic.as_str()])
         .map_err(LakeError::Kafka)?;
@@ -162,6 +167,43 @@ pub async fn run(
     }
     tracing::info!("lake stopped");
     Ok(())
+}
+
+/// Waits until every topic exists; false when shut down first.
+async fn wait_for_topics(
+    consumer: &Arc<LakeConsumer>,
+    names: &[&str],
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut warned = false;
+    loop {
+        let c = consumer.clone();
+        let wanted: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let present = tokio::task::spawn_blocking(move || {
+            wanted.iter().all(|t| {
+                c.fetch_metadata(Some(t), Duration::from_secs(5))
+                    .map(|m| {
+                        m.topics()
+                            .iter()
+                            .any(|mt| mt.error().is_none() && !mt.partitions().is_empty())
+                    })
+                    .unwrap_or(false)
+            })
+        })
+        .await
+        .unwrap_or(false);
+        if present {
+            return true;
+        }
+        if !warned {
+            tracing::info!(topics = ?names, "waiting for the event topics to exist");
+            warned = true;
+        }
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return false,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

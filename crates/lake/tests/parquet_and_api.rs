@@ -181,3 +181,42 @@ async fn events_and_failures_land_in_parquet_and_the_apis_report_them() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// Messages the lake cannot read are kept as failed records (stage `lake`), never dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_values_become_failed_records() {
+    let env = Env::start().await;
+    let root = temp_root("unreadable");
+    let mut settings = settings(&root);
+    // Nothing listens there: the Avro value cannot be decoded.
+    settings.registry_url = format!("http://127.0.0.1:{}", free_port());
+    env.produce_valid("u1", 0).await;
+    env.produce_valid_value("u1", 1, "json", b"{not json").await;
+    env.produce_valid_value("u1", 2, "avro", &[0, 0, 0, 0, 7, 2, 0x61])
+        .await;
+    let lake = env.run_lake(settings.clone());
+    let api = LakeApi::start(&env.kafka, &env.topics, &settings, env.catalog.clone())
+        .await
+        .expect("api");
+    let batches = api.batches.clone();
+    eventually(Duration::from_secs(30), "batch u1", || {
+        batches
+            .batch("u1")
+            .is_some_and(|b| b.records == 1 && b.failed == 2)
+    })
+    .await;
+    lake.stop().await;
+    let app = cdp_lake::router(api);
+    let (_, page) = get(&app, "/batches/u1/failed").await;
+    let records = page["records"].as_array().cloned().unwrap_or_default();
+    assert_eq!(records.len(), 2, "{page}");
+    assert!(records.iter().all(|r| r["stage"] == "lake"));
+    assert_eq!(records[0]["payload"], "{not json");
+    assert!(records[0]["violations"][0]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("not JSON")));
+    assert!(records[1]["violations"][0]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("Avro")));
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -174,6 +174,12 @@ impl Env {
 
     /// An event on events.valid as the validate stage writes it.
     pub async fn produce_valid(&self, batch: &str, i: usize) {
+        self.produce_valid_value(batch, i, "json", event(i).to_string().as_bytes())
+            .await;
+    }
+
+    /// A value on events.valid in the given `cdp-value-format`.
+    pub async fn produce_valid_value(&self, batch: &str, i: usize, format: &str, value: &[u8]) {
         let h = Self::headers(batch, &format!("{batch}:{i}"), Some(DATASET))
             .insert(Header {
                 key: envelope::SCHEMA_ID,
@@ -185,15 +191,14 @@ impl Env {
             })
             .insert(Header {
                 key: envelope::VALUE_FORMAT,
-                value: Some("json"),
+                value: Some(format),
             });
-        let value = event(i).to_string();
         let key = format!("ECID:ecid-{}", i % 7);
         self.producer
             .send(
                 FutureRecord::to(&self.topics.events_valid())
                     .key(&key)
-                    .payload(&value)
+                    .payload(value)
                     .headers(h),
                 Duration::from_secs(10),
             )
