@@ -61,3 +61,21 @@ impl Default for LakeSettings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_absolute_and_unknown_keys_refused() {
+        let d = LakeSettings::default();
+        assert!(d.root.starts_with("file:///"), "{}", d.root);
+        let s: LakeSettings = serde_json::from_value(serde_json::json!({
+            "root": "s3://b/p", "s3": {"endpoint": "http://127.0.0.1:9000", "allow_http": true}
+        }))
+        .expect("settings");
+        assert_eq!(s.flush_records, 10_000);
+        assert!(s.s3.allow_http);
+        assert!(serde_json::from_value::<LakeSettings>(serde_json::json!({"rot": "x"})).is_err());
+    }
+}
