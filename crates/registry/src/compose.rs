@@ -65,8 +65,7 @@ pub fn compose(c: &Composition<'_>) -> Result<Composed, ComposeError> {
         .map(str::to_string)
         .chain(c.field_groups.iter().cloned());
     for name in names {
-        let group =
-            library::field_group(&name).ok_or_else(|| ComposeError::UnknownFieldGroup(name))?;
+        let group = library::field_group(&name).ok_or(ComposeError::UnknownFieldGroup(name))?;
         if !group.intended_to_extend().contains(&class.name.as_str()) {
             return Err(ComposeError::WrongClass {
                 group: group.name,

@@ -73,37 +73,19 @@ pub struct UpdateSchema {
     pub profile_enabled: Option<bool>,
 }
 
-fn build(
-    id: &str,
-    version: u32,
-    title: &str,
-    tenant: &str,
-    class: &str,
-    field_groups: &[String],
-    tenant_fields: Option<&Value>,
-    profile_enabled: bool,
-) -> Result<XdmSchema, Problem> {
-    if title.trim().is_empty() {
+fn build(version: u32, c: &Composition<'_>) -> Result<XdmSchema, Problem> {
+    if c.title.trim().is_empty() {
         return Err(Problem::bad_request("title must not be empty"));
     }
-    let composed = compose(&Composition {
-        id,
-        title,
-        tenant,
-        class,
-        field_groups,
-        tenant_fields,
-        profile_enabled,
-    })
-    .map_err(|e| Problem::bad_request(e.to_string()))?;
+    let composed = compose(c).map_err(|e| Problem::bad_request(e.to_string()))?;
     Ok(XdmSchema {
-        id: id.to_string(),
+        id: c.id.to_string(),
         version,
-        title: title.to_string(),
-        tenant: tenant.to_string(),
+        title: c.title.to_string(),
+        tenant: c.tenant.to_string(),
         class: composed.class,
         field_groups: composed.field_groups,
-        profile_enabled,
+        profile_enabled: c.profile_enabled,
         definition: composed.definition,
         created_at: now_ms(),
     })
@@ -154,14 +136,16 @@ async fn create_schema(
         uuid::Uuid::new_v4().simple()
     );
     let schema = build(
-        &id,
         1,
-        &req.title,
-        &req.tenant,
-        &req.class,
-        &req.field_groups,
-        req.tenant_fields.as_ref(),
-        req.profile_enabled,
+        &Composition {
+            id: &id,
+            title: &req.title,
+            tenant: &req.tenant,
+            class: &req.class,
+            field_groups: &req.field_groups,
+            tenant_fields: req.tenant_fields.as_ref(),
+            profile_enabled: req.profile_enabled,
+        },
     )?;
     put(&state, CatalogRecord::Schema(schema.clone())).await?;
     tracing::info!(schema = %schema.id, "XDM schema created");
@@ -197,17 +181,19 @@ async fn update_schema(
         latest.version
     };
     let schema = build(
-        &id,
         version,
-        req.title.as_deref().unwrap_or(&latest.title),
-        &latest.tenant,
-        req.class.as_deref().unwrap_or(&latest.class),
-        req.field_groups.as_deref().unwrap_or(&latest.field_groups),
-        match &req.tenant_fields {
-            Some(f) => Some(f),
-            None => tenant_fields_of(&latest),
+        &Composition {
+            id: &id,
+            title: req.title.as_deref().unwrap_or(&latest.title),
+            tenant: &latest.tenant,
+            class: req.class.as_deref().unwrap_or(&latest.class),
+            field_groups: req.field_groups.as_deref().unwrap_or(&latest.field_groups),
+            tenant_fields: match &req.tenant_fields {
+                Some(f) => Some(f),
+                None => tenant_fields_of(&latest),
+            },
+            profile_enabled: req.profile_enabled.unwrap_or(latest.profile_enabled),
         },
-        req.profile_enabled.unwrap_or(latest.profile_enabled),
     )?;
     if used && schema.class != latest.class {
         return Err(Problem::new(

@@ -99,8 +99,10 @@ fn seed_002_messages_validate_and_broken_ones_fail() {
     assert!(!v.is_valid(&typo));
     // identityMap and endUserIDs are open.
     let mut open = seed_entity("x", "y@example.com");
-    open["identityMap"] = json!({ "ECID": [{ "id": "123", "primary": true }], "Email": [{ "id": "a@b.c" }] });
-    open["endUserIDs"] = json!({ "_vendor": { "adobe": { "experience": { "mcId": { "id": "x" } } } } });
+    open["identityMap"] =
+        json!({ "ECID": [{ "id": "123", "primary": true }], "Email": [{ "id": "a@b.c" }] });
+    open["endUserIDs"] =
+        json!({ "_vendor": { "adobe": { "experience": { "mcId": { "id": "x" } } } } });
     assert!(v.is_valid(&open));
     // Seed 003's path is there too.
     let mut analytics = seed_entity("x", "y@example.com");
@@ -129,7 +131,12 @@ fn composition_rules() {
     assert!(base("_xdm.context.experienceevent", fg(&["no-such-group"])).is_err());
     let profile = base(
         "https://ns.adobe.com/xdm/context/profile",
-        fg(&["profile-person-details", "profile-personal-details", "loyalty-details", "consents"]),
+        fg(&[
+            "profile-person-details",
+            "profile-personal-details",
+            "loyalty-details",
+            "consents",
+        ]),
     )
     .expect("profile composes");
     assert_eq!(profile.class, "_xdm.context.profile");
@@ -173,7 +180,8 @@ fn avro_round_trip_of_the_seed_entity() {
     let schema = event_schema(Some(&fields));
     let avro = avro_schema_for(&schema).expect("maps to Avro");
     let mut entity = seed_entity("Fernie Snow", "gregdorcey@example.com");
-    entity["identityMap"] = json!({ "ECID": [{ "id": "123", "primary": true, "authenticatedState": "ambiguous" }] });
+    entity["identityMap"] =
+        json!({ "ECID": [{ "id": "123", "primary": true, "authenticatedState": "ambiguous" }] });
     entity["endUserIDs"] = json!({ "_vendor": { "adobe": { "x": [1, "two", null] } } });
     entity["_acme"] = json!({ "loyaltyTier": "gold", "extra": { "deep": [1, 2] } });
     let value = json_to_avro(&avro, &entity).expect("converts");

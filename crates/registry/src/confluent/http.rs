@@ -18,6 +18,8 @@ use super::follower::SchemaLog;
 use super::state::{parse_avro, Outcome};
 
 const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+/// How long a miss may wait for this instance to catch up with the schemas topic.
+const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub fn routes() -> Router<SchemaLog> {
     Router::new()
@@ -228,7 +230,15 @@ async fn version(
     State(log): State<SchemaLog>,
     Path((subject, version)): Path<(String, String)>,
 ) -> Result<Response, SrError> {
-    subject_version(&log, &subject, &version).map(ok)
+    match subject_version(&log, &subject, &version) {
+        Ok(v) => Ok(ok(v)),
+        // Another instance may have just registered it: catch up once before a 404.
+        Err(e) if e.status == StatusCode::NOT_FOUND => {
+            let _ = log.caught_up(CATCH_UP).await;
+            subject_version(&log, &subject, &version).map(ok)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 async fn version_schema(
@@ -245,6 +255,11 @@ async fn version_schema(
 
 async fn by_id(State(log): State<SchemaLog>, Path(id): Path<String>) -> Result<Response, SrError> {
     let id: u32 = id.parse().map_err(|_| SrError::schema_not_found())?;
+    if !log.read().schemas.contains_key(&id) {
+        // An id is an offset: a consumer may hold an id that another instance assigned a
+        // moment ago, so read the topic up to it before answering "not found".
+        let _ = log.wait_for(i64::from(id) - 1, CATCH_UP).await;
+    }
     let state = log.read();
     let schema = state
         .schemas

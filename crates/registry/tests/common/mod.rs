@@ -1,0 +1,24 @@
+//! A registry served on 127.0.0.1:0 in front of a real broker.
+
+use std::net::SocketAddr;
+
+use cdp_contract::admin::ensure_topics;
+use cdp_contract::{KafkaSettings, Topics};
+use cdp_control::{CatalogView, CatalogWriter};
+use cdp_registry::{router, RegistryState};
+
+pub async fn serve(kafka: &KafkaSettings) -> String {
+    let topics = Topics::default();
+    ensure_topics(kafka, &[cdp_control::catalog::topic_spec(&topics)])
+        .await
+        .expect("catalog topic");
+    let view = CatalogView::start(kafka, &topics).expect("catalog view");
+    let writer = CatalogWriter::new(kafka, &topics, view.clone()).expect("catalog writer");
+    let state = RegistryState::start(kafka, &topics, view, writer)
+        .await
+        .expect("registry state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    format!("http://{addr}")
+}
