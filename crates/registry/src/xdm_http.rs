@@ -310,6 +310,12 @@ async fn create_dataset(
         if req.profile_enabled {
             profile_rule(schema)?;
         }
+        // Avro datasets need a schema the Avro mapping accepts; find out now, not at the
+        // first event.
+        if req.format == ValueFormat::Avro {
+            crate::avro::avro_schema_for(schema)
+                .map_err(|e| Problem::bad_request(format!("format avro: {e}")))?;
+        }
         (schema.id.clone(), schema.version)
     };
     let dataset = Dataset {

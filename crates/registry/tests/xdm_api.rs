@@ -145,6 +145,12 @@ async fn schemas_versions_datasets_and_profile_rules() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
+    let r = ds(json!({ "name": "avro", "orgId": "org@AdobeOrg", "schemaRef": { "id": id }, "format": "avro" }))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(r.json::<Value>().await.unwrap()["format"], "avro");
+
     let list: Value = http
         .get(format!("{base}/datasets"))
         .send()
@@ -153,7 +159,7 @@ async fn schemas_versions_datasets_and_profile_rules() {
         .json()
         .await
         .unwrap();
-    assert_eq!(list["datasets"].as_array().unwrap().len(), 2);
+    assert_eq!(list["datasets"].as_array().unwrap().len(), 3);
     let list: Value = http
         .get(format!("{base}/xdm/schemas"))
         .send()

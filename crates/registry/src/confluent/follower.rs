@@ -95,7 +95,8 @@ impl SchemaLog {
         let key = format!("register/{}", uuid::Uuid::new_v4().simple());
         let offset = self.send(&key, &record).await?;
         let outcome = self.read().outcomes.get(&offset).cloned();
-        Ok(outcome.unwrap_or_else(|| Outcome::Invalid("the registration was not applied".into())))
+        // Applied records always have an outcome; a missing one means the view is not there yet.
+        outcome.ok_or(SchemaLogError::Timeout(offset, WRITE_TIMEOUT))
     }
 
     pub async fn set_level(
