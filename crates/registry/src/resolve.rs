@@ -61,6 +61,50 @@ pub fn resolve<'a>(
 mod tests {
     use super::*;
 
+    fn catalog() -> CatalogState {
+        let mut c = CatalogState::default();
+        for version in [1, 2] {
+            let s = XdmSchema {
+                id: "https://ns.adobe.com/acme/schemas/abc".into(),
+                version,
+                title: "t".into(),
+                tenant: "acme".into(),
+                class: "_xdm.context.experienceevent".into(),
+                field_groups: vec![],
+                profile_enabled: false,
+                definition: serde_json::json!({}),
+                created_at: 0,
+            };
+            c.schemas
+                .entry(s.id.clone())
+                .or_default()
+                .insert(version, s);
+        }
+        c
+    }
+
+    #[test]
+    fn resolves_seed_002_forms() {
+        let c = catalog();
+        let id = "https://ns.adobe.com/acme/schemas/abc";
+        let v = |ct: Option<&str>| resolve(&c, id, ct).map(|s| s.version);
+        assert_eq!(
+            v(Some("application/vnd.adobe.xed-full+json;version=1")),
+            Ok(1)
+        );
+        assert_eq!(v(Some("application/vnd.adobe.xed-full+json;1")), Ok(1));
+        assert_eq!(v(Some("application/vnd.adobe.xed-full+json")), Ok(2));
+        assert_eq!(v(None), Ok(2));
+        assert_eq!(
+            v(Some("application/vnd.adobe.xed-full+json;version=3")),
+            Err(ResolveError::NoVersion(id.into(), 3))
+        );
+        assert!(matches!(
+            resolve(&c, "https://ns.adobe.com/acme/schemas/nope", None),
+            Err(ResolveError::Unknown(_))
+        ));
+    }
+
     #[test]
     fn content_type_forms() {
         let v = |s| requested_version(Some(s)).unwrap();
