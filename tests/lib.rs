@@ -15,6 +15,7 @@ pub struct Pipeline {
     // Field order is drop order: the stages stop before the broker does.
     pub edge_running: Running,
     pub validate_running: Running,
+    pub lake_running: Running,
     pub control_running: Running,
     pub broker: Broker,
     pub config: CdpConfig,
@@ -41,6 +42,11 @@ impl Pipeline {
         config.validate.instance_id = Some("e2e".into());
         config.control.listen = "127.0.0.1:0".into();
         config.control.admin_token = ADMIN.into();
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let lake_dir =
+            std::env::temp_dir().join(format!("cdp-e2e-lake-{}-{n}", std::process::id()));
+        config.lake.root = format!("file://{}", lake_dir.display());
+        config.lake.flush_interval_ms = 300;
         config.auth.token_secret = SECRET.into();
         adjust(&mut config);
         let control_running = cdp::start(&config, Stages::CONTROL)
@@ -50,6 +56,7 @@ impl Pipeline {
         let validate_running = cdp::start(&config, Stages::VALIDATE)
             .await
             .expect("start validate");
+        let lake_running = cdp::start(&config, Stages::LAKE).await.expect("start lake");
         let edge = format!("http://{}", edge_running.edge_addr.expect("edge address"));
         let control = format!(
             "http://{}",
@@ -58,6 +65,7 @@ impl Pipeline {
         Pipeline {
             edge_running,
             validate_running,
+            lake_running,
             control_running,
             broker,
             config,
@@ -267,6 +275,7 @@ pub fn seed_request(name: &str, dataset: &Value) -> String {
             dataset["schemaId"].as_str().expect("schemaId"),
         )
         .replace("{DATASET_ID}", dataset["id"].as_str().expect("dataset id"))
+        .replace("{SCHEMA_VERSION}", "version=1")
 }
 
 pub fn fixture(name: &str) -> String {

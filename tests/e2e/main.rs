@@ -3,6 +3,7 @@
 mod auth;
 mod catalog;
 mod collection;
+mod lake;
 mod outage;
 mod stream;
 mod validate;

@@ -4,6 +4,7 @@
 use cdp_contract::{KafkaSettings, Topics};
 use cdp_control::{AuthSettings, ControlSettings};
 use cdp_edge::EdgeSettings;
+use cdp_lake::LakeSettings;
 use cdp_validate::ValidateSettings;
 use serde::{Deserialize, Serialize};
 
@@ -16,4 +17,5 @@ pub struct CdpConfig {
     pub control: ControlSettings,
     pub auth: AuthSettings,
     pub validate: ValidateSettings,
+    pub lake: LakeSettings,
 }

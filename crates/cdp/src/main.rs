@@ -32,6 +32,8 @@ enum Command {
     Control,
     /// Run validate: a consumer group on the raw topic writing events.valid / events.error.
     Validate,
+    /// Run the lake: events.valid / events.error to Parquet datasets, with batch metadata.
+    Lake,
     /// Run every stage built so far in one process (development).
     Up {
         /// Create a demo stream and print curl lines to try.
@@ -63,6 +65,7 @@ async fn main() -> std::process::ExitCode {
         Command::Edge => commands::run::stage(config_path, cdp::Stages::EDGE, false).await,
         Command::Control => commands::run::stage(config_path, cdp::Stages::CONTROL, false).await,
         Command::Validate => commands::run::stage(config_path, cdp::Stages::VALIDATE, false).await,
+        Command::Lake => commands::run::stage(config_path, cdp::Stages::LAKE, false).await,
         Command::Up { demo } => commands::run::stage(config_path, cdp::Stages::ALL, demo).await,
         Command::Streams(c) => commands::manage::streams(config_path, c).await,
         Command::Keys(c) => commands::manage::keys(config_path, c).await,

@@ -30,6 +30,10 @@ pub enum StartError {
     CatalogWriter(#[from] WriteError),
     #[error(transparent)]
     Edge(#[from] cdp_edge::produce::ProduceError),
+    #[error(transparent)]
+    Lake(#[from] cdp_lake::LakeError),
+    #[error(transparent)]
+    Registry(#[from] cdp_registry::RegistryError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -43,6 +47,7 @@ pub struct Stages {
     pub edge: bool,
     pub control: bool,
     pub validate: bool,
+    pub lake: bool,
 }
 
 impl Stages {
@@ -50,21 +55,31 @@ impl Stages {
         edge: true,
         control: true,
         validate: true,
+        lake: true,
     };
     pub const EDGE: Stages = Stages {
         edge: true,
         control: false,
         validate: false,
+        lake: false,
     };
     pub const CONTROL: Stages = Stages {
         edge: false,
         control: true,
         validate: false,
+        lake: false,
     };
     pub const VALIDATE: Stages = Stages {
         edge: false,
         control: false,
         validate: true,
+        lake: false,
+    };
+    pub const LAKE: Stages = Stages {
+        edge: false,
+        control: false,
+        validate: false,
+        lake: true,
     };
 }
 
@@ -111,7 +126,7 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
     }
     let topics = &config.topics;
     let mut specs = vec![catalog::topic_spec(topics)];
-    if stages.edge || stages.validate {
+    if stages.edge || stages.validate || stages.lake {
         specs.push(TopicSpec {
             name: topics.ingest_raw(),
             partitions: config.edge.raw_partitions,
@@ -143,13 +158,26 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             tracing::warn!("control.admin_token is the development default: set CDP_CONTROL__ADMIN_TOKEN in production");
         }
         let writer = CatalogWriter::new(&config.kafka, topics, catalog.clone())?;
+        // Control's server also answers for the datasets' contents and batches.
+        let lake_api =
+            cdp_lake::LakeApi::start(&config.kafka, topics, &config.lake, catalog.clone()).await?;
+        // …and for XDM schemas, datasets and the Confluent-compatible subjects.
+        let registry = cdp_registry::RegistryState::start(
+            &config.kafka,
+            topics,
+            catalog.clone(),
+            writer.clone(),
+        )
+        .await?;
         let router = cdp_control::http::router(ControlState {
             view: catalog.clone(),
             writer,
             tokens: tokens.clone(),
             admin_token: Arc::from(config.control.admin_token.as_str()),
             max_token_days: config.auth.max_token_days,
-        });
+        })
+        .merge(cdp_lake::router(lake_api))
+        .merge(cdp_registry::router(registry));
         let (addr, task) = serve(
             "control",
             &config.control.listen,
@@ -183,6 +211,19 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         running.tasks.push(tokio::spawn(async move {
             if let Err(e) = cdp_validate::stage::run(&kafka, &topics, &settings, view, stop).await {
                 tracing::error!(error = %e, "validate stage stopped");
+            }
+        }));
+    }
+    if stages.lake {
+        let (kafka, topics, settings) = (
+            config.kafka.clone(),
+            config.topics.clone(),
+            config.lake.clone(),
+        );
+        let (view, stop) = (catalog.clone(), shutdown_rx.clone());
+        running.tasks.push(tokio::spawn(async move {
+            if let Err(e) = cdp_lake::run(&kafka, &topics, &settings, view, stop).await {
+                tracing::error!(error = %e, "lake stage stopped");
             }
         }));
     }

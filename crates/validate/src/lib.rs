@@ -11,7 +11,6 @@
 pub mod checks;
 pub mod keying;
 pub mod process;
-pub mod schema_ref;
 pub mod schema_validator;
 pub mod settings;
 pub mod stage;

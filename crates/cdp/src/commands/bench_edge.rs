@@ -80,6 +80,7 @@ pub async fn run(config: Option<PathBuf>, args: EdgeBenchArgs) -> anyhow::Result
         edge: true,
         control: true,
         validate: false,
+        lake: false,
     };
     let running = cdp::start(&config, stages)
         .await

@@ -278,32 +278,55 @@ pub async fn demo(config: &CdpConfig, edge: SocketAddr, control: SocketAddr) -> 
         admin_token: config.control.admin_token.clone(),
     };
     let org = "DEMO@AdobeOrg";
+    let schema = client
+        .call(
+            reqwest::Method::POST,
+            "/xdm/schemas",
+            Some(json!({"title": "Demo web events", "tenant": "demo",
+                        "class": "_xdm.context.experienceevent",
+                        "fieldGroups": ["environment-details", "web-details", "commerce-details"],
+                        "profileEnabled": true})),
+        )
+        .await?;
+    let schema_id = schema["id"].as_str().unwrap_or_default().to_string();
+    let dataset = client
+        .call(
+            reqwest::Method::POST,
+            "/datasets",
+            Some(
+                json!({"name": "demo-web", "orgId": org, "schemaRef": {"id": schema_id},
+                        "profileEnabled": true}),
+            ),
+        )
+        .await?;
+    let dataset_id = dataset["id"].as_str().unwrap_or_default().to_string();
     let json_stream = client
         .call(
             reqwest::Method::POST,
             "/streams",
-            Some(json!({"name": "demo-web", "orgId": org, "payloadType": "json"})),
+            Some(json!({"name": "demo-web", "orgId": org, "payloadType": "json", "datasetId": dataset_id})),
         )
         .await?;
     let xml_stream = client
         .call(
             reqwest::Method::POST,
             "/streams",
-            Some(json!({"name": "demo-xml", "orgId": org, "payloadType": "xml"})),
+            Some(json!({"name": "demo-xml", "orgId": org, "payloadType": "xml", "datasetId": dataset_id})),
         )
         .await?;
     let j = json_stream["id"].as_str().unwrap_or_default();
     let x = xml_stream["id"].as_str().unwrap_or_default();
     println!(
         r#"
-Demo streams created (org {org}). Try:
+Demo schema {schema_id}, dataset {dataset_id} and two streams created (org {org}). Try:
 
-  curl -s -X POST http://{edge}/collection/batch/{j} -H 'Content-Type: application/json' -d '{{"messages":[{{"header":{{"schemaRef":{{"id":"https://ns.adobe.com/demo/schemas/web","contentType":"application/vnd.adobe.xed-full+json;version=1"}},"imsOrgId":"{org}"}},"body":{{"xdmMeta":{{"schemaRef":{{"id":"https://ns.adobe.com/demo/schemas/web"}}}},"xdmEntity":{{"_id":"e1","timestamp":"2026-01-01T00:00:00Z","eventType":"web.webpagedetails.pageViews"}}}}}},{{"header":{{"imsOrgId":"other@AdobeOrg"}}}}]}}'
+  curl -s -X POST http://{edge}/collection/batch/{j} -H 'Content-Type: application/json' -d '{{"messages":[{{"header":{{"schemaRef":{{"id":"{schema_id}","contentType":"application/vnd.adobe.xed-full+json;version=1"}},"imsOrgId":"{org}","datasetId":"{dataset_id}"}},"body":{{"xdmMeta":{{"schemaRef":{{"id":"{schema_id}"}}}},"xdmEntity":{{"_id":"e1","timestamp":"2026-01-01T00:00:00Z","eventType":"web.webpagedetails.pageViews"}}}}}},{{"header":{{"imsOrgId":"other@AdobeOrg"}}}}]}}'
 
   curl -s -X POST http://{edge}/stream/v0/data/{j} -H 'Content-Type: application/json' -d '{{"field1": "value1", "field2": "value2"}}'
 
   curl -s -X POST http://{edge}/stream/v0/data/{x} -H 'Content-Type: application/xml' --data-binary '<records><record><field1>value1</field1></record><record><field1>value2</field1></record></records>'
 
+  curl -s -H 'Authorization: Bearer {token}' http://{control}/datasets/{dataset_id}     # record count (after the lake's flush, ~5 s)
   curl -s http://{edge}/metrics | grep cdp_edge
   curl -s -H 'Authorization: Bearer {token}' http://{control}/streams
 "#,

@@ -1,0 +1,259 @@
+//! Issue 3's whole path through the public APIs: create a schema (class + field groups), a
+//! dataset and a stream; post seed 002's mixed request and an event that violates the schema;
+//! watch the valid events land in Parquet and the dataset's record count, and the refused and
+//! invalid ones in their batch's failed records — never in the lake.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, StringArray};
+use cdp_e2e::{fixture, Pipeline, ADMIN};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::{json, Value};
+
+const ORG: &str = "{ORG_ID}";
+
+async fn call(
+    p: &Pipeline,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = p
+        .http
+        .request(method, format!("{}{path}", p.control))
+        .bearer_auth(ADMIN);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("control request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn parquet_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            parquet_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "parquet") {
+            out.push(path);
+        }
+    }
+}
+
+/// `_xaction_id` of every row in the dataset's data files (not its `_errors`).
+fn lake_rows(p: &Pipeline, dataset: &str) -> Vec<String> {
+    let root = PathBuf::from(p.config.lake.root.trim_start_matches("file://"));
+    let mut files = Vec::new();
+    parquet_files(&root.join("datasets").join(dataset), &mut files);
+    let mut ids = Vec::new();
+    for file in files
+        .iter()
+        .filter(|f| !f.to_string_lossy().contains("/_errors/"))
+    {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let col = batch
+                .column_by_name("_xaction_id")
+                .expect("_xaction_id column");
+            let col = col.as_any().downcast_ref::<StringArray>().unwrap();
+            ids.extend((0..col.len()).map(|i| col.value(i).to_string()));
+        }
+    }
+    ids.sort();
+    ids
+}
+
+async fn wait_for(what: &str, mut ready: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !ready().await {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn schema_dataset_stream_events_parquet_and_failed_records() {
+    let p = Pipeline::start().await;
+    let (status, schema) = call(
+        &p,
+        reqwest::Method::POST,
+        "/xdm/schemas",
+        Some(json!({"title": "Web events", "tenant": "acme", "class": "_xdm.context.experienceevent",
+                    "fieldGroups": ["environment-details", "web-details", "commerce-details", "experience-campaign"],
+                    "profileEnabled": true})),
+    )
+    .await;
+    assert_eq!(status, 201, "{schema}");
+    let schema_id = schema["id"].as_str().unwrap().to_string();
+    let (status, dataset) = call(
+        &p,
+        reqwest::Method::POST,
+        "/datasets",
+        Some(json!({"name": "web", "orgId": ORG, "schemaRef": {"id": schema_id}, "profileEnabled": true})),
+    )
+    .await;
+    assert_eq!(status, 201, "{dataset}");
+    let dataset_id = dataset["id"].as_str().unwrap().to_string();
+    p.wait_for_edge(|c| c.datasets.contains_key(&dataset_id))
+        .await;
+    let stream = p
+        .create_stream(json!({"name": "web", "orgId": ORG, "datasetId": dataset_id}))
+        .await;
+    assert_eq!(stream["schemaRef"]["id"], schema_id.as_str());
+    let inlet = stream["id"].as_str().unwrap();
+
+    // Seed 002's mixed request, its placeholders filled with what was just created.
+    let body = fixture("seed002_batch_mixed.json")
+        .replace(
+            "https://ns.adobe.com/{TENANT_ID}/schemas/{SCHEMA_ID}",
+            &schema_id,
+        )
+        .replace("{SCHEMA_VERSION}", "version=1")
+        .replace("{DATASET_ID}", &dataset_id);
+    let (status, resp, _) = p
+        .post(
+            &format!("/collection/batch/{inlet}"),
+            "application/json",
+            body,
+        )
+        .await;
+    assert_eq!(status, 207, "{resp}");
+    let batch = resp["batchId"].as_str().unwrap().to_string();
+    let accepted: Vec<String> = resp["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["xactionId"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(accepted.len(), 2, "{resp}");
+
+    // The valid events reach the lake and the dataset's record count.
+    wait_for("the dataset's record count", async || {
+        call(
+            &p,
+            reqwest::Method::GET,
+            &format!("/datasets/{dataset_id}"),
+            None,
+        )
+        .await
+        .1["recordCount"]
+            == 2
+    })
+    .await;
+    assert_eq!(
+        lake_rows(&p, &dataset_id),
+        accepted,
+        "exactly the accepted messages, as Parquet rows"
+    );
+
+    // The refused ones are listed under their batch, with reasons and original payloads.
+    wait_for("the batch's failed records", async || {
+        call(&p, reqwest::Method::GET, &format!("/batches/{batch}"), None)
+            .await
+            .1["failed"]
+            == 3
+    })
+    .await;
+    let (_, summary) = call(&p, reqwest::Method::GET, &format!("/batches/{batch}"), None).await;
+    assert_eq!(summary["records"], 2, "{summary}");
+    assert_eq!(summary["status"], "partial", "{summary}");
+    let (status, failed) = call(
+        &p,
+        reqwest::Method::GET,
+        &format!("/batches/{batch}/failed"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{failed}");
+    let records = failed["records"].as_array().unwrap();
+    assert_eq!(records.len(), 3, "{failed}");
+    let reasons: Vec<&str> = records
+        .iter()
+        .map(|r| r["violations"][0]["message"].as_str().unwrap())
+        .collect();
+    assert!(reasons.iter().any(|m| m.contains("ims org")), "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .filter(|m| m.contains("unknown xdm format"))
+            .count()
+            == 2,
+        "{reasons:?}"
+    );
+    assert!(
+        records.iter().all(|r| r["payload"].is_object()),
+        "original payloads kept"
+    );
+
+    // An event that violates the schema (timestamp of the wrong type) is accepted by the edge,
+    // quarantined by validate, listed under its batch, and never written to the lake.
+    let bad = json!({"messages": [{
+        "header": {"schemaRef": {"id": schema_id, "contentType": "application/vnd.adobe.xed-full+json;version=1"},
+                   "imsOrgId": ORG, "datasetId": dataset_id},
+        "body": {"xdmMeta": {"schemaRef": {"id": schema_id}},
+                 "xdmEntity": {"_id": "bad-1", "timestamp": 1764151200}}}]});
+    let (status, resp, _) = p
+        .post(
+            &format!("/collection/batch/{inlet}"),
+            "application/json",
+            bad.to_string(),
+        )
+        .await;
+    assert_eq!(status, 207, "{resp}");
+    let bad_batch = resp["batchId"].as_str().unwrap().to_string();
+    wait_for("the invalid event's failed record", async || {
+        call(
+            &p,
+            reqwest::Method::GET,
+            &format!("/batches/{bad_batch}/failed"),
+            None,
+        )
+        .await
+        .1["records"]
+            .as_array()
+            .is_some_and(|r| r.len() == 1)
+    })
+    .await;
+    let (_, failed) = call(
+        &p,
+        reqwest::Method::GET,
+        &format!("/batches/{bad_batch}/failed"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        failed["records"][0]["violations"][0]["pointer"], "/timestamp",
+        "{failed}"
+    );
+    assert_eq!(failed["records"][0]["stage"], "validate");
+    let (_, summary) = call(
+        &p,
+        reqwest::Method::GET,
+        &format!("/batches/{bad_batch}"),
+        None,
+    )
+    .await;
+    assert_eq!(summary["status"], "failed", "{summary}");
+    let (_, ds) = call(
+        &p,
+        reqwest::Method::GET,
+        &format!("/datasets/{dataset_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(ds["recordCount"], 2, "{ds}");
+    assert_eq!(
+        lake_rows(&p, &dataset_id).len(),
+        2,
+        "the invalid event is not in the lake"
+    );
+}
