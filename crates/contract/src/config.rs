@@ -41,7 +41,13 @@ where
         figment = figment.merge(Toml::file(path));
     }
     figment
-        .merge(Env::prefixed("CDP_").split("__"))
+        // Only `CDP_SECTION__KEY` names are configuration; other `CDP_*` variables (CDP_CONFIG,
+        // CDP_LOG_FORMAT, CDP_CACHE_DIR, …) belong to scripts and the CLI.
+        .merge(
+            Env::prefixed("CDP_")
+                .filter(|key| key.as_str().contains("__"))
+                .split("__"),
+        )
         .extract()
         .map_err(|e| ConfigError::Invalid(Box::new(e)))
 }
@@ -64,6 +70,18 @@ mod tests {
         assert_eq!(s.kafka.bootstrap_servers, "k:9092");
         assert_eq!(s.kafka.session_timeout_ms, 6000);
         assert_eq!(s.topics.ingest_raw(), "acme.ingest.raw");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail dictates the closure's error type
+    fn other_cdp_variables_are_not_configuration() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CDP_LOG_FORMAT", "json");
+            jail.set_env("CDP_KAFKA__BOOTSTRAP_SERVERS", "env:9092");
+            let s: Settings = load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.kafka.bootstrap_servers, "env:9092");
+            Ok(())
+        });
     }
 
     #[test]

@@ -173,10 +173,12 @@ impl Judge<'_> {
     /// The checks, in the order a client fixes them: shape and org, then where the message
     /// belongs, then (on request) its body.
     fn accept(&self, message: &RawValue, xaction: &str) -> Result<RawEvent, Refused> {
+        // A message refused for its shape still counts against the stream's dataset, so it
+        // shows in that dataset's failed records.
         let accepted = check(self.body, message, self.stream).map_err(|rejection| Refused {
             rejection,
             violations: vec![],
-            dataset_id: None,
+            dataset_id: self.stream.dataset_id.clone(),
         })?;
         let dataset_hint = accepted
             .dataset_id
