@@ -1,14 +1,13 @@
 //! `/xdm/schemas` and `/datasets`: tenant schemas (composed, versioned, immutable once a
 //! dataset uses them) and the datasets that pin a schema version.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use cdp_control::catalog::CatalogState;
-use cdp_control::http::Problem;
+use cdp_control::http::{ApiJson, Problem};
 use cdp_control::model::{now_ms, CatalogRecord, Dataset, SchemaRef, ValueFormat, XdmSchema};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -23,24 +22,6 @@ pub fn routes() -> Router<RegistryState> {
         .route("/xdm/schemas/{id}", get(get_schema).put(update_schema))
         .route("/datasets", post(create_dataset).get(list_datasets))
         .route("/datasets/{id}", axum::routing::patch(patch_dataset))
-}
-
-/// A JSON body whose rejections are problem documents.
-pub struct ApiJson<T>(pub T);
-
-impl<S, T> FromRequest<S> for ApiJson<T>
-where
-    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
-    S: Send + Sync,
-{
-    type Rejection = Problem;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(e) => Err(Problem::new(e.status(), e.body_text())),
-        }
-    }
 }
 
 #[derive(Debug, Deserialize)]

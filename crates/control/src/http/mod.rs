@@ -8,6 +8,7 @@ mod problem;
 mod streams;
 mod tokens;
 
+pub use json::ApiJson;
 pub use problem::Problem;
 
 use std::sync::Arc;
