@@ -56,20 +56,24 @@ where
 mod tests {
     use super::*;
 
+    // Every test that reads the environment runs inside a figment Jail: the Jail holds a global
+    // lock, so a test that sets CDP_* variables cannot leak them into another running in parallel.
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail dictates the closure's error type
     fn file_then_defaults() {
-        let dir = std::env::temp_dir().join(format!("cdp-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("cdp.toml");
-        std::fs::write(
-            &path,
-            "[kafka]\nbootstrap_servers = \"k:9092\"\n[topics]\nnamespace = \"acme\"\n",
-        )
-        .unwrap();
-        let s: Settings = load(Some(&path)).unwrap();
-        assert_eq!(s.kafka.bootstrap_servers, "k:9092");
-        assert_eq!(s.kafka.session_timeout_ms, 6000);
-        assert_eq!(s.topics.ingest_raw(), "acme.ingest.raw");
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file(
+                "cdp.toml",
+                "[kafka]\nbootstrap_servers = \"k:9092\"\n[topics]\nnamespace = \"acme\"\n",
+            )?;
+            let path = jail.directory().join("cdp.toml");
+            let s: Settings = load(Some(&path)).map_err(|e| e.to_string())?;
+            assert_eq!(s.kafka.bootstrap_servers, "k:9092");
+            assert_eq!(s.kafka.session_timeout_ms, 6000);
+            assert_eq!(s.topics.ingest_raw(), "acme.ingest.raw");
+            Ok(())
+        });
     }
 
     #[test]
@@ -91,11 +95,14 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)]
     fn unknown_kafka_key_is_refused() {
-        let dir = std::env::temp_dir().join(format!("cdp-config-bad-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("cdp.toml");
-        std::fs::write(&path, "[kafka]\nbootstrap = \"k:9092\"\n").unwrap();
-        assert!(load::<Settings>(Some(&path)).is_err());
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file("cdp.toml", "[kafka]\nbootstrap = \"k:9092\"\n")?;
+            let path = jail.directory().join("cdp.toml");
+            assert!(load::<Settings>(Some(&path)).is_err());
+            Ok(())
+        });
     }
 }
