@@ -8,6 +8,7 @@
 //! `events.valid` (keyed by the profile's primary identity) and invalid ones to `events.error`,
 //! exactly once per raw offset through Kafka transactions.
 
+pub mod avro_values;
 pub mod checks;
 pub mod keying;
 pub mod process;
@@ -15,6 +16,7 @@ pub mod schema_validator;
 pub mod settings;
 pub mod stage;
 
+pub use avro_values::{AvroValueError, AvroValues};
 pub use checks::{Target, TargetError};
 pub use schema_validator::SchemaValidators;
 pub use settings::ValidateSettings;
