@@ -22,6 +22,9 @@ pub const SCHEMA_ID: &str = "cdp-schema-id";
 pub const SCHEMA_VERSION: &str = "cdp-schema-version";
 /// `json` (the value is the XDM entity as JSON) or `avro` (Confluent wire format).
 pub const VALUE_FORMAT: &str = "cdp-value-format";
+/// `partition:offset` of the raw event an output came from. Lineage for people, and what the
+/// validate stage's recovery reads to learn which raw events already have their output.
+pub const RAW_POSITION: &str = "cdp-raw-position";
 
 /// Which endpoint a raw message came through; it decides how the value is shaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -53,6 +53,12 @@ impl Topics {
         self.name("schemas")
     }
 
+    /// The validate stage's recovery checkpoints: per raw partition, where on the output topics
+    /// the outputs of not-yet-committed raw events can start (see crates/validate/src/recovery.rs).
+    pub fn validate_checkpoints(&self) -> String {
+        self.name("validate.checkpoints")
+    }
+
     /// Compacted, keyed by batch id: batch status, counts and files, written by the lake.
     /// Kept apart from the catalog because it grows with traffic, not with configuration.
     pub fn batches(&self) -> String {

@@ -12,6 +12,7 @@ pub mod avro_values;
 pub mod checks;
 pub mod keying;
 pub mod process;
+pub mod recovery;
 pub mod schema_validator;
 pub mod settings;
 pub mod stage;

@@ -1,21 +1,28 @@
 //! The validate stage: a consumer group on the raw topic. Each batch of raw events becomes one
 //! Kafka transaction holding its outputs (events.valid / events.error) and the consumer
 //! offsets, so a crash at any point neither loses nor duplicates: either the whole batch is
-//! committed with its offsets, or none of it is and the batch is read again.
+//! committed with its offsets, or none of it is and the batch is read again. Before a partition
+//! is (re)processed after an assignment or an abort, [`crate::recovery`] finds the raw events
+//! whose output is already visible, for brokers that show aborted records.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cdp_contract::admin::{ensure_topics, AdminError, TopicSpec};
+use cdp_contract::envelope::RAW_POSITION;
 use cdp_contract::{KafkaSettings, RawHeaders, Topics};
 use cdp_control::CatalogView;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use crate::process::{process, Outcome, RawInput};
+use crate::recovery::{raw_position, Positions, Recovery, RecoveryError};
 use crate::{SchemaValidators, ValidateSettings};
 
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -32,6 +39,37 @@ pub enum StageError {
     Fatal(KafkaError),
     #[error("a blocking Kafka call did not complete (the runtime is shutting down?)")]
     Join,
+    #[error("cannot create the checkpoint topic: {0}")]
+    Topics(#[from] AdminError),
+    #[error(transparent)]
+    Recovery(#[from] RecoveryError),
+}
+
+/// Counts rebalances, so the stage knows when the partitions it recovered may have changed
+/// hands.
+#[derive(Default)]
+struct RebalanceEpoch(AtomicU64);
+
+impl ClientContext for RebalanceEpoch {}
+
+impl ConsumerContext for RebalanceEpoch {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if !matches!(rebalance, Rebalance::Error(_)) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+type RawConsumer = StreamConsumer<RebalanceEpoch>;
+
+/// What the stage remembers between transactions.
+struct Progress {
+    /// Lower bounds of where this instance's next outputs land, written as checkpoints.
+    positions: Positions,
+    /// Raw partitions checked since the last rebalance or abort, with the raw offsets whose
+    /// output is already on the topics.
+    recovered: HashMap<i32, HashSet<i64>>,
+    epoch: u64,
 }
 
 /// Counts of what one transaction carried.
@@ -49,9 +87,9 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), StageError> {
     let instance = settings.instance();
-    let consumer: StreamConsumer = kafka
+    let consumer: RawConsumer = kafka
         .consumer(&format!("cdp-validate-{instance}"), &settings.group_id)
-        .create()
+        .create_with_context(RebalanceEpoch::default())
         .map_err(StageError::Consumer)?;
     let raw_topic = topics.ingest_raw();
     consumer
@@ -70,6 +108,16 @@ pub async fn run(
     blocking(&producer, |p| p.init_transactions(TXN_TIMEOUT))
         .await?
         .map_err(StageError::InitTransactions)?;
+    let recovery = Arc::new(Recovery::new(kafka, topics, &instance, TXN_TIMEOUT)?);
+    let checkpoint_partitions = prepare_checkpoints(kafka, topics, &recovery).await?;
+    let mut progress = Progress {
+        positions: {
+            let r = recovery.clone();
+            run_blocking(move || r.output_positions(false)).await??
+        },
+        recovered: HashMap::new(),
+        epoch: consumer.context().0.load(Ordering::SeqCst),
+    };
     tracing::info!(instance, group = %settings.group_id, topic = %raw_topic, "validate stage consuming");
 
     let validators = SchemaValidators::default();
@@ -102,48 +150,98 @@ pub async fn run(
             }
         }
 
-        let outcomes: Vec<Outcome> = {
+        let mut first_offsets: HashMap<i32, i64> = HashMap::new();
+        let mut next_offsets: HashMap<i32, i64> = HashMap::new();
+        for m in &batch {
+            let first = first_offsets.entry(m.partition()).or_insert(m.offset());
+            *first = (*first).min(m.offset());
+            let next = next_offsets.entry(m.partition()).or_insert(m.offset() + 1);
+            *next = (*next).max(m.offset() + 1);
+        }
+
+        let epoch = consumer.context().0.load(Ordering::SeqCst);
+        if epoch != progress.epoch {
+            progress.epoch = epoch;
+            progress.recovered.clear();
+        }
+        let unchecked: HashMap<i32, i64> = first_offsets
+            .iter()
+            .filter(|(p, _)| !progress.recovered.contains_key(p))
+            .map(|(p, o)| (*p, *o))
+            .collect();
+        if !unchecked.is_empty() {
+            let r = recovery.clone();
+            let from = unchecked.clone();
+            match run_blocking(move || r.emitted(&from)).await? {
+                Ok(mut found) => {
+                    for partition in unchecked.keys() {
+                        let done = found.remove(partition).unwrap_or_default();
+                        if !done.is_empty() {
+                            tracing::info!(
+                                partition,
+                                events = done.len(),
+                                "recovery: these raw events already have their output; skipping them"
+                            );
+                        }
+                        progress.recovered.insert(*partition, done);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "recovery failed; reading the batch again");
+                    rewind(&consumer, &raw_topic, &first_offsets);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
+        }
+
+        let outcomes: Vec<(&OwnedMessage, Outcome)> = {
             let state = catalog.read();
             batch
                 .iter()
+                .filter(|m| {
+                    !progress
+                        .recovered
+                        .get_mut(&m.partition())
+                        .is_some_and(|done| done.remove(&m.offset()))
+                })
                 .map(|m| {
                     let input = RawInput {
                         key: m.key(),
                         payload: m.payload().unwrap_or_default(),
                         headers: m.headers().and_then(RawHeaders::from_kafka),
                     };
-                    process(&input, &state, &validators, &settings.identity_namespaces)
+                    (
+                        m,
+                        process(&input, &state, &validators, &settings.identity_namespaces),
+                    )
                 })
                 .collect()
         };
-        let mut next_offsets: HashMap<i32, i64> = HashMap::new();
-        let mut first_offsets: HashMap<i32, i64> = HashMap::new();
-        for m in &batch {
-            next_offsets
-                .entry(m.partition())
-                .and_modify(|o| *o = (*o).max(m.offset() + 1))
-                .or_insert(m.offset() + 1);
-            first_offsets
-                .entry(m.partition())
-                .and_modify(|o| *o = (*o).min(m.offset()))
-                .or_insert(m.offset());
-        }
         let mut offsets = TopicPartitionList::new();
         for (partition, next) in &next_offsets {
             let _ = offsets.add_partition_offset(&raw_topic, *partition, Offset::Offset(*next));
         }
+        let checkpoint = progress.positions.to_json();
+        let checkpoint_topic = topics.validate_checkpoints();
+        let checkpoints: Vec<i32> = next_offsets
+            .keys()
+            .copied()
+            .filter(|p| (*p as usize) < checkpoint_partitions)
+            .collect();
+        let plan = Transaction {
+            outcomes: &outcomes,
+            offsets: &offsets,
+            valid_topic: &valid_topic,
+            error_topic: &error_topic,
+            checkpoint: (&checkpoint_topic, &checkpoints, &checkpoint),
+        };
 
-        match transact(
-            &producer,
-            &consumer,
-            &outcomes,
-            &offsets,
-            &valid_topic,
-            &error_topic,
-        )
-        .await
-        {
-            Ok(tally) => {
+        match transact(&producer, &consumer, plan).await {
+            Ok((tally, written)) => {
+                for (topic, partition, offset) in written {
+                    progress.positions.advance(&topic, partition, offset + 1);
+                }
                 tracing::debug!(
                     events = batch.len(),
                     valid = tally.valid,
@@ -158,15 +256,10 @@ pub async fn run(
                     return Err(StageError::Fatal(e));
                 }
                 tracing::warn!(error = %e, events = batch.len(), "transaction aborted; reading the batch again");
-                for (partition, first) in first_offsets {
-                    if let Err(e) = consumer.seek(
-                        &raw_topic,
-                        partition,
-                        Offset::Offset(first),
-                        Duration::from_secs(5),
-                    ) {
-                        tracing::debug!(partition, error = %e, "cannot rewind (partition moved away?)");
-                    }
+                rewind(&consumer, &raw_topic, &first_offsets);
+                // What the aborted transaction wrote may still be visible: check again.
+                for partition in first_offsets.keys() {
+                    progress.recovered.remove(partition);
                 }
             }
         }
@@ -175,29 +268,46 @@ pub async fn run(
     Ok(())
 }
 
+/// One batch's transaction: its outputs, the raw offsets, and a checkpoint per raw partition.
+struct Transaction<'a> {
+    outcomes: &'a [(&'a OwnedMessage, Outcome)],
+    offsets: &'a TopicPartitionList,
+    valid_topic: &'a str,
+    error_topic: &'a str,
+    checkpoint: (&'a str, &'a [i32], &'a [u8]),
+}
+
+/// Runs one transaction; on success, also says where each output landed.
 async fn transact(
     producer: &FutureProducer,
-    consumer: &StreamConsumer,
-    outcomes: &[Outcome],
-    offsets: &TopicPartitionList,
-    valid_topic: &str,
-    error_topic: &str,
-) -> Result<Tally, KafkaError> {
+    consumer: &RawConsumer,
+    plan: Transaction<'_>,
+) -> Result<(Tally, Vec<(String, i32, i64)>), KafkaError> {
     producer.begin_transaction()?;
     let mut tally = Tally::default();
-    let mut deliveries = Vec::with_capacity(outcomes.len());
-    for outcome in outcomes {
-        let record = match outcome {
+    let mut deliveries = Vec::with_capacity(plan.outcomes.len());
+    for (raw, outcome) in plan.outcomes {
+        let position = raw_position(raw.partition(), raw.offset());
+        let lineage = |headers: &OwnedHeaders| {
+            headers.clone().insert(Header {
+                key: RAW_POSITION,
+                value: Some(position.as_str()),
+            })
+        };
+        let delivery = match outcome {
             Outcome::Valid {
                 key,
                 value,
                 headers,
             } => {
                 tally.valid += 1;
-                FutureRecord::to(valid_topic)
-                    .key(key.as_bytes())
-                    .payload(value.as_slice())
-                    .headers(headers.clone())
+                send(
+                    producer,
+                    FutureRecord::to(plan.valid_topic)
+                        .key(key.as_bytes())
+                        .payload(value.as_slice())
+                        .headers(lineage(headers)),
+                )?
             }
             Outcome::Invalid {
                 key,
@@ -206,22 +316,37 @@ async fn transact(
             } => {
                 tally.invalid += 1;
                 let value = serde_json::to_vec(record).unwrap_or_default();
-                deliveries.push(send(
+                send(
                     producer,
-                    FutureRecord::to(error_topic)
+                    FutureRecord::to(plan.error_topic)
                         .key(key.as_bytes())
                         .payload(value.as_slice())
-                        .headers(headers.clone()),
-                )?);
-                continue;
+                        .headers(lineage(headers)),
+                )?
             }
         };
-        deliveries.push(send(producer, record)?);
+        let topic = match outcome {
+            Outcome::Valid { .. } => plan.valid_topic,
+            Outcome::Invalid { .. } => plan.error_topic,
+        };
+        deliveries.push((topic, delivery));
+    }
+    let (checkpoint_topic, partitions, checkpoint) = plan.checkpoint;
+    let mut acks = Vec::with_capacity(partitions.len());
+    for partition in partitions {
+        let key = partition.to_string();
+        acks.push(send(
+            producer,
+            FutureRecord::to(checkpoint_topic)
+                .partition(*partition)
+                .key(key.as_bytes())
+                .payload(checkpoint),
+        )?);
     }
     let metadata = consumer.group_metadata().ok_or(KafkaError::ConsumerCommit(
         rdkafka::types::RDKafkaErrorCode::State,
     ))?;
-    let offsets = offsets.clone();
+    let offsets = plan.offsets.clone();
     blocking(producer, move |p| {
         p.send_offsets_to_transaction(&offsets, &metadata, TXN_TIMEOUT)
     })
@@ -230,14 +355,82 @@ async fn transact(
     blocking(producer, |p| p.commit_transaction(TXN_TIMEOUT))
         .await
         .map_err(|_| KafkaError::Canceled)??;
-    for d in deliveries {
-        match d.await {
-            Ok(Ok(_)) => {}
-            Ok(Err((e, _))) => return Err(e),
-            Err(_) => return Err(KafkaError::Canceled),
+    let mut written = Vec::with_capacity(deliveries.len());
+    for (topic, d) in deliveries {
+        let (partition, offset) = delivered(d).await?;
+        written.push((topic.to_string(), partition, offset));
+    }
+    for d in acks {
+        delivered(d).await?;
+    }
+    Ok((tally, written))
+}
+
+async fn delivered(d: rdkafka::producer::DeliveryFuture) -> Result<(i32, i64), KafkaError> {
+    match d.await {
+        Ok(Ok(delivery)) => Ok((delivery.partition, delivery.offset)),
+        Ok(Err((e, _))) => Err(e),
+        Err(_) => Err(KafkaError::Canceled),
+    }
+}
+
+/// Puts the consumer back at the batch's first offsets, so the batch is read again.
+fn rewind(consumer: &RawConsumer, topic: &str, first_offsets: &HashMap<i32, i64>) {
+    for (partition, first) in first_offsets {
+        if let Err(e) = consumer.seek(
+            topic,
+            *partition,
+            Offset::Offset(*first),
+            Duration::from_secs(5),
+        ) {
+            tracing::debug!(partition, error = %e, "cannot rewind (partition moved away?)");
         }
     }
-    Ok(tally)
+}
+
+/// Creates the checkpoint topic with one partition per raw partition; says how many it has.
+async fn prepare_checkpoints(
+    kafka: &KafkaSettings,
+    topics: &Topics,
+    recovery: &Arc<Recovery>,
+) -> Result<usize, StageError> {
+    let raw = topics.ingest_raw();
+    let raw_partitions = {
+        let kafka = kafka.clone();
+        let raw = raw.clone();
+        run_blocking(move || {
+            let client: BaseConsumer = kafka.admin("cdp-validate-metadata").create()?;
+            let metadata = client.fetch_metadata(Some(&raw), Duration::from_secs(10))?;
+            Ok::<_, KafkaError>(
+                metadata
+                    .topics()
+                    .first()
+                    .map(|t| t.partitions().len())
+                    .unwrap_or(0),
+            )
+        })
+        .await?
+        .map_err(StageError::Consumer)?
+    };
+    ensure_topics(
+        kafka,
+        &[TopicSpec {
+            name: topics.validate_checkpoints(),
+            partitions: raw_partitions.max(1) as i32,
+            compacted: false,
+        }],
+    )
+    .await?;
+    let r = recovery.clone();
+    let have = run_blocking(move || r.checkpoint_partitions()).await??;
+    if have < raw_partitions {
+        tracing::warn!(
+            raw_partitions,
+            checkpoint_partitions = have,
+            "the checkpoint topic has fewer partitions than the raw topic: recovery of the others scans the outputs from their beginning"
+        );
+    }
+    Ok(have)
 }
 
 fn send(
@@ -245,6 +438,14 @@ fn send(
     record: FutureRecord<'_, [u8], [u8]>,
 ) -> Result<rdkafka::producer::DeliveryFuture, KafkaError> {
     producer.send_result(record).map_err(|(e, _)| e)
+}
+
+async fn run_blocking<T: Send + 'static>(
+    call: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, StageError> {
+    tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|_| StageError::Join)
 }
 
 /// Runs a blocking librdkafka call off the async threads.

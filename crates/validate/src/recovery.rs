@@ -1,0 +1,318 @@
+//! Recovery: which raw events already have their output, so that a restarted or rewound
+//! instance does not write them twice.
+//!
+//! Kafka transactions already make aborted output invisible to read_committed readers; this
+//! module is the second half of exactly-once for brokers that do not (the tansu build the tests
+//! run on shows aborted records: see crates/test-support/tests/broker_transactions.rs). Before an
+//! instance processes a raw partition it has just been given (or has rewound after an abort), it
+//! reads the outputs written since that partition's last checkpoint and collects the raw
+//! positions (`cdp-raw-position` header) at or after the committed offset. Those raw events are
+//! then skipped, their offsets committed with the next transaction. On a broker that hides
+//! aborted records the scan simply finds nothing and everything uncommitted is processed again.
+//!
+//! A checkpoint is one record per raw partition on `<ns>.validate.checkpoints` (partition =
+//! raw partition), written inside every transaction: a lower bound for the output offsets of
+//! anything produced after it, so the scan reads one transaction's worth of output, not the
+//! topic.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use cdp_contract::envelope::RAW_POSITION;
+use cdp_contract::{KafkaSettings, Topics};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+/// How many records back from the end of a checkpoint partition the newest checkpoint is looked
+/// for (transaction markers and aborted checkpoints take offsets too).
+const CHECKPOINT_TAIL: i64 = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryError {
+    #[error("cannot create the recovery reader: {0}")]
+    Client(KafkaError),
+    #[error("cannot read {topic}[{partition}] for recovery: {source}")]
+    Read {
+        topic: String,
+        partition: i32,
+        source: KafkaError,
+    },
+    #[error("recovery did not reach the end of the outputs within {0:?} (an open transaction?)")]
+    Timeout(Duration),
+}
+
+/// Per output topic and partition: the next offset, i.e. a lower bound for the offset of any
+/// record written from now on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Positions(pub BTreeMap<String, BTreeMap<i32, i64>>);
+
+impl Positions {
+    pub fn advance(&mut self, topic: &str, partition: i32, next: i64) {
+        let at = self
+            .0
+            .entry(topic.to_string())
+            .or_default()
+            .entry(partition)
+            .or_insert(next);
+        *at = (*at).max(next);
+    }
+
+    fn lower(&mut self, other: &Positions) {
+        for (topic, parts) in &other.0 {
+            for (partition, next) in parts {
+                let at = self
+                    .0
+                    .entry(topic.clone())
+                    .or_default()
+                    .entry(*partition)
+                    .or_insert(*next);
+                *at = (*at).min(*next);
+            }
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// `partition:offset`, the value of the `cdp-raw-position` header.
+pub fn raw_position(partition: i32, offset: i64) -> String {
+    format!("{partition}:{offset}")
+}
+
+fn parse_raw_position(value: &[u8]) -> Option<(i32, i64)> {
+    let text = std::str::from_utf8(value).ok()?;
+    let (p, o) = text.split_once(':')?;
+    Some((p.parse().ok()?, o.parse().ok()?))
+}
+
+pub struct Recovery {
+    reader: BaseConsumer,
+    checkpoints: String,
+    outputs: Vec<String>,
+    timeout: Duration,
+}
+
+impl Recovery {
+    pub fn new(
+        kafka: &KafkaSettings,
+        topics: &Topics,
+        instance: &str,
+        timeout: Duration,
+    ) -> Result<Self, RecoveryError> {
+        let mut config = kafka.reader(&format!("cdp-validate-recovery-{instance}"));
+        // The end of a partition for a read_committed reader is its last stable offset.
+        config.set("enable.partition.eof", "true");
+        Ok(Self {
+            reader: config.create().map_err(RecoveryError::Client)?,
+            checkpoints: topics.validate_checkpoints(),
+            outputs: vec![topics.events_valid(), topics.events_error()],
+            timeout,
+        })
+    }
+
+    fn watermarks(&self, topic: &str, partition: i32) -> Result<(i64, i64), RecoveryError> {
+        self.reader
+            .fetch_watermarks(topic, partition, Duration::from_secs(10))
+            .map_err(|source| RecoveryError::Read {
+                topic: topic.to_string(),
+                partition,
+                source,
+            })
+    }
+
+    fn partitions(&self, topic: &str) -> Result<Vec<i32>, RecoveryError> {
+        let metadata = self
+            .reader
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map_err(|source| RecoveryError::Read {
+                topic: topic.to_string(),
+                partition: -1,
+                source,
+            })?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect())
+    }
+
+    /// The current end of every output partition (or, with `from_start`, its beginning).
+    pub fn output_positions(&self, from_start: bool) -> Result<Positions, RecoveryError> {
+        let mut positions = Positions::default();
+        for topic in &self.outputs {
+            for partition in self.partitions(topic)? {
+                let (low, high) = self.watermarks(topic, partition)?;
+                positions.advance(topic, partition, if from_start { low } else { high });
+            }
+        }
+        Ok(positions)
+    }
+
+    /// How many partitions the checkpoint topic has (checkpoints are only written for those).
+    pub fn checkpoint_partitions(&self) -> Result<usize, RecoveryError> {
+        Ok(self.partitions(&self.checkpoints)?.len())
+    }
+
+    /// For each raw partition, the raw offsets at or after `from[partition]` whose output is
+    /// already on an output topic.
+    pub fn emitted(
+        &self,
+        from: &HashMap<i32, i64>,
+    ) -> Result<HashMap<i32, HashSet<i64>>, RecoveryError> {
+        let mut start: Option<Positions> = None;
+        for partition in from.keys() {
+            let bound = match self.last_checkpoint(*partition)? {
+                Some(p) => p,
+                None => self.output_positions(true)?,
+            };
+            match &mut start {
+                Some(s) => s.lower(&bound),
+                None => start = Some(bound),
+            }
+        }
+        let mut found: HashMap<i32, HashSet<i64>> = HashMap::new();
+        let Some(start) = start else {
+            return Ok(found);
+        };
+        let mut ranges = Vec::new();
+        for topic in &self.outputs {
+            for partition in self.partitions(topic)? {
+                let (low, high) = self.watermarks(topic, partition)?;
+                let begin = start
+                    .0
+                    .get(topic)
+                    .and_then(|parts| parts.get(&partition))
+                    .copied()
+                    .unwrap_or(low)
+                    .max(low);
+                if begin < high {
+                    ranges.push((topic.clone(), partition, begin, high));
+                }
+            }
+        }
+        self.read(&ranges, |m| {
+            let Some((partition, offset)) = m
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == RAW_POSITION))
+                .and_then(|h| h.value)
+                .and_then(parse_raw_position)
+            else {
+                return;
+            };
+            if from.get(&partition).is_some_and(|first| offset >= *first) {
+                found.entry(partition).or_default().insert(offset);
+            }
+        })?;
+        Ok(found)
+    }
+
+    fn last_checkpoint(&self, partition: i32) -> Result<Option<Positions>, RecoveryError> {
+        if partition as usize >= self.checkpoint_partitions()? {
+            return Ok(None);
+        }
+        let (low, high) = self.watermarks(&self.checkpoints, partition)?;
+        if high <= low {
+            return Ok(None);
+        }
+        let begin = (high - CHECKPOINT_TAIL).max(low);
+        let mut last = None;
+        self.read(&[(self.checkpoints.clone(), partition, begin, high)], |m| {
+            if let Some(p) = m.payload().and_then(|v| serde_json::from_slice(v).ok()) {
+                last = Some(p);
+            }
+        })?;
+        Ok(last)
+    }
+
+    /// Reads every `(topic, partition, from, to)` range until its end is reached, one topic at a
+    /// time: librdkafka's end-of-partition event names the partition but not the topic.
+    fn read(
+        &self,
+        ranges: &[(String, i32, i64, i64)],
+        mut each: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
+    ) -> Result<(), RecoveryError> {
+        let deadline = Instant::now() + self.timeout;
+        let mut topics: Vec<&str> = ranges.iter().map(|r| r.0.as_str()).collect();
+        topics.dedup();
+        for topic in topics {
+            let mut tpl = TopicPartitionList::new();
+            let mut open: HashMap<i32, i64> = HashMap::new();
+            for (_, partition, from, to) in ranges.iter().filter(|r| r.0 == topic) {
+                tpl.add_partition_offset(topic, *partition, Offset::Offset(*from))
+                    .map_err(|source| RecoveryError::Read {
+                        topic: topic.to_string(),
+                        partition: *partition,
+                        source,
+                    })?;
+                open.insert(*partition, *to);
+            }
+            self.reader.assign(&tpl).map_err(RecoveryError::Client)?;
+            let result = loop {
+                if open.is_empty() {
+                    break Ok(());
+                }
+                if Instant::now() >= deadline {
+                    break Err(RecoveryError::Timeout(self.timeout));
+                }
+                match self.reader.poll(Duration::from_millis(100)) {
+                    Some(Ok(m)) => {
+                        if let Some(to) = open.get(&m.partition()).copied() {
+                            if m.offset() < to {
+                                each(&m);
+                            }
+                            if m.offset() + 1 >= to {
+                                open.remove(&m.partition());
+                            }
+                        }
+                    }
+                    // The end a read_committed reader can reach: transaction markers and
+                    // aborted records at the tail never arrive as messages.
+                    Some(Err(KafkaError::PartitionEOF(partition))) => {
+                        open.remove(&partition);
+                    }
+                    Some(Err(e)) => tracing::debug!(error = %e, "recovery read"),
+                    None => {}
+                }
+            };
+            let _ = self.reader.unassign();
+            result?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_positions_round_trip() {
+        assert_eq!(
+            parse_raw_position(raw_position(3, 42).as_bytes()),
+            Some((3, 42))
+        );
+        assert_eq!(parse_raw_position(b"x:1"), None);
+        assert_eq!(parse_raw_position(b"7"), None);
+    }
+
+    #[test]
+    fn checkpoints_lower_to_the_smallest_position() {
+        let mut a = Positions::default();
+        a.advance("v", 0, 10);
+        a.advance("v", 1, 5);
+        let mut b = Positions::default();
+        b.advance("v", 0, 7);
+        b.advance("e", 0, 3);
+        a.lower(&b);
+        assert_eq!(a.0["v"][&0], 7);
+        assert_eq!(a.0["v"][&1], 5);
+        assert_eq!(a.0["e"][&0], 3);
+        let back: Positions = serde_json::from_slice(&a.to_json()).expect("json");
+        assert_eq!(back, a);
+    }
+}
