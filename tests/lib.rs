@@ -40,7 +40,10 @@ impl Pipeline {
         config.edge.raw_partitions = 3;
         config.validate.partitions = 3;
         config.validate.instance_id = Some("e2e".into());
-        config.control.listen = "127.0.0.1:0".into();
+        // A known port, so the lake can decode Avro values through control's registry.
+        let control_port = cdp_test_support::free_port();
+        config.control.listen = format!("127.0.0.1:{control_port}");
+        config.lake.registry_url = format!("http://127.0.0.1:{control_port}");
         config.control.admin_token = ADMIN.into();
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let lake_dir =

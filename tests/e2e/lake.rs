@@ -257,3 +257,108 @@ async fn schema_dataset_stream_events_parquet_and_failed_records() {
         "the invalid event is not in the lake"
     );
 }
+
+/// A dataset of format avro: its valid events go to events.valid in the Confluent wire format,
+/// under a subject the registry serves, and the lake decodes them into the same Parquet rows.
+#[tokio::test]
+async fn avro_dataset_values_are_registered_encoded_and_land_in_the_lake() {
+    let p = Pipeline::start().await;
+    let (status, schema) = call(
+        &p,
+        reqwest::Method::POST,
+        "/xdm/schemas",
+        Some(json!({"title": "Web events", "tenant": "acme", "class": "_xdm.context.experienceevent",
+                    "fieldGroups": ["environment-details", "web-details", "commerce-details", "experience-campaign"],
+                    "profileEnabled": true})),
+    )
+    .await;
+    assert_eq!(status, 201, "{schema}");
+    let schema_id = schema["id"].as_str().unwrap().to_string();
+    let (status, dataset) = call(
+        &p,
+        reqwest::Method::POST,
+        "/datasets",
+        Some(
+            json!({"name": "web-avro", "orgId": ORG, "schemaRef": {"id": schema_id},
+                    "format": "avro"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{dataset}");
+    assert_eq!(dataset["format"], "avro", "{dataset}");
+    let dataset_id = dataset["id"].as_str().unwrap().to_string();
+    p.wait_for_edge(|c| c.datasets.contains_key(&dataset_id))
+        .await;
+    let stream = p
+        .create_stream(json!({"name": "web-avro", "orgId": ORG, "datasetId": dataset_id}))
+        .await;
+    let inlet = stream["id"].as_str().unwrap();
+    let body = fixture("seed002_batch_mixed.json")
+        .replace(
+            "https://ns.adobe.com/{TENANT_ID}/schemas/{SCHEMA_ID}",
+            &schema_id,
+        )
+        .replace("{SCHEMA_VERSION}", "version=1")
+        .replace("{DATASET_ID}", &dataset_id);
+    let (status, resp, _) = p
+        .post(
+            &format!("/collection/batch/{inlet}"),
+            "application/json",
+            body,
+        )
+        .await;
+    assert_eq!(status, 207, "{resp}");
+    let mut accepted: Vec<String> = resp["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["xactionId"].as_str().map(str::to_string))
+        .collect();
+    accepted.sort();
+    assert_eq!(accepted.len(), 2, "{resp}");
+
+    // On events.valid: Avro in the Confluent wire format, its schema id served by the registry.
+    let valid = p
+        .broker
+        .read_committed(&p.config.topics.events_valid(), 2, Duration::from_secs(60))
+        .await;
+    assert_eq!(valid.len(), 2);
+    for record in &valid {
+        assert_eq!(record.header("cdp-value-format"), Some("avro"));
+        assert_eq!(record.value[0], 0, "magic byte");
+        assert!(
+            record.value.get(1..).is_some_and(|v| !v.starts_with(b"{")),
+            "not JSON"
+        );
+        let id = u32::from_be_bytes(record.value[1..5].try_into().unwrap());
+        let (status, registered) = call(
+            &p,
+            reqwest::Method::GET,
+            &format!("/schemas/ids/{id}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{registered}");
+        assert!(
+            registered["schema"]
+                .as_str()
+                .is_some_and(|s| s.contains("\"record\"")),
+            "{registered}"
+        );
+    }
+
+    // The lake decodes them through the registry into Parquet rows.
+    wait_for("the dataset's record count", async || {
+        call(
+            &p,
+            reqwest::Method::GET,
+            &format!("/datasets/{dataset_id}"),
+            None,
+        )
+        .await
+        .1["recordCount"]
+            == 2
+    })
+    .await;
+    assert_eq!(lake_rows(&p, &dataset_id), accepted);
+}

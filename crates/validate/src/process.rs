@@ -24,13 +24,27 @@ pub struct RawInput<'a> {
 pub enum Outcome {
     Valid {
         key: String,
+        /// The entity as JSON; for [`Encoding::Avro`] the stage still has to encode it.
         value: Vec<u8>,
         headers: OwnedHeaders,
+        encoding: Encoding,
     },
     Invalid {
         key: String,
         record: Box<ErrorRecord>,
         headers: OwnedHeaders,
+    },
+}
+
+/// The value format a valid event's dataset asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Encoding {
+    Json,
+    /// Avro of this XDM schema version, in the Confluent wire format. Encoding needs the schema
+    /// registry (asynchronous), so it happens in the stage, not here.
+    Avro {
+        schema_id: String,
+        version: u32,
     },
 }
 
@@ -59,21 +73,8 @@ pub fn process(
     let Some(raw) = &input.headers else {
         return invalid_without_headers(raw_key, original());
     };
-    let reject = |dataset_id: Option<String>, violations: Vec<Violation>| Outcome::Invalid {
-        key: raw_key.clone(),
-        headers: with_dataset(raw.to_kafka(), dataset_id.as_deref()),
-        record: Box::new(ErrorRecord {
-            batch_id: raw.batch_id.clone(),
-            xaction_id: raw.xaction_id.clone(),
-            stream_id: raw.stream_id.clone(),
-            org_id: raw.org_id.clone(),
-            sandbox: raw.sandbox.clone(),
-            dataset_id,
-            received_ms: raw.received_ms,
-            stage: Stage::Validate,
-            violations,
-            payload: original(),
-        }),
+    let reject = |dataset_id: Option<String>, violations: Vec<Violation>| {
+        quarantined(raw_key.clone(), raw, dataset_id, violations, original())
     };
     let Some(stream) = catalog.streams.get(&raw.stream_id) else {
         return reject(
@@ -113,17 +114,19 @@ pub fn process(
     if let Err(violations) = validators.validate(target.schema, entity) {
         return reject(Some(target.dataset.id.clone()), violations);
     }
-    let value = match target.dataset.format {
-        ValueFormat::Json => serde_json::to_vec(entity).unwrap_or_default(),
-        ValueFormat::Avro => {
-            return reject(
-                Some(target.dataset.id.clone()),
-                violation("dataset format avro is not supported by this validate stage yet"),
-            )
-        }
-    };
+    let value = serde_json::to_vec(entity).unwrap_or_default();
     let entity_text = std::str::from_utf8(&value).ok();
     let version = target.schema.version.to_string();
+    let (encoding, format) = match target.dataset.format {
+        ValueFormat::Json => (Encoding::Json, "json"),
+        ValueFormat::Avro => (
+            Encoding::Avro {
+                schema_id: target.schema.id.clone(),
+                version: target.schema.version,
+            },
+            "avro",
+        ),
+    };
     Outcome::Valid {
         key: partition_key(entity_text, namespace_order, &raw_key),
         headers: raw
@@ -131,8 +134,55 @@ pub fn process(
             .insert(header(envelope::DATASET_ID, &target.dataset.id))
             .insert(header(envelope::SCHEMA_ID, &target.schema.id))
             .insert(header(envelope::SCHEMA_VERSION, &version))
-            .insert(header(envelope::VALUE_FORMAT, "json")),
+            .insert(header(envelope::VALUE_FORMAT, format)),
         value,
+        encoding,
+    }
+}
+
+/// The error outcome for an event that passed validation but cannot be written in its
+/// dataset's format (e.g. its Avro schema was refused by the registry).
+pub fn refuse(input: &RawInput<'_>, dataset_id: &str, reason: String) -> Outcome {
+    let key = input
+        .key
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .unwrap_or_default();
+    let original = serde_json::from_slice(input.payload)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(input.payload).into_owned()));
+    match &input.headers {
+        Some(raw) => quarantined(
+            key,
+            raw,
+            Some(dataset_id.to_string()),
+            violation(reason),
+            original,
+        ),
+        None => invalid_without_headers(key, original),
+    }
+}
+
+fn quarantined(
+    key: String,
+    raw: &RawHeaders,
+    dataset_id: Option<String>,
+    violations: Vec<Violation>,
+    payload: Value,
+) -> Outcome {
+    Outcome::Invalid {
+        key,
+        headers: with_dataset(raw.to_kafka(), dataset_id.as_deref()),
+        record: Box::new(ErrorRecord {
+            batch_id: raw.batch_id.clone(),
+            xaction_id: raw.xaction_id.clone(),
+            stream_id: raw.stream_id.clone(),
+            org_id: raw.org_id.clone(),
+            sandbox: raw.sandbox.clone(),
+            dataset_id,
+            received_ms: raw.received_ms,
+            stage: Stage::Validate,
+            violations,
+            payload,
+        }),
     }
 }
 

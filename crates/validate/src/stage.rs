@@ -16,12 +16,13 @@ use cdp_contract::{KafkaSettings, RawHeaders, Topics};
 use cdp_control::CatalogView;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-use crate::process::{process, Outcome, RawInput};
+use crate::avro_values::{AvroValueError, AvroValues};
+use crate::process::{process, refuse, Encoding, Outcome, RawInput};
 use crate::recovery::{raw_position, Positions, Recovery, RecoveryError};
 use crate::{SchemaValidators, ValidateSettings};
 
@@ -43,6 +44,8 @@ pub enum StageError {
     Topics(#[from] AdminError),
     #[error(transparent)]
     Recovery(#[from] RecoveryError),
+    #[error("cannot follow the schemas log for Avro values: {0}")]
+    Schemas(#[from] cdp_registry::confluent::SchemaLogError),
 }
 
 /// Counts rebalances, so the stage knows when the partitions it recovered may have changed
@@ -121,6 +124,10 @@ pub async fn run(
     tracing::info!(instance, group = %settings.group_id, topic = %raw_topic, "validate stage consuming");
 
     let validators = SchemaValidators::default();
+    let avro = AvroValues::new(
+        cdp_registry::confluent::SchemaLog::start(kafka, topics).await?,
+        topics.events_valid(),
+    );
     let valid_topic = topics.events_valid();
     let error_topic = topics.events_error();
     loop {
@@ -195,7 +202,7 @@ pub async fn run(
             }
         }
 
-        let outcomes: Vec<(&OwnedMessage, Outcome)> = {
+        let mut outcomes: Vec<(&OwnedMessage, Outcome)> = {
             let state = catalog.read();
             batch
                 .iter()
@@ -218,6 +225,12 @@ pub async fn run(
                 })
                 .collect()
         };
+        if let Err(e) = encode_avro(&mut outcomes, &catalog, &avro).await {
+            tracing::warn!(error = %e, "cannot encode Avro values; reading the batch again");
+            rewind(&consumer, &raw_topic, &first_offsets);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
         let mut offsets = TopicPartitionList::new();
         for (partition, next) in &next_offsets {
             let _ = offsets.add_partition_offset(&raw_topic, *partition, Offset::Offset(*next));
@@ -299,6 +312,7 @@ async fn transact(
                 key,
                 value,
                 headers,
+                ..
             } => {
                 tally.valid += 1;
                 send(
@@ -372,6 +386,55 @@ async fn delivered(d: rdkafka::producer::DeliveryFuture) -> Result<(i32, i64), K
         Ok(Err((e, _))) => Err(e),
         Err(_) => Err(KafkaError::Canceled),
     }
+}
+
+/// Encodes the Avro-format valid outcomes in place. A value the registry cannot take (its schema
+/// refused, or it does not fit) is quarantined with the reason; only a registry that cannot be
+/// written fails the batch, which is then read again.
+async fn encode_avro(
+    outcomes: &mut [(&OwnedMessage, Outcome)],
+    catalog: &CatalogView,
+    avro: &AvroValues,
+) -> Result<(), AvroValueError> {
+    for (raw, outcome) in outcomes.iter_mut() {
+        let Outcome::Valid {
+            value,
+            encoding: Encoding::Avro { schema_id, version },
+            headers,
+            ..
+        } = outcome
+        else {
+            continue;
+        };
+        let schema = catalog.read().schema(schema_id, *version).cloned();
+        let entity: serde_json::Value = serde_json::from_slice(value).unwrap_or_default();
+        let encoded = match schema {
+            Some(schema) => avro.encode(&schema, &entity).await,
+            None => Err(AvroValueError::Mapping(
+                schema_id.clone(),
+                format!("version {version} is no longer in the catalog"),
+            )),
+        };
+        match encoded {
+            Ok(bytes) => *value = bytes,
+            Err(e @ AvroValueError::Registry { .. }) => return Err(e),
+            Err(e) => {
+                let dataset = headers
+                    .iter()
+                    .find(|h| h.key == cdp_contract::envelope::DATASET_ID)
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default();
+                let input = RawInput {
+                    key: raw.key(),
+                    payload: raw.payload().unwrap_or_default(),
+                    headers: raw.headers().and_then(RawHeaders::from_kafka),
+                };
+                *outcome = refuse(&input, &dataset, e.to_string());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Puts the consumer back at the batch's first offsets, so the batch is read again.
