@@ -152,6 +152,40 @@ async fn management_api_is_authenticated_and_validates() {
         .await
         .unwrap();
     assert_eq!(empty.status(), 400);
+
+    // Datasets, XDM schemas and batches are management APIs too; the Confluent-compatible
+    // subset stays open, as Kafka tooling expects of a schema registry.
+    for path in [
+        "/datasets",
+        "/xdm/schemas",
+        "/batches/b1",
+        "/datasets/d1/activity",
+    ] {
+        let url = format!("{}{path}", p.control);
+        assert_eq!(
+            p.http.get(&url).send().await.unwrap().status(),
+            401,
+            "{path}"
+        );
+        assert_eq!(
+            p.http
+                .get(&url)
+                .bearer_auth("wrong")
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            403,
+            "{path}"
+        );
+    }
+    let subjects = p
+        .http
+        .get(format!("{}/subjects", p.control))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(subjects.status(), 200);
 }
 
 #[tokio::test]

@@ -169,15 +169,19 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             writer.clone(),
         )
         .await?;
+        let admin_token: Arc<str> = Arc::from(config.control.admin_token.as_str());
         let router = cdp_control::http::router(ControlState {
             view: catalog.clone(),
             writer,
             tokens: tokens.clone(),
-            admin_token: Arc::from(config.control.admin_token.as_str()),
+            admin_token: admin_token.clone(),
             max_token_days: config.auth.max_token_days,
         })
-        .merge(cdp_lake::router(lake_api))
-        .merge(cdp_registry::router(registry));
+        .merge(cdp_registry::confluent_router(&registry))
+        .merge(cdp_control::http::admin_only(
+            cdp_lake::router(lake_api).merge(cdp_registry::xdm_router(registry)),
+            admin_token,
+        ));
         let (addr, task) = serve(
             "control",
             &config.control.listen,

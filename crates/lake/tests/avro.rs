@@ -8,7 +8,7 @@ use std::time::Duration;
 use apache_avro::types::Value as Avro;
 use cdp_control::CatalogWriter;
 use cdp_lake::LakeApi;
-use cdp_registry::{router, RegistryState};
+use cdp_registry::{confluent_router, xdm_router, RegistryState};
 use common::*;
 use schema_registry_converter::async_impl::avro::AvroEncoder;
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
@@ -35,7 +35,9 @@ async fn avro_values_are_decoded_through_the_registry() {
         .await
         .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    tokio::spawn(async move {
+        axum::serve(listener, confluent_router(&state).merge(xdm_router(state))).await
+    });
 
     let encoder = AvroEncoder::new(SrSettings::new(url.clone()));
     let strategy = SubjectNameStrategy::TopicNameStrategyWithSchema(

@@ -44,7 +44,12 @@ impl RegistryState {
     }
 }
 
-pub fn router(state: RegistryState) -> Router {
-    let sr = confluent::routes().with_state(state.schemas.clone());
-    xdm_http::routes().with_state(state).merge(sr)
+/// The XDM schema and dataset management API (control puts it behind the admin token).
+pub fn xdm_router(state: RegistryState) -> Router {
+    xdm_http::routes().with_state(state)
+}
+
+/// The Confluent-compatible subset, open like a Confluent registry, for ordinary Kafka tooling.
+pub fn confluent_router(state: &RegistryState) -> Router {
+    confluent::routes().with_state(state.schemas.clone())
 }

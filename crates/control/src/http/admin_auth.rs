@@ -1,15 +1,28 @@
 //! The management API's own authentication: a bearer admin token from configuration.
 
+use std::sync::Arc;
+
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-use super::{ControlState, Problem};
+use axum::Router;
+
+use super::Problem;
+
+/// Puts every route of `router` behind the admin token: the other management APIs (datasets,
+/// XDM schemas, batches) that control serves beside its own.
+pub fn admin_only(router: Router, admin_token: Arc<str>) -> Router {
+    router.route_layer(axum::middleware::from_fn_with_state(
+        admin_token,
+        require_admin,
+    ))
+}
 
 pub async fn require_admin(
-    State(state): State<ControlState>,
+    State(admin_token): State<Arc<str>>,
     req: Request,
     next: Next,
 ) -> Response {
@@ -25,7 +38,7 @@ pub async fn require_admin(
         )
         .into_response(),
         // Digests, so the comparison time does not reveal a matching prefix.
-        Some(t) if Sha256::digest(t.as_bytes()) == Sha256::digest(state.admin_token.as_bytes()) => {
+        Some(t) if Sha256::digest(t.as_bytes()) == Sha256::digest(admin_token.as_bytes()) => {
             next.run(req).await
         }
         Some(_) => Problem::new(StatusCode::FORBIDDEN, "admin token is not valid").into_response(),

@@ -2,6 +2,8 @@
 //! the admin bearer token.
 
 mod admin_auth;
+
+pub use admin_auth::admin_only;
 mod api_keys;
 mod json;
 mod problem;
@@ -37,7 +39,7 @@ pub fn router(state: ControlState) -> Router {
         .route("/api-keys/{id}", axum::routing::delete(api_keys::delete))
         .route("/api-keys/{id}/rotate", post(api_keys::rotate))
         .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.admin_token.clone(),
             admin_auth::require_admin,
         ));
     Router::new()

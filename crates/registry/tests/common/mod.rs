@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use cdp_contract::admin::ensure_topics;
 use cdp_contract::{KafkaSettings, Topics};
 use cdp_control::{CatalogView, CatalogWriter};
-use cdp_registry::{router, RegistryState};
+use cdp_registry::{confluent_router, xdm_router, RegistryState};
 
 pub async fn serve(kafka: &KafkaSettings) -> String {
     let topics = Topics::default();
@@ -19,6 +19,8 @@ pub async fn serve(kafka: &KafkaSettings) -> String {
         .expect("registry state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    tokio::spawn(async move {
+        axum::serve(listener, confluent_router(&state).merge(xdm_router(state))).await
+    });
     format!("http://{addr}")
 }
