@@ -80,11 +80,19 @@ async fn wait_for(what: &str, mut ready: impl AsyncFnMut() -> bool) {
     }
 }
 
-#[tokio::test]
-async fn schema_dataset_stream_events_parquet_and_failed_records() {
-    let p = Pipeline::start().await;
+/// A web-events schema (class + field groups), a dataset of it in `format`, and a stream into
+/// the dataset, created through the public APIs.
+struct Web {
+    schema_id: String,
+    dataset_id: String,
+    dataset: Value,
+    stream: Value,
+    inlet: String,
+}
+
+async fn web_dataset(p: &Pipeline, format: &str) -> Web {
     let (status, schema) = call(
-        &p,
+        p,
         reqwest::Method::POST,
         "/xdm/schemas",
         Some(json!({"title": "Web events", "tenant": "acme", "class": "_xdm.context.experienceevent",
@@ -95,10 +103,13 @@ async fn schema_dataset_stream_events_parquet_and_failed_records() {
     assert_eq!(status, 201, "{schema}");
     let schema_id = schema["id"].as_str().unwrap().to_string();
     let (status, dataset) = call(
-        &p,
+        p,
         reqwest::Method::POST,
         "/datasets",
-        Some(json!({"name": "web", "orgId": ORG, "schemaRef": {"id": schema_id}, "profileEnabled": true})),
+        Some(
+            json!({"name": "web", "orgId": ORG, "schemaRef": {"id": schema_id},
+                    "profileEnabled": true, "format": format}),
+        ),
     )
     .await;
     assert_eq!(status, 201, "{dataset}");
@@ -108,24 +119,42 @@ async fn schema_dataset_stream_events_parquet_and_failed_records() {
     let stream = p
         .create_stream(json!({"name": "web", "orgId": ORG, "datasetId": dataset_id}))
         .await;
-    assert_eq!(stream["schemaRef"]["id"], schema_id.as_str());
-    let inlet = stream["id"].as_str().unwrap();
+    let inlet = stream["id"].as_str().unwrap().to_string();
+    Web {
+        schema_id,
+        dataset_id,
+        dataset,
+        stream,
+        inlet,
+    }
+}
 
-    // Seed 002's mixed request, its placeholders filled with what was just created.
+/// Seed 002's mixed request, its placeholders filled with what `web` created.
+async fn post_seed_mixed(p: &Pipeline, web: &Web) -> (u16, Value) {
     let body = fixture("seed002_batch_mixed.json")
         .replace(
             "https://ns.adobe.com/{TENANT_ID}/schemas/{SCHEMA_ID}",
-            &schema_id,
+            &web.schema_id,
         )
         .replace("{SCHEMA_VERSION}", "version=1")
-        .replace("{DATASET_ID}", &dataset_id);
+        .replace("{DATASET_ID}", &web.dataset_id);
     let (status, resp, _) = p
         .post(
-            &format!("/collection/batch/{inlet}"),
+            &format!("/collection/batch/{}", web.inlet),
             "application/json",
             body,
         )
         .await;
+    (status, resp)
+}
+
+#[tokio::test]
+async fn schema_dataset_stream_events_parquet_and_failed_records() {
+    let p = Pipeline::start().await;
+    let web = web_dataset(&p, "json").await;
+    assert_eq!(web.stream["schemaRef"]["id"], web.schema_id.as_str());
+    let (schema_id, dataset_id, inlet) = (&web.schema_id, &web.dataset_id, &web.inlet);
+    let (status, resp) = post_seed_mixed(&p, &web).await;
     assert_eq!(status, 207, "{resp}");
     let batch = resp["batchId"].as_str().unwrap().to_string();
     let accepted: Vec<String> = resp["responses"]
@@ -150,7 +179,7 @@ async fn schema_dataset_stream_events_parquet_and_failed_records() {
     })
     .await;
     assert_eq!(
-        lake_rows(&p, &dataset_id),
+        lake_rows(&p, dataset_id),
         accepted,
         "exactly the accepted messages, as Parquet rows"
     );
@@ -252,7 +281,7 @@ async fn schema_dataset_stream_events_parquet_and_failed_records() {
     .await;
     assert_eq!(ds["recordCount"], 2, "{ds}");
     assert_eq!(
-        lake_rows(&p, &dataset_id).len(),
+        lake_rows(&p, dataset_id).len(),
         2,
         "the invalid event is not in the lake"
     );
@@ -263,50 +292,10 @@ async fn schema_dataset_stream_events_parquet_and_failed_records() {
 #[tokio::test]
 async fn avro_dataset_values_are_registered_encoded_and_land_in_the_lake() {
     let p = Pipeline::start().await;
-    let (status, schema) = call(
-        &p,
-        reqwest::Method::POST,
-        "/xdm/schemas",
-        Some(json!({"title": "Web events", "tenant": "acme", "class": "_xdm.context.experienceevent",
-                    "fieldGroups": ["environment-details", "web-details", "commerce-details", "experience-campaign"],
-                    "profileEnabled": true})),
-    )
-    .await;
-    assert_eq!(status, 201, "{schema}");
-    let schema_id = schema["id"].as_str().unwrap().to_string();
-    let (status, dataset) = call(
-        &p,
-        reqwest::Method::POST,
-        "/datasets",
-        Some(
-            json!({"name": "web-avro", "orgId": ORG, "schemaRef": {"id": schema_id},
-                    "format": "avro"}),
-        ),
-    )
-    .await;
-    assert_eq!(status, 201, "{dataset}");
-    assert_eq!(dataset["format"], "avro", "{dataset}");
-    let dataset_id = dataset["id"].as_str().unwrap().to_string();
-    p.wait_for_edge(|c| c.datasets.contains_key(&dataset_id))
-        .await;
-    let stream = p
-        .create_stream(json!({"name": "web-avro", "orgId": ORG, "datasetId": dataset_id}))
-        .await;
-    let inlet = stream["id"].as_str().unwrap();
-    let body = fixture("seed002_batch_mixed.json")
-        .replace(
-            "https://ns.adobe.com/{TENANT_ID}/schemas/{SCHEMA_ID}",
-            &schema_id,
-        )
-        .replace("{SCHEMA_VERSION}", "version=1")
-        .replace("{DATASET_ID}", &dataset_id);
-    let (status, resp, _) = p
-        .post(
-            &format!("/collection/batch/{inlet}"),
-            "application/json",
-            body,
-        )
-        .await;
+    let web = web_dataset(&p, "avro").await;
+    assert_eq!(web.dataset["format"], "avro", "{}", web.dataset);
+    let dataset_id = web.dataset_id.clone();
+    let (status, resp) = post_seed_mixed(&p, &web).await;
     assert_eq!(status, 207, "{resp}");
     let mut accepted: Vec<String> = resp["responses"]
         .as_array()

@@ -84,3 +84,18 @@ pub async fn ensure_topics(
     }
     Ok(())
 }
+
+/// The partition ids of `topic` as the broker reports them now (none when it does not exist).
+/// Blocking: call it off the async threads.
+pub fn partitions_of<C: rdkafka::consumer::ConsumerContext>(
+    client: &rdkafka::consumer::BaseConsumer<C>,
+    topic: &str,
+) -> Result<Vec<i32>, rdkafka::error::KafkaError> {
+    use rdkafka::consumer::Consumer;
+    let metadata = client.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect())
+}

@@ -2,12 +2,14 @@
 //!
 //! It owns the names of the topics (one place, one namespace prefix), the headers that travel
 //! with every raw event, how Kafka clients are configured (idempotent producers, read_committed
-//! consumers), how configuration is loaded (file + environment), and tracing setup. Nothing here
-//! talks to the network by itself; stages build on these pieces.
+//! consumers), how configuration is loaded (file + environment), tracing setup, and the
+//! [`follower::Follower`] that folds a topic into memory (the catalog, the schemas log, batch
+//! metadata all follow their topics the same way).
 
 pub mod admin;
 pub mod config;
 pub mod envelope;
+pub mod follower;
 pub mod kafka;
 pub mod quarantine;
 pub mod telemetry;

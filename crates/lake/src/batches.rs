@@ -7,14 +7,12 @@
 //! contributions up per batch and per dataset.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
-use std::time::Duration;
+use std::sync::RwLockReadGuard;
 
-use cdp_contract::admin::TopicSpec;
+use cdp_contract::admin::{partitions_of, TopicSpec};
+use cdp_contract::follower::{Fold, FollowError, Follower};
 use cdp_contract::{KafkaSettings, Topics};
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::consumer::BaseConsumer;
 use serde::{Deserialize, Serialize};
 
 /// What one file holds of one batch: the value on the batches topic.
@@ -219,85 +217,50 @@ impl BatchState {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BatchViewError {
-    #[error("cannot create the batches consumer: {0}")]
-    Consumer(rdkafka::error::KafkaError),
     #[error("cannot read the batches topic's metadata: {0}")]
     Metadata(rdkafka::error::KafkaError),
+    #[error("batches topic: {0}")]
+    Follow(#[from] FollowError),
+}
+
+impl Fold for BatchState {
+    fn apply(&mut self, _: i32, _: i64, key: &str, value: Option<&[u8]>) {
+        BatchState::apply(self, key, value);
+    }
 }
 
 /// A live, in-memory aggregation of the batches topic (all partitions, from the beginning).
 #[derive(Clone)]
-pub struct BatchView {
-    state: Arc<RwLock<BatchState>>,
-}
+pub struct BatchView(Follower<BatchState>);
 
 impl BatchView {
     /// Starts following the batches topic (which must exist) in a background task.
     pub async fn start(kafka: &KafkaSettings, topics: &Topics) -> Result<Self, BatchViewError> {
         let topic = topics.batches();
-        let client_id = format!("cdp-lake-batches-{}", uuid::Uuid::new_v4().simple());
-        let consumer: StreamConsumer = kafka
-            .reader(&client_id)
-            .create()
-            .map_err(BatchViewError::Consumer)?;
-        let consumer = Arc::new(consumer);
-        let c = consumer.clone();
-        let t = topic.clone();
-        let partitions = tokio::task::spawn_blocking(move || {
-            c.fetch_metadata(Some(&t), Duration::from_secs(10))
-                .map(|m| {
-                    m.topics()
-                        .iter()
-                        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-                        .collect::<Vec<_>>()
-                })
-        })
-        .await
-        .map_err(|_| BatchViewError::Metadata(rdkafka::error::KafkaError::Canceled))?
-        .map_err(BatchViewError::Metadata)?;
-        let mut tpl = TopicPartitionList::new();
-        for p in partitions {
-            tpl.add_partition_offset(&topic, p, Offset::Beginning)
-                .map_err(BatchViewError::Consumer)?;
-        }
-        consumer.assign(&tpl).map_err(BatchViewError::Consumer)?;
-        let state = Arc::new(RwLock::new(BatchState::default()));
-        tokio::spawn(follow(consumer, Arc::downgrade(&state)));
-        Ok(Self { state })
+        let partitions = {
+            let (kafka, topic) = (kafka.clone(), topic.clone());
+            tokio::task::spawn_blocking(move || {
+                let client: BaseConsumer = kafka.admin("cdp-lake-batches-metadata").create()?;
+                partitions_of(&client, &topic)
+            })
+            .await
+            .map_err(|_| BatchViewError::Metadata(rdkafka::error::KafkaError::Canceled))?
+            .map_err(BatchViewError::Metadata)?
+        };
+        Ok(Self(Follower::start(
+            kafka,
+            &topic,
+            &partitions,
+            "cdp-lake-batches",
+        )?))
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, BatchState> {
-        // A poisoned lock means a panic while applying; the maps are still usable.
-        self.state.read().unwrap_or_else(|p| p.into_inner())
+        self.0.read()
     }
 
     pub fn batch(&self, id: &str) -> Option<BatchSummary> {
         self.read().batch(id)
-    }
-}
-
-async fn follow(consumer: Arc<StreamConsumer>, state: std::sync::Weak<RwLock<BatchState>>) {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(1), consumer.recv()).await;
-        let Some(state) = state.upgrade() else {
-            // Every view is gone: stop following.
-            return;
-        };
-        match msg {
-            Ok(Ok(m)) => {
-                let key = m
-                    .key()
-                    .and_then(|k| std::str::from_utf8(k).ok())
-                    .unwrap_or_default();
-                let mut s = state.write().unwrap_or_else(|p| p.into_inner());
-                s.apply(key, m.payload());
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "batches read failed; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(_) => {}
-        }
     }
 }
 

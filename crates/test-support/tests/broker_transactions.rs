@@ -38,6 +38,22 @@ fn send(p: &ThreadedProducer<DefaultProducerContext>, topic: &str, range: std::o
     p.flush(T).expect("flush");
 }
 
+/// A consumer that has joined `group` on topic "in", so its group metadata is real.
+fn group_member(broker: &Broker, group: &str) -> BaseConsumer {
+    let consumer: BaseConsumer = broker
+        .kafka()
+        .consumer(group, group)
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&["in"]).expect("subscribe");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while consumer.assignment().map(|a| a.count()).unwrap_or(0) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no assignment");
+        let _ = consumer.poll(Duration::from_millis(100));
+    }
+    consumer
+}
+
 fn values(records: &[cdp_test_support::Record]) -> Vec<String> {
     records
         .iter()
@@ -74,19 +90,7 @@ async fn a_new_producer_aborts_its_predecessors_transaction_offsets() {
     for i in 0..20 {
         broker.produce("in", "k", format!("in{i}").as_bytes()).await;
     }
-    let group = "probe-group";
-    let consumer: BaseConsumer = broker
-        .kafka()
-        .consumer("probe", group)
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&["in"]).expect("subscribe");
-    // Join the group so group metadata is real.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while consumer.assignment().map(|a| a.count()).unwrap_or(0) == 0 {
-        assert!(std::time::Instant::now() < deadline, "no assignment");
-        let _ = consumer.poll(Duration::from_millis(100));
-    }
+    let consumer = group_member(&broker, "probe-group");
 
     let old = txn_producer(&broker, "probe-fence");
     old.begin_transaction().expect("begin");
@@ -126,17 +130,7 @@ async fn tansu_drops_the_metadata_of_transactional_offsets() {
     let broker = Broker::start();
     broker.create_topic("in", 1).await;
     broker.produce("in", "k", b"x").await;
-    let consumer: BaseConsumer = broker
-        .kafka()
-        .consumer("probe-meta", "probe-meta")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&["in"]).expect("subscribe");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while consumer.assignment().map(|a| a.count()).unwrap_or(0) == 0 {
-        assert!(std::time::Instant::now() < deadline, "no assignment");
-        let _ = consumer.poll(Duration::from_millis(100));
-    }
+    let consumer = group_member(&broker, "probe-meta");
     let p = txn_producer(&broker, "probe-meta");
     p.begin_transaction().expect("begin");
     send(&p, "out", 0..1);

@@ -18,6 +18,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use cdp_contract::admin::partitions_of;
 use cdp_contract::envelope::RAW_POSITION;
 use cdp_contract::{KafkaSettings, Topics};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -126,19 +127,11 @@ impl Recovery {
     }
 
     fn partitions(&self, topic: &str) -> Result<Vec<i32>, RecoveryError> {
-        let metadata = self
-            .reader
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .map_err(|source| RecoveryError::Read {
-                topic: topic.to_string(),
-                partition: -1,
-                source,
-            })?;
-        Ok(metadata
-            .topics()
-            .iter()
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect())
+        partitions_of(&self.reader, topic).map_err(|source| RecoveryError::Read {
+            topic: topic.to_string(),
+            partition: -1,
+            source,
+        })
     }
 
     /// The current end of every output partition (or, with `from_start`, its beginning).

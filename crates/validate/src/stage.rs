@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cdp_contract::admin::{ensure_topics, AdminError, TopicSpec};
+use cdp_contract::admin::{ensure_topics, partitions_of, AdminError, TopicSpec};
 use cdp_contract::envelope::RAW_POSITION;
 use cdp_contract::{KafkaSettings, RawHeaders, Topics};
 use cdp_control::CatalogView;
@@ -463,14 +463,7 @@ async fn prepare_checkpoints(
         let raw = raw.clone();
         run_blocking(move || {
             let client: BaseConsumer = kafka.admin("cdp-validate-metadata").create()?;
-            let metadata = client.fetch_metadata(Some(&raw), Duration::from_secs(10))?;
-            Ok::<_, KafkaError>(
-                metadata
-                    .topics()
-                    .first()
-                    .map(|t| t.partitions().len())
-                    .unwrap_or(0),
-            )
+            partitions_of(&client, &raw).map(|p| p.len())
         })
         .await?
         .map_err(StageError::Consumer)?

@@ -1,16 +1,13 @@
-//! Follows the schemas topic (the pattern of control's catalog view: an assign-only reader from
-//! the beginning, a watch of the next offset) and writes requests to it.
+//! Follows the schemas topic (a [`Follower`] folding it into [`SrState`]) and writes requests
+//! to it; every instance answers from its own fold, so all agree.
 
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::RwLockReadGuard;
 use std::time::Duration;
 
 use cdp_contract::admin::{ensure_topics, AdminError, TopicSpec};
+use cdp_contract::follower::{Fold, FollowError, Follower};
 use cdp_contract::{KafkaSettings, Topics};
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::watch;
 
 use super::compat::Level;
 use super::state::{LogRecord, Outcome, SrState};
@@ -25,10 +22,10 @@ pub enum SchemaLogError {
     Client(rdkafka::error::KafkaError),
     #[error("the broker did not acknowledge the schemas write: {0}")]
     Send(rdkafka::error::KafkaError),
-    #[error("cannot read the schemas topic's end offset: {0}")]
-    Watermarks(rdkafka::error::KafkaError),
-    #[error("the schemas topic was not read up to offset {0} within {1:?}")]
-    Timeout(i64, Duration),
+    #[error("schemas topic: {0}")]
+    Follow(#[from] FollowError),
+    #[error("the registration at offset {0} has no outcome in this instance's fold")]
+    NoOutcome(i64),
 }
 
 /// The schemas topic must be totally ordered (ids are offsets), so it has one partition.
@@ -40,11 +37,15 @@ pub fn topic_spec(topics: &Topics) -> TopicSpec {
     }
 }
 
+impl Fold for SrState {
+    fn apply(&mut self, _: i32, offset: i64, key: &str, value: Option<&[u8]>) {
+        SrState::apply(self, offset, key, value);
+    }
+}
+
 #[derive(Clone)]
 pub struct SchemaLog {
-    state: Arc<RwLock<SrState>>,
-    next_offset: watch::Receiver<i64>,
-    consumer: Arc<StreamConsumer>,
+    log: Follower<SrState>,
     producer: FutureProducer,
     topic: String,
 }
@@ -54,35 +55,19 @@ impl SchemaLog {
     pub async fn start(kafka: &KafkaSettings, topics: &Topics) -> Result<Self, SchemaLogError> {
         ensure_topics(kafka, &[topic_spec(topics)]).await?;
         let topic = topics.schemas();
-        let client_id = format!("cdp-registry-{}", uuid::Uuid::new_v4().simple());
-        let consumer: StreamConsumer = kafka
-            .reader(&client_id)
-            .create()
-            .map_err(SchemaLogError::Client)?;
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&topic, 0, Offset::Beginning)
-            .map_err(SchemaLogError::Client)?;
-        consumer.assign(&tpl).map_err(SchemaLogError::Client)?;
         let producer = kafka
-            .producer(&client_id, WRITE_TIMEOUT.as_millis() as u32)
+            .producer("cdp-registry", WRITE_TIMEOUT.as_millis() as u32)
             .create()
             .map_err(SchemaLogError::Client)?;
-        let consumer = Arc::new(consumer);
-        let state = Arc::new(RwLock::new(SrState::default()));
-        let (tx, rx) = watch::channel(0i64);
-        tokio::spawn(follow(consumer.clone(), state.clone(), tx));
         Ok(Self {
-            state,
-            next_offset: rx,
-            consumer,
+            log: Follower::start(kafka, &topic, &[0], "cdp-registry")?,
             producer,
             topic,
         })
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, SrState> {
-        // A poisoned lock means a panic while applying; the maps are still consistent.
-        self.state.read().unwrap_or_else(|p| p.into_inner())
+        self.log.read()
     }
 
     /// Writes a registration and answers what every instance's fold made of it.
@@ -96,7 +81,7 @@ impl SchemaLog {
         let offset = self.send(&key, &record).await?;
         let outcome = self.read().outcomes.get(&offset).cloned();
         // Applied records always have an outcome; a missing one means the view is not there yet.
-        outcome.ok_or(SchemaLogError::Timeout(offset, WRITE_TIMEOUT))
+        outcome.ok_or(SchemaLogError::NoOutcome(offset))
     }
 
     pub async fn set_level(
@@ -130,60 +115,11 @@ impl SchemaLog {
     }
 
     pub async fn wait_for(&self, offset: i64, timeout: Duration) -> Result<(), SchemaLogError> {
-        let mut rx = self.next_offset.clone();
-        tokio::time::timeout(timeout, rx.wait_for(|next| *next > offset))
-            .await
-            .map_err(|_| SchemaLogError::Timeout(offset, timeout))?
-            .map_err(|_| SchemaLogError::Timeout(offset, timeout))?;
-        Ok(())
+        Ok(self.log.wait_for(0, offset, timeout).await?)
     }
 
     /// Waits until everything written before the call has been applied.
     pub async fn caught_up(&self, timeout: Duration) -> Result<(), SchemaLogError> {
-        let consumer = self.consumer.clone();
-        let topic = self.topic.clone();
-        let high = tokio::task::spawn_blocking(move || {
-            consumer
-                .fetch_watermarks(&topic, 0, Duration::from_secs(5))
-                .map(|(_, high)| high)
-        })
-        .await
-        .map_err(|_| SchemaLogError::Timeout(-1, timeout))?
-        .map_err(SchemaLogError::Watermarks)?;
-        if high > 0 {
-            self.wait_for(high - 1, timeout).await?;
-        }
-        Ok(())
-    }
-}
-
-async fn follow(
-    consumer: Arc<StreamConsumer>,
-    state: Arc<RwLock<SrState>>,
-    next_offset: watch::Sender<i64>,
-) {
-    loop {
-        match consumer.recv().await {
-            Ok(msg) => {
-                let key = msg
-                    .key()
-                    .and_then(|k| std::str::from_utf8(k).ok())
-                    .unwrap_or_default()
-                    .to_string();
-                state.write().unwrap_or_else(|p| p.into_inner()).apply(
-                    msg.offset(),
-                    &key,
-                    msg.payload(),
-                );
-                next_offset.send_replace(msg.offset() + 1);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "schemas topic read failed; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-        if next_offset.is_closed() && Arc::strong_count(&state) == 1 {
-            return;
-        }
+        Ok(self.log.caught_up(timeout).await?)
     }
 }
