@@ -25,6 +25,8 @@ pub const VALUE_FORMAT: &str = "cdp-value-format";
 /// `partition:offset` of the raw event an output came from. Lineage for people, and what the
 /// validate stage's recovery reads to learn which raw events already have their output.
 pub const RAW_POSITION: &str = "cdp-raw-position";
+/// The validate consumer group (pipeline) that wrote an output: recovery counts only its own.
+pub const VALIDATE_GROUP: &str = "cdp-validate-group";
 
 /// Which endpoint a raw message came through; it decides how the value is shaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

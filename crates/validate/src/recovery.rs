@@ -10,20 +10,23 @@
 //! then skipped, their offsets committed with the next transaction. On a broker that hides
 //! aborted records the scan simply finds nothing and everything uncommitted is processed again.
 //!
-//! A checkpoint is one record per raw partition on `<ns>.validate.checkpoints` (partition =
-//! raw partition), written inside every transaction: a lower bound for the output offsets of
-//! anything produced after it, so the scan reads one transaction's worth of output, not the
-//! topic.
+//! A checkpoint is one record per raw partition on `<ns>.validate.checkpoints` (compacted;
+//! partition = raw partition, key = consumer group), written inside every transaction that has events of that
+//! partition: a lower bound for the offsets of that transaction's outputs and of anything
+//! produced after it, so the scan reads about one transaction's worth of output, not the topic.
+//! Offset-commit metadata would be the natural place, but tansu drops it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use cdp_contract::admin::partitions_of;
-use cdp_contract::envelope::RAW_POSITION;
+use cdp_contract::envelope::{RAW_POSITION, VALIDATE_GROUP};
 use cdp_contract::{KafkaSettings, Topics};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
@@ -91,8 +94,25 @@ fn parse_raw_position(value: &[u8]) -> Option<(i32, i64)> {
     Some((p.parse().ok()?, o.parse().ok()?))
 }
 
+/// The recovery reader's context: ends of partitions are how a read finishes, and librdkafka
+/// reports the ones that arrive after it finished as global errors; they are not.
+struct QuietEof;
+
+impl ClientContext for QuietEof {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
+            tracing::warn!(error = %error, reason, "recovery reader");
+        }
+    }
+}
+
+impl ConsumerContext for QuietEof {}
+
 pub struct Recovery {
-    reader: BaseConsumer,
+    reader: BaseConsumer<QuietEof>,
+    /// Only this group's checkpoints and outputs count: another pipeline writing the same
+    /// topics (a re-run, a benchmark) is not this one's progress.
+    group: String,
     checkpoints: String,
     outputs: Vec<String>,
     timeout: Duration,
@@ -102,14 +122,21 @@ impl Recovery {
     pub fn new(
         kafka: &KafkaSettings,
         topics: &Topics,
+        group: &str,
         instance: &str,
         timeout: Duration,
     ) -> Result<Self, RecoveryError> {
         let mut config = kafka.reader(&format!("cdp-validate-recovery-{instance}"));
-        // The end of a partition for a read_committed reader is its last stable offset.
-        config.set("enable.partition.eof", "true");
+        // The end of a partition for a read_committed reader is its last stable offset. Reads
+        // end there, so the broker should answer an empty fetch at once, not after 500 ms.
+        config
+            .set("enable.partition.eof", "true")
+            .set("fetch.wait.max.ms", "10");
         Ok(Self {
-            reader: config.create().map_err(RecoveryError::Client)?,
+            reader: config
+                .create_with_context(QuietEof)
+                .map_err(RecoveryError::Client)?,
+            group: group.to_string(),
             checkpoints: topics.validate_checkpoints(),
             outputs: vec![topics.events_valid(), topics.events_error()],
             timeout,
@@ -134,13 +161,13 @@ impl Recovery {
         })
     }
 
-    /// The current end of every output partition (or, with `from_start`, its beginning).
-    pub fn output_positions(&self, from_start: bool) -> Result<Positions, RecoveryError> {
+    /// The current end of every output partition.
+    pub fn output_ends(&self) -> Result<Positions, RecoveryError> {
         let mut positions = Positions::default();
         for topic in &self.outputs {
             for partition in self.partitions(topic)? {
-                let (low, high) = self.watermarks(topic, partition)?;
-                positions.advance(topic, partition, if from_start { low } else { high });
+                let (_, high) = self.watermarks(topic, partition)?;
+                positions.advance(topic, partition, high);
             }
         }
         Ok(positions)
@@ -157,11 +184,13 @@ impl Recovery {
         &self,
         from: &HashMap<i32, i64>,
     ) -> Result<HashMap<i32, HashSet<i64>>, RecoveryError> {
+        // Every transaction that wrote an output for a raw partition wrote that partition's
+        // checkpoint with it, visible exactly when its outputs are. So a partition without a
+        // checkpoint has no output to find.
         let mut start: Option<Positions> = None;
         for partition in from.keys() {
-            let bound = match self.last_checkpoint(*partition)? {
-                Some(p) => p,
-                None => self.output_positions(true)?,
+            let Some(bound) = self.last_checkpoint(*partition)? else {
+                continue;
             };
             match &mut start {
                 Some(s) => s.lower(&bound),
@@ -189,11 +218,15 @@ impl Recovery {
             }
         }
         self.read(&ranges, |m| {
-            let Some((partition, offset)) = m
-                .headers()
-                .and_then(|h| h.iter().find(|h| h.key == RAW_POSITION))
-                .and_then(|h| h.value)
-                .and_then(parse_raw_position)
+            let header = |name: &str| {
+                m.headers()
+                    .and_then(|h| h.iter().find(|h| h.key == name))
+                    .and_then(|h| h.value)
+            };
+            if header(VALIDATE_GROUP) != Some(self.group.as_bytes()) {
+                return;
+            }
+            let Some((partition, offset)) = header(RAW_POSITION).and_then(parse_raw_position)
             else {
                 return;
             };
@@ -215,6 +248,9 @@ impl Recovery {
         let begin = (high - CHECKPOINT_TAIL).max(low);
         let mut last = None;
         self.read(&[(self.checkpoints.clone(), partition, begin, high)], |m| {
+            if m.key() != Some(self.group.as_bytes()) {
+                return;
+            }
             if let Some(p) = m.payload().and_then(|v| serde_json::from_slice(v).ok()) {
                 last = Some(p);
             }

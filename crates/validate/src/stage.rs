@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cdp_contract::admin::{ensure_topics, partitions_of, AdminError, TopicSpec};
-use cdp_contract::envelope::RAW_POSITION;
+use cdp_contract::envelope::{RAW_POSITION, VALIDATE_GROUP};
 use cdp_contract::{KafkaSettings, RawHeaders, Topics};
 use cdp_control::CatalogView;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -111,12 +111,18 @@ pub async fn run(
     blocking(&producer, |p| p.init_transactions(TXN_TIMEOUT))
         .await?
         .map_err(StageError::InitTransactions)?;
-    let recovery = Arc::new(Recovery::new(kafka, topics, &instance, TXN_TIMEOUT)?);
+    let recovery = Arc::new(Recovery::new(
+        kafka,
+        topics,
+        &settings.group_id,
+        &instance,
+        TXN_TIMEOUT,
+    )?);
     let checkpoint_partitions = prepare_checkpoints(kafka, topics, &recovery).await?;
     let mut progress = Progress {
         positions: {
             let r = recovery.clone();
-            run_blocking(move || r.output_positions(false)).await??
+            run_blocking(move || r.output_ends()).await??
         },
         recovered: HashMap::new(),
         epoch: consumer.context().0.load(Ordering::SeqCst),
@@ -179,8 +185,14 @@ pub async fn run(
         if !unchecked.is_empty() {
             let r = recovery.clone();
             let from = unchecked.clone();
+            let started = Instant::now();
             match run_blocking(move || r.emitted(&from)).await? {
                 Ok(mut found) => {
+                    tracing::info!(
+                        partitions = ?unchecked.keys().collect::<Vec<_>>(),
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "recovery: read the outputs since the partitions' checkpoints"
+                    );
                     for partition in unchecked.keys() {
                         let done = found.remove(partition).unwrap_or_default();
                         if !done.is_empty() {
@@ -247,6 +259,7 @@ pub async fn run(
             offsets: &offsets,
             valid_topic: &valid_topic,
             error_topic: &error_topic,
+            group: &settings.group_id,
             checkpoint: (&checkpoint_topic, &checkpoints, &checkpoint),
         };
 
@@ -287,6 +300,8 @@ struct Transaction<'a> {
     offsets: &'a TopicPartitionList,
     valid_topic: &'a str,
     error_topic: &'a str,
+    /// The consumer group: the checkpoints' key and a header on every output.
+    group: &'a str,
     checkpoint: (&'a str, &'a [i32], &'a [u8]),
 }
 
@@ -302,10 +317,16 @@ async fn transact(
     for (raw, outcome) in plan.outcomes {
         let position = raw_position(raw.partition(), raw.offset());
         let lineage = |headers: &OwnedHeaders| {
-            headers.clone().insert(Header {
-                key: RAW_POSITION,
-                value: Some(position.as_str()),
-            })
+            headers
+                .clone()
+                .insert(Header {
+                    key: RAW_POSITION,
+                    value: Some(position.as_str()),
+                })
+                .insert(Header {
+                    key: VALIDATE_GROUP,
+                    value: Some(plan.group),
+                })
         };
         let delivery = match outcome {
             Outcome::Valid {
@@ -348,12 +369,11 @@ async fn transact(
     let (checkpoint_topic, partitions, checkpoint) = plan.checkpoint;
     let mut acks = Vec::with_capacity(partitions.len());
     for partition in partitions {
-        let key = partition.to_string();
         acks.push(send(
             producer,
             FutureRecord::to(checkpoint_topic)
                 .partition(*partition)
-                .key(key.as_bytes())
+                .key(plan.group.as_bytes())
                 .payload(checkpoint),
         )?);
     }
@@ -473,7 +493,9 @@ async fn prepare_checkpoints(
         &[TopicSpec {
             name: topics.validate_checkpoints(),
             partitions: raw_partitions.max(1) as i32,
-            compacted: false,
+            // The newest checkpoint per raw partition is all recovery reads; compaction keeps
+            // it however long a partition is idle.
+            compacted: true,
         }],
     )
     .await?;
@@ -483,7 +505,7 @@ async fn prepare_checkpoints(
         tracing::warn!(
             raw_partitions,
             checkpoint_partitions = have,
-            "the checkpoint topic has fewer partitions than the raw topic: recovery of the others scans the outputs from their beginning"
+            "the checkpoint topic has fewer partitions than the raw topic: the others rely on Kafka transactions alone (on a broker that shows aborted records, a batch in flight at a crash may then appear twice); add partitions to it"
         );
     }
     Ok(have)

@@ -1,12 +1,14 @@
 //! The recovery path, made deterministic: a "crashed" instance left an open transaction whose
-//! outputs tansu shows to read_committed readers (raw offsets 0..10, offsets never committed).
-//! The restarted stage must write only the outputs of raw offsets 10..30, each once.
+//! outputs tansu shows to read_committed readers (raw offsets 0..10, offsets never committed),
+//! written as the stage writes them: with their raw position and group headers and the raw
+//! partition's checkpoint. The restarted stage must write only the outputs of raw offsets
+//! 10..30, each once.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use cdp_contract::admin::{ensure_topics, TopicSpec};
-use cdp_contract::envelope::{Source, RAW_POSITION};
+use cdp_contract::envelope::{Source, RAW_POSITION, VALIDATE_GROUP};
 use cdp_contract::{RawHeaders, Topics};
 use cdp_control::model::{CatalogRecord, PayloadType, Stream};
 use cdp_control::{CatalogView, CatalogWriter, Dataset, ValueFormat, XdmSchema};
@@ -91,6 +93,7 @@ async fn outputs_left_by_a_crashed_transaction_are_not_written_again() {
             spec(topics.ingest_raw(), false),
             spec(topics.events_valid(), false),
             spec(topics.events_error(), false),
+            spec(topics.validate_checkpoints(), true),
         ],
     )
     .await
@@ -126,6 +129,16 @@ async fn outputs_left_by_a_crashed_transaction_are_not_written_again() {
         .init_transactions(Duration::from_secs(20))
         .expect("init");
     zombie.begin_transaction().expect("begin");
+    let group = ValidateSettings::default().group_id;
+    zombie
+        .send(
+            BaseRecord::to(&topics.validate_checkpoints())
+                .partition(0)
+                .key(&group)
+                .payload(&format!(r#"{{"{}":{{"0":0}}}}"#, topics.events_valid())),
+        )
+        .map_err(|(e, _)| e)
+        .expect("zombie checkpoint");
     for i in 0..ZOMBIE_OUTPUTS {
         let position = format!("0:{i}");
         let value = json!({"_id": format!("e{i}")}).to_string();
@@ -134,10 +147,17 @@ async fn outputs_left_by_a_crashed_transaction_are_not_written_again() {
                 BaseRecord::to(&topics.events_valid())
                     .key("k")
                     .payload(&value)
-                    .headers(raw_headers(i).insert(Header {
-                        key: RAW_POSITION,
-                        value: Some(position.as_str()),
-                    })),
+                    .headers(
+                        raw_headers(i)
+                            .insert(Header {
+                                key: RAW_POSITION,
+                                value: Some(position.as_str()),
+                            })
+                            .insert(Header {
+                                key: VALIDATE_GROUP,
+                                value: Some(group.as_str()),
+                            }),
+                    ),
             )
             .map_err(|(e, _)| e)
             .expect("zombie output");
