@@ -1,8 +1,10 @@
-//! Exactly once from raw offsets to both outputs: the validate stage runs as a real `cdp
-//! validate` process, is killed with SIGKILL mid-stream and restarted; afterwards every raw
+//! Exactly once from raw offsets to both outputs, with the validate stage as real `cdp validate`
+//! processes: one is killed with SIGKILL mid-stream and restarted; or a second instance joins
+//! the group mid-stream (partitions move while batches are in flight). Afterwards every raw
 //! event is on exactly one output topic, exactly once.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,18 +19,28 @@ use serde_json::json;
 
 const EVENTS: usize = 6000;
 
-fn validate_process(broker: &Broker) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_cdp"))
+/// Starts `cdp validate`; its log (validate at info) goes to the returned file.
+fn validate_process(broker: &Broker, instance: &str) -> (Child, PathBuf) {
+    let log = std::env::temp_dir().join(format!(
+        "cdp-validate-{instance}-{}-{}.log",
+        std::process::id(),
+        broker.bootstrap().replace([':', '.'], "_")
+    ));
+    let file = std::fs::File::create(&log).expect("log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_cdp"))
         .arg("validate")
         .env("CDP_KAFKA__BOOTSTRAP_SERVERS", broker.bootstrap())
-        .env("CDP_VALIDATE__INSTANCE_ID", "crash-test")
+        .env("CDP_VALIDATE__INSTANCE_ID", instance)
         .env("CDP_VALIDATE__MAX_BATCH", "25")
         .env("CDP_VALIDATE__PARTITIONS", "3")
         .env("CDP_EDGE__RAW_PARTITIONS", "3")
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,cdp_validate=info")
         .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("log file"))
+        .stderr(file)
         .spawn()
-        .expect("spawn cdp validate")
+        .expect("spawn cdp validate");
+    (child, log)
 }
 
 fn output_offsets(broker: &Broker, topic: &str) -> i64 {
@@ -43,11 +55,9 @@ fn output_offsets(broker: &Broker, topic: &str) -> i64 {
         .sum()
 }
 
-// tansu shows aborted records to read_committed readers (crates/test-support/tests/
-// broker_transactions.rs), so the batch in flight at the kill stays visible: this test passes
-// only because the restarted instance's recovery finds those outputs and skips their raw events.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_mid_stream_neither_loses_nor_duplicates() {
+/// A broker with the catalog (schema, dataset, stream) and EVENTS raw events as the edge writes
+/// them; every third one lacks its timestamp.
+async fn seeded_broker() -> (Broker, cdp_contract::Topics) {
     cdp_contract::telemetry::init_for_tests();
     let broker = Broker::start();
     let kafka = broker.kafka();
@@ -153,8 +163,18 @@ async fn killed_mid_stream_neither_loses_nor_duplicates() {
         r.expect("raw event written");
     }
 
+    (broker, topics)
+}
+
+// tansu shows aborted records to read_committed readers (crates/test-support/tests/
+// broker_transactions.rs), so the batch in flight at the kill stays visible: this test passes
+// only because the restarted instance's recovery finds those outputs and skips their raw events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_stream_neither_loses_nor_duplicates() {
+    let (broker, topics) = seeded_broker().await;
+
     // First run: killed as soon as it has committed some output.
-    let mut first = validate_process(&broker);
+    let (mut first, _) = validate_process(&broker, "crash-test");
     let started = Instant::now();
     while output_offsets(&broker, &topics.events_valid()) < 100 {
         assert!(
@@ -172,7 +192,15 @@ async fn killed_mid_stream_neither_loses_nor_duplicates() {
     );
 
     // Second run finishes the job.
-    let mut second = validate_process(&broker);
+    let (mut second, _) = validate_process(&broker, "crash-test");
+    assert_exactly_once(&broker, &topics).await;
+    second.kill().ok();
+    let _ = second.wait();
+}
+
+/// Reads both outputs until the counts are reached (and a little longer) and checks that every
+/// raw event has exactly one output.
+async fn assert_exactly_once(broker: &Broker, topics: &cdp_contract::Topics) {
     let valid = broker
         .read_committed_settle(
             &topics.events_valid(),
@@ -189,9 +217,6 @@ async fn killed_mid_stream_neither_loses_nor_duplicates() {
             Duration::from_secs(1),
         )
         .await;
-    second.kill().ok();
-    let _ = second.wait();
-
     let mut seen: HashMap<String, usize> = HashMap::new();
     for r in valid.iter().chain(&errors) {
         *seen
@@ -203,4 +228,32 @@ async fn killed_mid_stream_neither_loses_nor_duplicates() {
     assert_eq!(valid.len(), EVENTS * 2 / 3, "valid output");
     assert_eq!(errors.len(), EVENTS / 3, "error output");
     assert_eq!(seen.len(), EVENTS, "every raw event on exactly one output");
+}
+
+// Partitions move to the new instance while the first has batches of them in flight; tansu
+// does not fence the old owner's offset commits (Kafka does, KIP-447), so the stage leaves
+// revoked partitions' events to their new owner and recovery catches what was committed late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_instance_joining_mid_stream_neither_loses_nor_duplicates() {
+    let (broker, topics) = seeded_broker().await;
+    let (mut first, _) = validate_process(&broker, "scale-a");
+    let started = Instant::now();
+    while output_offsets(&broker, &topics.events_valid()) < 100 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "validate made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (mut second, second_log) = validate_process(&broker, "scale-b");
+    assert_exactly_once(&broker, &topics).await;
+    let log = std::fs::read_to_string(&second_log).unwrap_or_default();
+    assert!(
+        log.contains("recovery: read the outputs"),
+        "the second instance was given partitions and checked them: {log}"
+    );
+    for p in [&mut first, &mut second] {
+        p.kill().ok();
+        let _ = p.wait();
+    }
 }

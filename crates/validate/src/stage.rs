@@ -163,6 +163,26 @@ pub async fn run(
             }
         }
 
+        let epoch = consumer.context().0.load(Ordering::SeqCst);
+        if epoch != progress.epoch {
+            progress.epoch = epoch;
+            progress.recovered.clear();
+            // Partitions taken away while the batch was read are another instance's now: it
+            // starts from their committed offsets, so committing them here would race it.
+            if let Ok(assigned) = consumer.assignment() {
+                let before = batch.len();
+                batch.retain(|m| assigned.find_partition(m.topic(), m.partition()).is_some());
+                if batch.len() < before {
+                    tracing::info!(
+                        dropped = before - batch.len(),
+                        "partitions revoked while reading the batch; their events are left to their new owner"
+                    );
+                }
+            }
+            if batch.is_empty() {
+                continue;
+            }
+        }
         let mut first_offsets: HashMap<i32, i64> = HashMap::new();
         let mut next_offsets: HashMap<i32, i64> = HashMap::new();
         for m in &batch {
@@ -170,12 +190,6 @@ pub async fn run(
             *first = (*first).min(m.offset());
             let next = next_offsets.entry(m.partition()).or_insert(m.offset() + 1);
             *next = (*next).max(m.offset() + 1);
-        }
-
-        let epoch = consumer.context().0.load(Ordering::SeqCst);
-        if epoch != progress.epoch {
-            progress.epoch = epoch;
-            progress.recovered.clear();
         }
         let unchecked: HashMap<i32, i64> = first_offsets
             .iter()
