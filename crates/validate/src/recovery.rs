@@ -10,10 +10,12 @@
 //! then skipped, their offsets committed with the next transaction. On a broker that hides
 //! aborted records the scan simply finds nothing and everything uncommitted is processed again.
 //!
-//! A checkpoint is one record per raw partition on `<ns>.validate.checkpoints` (compacted;
-//! partition = raw partition, key = consumer group), written inside every transaction that has events of that
-//! partition: a lower bound for the offsets of that transaction's outputs and of anything
-//! produced after it, so the scan reads about one transaction's worth of output, not the topic.
+//! A checkpoint is a record on `<ns>.validate.checkpoints` (compacted; partition = raw
+//! partition, key = consumer group), written inside a transaction with outputs of that raw
+//! partition: the first after an assignment, then at most once a second. Its positions are a
+//! lower bound for the offsets of that transaction's outputs and of anything produced after it
+//! (positions only grow, so an older checkpoint stays a valid bound), so a scan reads about a
+//! second's worth of output, not the topic.
 //! Offset-commit metadata would be the natural place, but tansu drops it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -27,6 +27,8 @@ use crate::recovery::{raw_position, Positions, Recovery, RecoveryError};
 use crate::{SchemaValidators, ValidateSettings};
 
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a raw partition's checkpoint is renewed.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
@@ -72,6 +74,8 @@ struct Progress {
     /// Raw partitions checked since the last rebalance or abort, with the raw offsets whose
     /// output is already on the topics.
     recovered: HashMap<i32, HashSet<i64>>,
+    /// When this instance's checkpoint of a raw partition last committed (since assignment).
+    checkpointed: HashMap<i32, Instant>,
     epoch: u64,
 }
 
@@ -125,6 +129,7 @@ pub async fn run(
             run_blocking(move || r.output_ends()).await??
         },
         recovered: HashMap::new(),
+        checkpointed: HashMap::new(),
         epoch: consumer.context().0.load(Ordering::SeqCst),
     };
     tracing::info!(instance, group = %settings.group_id, topic = %raw_topic, "validate stage consuming");
@@ -167,6 +172,7 @@ pub async fn run(
         if epoch != progress.epoch {
             progress.epoch = epoch;
             progress.recovered.clear();
+            progress.checkpointed.clear();
             // Partitions taken away while the batch was read are another instance's now: it
             // starts from their committed offsets, so committing them here would race it.
             if let Ok(assigned) = consumer.assignment() {
@@ -263,10 +269,19 @@ pub async fn run(
         }
         let checkpoint = progress.positions.to_json();
         let checkpoint_topic = topics.validate_checkpoints();
+        // Any earlier checkpoint is still a lower bound (positions only grow), so one per
+        // partition and second is enough to keep recovery scans short; each one adds partitions
+        // to the transaction. The first transaction after an assignment always writes one.
         let checkpoints: Vec<i32> = next_offsets
             .keys()
             .copied()
             .filter(|p| (*p as usize) < checkpoint_partitions)
+            .filter(|p| {
+                progress
+                    .checkpointed
+                    .get(p)
+                    .is_none_or(|at| at.elapsed() >= CHECKPOINT_EVERY)
+            })
             .collect();
         let plan = Transaction {
             outcomes: &outcomes,
@@ -281,6 +296,10 @@ pub async fn run(
             Ok((tally, written)) => {
                 for (topic, partition, offset) in written {
                     progress.positions.advance(&topic, partition, offset + 1);
+                }
+                let now = Instant::now();
+                for partition in &checkpoints {
+                    progress.checkpointed.insert(*partition, now);
                 }
                 tracing::debug!(
                     events = batch.len(),
@@ -300,6 +319,7 @@ pub async fn run(
                 // What the aborted transaction wrote may still be visible: check again.
                 for partition in first_offsets.keys() {
                     progress.recovered.remove(partition);
+                    progress.checkpointed.remove(partition);
                 }
             }
         }
