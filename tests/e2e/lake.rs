@@ -69,6 +69,21 @@ fn lake_rows(p: &Pipeline, dataset: &str) -> Vec<String> {
     ids
 }
 
+async fn wait_for_record_count(p: &Pipeline, dataset_id: &str, n: u64) {
+    wait_for("the dataset's record count", async || {
+        call(
+            p,
+            reqwest::Method::GET,
+            &format!("/datasets/{dataset_id}"),
+            None,
+        )
+        .await
+        .1["recordCount"]
+            == n
+    })
+    .await;
+}
+
 async fn wait_for(what: &str, mut ready: impl AsyncFnMut() -> bool) {
     let started = Instant::now();
     while !ready().await {
@@ -166,18 +181,7 @@ async fn schema_dataset_stream_events_parquet_and_failed_records() {
     assert_eq!(accepted.len(), 2, "{resp}");
 
     // The valid events reach the lake and the dataset's record count.
-    wait_for("the dataset's record count", async || {
-        call(
-            &p,
-            reqwest::Method::GET,
-            &format!("/datasets/{dataset_id}"),
-            None,
-        )
-        .await
-        .1["recordCount"]
-            == 2
-    })
-    .await;
+    wait_for_record_count(&p, dataset_id, 2).await;
     assert_eq!(
         lake_rows(&p, dataset_id),
         accepted,
@@ -337,17 +341,6 @@ async fn avro_dataset_values_are_registered_encoded_and_land_in_the_lake() {
     }
 
     // The lake decodes them through the registry into Parquet rows.
-    wait_for("the dataset's record count", async || {
-        call(
-            &p,
-            reqwest::Method::GET,
-            &format!("/datasets/{dataset_id}"),
-            None,
-        )
-        .await
-        .1["recordCount"]
-            == 2
-    })
-    .await;
+    wait_for_record_count(&p, &dataset_id, 2).await;
     assert_eq!(lake_rows(&p, &dataset_id), accepted);
 }

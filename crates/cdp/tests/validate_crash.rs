@@ -175,14 +175,7 @@ async fn killed_mid_stream_neither_loses_nor_duplicates() {
 
     // First run: killed as soon as it has committed some output.
     let (mut first, _) = validate_process(&broker, "crash-test");
-    let started = Instant::now();
-    while output_offsets(&broker, &topics.events_valid()) < 100 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "validate made no progress"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_valid_outputs(&broker, &topics, 100).await;
     first.kill().expect("SIGKILL");
     first.wait().expect("reap");
     let at_kill = output_offsets(&broker, &topics.events_valid());
@@ -196,6 +189,18 @@ async fn killed_mid_stream_neither_loses_nor_duplicates() {
     assert_exactly_once(&broker, &topics).await;
     second.kill().ok();
     let _ = second.wait();
+}
+
+/// Waits until events.valid holds `n` records (committed or not: high watermarks).
+async fn wait_for_valid_outputs(broker: &Broker, topics: &cdp_contract::Topics, n: i64) {
+    let started = Instant::now();
+    while output_offsets(broker, &topics.events_valid()) < n {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "validate made no progress"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Reads both outputs until the counts are reached (and a little longer) and checks that every
@@ -237,14 +242,7 @@ async fn assert_exactly_once(broker: &Broker, topics: &cdp_contract::Topics) {
 async fn a_second_instance_joining_mid_stream_neither_loses_nor_duplicates() {
     let (broker, topics) = seeded_broker().await;
     let (mut first, _) = validate_process(&broker, "scale-a");
-    let started = Instant::now();
-    while output_offsets(&broker, &topics.events_valid()) < 100 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "validate made no progress"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_valid_outputs(&broker, &topics, 100).await;
     let (mut second, second_log) = validate_process(&broker, "scale-b");
     assert_exactly_once(&broker, &topics).await;
     let log = std::fs::read_to_string(&second_log).unwrap_or_default();
