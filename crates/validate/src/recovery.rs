@@ -56,28 +56,27 @@ pub enum RecoveryError {
 pub struct Positions(pub BTreeMap<String, BTreeMap<i32, i64>>);
 
 impl Positions {
+    /// Raises the position to `next` (called for every output written).
     pub fn advance(&mut self, topic: &str, partition: i32, next: i64) {
-        let at = self
-            .0
-            .entry(topic.to_string())
-            .or_default()
-            .entry(partition)
-            .or_insert(next);
-        *at = (*at).max(next);
+        self.merge(topic, partition, next, i64::max);
     }
 
     fn lower(&mut self, other: &Positions) {
         for (topic, parts) in &other.0 {
             for (partition, next) in parts {
-                let at = self
-                    .0
-                    .entry(topic.clone())
-                    .or_default()
-                    .entry(*partition)
-                    .or_insert(*next);
-                *at = (*at).min(*next);
+                self.merge(topic, *partition, *next, i64::min);
             }
         }
+    }
+
+    fn merge(&mut self, topic: &str, partition: i32, value: i64, pick: fn(i64, i64) -> i64) {
+        // Outputs go to a couple of topics: allocate a key only the first time one is seen.
+        let parts = match self.0.get_mut(topic) {
+            Some(parts) => parts,
+            None => self.0.entry(topic.to_string()).or_default(),
+        };
+        let at = parts.entry(partition).or_insert(value);
+        *at = pick(*at, value);
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -155,7 +154,7 @@ impl Recovery {
             })
     }
 
-    fn partitions(&self, topic: &str) -> Result<Vec<i32>, RecoveryError> {
+    pub fn partitions(&self, topic: &str) -> Result<Vec<i32>, RecoveryError> {
         partitions_of(&self.reader, topic).map_err(|source| RecoveryError::Read {
             topic: topic.to_string(),
             partition: -1,

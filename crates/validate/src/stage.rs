@@ -5,18 +5,19 @@
 //! is (re)processed after an assignment or an abort, [`crate::recovery`] finds the raw events
 //! whose output is already visible, for brokers that show aborted records.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cdp_contract::admin::{ensure_topics, partitions_of, AdminError, TopicSpec};
+use cdp_contract::admin::{ensure_topics, AdminError, TopicSpec};
 use cdp_contract::envelope::{RAW_POSITION, VALIDATE_GROUP};
 use cdp_contract::{KafkaSettings, RawHeaders, Topics};
-use cdp_control::CatalogView;
+use cdp_control::{CatalogView, XdmSchema};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Header, Headers, Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::watch;
@@ -141,6 +142,7 @@ pub async fn run(
     );
     let valid_topic = topics.events_valid();
     let error_topic = topics.events_error();
+    let checkpoint_topic = topics.validate_checkpoints();
     loop {
         let first = tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => break,
@@ -267,8 +269,6 @@ pub async fn run(
         for (partition, next) in &next_offsets {
             let _ = offsets.add_partition_offset(&raw_topic, *partition, Offset::Offset(*next));
         }
-        let checkpoint = progress.positions.to_json();
-        let checkpoint_topic = topics.validate_checkpoints();
         // Any earlier checkpoint is still a lower bound (positions only grow), so one per
         // partition and second is enough to keep recovery scans short; each one adds partitions
         // to the transaction. The first transaction after an assignment always writes one.
@@ -283,6 +283,11 @@ pub async fn run(
                     .is_none_or(|at| at.elapsed() >= CHECKPOINT_EVERY)
             })
             .collect();
+        let checkpoint = if checkpoints.is_empty() {
+            Vec::new()
+        } else {
+            progress.positions.to_json()
+        };
         let plan = Transaction {
             outcomes: &outcomes,
             offsets: &offsets,
@@ -292,11 +297,8 @@ pub async fn run(
             checkpoint: (&checkpoint_topic, &checkpoints, &checkpoint),
         };
 
-        match transact(&producer, &consumer, plan).await {
-            Ok((tally, written)) => {
-                for (topic, partition, offset) in written {
-                    progress.positions.advance(&topic, partition, offset + 1);
-                }
+        match transact(&producer, &consumer, plan, &mut progress.positions).await {
+            Ok(tally) => {
                 let now = Instant::now();
                 for partition in &checkpoints {
                     progress.checkpointed.insert(*partition, now);
@@ -339,30 +341,18 @@ struct Transaction<'a> {
     checkpoint: (&'a str, &'a [i32], &'a [u8]),
 }
 
-/// Runs one transaction; on success, also says where each output landed.
+/// Runs one transaction; on success, `positions` learns where its outputs landed.
 async fn transact(
     producer: &FutureProducer,
     consumer: &RawConsumer,
     plan: Transaction<'_>,
-) -> Result<(Tally, Vec<(String, i32, i64)>), KafkaError> {
+    positions: &mut Positions,
+) -> Result<Tally, KafkaError> {
     producer.begin_transaction()?;
     let mut tally = Tally::default();
     let mut deliveries = Vec::with_capacity(plan.outcomes.len());
     for (raw, outcome) in plan.outcomes {
-        let position = raw_position(raw.partition(), raw.offset());
-        let lineage = |headers: &OwnedHeaders| {
-            headers
-                .clone()
-                .insert(Header {
-                    key: RAW_POSITION,
-                    value: Some(position.as_str()),
-                })
-                .insert(Header {
-                    key: VALIDATE_GROUP,
-                    value: Some(plan.group),
-                })
-        };
-        let delivery = match outcome {
+        let (topic, key, headers, value) = match outcome {
             Outcome::Valid {
                 key,
                 value,
@@ -370,13 +360,12 @@ async fn transact(
                 ..
             } => {
                 tally.valid += 1;
-                send(
-                    producer,
-                    FutureRecord::to(plan.valid_topic)
-                        .key(key.as_bytes())
-                        .payload(value.as_slice())
-                        .headers(lineage(headers)),
-                )?
+                (
+                    plan.valid_topic,
+                    key,
+                    headers,
+                    Cow::Borrowed(value.as_slice()),
+                )
             }
             Outcome::Invalid {
                 key,
@@ -385,19 +374,27 @@ async fn transact(
             } => {
                 tally.invalid += 1;
                 let value = serde_json::to_vec(record).unwrap_or_default();
-                send(
-                    producer,
-                    FutureRecord::to(plan.error_topic)
-                        .key(key.as_bytes())
-                        .payload(value.as_slice())
-                        .headers(lineage(headers)),
-                )?
+                (plan.error_topic, key, headers, Cow::Owned(value))
             }
         };
-        let topic = match outcome {
-            Outcome::Valid { .. } => plan.valid_topic,
-            Outcome::Invalid { .. } => plan.error_topic,
-        };
+        let position = raw_position(raw.partition(), raw.offset());
+        let headers = headers
+            .clone()
+            .insert(Header {
+                key: RAW_POSITION,
+                value: Some(position.as_str()),
+            })
+            .insert(Header {
+                key: VALIDATE_GROUP,
+                value: Some(plan.group),
+            });
+        let delivery = send(
+            producer,
+            FutureRecord::to(topic)
+                .key(key.as_bytes())
+                .payload(value.as_ref())
+                .headers(headers),
+        )?;
         deliveries.push((topic, delivery));
     }
     let (checkpoint_topic, partitions, checkpoint) = plan.checkpoint;
@@ -423,15 +420,14 @@ async fn transact(
     blocking(producer, |p| p.commit_transaction(TXN_TIMEOUT))
         .await
         .map_err(|_| KafkaError::Canceled)??;
-    let mut written = Vec::with_capacity(deliveries.len());
     for (topic, d) in deliveries {
         let (partition, offset) = delivered(d).await?;
-        written.push((topic.to_string(), partition, offset));
+        positions.advance(topic, partition, offset + 1);
     }
     for d in acks {
         delivered(d).await?;
     }
-    Ok((tally, written))
+    Ok(tally)
 }
 
 async fn delivered(d: rdkafka::producer::DeliveryFuture) -> Result<(i32, i64), KafkaError> {
@@ -450,6 +446,9 @@ async fn encode_avro(
     catalog: &CatalogView,
     avro: &AvroValues,
 ) -> Result<(), AvroValueError> {
+    // One copy of each schema per batch, not per event: the catalog's read guard cannot be held
+    // across the registry's awaits.
+    let mut schemas: HashMap<(String, u32), Option<XdmSchema>> = HashMap::new();
     for (raw, outcome) in outcomes.iter_mut() {
         let Outcome::Valid {
             value,
@@ -460,10 +459,12 @@ async fn encode_avro(
         else {
             continue;
         };
-        let schema = catalog.read().schema(schema_id, *version).cloned();
+        let schema = schemas
+            .entry((schema_id.clone(), *version))
+            .or_insert_with(|| catalog.read().schema(schema_id, *version).cloned());
         let entity: serde_json::Value = serde_json::from_slice(value).unwrap_or_default();
         let encoded = match schema {
-            Some(schema) => avro.encode(&schema, &entity).await,
+            Some(schema) => avro.encode(schema, &entity).await,
             None => Err(AvroValueError::Mapping(
                 schema_id.clone(),
                 format!("version {version} is no longer in the catalog"),
@@ -511,16 +512,9 @@ async fn prepare_checkpoints(
     topics: &Topics,
     recovery: &Arc<Recovery>,
 ) -> Result<usize, StageError> {
-    let raw = topics.ingest_raw();
     let raw_partitions = {
-        let kafka = kafka.clone();
-        let raw = raw.clone();
-        run_blocking(move || {
-            let client: BaseConsumer = kafka.admin("cdp-validate-metadata").create()?;
-            partitions_of(&client, &raw).map(|p| p.len())
-        })
-        .await?
-        .map_err(StageError::Consumer)?
+        let (r, raw) = (recovery.clone(), topics.ingest_raw());
+        run_blocking(move || r.partitions(&raw)).await??.len()
     };
     ensure_topics(
         kafka,
@@ -552,6 +546,7 @@ fn send(
     producer.send_result(record).map_err(|(e, _)| e)
 }
 
+/// Runs a blocking librdkafka call off the async threads.
 async fn run_blocking<T: Send + 'static>(
     call: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, StageError> {
@@ -560,13 +555,11 @@ async fn run_blocking<T: Send + 'static>(
         .map_err(|_| StageError::Join)
 }
 
-/// Runs a blocking librdkafka call off the async threads.
+/// Runs a blocking librdkafka producer call off the async threads.
 async fn blocking<T: Send + 'static>(
     producer: &FutureProducer,
     call: impl FnOnce(&FutureProducer) -> T + Send + 'static,
 ) -> Result<T, StageError> {
     let producer = producer.clone();
-    tokio::task::spawn_blocking(move || call(&producer))
-        .await
-        .map_err(|_| StageError::Join)
+    run_blocking(move || call(&producer)).await
 }

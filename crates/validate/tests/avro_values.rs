@@ -55,6 +55,17 @@ fn _encode_is_send<'a>(
     values.encode(schema, entity)
 }
 
+/// A broker, the schemas log on it, and an encoder for the default events.valid topic.
+async fn started() -> (Broker, Topics, SchemaLog, AvroValues) {
+    let broker = Broker::start();
+    let topics = Topics::default();
+    let log = SchemaLog::start(&broker.kafka(), &topics)
+        .await
+        .expect("schemas log");
+    let values = AvroValues::new(log.clone(), topics.events_valid());
+    (broker, topics, log, values)
+}
+
 /// Splits a Confluent wire-format message into its schema id and datum.
 fn wire(bytes: &[u8]) -> (u32, &[u8]) {
     assert_eq!(bytes[0], 0, "magic byte");
@@ -64,12 +75,7 @@ fn wire(bytes: &[u8]) -> (u32, &[u8]) {
 
 #[tokio::test]
 async fn registers_encodes_and_decodes_back() {
-    let broker = Broker::start();
-    let topics = Topics::default();
-    let log = SchemaLog::start(&broker.kafka(), &topics)
-        .await
-        .expect("schemas log");
-    let values = AvroValues::new(log.clone(), topics.events_valid());
+    let (_broker, topics, log, values) = started().await;
     let schema = schema();
     // `quantity` is left out (optional), `channel` is undeclared in an open object.
     let entity = json!({
@@ -131,12 +137,7 @@ async fn registers_encodes_and_decodes_back() {
 
 #[tokio::test]
 async fn versions_of_one_xdm_schema_share_a_subject_and_others_do_not() {
-    let broker = Broker::start();
-    let topics = Topics::default();
-    let log = SchemaLog::start(&broker.kafka(), &topics)
-        .await
-        .expect("schemas log");
-    let values = AvroValues::new(log.clone(), topics.events_valid());
+    let (_broker, topics, log, values) = started().await;
     let v1 = schema();
     let mut v2 = schema();
     v2.version = 2;
