@@ -1,7 +1,7 @@
 //! One configuration document for every stage: `cdp.toml` (or `--config`), overridden by
 //! `CDP_SECTION__KEY` environment variables.
 
-use cdp_contract::{KafkaSettings, Topics};
+use cdp_contract::{IdentitySettings, KafkaSettings, Topics};
 use cdp_control::{AuthSettings, ControlSettings};
 use cdp_edge::EdgeSettings;
 use cdp_lake::LakeSettings;
@@ -16,6 +16,7 @@ pub struct CdpConfig {
     pub edge: EdgeSettings,
     pub control: ControlSettings,
     pub auth: AuthSettings,
+    pub identity: IdentitySettings,
     pub validate: ValidateSettings,
     pub lake: LakeSettings,
 }

@@ -199,6 +199,7 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             topics,
             catalog.clone(),
             tokens,
+            &config.identity,
         )?;
         let router = cdp_edge::router(state);
         let (addr, task) = serve("edge", &config.edge.listen, router, shutdown_rx.clone()).await?;
@@ -206,14 +207,17 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         running.tasks.push(task);
     }
     if stages.validate {
-        let (kafka, topics, settings) = (
+        let (kafka, topics, settings, identity) = (
             config.kafka.clone(),
             config.topics.clone(),
             config.validate.clone(),
+            config.identity.namespaces.clone(),
         );
         let (view, stop) = (catalog.clone(), shutdown_rx.clone());
         running.tasks.push(tokio::spawn(async move {
-            if let Err(e) = cdp_validate::stage::run(&kafka, &topics, &settings, view, stop).await {
+            if let Err(e) =
+                cdp_validate::stage::run(&kafka, &topics, &settings, &identity, view, stop).await
+            {
                 tracing::error!(error = %e, "validate stage stopped");
             }
         }));

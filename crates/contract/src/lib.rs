@@ -10,12 +10,15 @@ pub mod admin;
 pub mod config;
 pub mod envelope;
 pub mod follower;
+pub mod identity;
 pub mod kafka;
+pub mod prometheus;
 pub mod quarantine;
 pub mod telemetry;
 pub mod topics;
 
 pub use config::{ConfigError, Settings};
 pub use envelope::RawHeaders;
+pub use identity::IdentitySettings;
 pub use kafka::KafkaSettings;
 pub use topics::Topics;

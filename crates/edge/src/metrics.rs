@@ -1,32 +1,16 @@
 //! Prometheus metrics of the edge: requests by route and status, messages accepted and
 //! rejected, bytes received, and broker acknowledgement latency.
 
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusHandle;
 
-const LATENCY_BUCKETS: &[f64] = &[
-    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
-];
-
-static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
-
-/// The process-wide recorder; installed on first use. `None` if another recorder was already
-/// installed by the embedding program.
+/// The process-wide recorder (shared with every stage in the process).
 pub fn handle() -> Option<&'static PrometheusHandle> {
-    HANDLE
-        .get_or_init(|| {
-            PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
-                .ok()?
-                .install_recorder()
-                .ok()
-        })
-        .as_ref()
+    cdp_contract::prometheus::handle()
 }
 
 pub async fn track_requests(req: Request, next: Next) -> Response {

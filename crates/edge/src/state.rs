@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use cdp_contract::{KafkaSettings, Topics};
+use cdp_contract::{IdentitySettings, KafkaSettings, Topics};
 use cdp_control::http::Problem;
 use cdp_control::tokens::Tokens;
 use cdp_control::CatalogView;
@@ -16,7 +16,7 @@ use crate::produce::{ProduceError, RawProducer};
 use crate::throttle::{retry_after_secs, Throttle};
 use crate::EdgeSettings;
 use cdp_contract::quarantine::Violation;
-use cdp_validate::{SchemaValidators, ValidateSettings};
+use cdp_xdm::SchemaValidators;
 
 #[derive(Clone)]
 pub struct EdgeState {
@@ -42,6 +42,7 @@ impl EdgeState {
         topics: &Topics,
         catalog: CatalogView,
         tokens: Tokens,
+        identity: &IdentitySettings,
     ) -> Result<Self, ProduceError> {
         let producer = RawProducer::new(
             kafka,
@@ -59,7 +60,7 @@ impl EdgeState {
                 throttle: Throttle::default(),
                 ids: IdGenerator::new(),
                 validators: SchemaValidators::default(),
-                namespace_order: ValidateSettings::default().identity_namespaces,
+                namespace_order: identity.namespaces.clone(),
             }),
         })
     }

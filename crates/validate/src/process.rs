@@ -10,9 +10,7 @@ use cdp_control::ValueFormat;
 use rdkafka::message::{Header, OwnedHeaders};
 use serde_json::Value;
 
-use crate::checks::{target, MessageRefs};
-use crate::keying::partition_key;
-use crate::SchemaValidators;
+use cdp_xdm::{partition_key, target, MessageRefs, SchemaValidators};
 
 /// A raw event as read from the topic.
 pub struct RawInput<'a> {
@@ -21,7 +19,7 @@ pub struct RawInput<'a> {
     pub headers: Option<RawHeaders>,
 }
 
-pub enum Outcome {
+pub enum Verdict {
     Valid {
         key: String,
         /// The entity as JSON; for [`Encoding::Avro`] the stage still has to encode it.
@@ -33,7 +31,38 @@ pub enum Outcome {
         key: String,
         record: Box<ErrorRecord>,
         headers: OwnedHeaders,
+        reason: Reason,
     },
+}
+
+/// Why an event was quarantined, as a short bounded label for metrics (the record itself
+/// carries every violation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Not written by the edge: no provenance headers.
+    NoHeaders,
+    /// Its stream was deleted in the meantime.
+    UnknownStream,
+    NotJson,
+    /// No dataset, an unknown dataset, or a schema that is not the dataset's.
+    Target,
+    /// The body does not match the XDM schema.
+    Schema,
+    /// Valid, but not writable in the dataset's format (e.g. Avro refused it).
+    Encoding,
+}
+
+impl Reason {
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::NoHeaders => "no_headers",
+            Reason::UnknownStream => "unknown_stream",
+            Reason::NotJson => "not_json",
+            Reason::Target => "target",
+            Reason::Schema => "schema",
+            Reason::Encoding => "encoding",
+        }
+    }
 }
 
 /// The value format a valid event's dataset asks for.
@@ -60,7 +89,7 @@ pub fn process(
     catalog: &CatalogState,
     validators: &SchemaValidators,
     namespace_order: &[String],
-) -> Outcome {
+) -> Verdict {
     let raw_key = input
         .key
         .map(|k| String::from_utf8_lossy(k).into_owned())
@@ -73,11 +102,19 @@ pub fn process(
     let Some(raw) = &input.headers else {
         return invalid_without_headers(raw_key, original());
     };
-    let reject = |dataset_id: Option<String>, violations: Vec<Violation>| {
-        quarantined(raw_key.clone(), raw, dataset_id, violations, original())
+    let reject = |reason: Reason, dataset_id: Option<String>, violations: Vec<Violation>| {
+        quarantined(
+            reason,
+            raw_key.clone(),
+            raw,
+            dataset_id,
+            violations,
+            original(),
+        )
     };
     let Some(stream) = catalog.streams.get(&raw.stream_id) else {
         return reject(
+            Reason::UnknownStream,
             None,
             violation(format!("stream {} no longer exists", raw.stream_id)),
         );
@@ -86,6 +123,7 @@ pub fn process(
         Ok(v) => v,
         Err(e) => {
             return reject(
+                Reason::NotJson,
                 stream.dataset_id.clone(),
                 violation(format!("payload is not JSON: {e}")),
             )
@@ -109,12 +147,21 @@ pub fn process(
         .or_else(|| stream.dataset_id.clone());
     let target = match target(catalog, stream, refs) {
         Ok(t) => t,
-        Err(e) => return reject(dataset_hint, violation(e.detail())),
+        Err(e) => return reject(Reason::Target, dataset_hint, violation(e.detail())),
     };
     if let Err(violations) = validators.validate(target.schema, entity) {
-        return reject(Some(target.dataset.id.clone()), violations);
+        return reject(Reason::Schema, Some(target.dataset.id.clone()), violations);
     }
-    let value = serde_json::to_vec(entity).unwrap_or_default();
+    let value = match serde_json::to_vec(entity) {
+        Ok(v) => v,
+        Err(e) => {
+            return reject(
+                Reason::Encoding,
+                Some(target.dataset.id.clone()),
+                violation(format!("the entity cannot be written as JSON: {e}")),
+            )
+        }
+    };
     let entity_text = std::str::from_utf8(&value).ok();
     let version = target.schema.version.to_string();
     let (encoding, format) = match target.dataset.format {
@@ -127,7 +174,7 @@ pub fn process(
             "avro",
         ),
     };
-    Outcome::Valid {
+    Verdict::Valid {
         key: partition_key(entity_text, namespace_order, &raw_key),
         headers: raw
             .to_kafka()
@@ -142,7 +189,7 @@ pub fn process(
 
 /// The error outcome for an event that passed validation but cannot be written in its
 /// dataset's format (e.g. its Avro schema was refused by the registry).
-pub fn refuse(input: &RawInput<'_>, dataset_id: &str, reason: String) -> Outcome {
+pub fn refuse(input: &RawInput<'_>, dataset_id: &str, reason: String) -> Verdict {
     let key = input
         .key
         .map(|k| String::from_utf8_lossy(k).into_owned())
@@ -151,6 +198,7 @@ pub fn refuse(input: &RawInput<'_>, dataset_id: &str, reason: String) -> Outcome
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(input.payload).into_owned()));
     match &input.headers {
         Some(raw) => quarantined(
+            Reason::Encoding,
             key,
             raw,
             Some(dataset_id.to_string()),
@@ -162,14 +210,16 @@ pub fn refuse(input: &RawInput<'_>, dataset_id: &str, reason: String) -> Outcome
 }
 
 fn quarantined(
+    reason: Reason,
     key: String,
     raw: &RawHeaders,
     dataset_id: Option<String>,
     violations: Vec<Violation>,
     payload: Value,
-) -> Outcome {
-    Outcome::Invalid {
+) -> Verdict {
+    Verdict::Invalid {
         key,
+        reason,
         headers: with_dataset(raw.to_kafka(), dataset_id.as_deref()),
         record: Box::new(ErrorRecord {
             batch_id: raw.batch_id.clone(),
@@ -201,9 +251,10 @@ fn with_dataset(headers: OwnedHeaders, dataset_id: Option<&str>) -> OwnedHeaders
 }
 
 /// A message on the raw topic that did not come from the edge: kept, with what is known.
-fn invalid_without_headers(key: String, payload: Value) -> Outcome {
-    Outcome::Invalid {
+fn invalid_without_headers(key: String, payload: Value) -> Verdict {
+    Verdict::Invalid {
         key,
+        reason: Reason::NoHeaders,
         headers: OwnedHeaders::new(),
         record: Box::new(ErrorRecord {
             batch_id: String::new(),

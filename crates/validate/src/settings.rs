@@ -1,5 +1,7 @@
-//! The validate stage's configuration (`[validate]` in the configuration file).
+//! The validate stage's configuration (`[validate]` in the configuration file). Identity
+//! namespaces for keying are the shared `[identity]` section, read by the edge too.
 
+use cdp_stage::RuntimeSettings;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -11,41 +13,41 @@ pub struct ValidateSettings {
     /// fences its predecessor and aborts its open transaction at once. Must differ between
     /// instances running at the same time; default: the host name.
     pub instance_id: Option<String>,
-    /// Most raw events handled in one transaction.
+    /// Most raw events handed to validation at once.
     pub max_batch: usize,
-    /// How long a transaction waits for more events once it has one.
+    /// How long a batch waits for more events once it has one.
     pub max_wait_ms: u64,
-    /// Identity namespaces, in order, used for the key of valid events when no identity is
-    /// marked primary.
-    pub identity_namespaces: Vec<String>,
+    /// Under load, a transaction carries everything read during this interval; when the raw
+    /// topic runs dry it commits at once.
+    pub commit_interval_ms: u64,
+    /// A transaction commits early once it carries this many raw events.
+    pub max_transaction_records: usize,
     /// Partitions of events.valid / events.error when the stage creates them.
     pub partitions: i32,
 }
 
 impl Default for ValidateSettings {
     fn default() -> Self {
+        let runtime = RuntimeSettings::default();
         Self {
             group_id: "cdp-validate".to_string(),
             instance_id: None,
-            max_batch: 1000,
-            max_wait_ms: 20,
-            identity_namespaces: ["ECID", "CRMID", "Email", "Phone"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            max_batch: runtime.max_batch,
+            max_wait_ms: runtime.max_wait_ms,
+            commit_interval_ms: runtime.commit_interval_ms,
+            max_transaction_records: runtime.max_transaction_records,
             partitions: 6,
         }
     }
 }
 
 impl ValidateSettings {
-    pub fn instance(&self) -> String {
-        self.instance_id.clone().unwrap_or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_string())
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| "0".to_string())
-        })
+    pub fn runtime(&self) -> RuntimeSettings {
+        RuntimeSettings {
+            max_batch: self.max_batch,
+            max_wait_ms: self.max_wait_ms,
+            commit_interval_ms: self.commit_interval_ms,
+            max_transaction_records: self.max_transaction_records,
+        }
     }
 }

@@ -10,7 +10,8 @@ use cdp_contract::admin::{ensure_topics, TopicSpec};
 use cdp_contract::envelope::Source;
 use cdp_contract::{KafkaSettings, RawHeaders, Topics};
 use cdp_control::CatalogView;
-use cdp_validate::{SchemaValidators, ValidateSettings};
+use cdp_validate::ValidateSettings;
+use cdp_xdm::SchemaValidators;
 use clap::Args;
 use futures::StreamExt;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -235,7 +236,8 @@ async fn stage_run(
         let (kafka, topics, view, stop) =
             (kafka.clone(), topics.clone(), view.clone(), stop_rx.clone());
         tasks.push(tokio::spawn(async move {
-            cdp_validate::stage::run(&kafka, &topics, &settings, view, stop).await
+            let identity = cdp_contract::IdentitySettings::default().namespaces;
+            cdp_validate::stage::run(&kafka, &topics, &settings, &identity, view, stop).await
         }));
     }
     let mut first: Option<(Instant, i64)> = None;

@@ -19,7 +19,7 @@ use crate::body::read_limited;
 use crate::ids::xaction_id;
 use crate::produce::{Destination, RawEvent};
 use crate::state::{EdgeError, EdgeState};
-use cdp_validate::keying::partition_key;
+use cdp_xdm::partition_key;
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -1,18 +1,20 @@
-//! Recovery: which raw events already have their output, so that a restarted or rewound
-//! instance does not write them twice.
+//! Recovery: which input records already have their output, so that a restarted or rewound
+//! instance does not write them twice. Part of the runtime, so every transactional stage has it.
 //!
 //! Kafka transactions already make aborted output invisible to read_committed readers; this
 //! module is the second half of exactly-once for brokers that do not (the tansu build the tests
 //! run on shows aborted records: see crates/test-support/tests/broker_transactions.rs). Before an
-//! instance processes a raw partition it has just been given (or has rewound after an abort), it
-//! reads the outputs written since that partition's last checkpoint and collects the raw
-//! positions (`cdp-raw-position` header) at or after the committed offset. Those raw events are
-//! then skipped, their offsets committed with the next transaction. On a broker that hides
-//! aborted records the scan simply finds nothing and everything uncommitted is processed again.
+//! instance processes an input partition it has just been given (or has rewound after an
+//! abort), it reads the outputs written since that partition's last checkpoint and collects the
+//! input positions (the stage's [`Lineage`] position header, e.g. `cdp-raw-position`) at or
+//! after the committed offset. Those input records are then skipped, their offsets committed
+//! with the next transaction. On a broker that hides aborted records the scan simply finds
+//! nothing and everything uncommitted is processed again.
 //!
-//! A checkpoint is a record on `<ns>.validate.checkpoints` (compacted; partition = raw
-//! partition, key = consumer group), written inside a transaction with outputs of that raw
-//! partition: the first after an assignment, then at most once a second. Its positions are a
+//! A checkpoint is a record on the stage's checkpoint topic (e.g. `<ns>.validate.checkpoints`;
+//! compacted; partition = input partition, key = consumer group), written inside a transaction
+//! with outputs of that input partition: the first after an assignment, then at most once a
+//! second. Its positions are a
 //! lower bound for the offsets of that transaction's outputs and of anything produced after it
 //! (positions only grow, so an older checkpoint stays a valid bound), so a scan reads about a
 //! second's worth of output, not the topic.
@@ -22,8 +24,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use cdp_contract::admin::partitions_of;
-use cdp_contract::envelope::{RAW_POSITION, VALIDATE_GROUP};
-use cdp_contract::{KafkaSettings, Topics};
+use cdp_contract::KafkaSettings;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
@@ -80,11 +81,29 @@ impl Positions {
     }
 
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        // A map of strings to maps of integers always serializes; an empty checkpoint would
+        // only make a later scan start from the beginning of the outputs.
+        serde_json::to_vec(self).unwrap_or_else(|_| b"{}".to_vec())
     }
 }
 
-/// `partition:offset`, the value of the `cdp-raw-position` header.
+/// Which headers carry an output's lineage: the input position it came from
+/// (`partition:offset`) and the consumer group (pipeline) that wrote it. Recovery reads both.
+#[derive(Debug, Clone, Copy)]
+pub struct Lineage {
+    pub position: &'static str,
+    pub group: &'static str,
+}
+
+impl Lineage {
+    /// The headers of stages that do not have names of their own for them.
+    pub const INPUT: Lineage = Lineage {
+        position: "cdp-input-position",
+        group: "cdp-stage-group",
+    };
+}
+
+/// `partition:offset`, the value of a lineage position header.
 pub fn raw_position(partition: i32, offset: i64) -> String {
     format!("{partition}:{offset}")
 }
@@ -111,6 +130,7 @@ impl ConsumerContext for QuietEof {}
 
 pub struct Recovery {
     reader: BaseConsumer<QuietEof>,
+    lineage: Lineage,
     /// Only this group's checkpoints and outputs count: another pipeline writing the same
     /// topics (a re-run, a benchmark) is not this one's progress.
     group: String,
@@ -120,14 +140,17 @@ pub struct Recovery {
 }
 
 impl Recovery {
+    /// A reader for one stage: its `group`, checkpoint topic and output topics.
     pub fn new(
         kafka: &KafkaSettings,
-        topics: &Topics,
+        client_id: &str,
         group: &str,
-        instance: &str,
+        lineage: Lineage,
+        checkpoints: String,
+        outputs: Vec<String>,
         timeout: Duration,
     ) -> Result<Self, RecoveryError> {
-        let mut config = kafka.reader(&format!("cdp-validate-recovery-{instance}"));
+        let mut config = kafka.reader(client_id);
         // The end of a partition for a read_committed reader is its last stable offset. Reads
         // end there, so the broker should answer an empty fetch at once, not after 500 ms.
         config
@@ -137,9 +160,10 @@ impl Recovery {
             reader: config
                 .create_with_context(QuietEof)
                 .map_err(RecoveryError::Client)?,
+            lineage,
             group: group.to_string(),
-            checkpoints: topics.validate_checkpoints(),
-            outputs: vec![topics.events_valid(), topics.events_error()],
+            checkpoints,
+            outputs,
             timeout,
         })
     }
@@ -179,7 +203,7 @@ impl Recovery {
         Ok(self.partitions(&self.checkpoints)?.len())
     }
 
-    /// For each raw partition, the raw offsets at or after `from[partition]` whose output is
+    /// For each input partition, the input offsets at or after `from[partition]` whose output is
     /// already on an output topic.
     pub fn emitted(
         &self,
@@ -224,10 +248,11 @@ impl Recovery {
                     .and_then(|h| h.iter().find(|h| h.key == name))
                     .and_then(|h| h.value)
             };
-            if header(VALIDATE_GROUP) != Some(self.group.as_bytes()) {
+            if header(self.lineage.group) != Some(self.group.as_bytes()) {
                 return;
             }
-            let Some((partition, offset)) = header(RAW_POSITION).and_then(parse_raw_position)
+            let Some((partition, offset)) =
+                header(self.lineage.position).and_then(parse_raw_position)
             else {
                 return;
             };
@@ -236,6 +261,21 @@ impl Recovery {
             }
         })?;
         Ok(found)
+    }
+
+    /// Reads a whole partition as a read_committed reader sees it (a changelog, to restore
+    /// state from).
+    pub(crate) fn read_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        each: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
+    ) -> Result<(), RecoveryError> {
+        let (low, high) = self.watermarks(topic, partition)?;
+        if high <= low {
+            return Ok(());
+        }
+        self.read(&[(topic.to_string(), partition, low, high)], each)
     }
 
     fn last_checkpoint(&self, partition: i32) -> Result<Option<Positions>, RecoveryError> {

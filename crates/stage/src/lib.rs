@@ -1,0 +1,30 @@
+//! The stage runtime: the consume → process → produce/commit loop, written once, that every
+//! consumer stage runs on. A stage supplies a [`Processor`] (`process(batch) → outputs`, plus
+//! state changes and timers through its [`Context`]); the runtime owns the rest:
+//!
+//! - batching by count and time, with rebalance epochs ([`consumer`]);
+//! - Kafka transactions by commit interval (begin → produce → send offsets → commit; abort →
+//!   rewind → forget recovery; fatal errors told apart) ([`runtime`]);
+//! - recovery for brokers that show aborted records ([`recovery`]);
+//! - keyed state per input partition restored from a compacted changelog, written in the same
+//!   transaction as the outputs, and wall-clock timers that fire on idle partitions ([`state`]);
+//! - metrics (`cdp_<stage>_…`) and `/healthz`, `/readyz`, `/metrics` ([`metrics`], [`health`]).
+//!
+//! The lake, which commits files rather than transactions, uses the consumer, batching and
+//! metrics without the transactional loop.
+
+pub mod consumer;
+pub mod health;
+pub mod metrics;
+pub mod processor;
+pub mod recovery;
+pub mod runtime;
+pub mod settings;
+pub mod state;
+
+pub use consumer::{Span, StageConsumer};
+pub use metrics::StageMetrics;
+pub use processor::{Cause, Context, Output, ProcessError, Processor, Timer};
+pub use recovery::{Lineage, Positions, Recovery, RecoveryError};
+pub use runtime::{run, StageError, StageSpec};
+pub use settings::{instance_id, InstanceError, RuntimeSettings};

@@ -1,0 +1,801 @@
+//! The loop every transactional stage runs: read a batch (by count and time) → recovery check
+//! → process → produce into the open transaction → commit by interval (or at once when the
+//! input runs dry) with the input offsets, the changelog and the checkpoints. Aborts rewind the
+//! input, forget what recovery learnt and restore the touched state from its changelog.
+//! Rebalances abort whatever is uncommitted: the partitions' next owner (possibly this instance
+//! again) starts from the committed offsets.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cdp_contract::admin::{ensure_topics, AdminError, TopicSpec};
+use cdp_contract::KafkaSettings;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedMessage};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::Message;
+use tokio::sync::watch;
+
+use crate::consumer::{Span, StageConsumer};
+use crate::health::{self, Status};
+use crate::metrics::StageMetrics;
+use crate::processor::{Cause, Context, Output, ProcessError, Processor};
+use crate::recovery::{raw_position, Lineage, Positions, Recovery, RecoveryError};
+use crate::settings::RuntimeSettings;
+use crate::state::{PartitionState, StateStore};
+
+const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often an input partition's checkpoint is renewed.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// How long the loop sleeps at most, so rebalances and timers are noticed on an idle input.
+const TICK: Duration = Duration::from_millis(250);
+/// The pause before a batch that could not be handled is read again.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// What a stage tells the runtime about itself.
+#[derive(Debug, Clone)]
+pub struct StageSpec {
+    /// Short name: metrics (`cdp_<stage>_…`), health, logs.
+    pub stage: &'static str,
+    pub group_id: String,
+    /// Makes the client ids and, with the transactional id, fences a crashed predecessor.
+    pub instance: String,
+    pub transactional_id: String,
+    /// The one input topic.
+    pub input: String,
+    /// Every topic the processor writes to; recovery reads them.
+    pub outputs: Vec<String>,
+    /// Compacted; one partition per input partition; created if missing.
+    pub checkpoints: String,
+    /// For stateful stages: the compacted changelog (one partition per input partition).
+    pub changelog: Option<String>,
+    pub lineage: Lineage,
+    pub settings: RuntimeSettings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("cannot create the {0} consumer: {1}")]
+    Consumer(&'static str, KafkaError),
+    #[error("cannot create the transactional producer: {0}")]
+    Producer(KafkaError),
+    #[error("transactions cannot start (does the broker support them?): {0}")]
+    InitTransactions(KafkaError),
+    #[error("the producer was fenced or failed fatally; another instance with the same instance_id may be running: {0}")]
+    Fatal(KafkaError),
+    #[error("the processor cannot go on: {0}")]
+    Processor(String),
+    #[error("a blocking Kafka call did not complete (the runtime is shutting down?)")]
+    Join,
+    #[error("cannot create the stage's topics: {0}")]
+    Topics(#[from] AdminError),
+    #[error(transparent)]
+    Recovery(#[from] RecoveryError),
+    #[error("the changelog {changelog} has {have} partitions but the input has {want}: state would be restored from the wrong partitions")]
+    ChangelogPartitions {
+        changelog: String,
+        have: usize,
+        want: usize,
+    },
+}
+
+/// Why a transaction cannot go on.
+enum TxnError {
+    Abortable(KafkaError),
+    Fatal(KafkaError),
+    /// The processor said it cannot go on.
+    Processor(String),
+}
+
+impl From<KafkaError> for TxnError {
+    fn from(e: KafkaError) -> Self {
+        match &e {
+            KafkaError::Transaction(t) if t.is_fatal() => TxnError::Fatal(e),
+            _ => TxnError::Abortable(e),
+        }
+    }
+}
+
+struct OpenTxn {
+    started: Instant,
+    span: Span,
+    records: usize,
+    deliveries: Vec<(String, DeliveryFuture)>,
+    checkpointed: Vec<i32>,
+}
+
+/// Runs `processor` as a stage until `shutdown` turns true (the open transaction is committed
+/// first). Reports the stage's status to [`crate::health`].
+pub async fn run<P: Processor>(
+    kafka: &KafkaSettings,
+    spec: StageSpec,
+    processor: P,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), StageError> {
+    let stage = spec.stage;
+    health::report(stage, Status::Starting);
+    let result = match Runtime::start(kafka, spec, processor).await {
+        Ok(mut rt) => rt.run(shutdown).await,
+        Err(e) => Err(e),
+    };
+    match &result {
+        Ok(()) => health::report(stage, Status::Stopped),
+        Err(e) => {
+            tracing::error!(stage, error = %e, "stage failed");
+            health::report(stage, Status::Failed);
+        }
+    }
+    result
+}
+
+struct Runtime<P> {
+    spec: StageSpec,
+    processor: P,
+    consumer: StageConsumer,
+    producer: FutureProducer,
+    recovery: Arc<Recovery>,
+    metrics: StageMetrics,
+    checkpoint_partitions: usize,
+    /// Lower bounds of where this instance's next outputs land, written as checkpoints.
+    positions: Positions,
+    /// Input partitions checked since the last rebalance or abort, with the input offsets
+    /// whose output is already on the topics.
+    recovered: HashMap<i32, HashSet<i64>>,
+    /// When this instance's checkpoint of an input partition last committed.
+    checkpointed: HashMap<i32, Instant>,
+    epoch: u64,
+    state: Option<StateStore>,
+    /// State must be (re)loaded for the assigned partitions that lack it.
+    restore: bool,
+    txn: Option<OpenTxn>,
+}
+
+impl<P: Processor> Runtime<P> {
+    async fn start(
+        kafka: &KafkaSettings,
+        spec: StageSpec,
+        processor: P,
+    ) -> Result<Self, StageError> {
+        let metrics = StageMetrics::new(spec.stage);
+        let client = format!("cdp-{}-{}", spec.stage, spec.instance);
+        let consumer = StageConsumer::new(kafka, &client, &spec.group_id, metrics.clone())
+            .map_err(|e| StageError::Consumer(spec.stage, e))?;
+        let mut config = kafka.transactional_producer(&client, &spec.transactional_id);
+        // A crashed instance's open transaction blocks read_committed readers until it times
+        // out (or the restarted instance fences it), so keep the timeout short.
+        config
+            .set("transaction.timeout.ms", "20000")
+            .set("message.timeout.ms", "20000");
+        let producer: FutureProducer = config.create().map_err(StageError::Producer)?;
+        blocking(&producer, |p| p.init_transactions(TXN_TIMEOUT))
+            .await?
+            .map_err(StageError::InitTransactions)?;
+        let mut outputs = spec.outputs.clone();
+        outputs.extend(spec.changelog.clone());
+        let recovery = Arc::new(Recovery::new(
+            kafka,
+            &format!("{client}-recovery"),
+            &spec.group_id,
+            spec.lineage,
+            spec.checkpoints.clone(),
+            outputs,
+            TXN_TIMEOUT,
+        )?);
+        let checkpoint_partitions = prepare_topics(kafka, &spec, &recovery).await?;
+        let positions = {
+            let r = recovery.clone();
+            run_blocking(move || r.output_ends()).await??
+        };
+        consumer
+            .subscribe(&[spec.input.as_str()])
+            .map_err(|e| StageError::Consumer(spec.stage, e))?;
+        let epoch = consumer.epoch();
+        Ok(Self {
+            state: spec.changelog.clone().map(StateStore::new),
+            spec,
+            processor,
+            consumer,
+            producer,
+            recovery,
+            metrics,
+            checkpoint_partitions,
+            positions,
+            recovered: HashMap::new(),
+            checkpointed: HashMap::new(),
+            epoch,
+            restore: true,
+            txn: None,
+        })
+    }
+
+    async fn run(&mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), StageError> {
+        tracing::info!(
+            stage = self.spec.stage,
+            instance = %self.spec.instance,
+            group = %self.spec.group_id,
+            topic = %self.spec.input,
+            "stage consuming"
+        );
+        health::report(self.spec.stage, Status::Ready);
+        loop {
+            let wake = self.next_wake();
+            let first = tokio::select! {
+                _ = shutdown.wait_for(|stop| *stop) => break,
+                m = self.consumer.recv() => Some(m),
+                _ = tokio::time::sleep_until(wake.into()) => None,
+            };
+            let mut batch = Vec::new();
+            let mut full = false;
+            match first {
+                Some(Ok(m)) => {
+                    batch.push(m);
+                    full = self.fill(&mut batch).await;
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(stage = self.spec.stage, error = %e, "input read failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                None => {}
+            }
+            if self.consumer.epoch() != self.epoch {
+                self.on_rebalance(&batch).await?;
+                continue;
+            }
+            if let Err(e) = self.restore_state().await {
+                tracing::warn!(stage = self.spec.stage, error = %e, "cannot restore state; reading again");
+                self.retry_later(&Span::of(&batch)).await;
+                continue;
+            }
+            if !batch.is_empty() {
+                if let Err(e) = self.handle(batch).await {
+                    self.fail(e).await?;
+                    continue;
+                }
+            }
+            if let Err(e) = self.fire_timers().await {
+                self.fail(e).await?;
+                continue;
+            }
+            if self.commit_due(!full) {
+                if let Err(e) = self.commit().await {
+                    self.fail(e).await?;
+                }
+            }
+        }
+        if self.txn.is_some() {
+            if let Err(e) = self.commit().await {
+                self.fail(e).await?;
+            }
+        }
+        tracing::info!(stage = self.spec.stage, "stage stopped");
+        Ok(())
+    }
+
+    /// Reads until the batch is full or `max_wait_ms` passed; true when it is full (the input
+    /// has more).
+    async fn fill(&self, batch: &mut Vec<OwnedMessage>) -> bool {
+        let settings = &self.spec.settings;
+        let deadline = Instant::now() + Duration::from_millis(settings.max_wait_ms);
+        while batch.len() < settings.max_batch {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.consumer.recv()).await {
+                Ok(Ok(m)) => batch.push(m),
+                Ok(Err(e)) => {
+                    tracing::warn!(stage = self.spec.stage, error = %e, "input read failed");
+                    return false;
+                }
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    fn next_wake(&self) -> Instant {
+        let now = Instant::now();
+        let mut wake = now + TICK;
+        if let Some(txn) = &self.txn {
+            wake = wake.min(txn.started + self.commit_interval());
+        }
+        if let Some(due) = self.state.as_ref().and_then(StateStore::next_due) {
+            let wait = u64::try_from(due - now_ms()).unwrap_or(0);
+            wake = wake.min(now + Duration::from_millis(wait));
+        }
+        wake
+    }
+
+    fn commit_interval(&self) -> Duration {
+        Duration::from_millis(self.spec.settings.commit_interval_ms)
+    }
+
+    fn commit_due(&self, input_idle: bool) -> bool {
+        self.txn.as_ref().is_some_and(|t| {
+            input_idle
+                || t.records >= self.spec.settings.max_transaction_records
+                || t.started.elapsed() >= self.commit_interval()
+        })
+    }
+
+    /// A rebalance: everything uncommitted is given up and read again by whoever owns the
+    /// partitions now, from the committed offsets.
+    async fn on_rebalance(&mut self, batch: &[OwnedMessage]) -> Result<(), StageError> {
+        self.epoch = self.consumer.epoch();
+        let mut span = Span::of(batch);
+        if let Some(txn) = self.txn.take() {
+            span.merge(&txn.span);
+            self.abort_open(txn.records).await?;
+        }
+        if !span.is_empty() {
+            tracing::info!(
+                stage = self.spec.stage,
+                partitions = ?span.parts.keys().collect::<Vec<_>>(),
+                "rebalance: uncommitted records are read again from the committed offsets"
+            );
+            self.consumer.rewind(&self.spec.input, span.firsts()).await;
+        }
+        self.recovered.clear();
+        self.checkpointed.clear();
+        if let Some(state) = &mut self.state {
+            for p in span.parts.keys() {
+                state.drop_partition(*p);
+            }
+        }
+        self.restore = true;
+        Ok(())
+    }
+
+    /// Loads the state of assigned input partitions that lack it, and forgets the others.
+    async fn restore_state(&mut self) -> Result<(), StageError> {
+        if !self.restore {
+            return Ok(());
+        }
+        let Some(state) = &mut self.state else {
+            self.restore = false;
+            return Ok(());
+        };
+        let assigned: HashSet<i32> = match self.consumer.assignment() {
+            Ok(a) => a
+                .into_iter()
+                .filter(|(t, _)| *t == self.spec.input)
+                .map(|(_, p)| p)
+                .collect(),
+            Err(e) => return Err(StageError::Consumer(self.spec.stage, e)),
+        };
+        for p in state.partitions() {
+            if !assigned.contains(&p) {
+                state.drop_partition(p);
+            }
+        }
+        for p in assigned {
+            if state.has(p) {
+                continue;
+            }
+            let (r, changelog) = (self.recovery.clone(), state.changelog().to_string());
+            let started = Instant::now();
+            let loaded = run_blocking(move || PartitionState::load(&r, &changelog, p)).await??;
+            tracing::info!(
+                stage = self.spec.stage,
+                partition = p,
+                keys = loaded.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "state restored from the changelog"
+            );
+            state.install(p, loaded);
+        }
+        self.restore = false;
+        Ok(())
+    }
+
+    /// Recovery check, processing and producing of one batch, in the open transaction.
+    async fn handle(&mut self, batch: Vec<OwnedMessage>) -> Result<(), TxnError> {
+        let span = Span::of(&batch);
+        let unchecked: HashMap<i32, i64> = span
+            .firsts()
+            .into_iter()
+            .filter(|(p, _)| !self.recovered.contains_key(p))
+            .collect();
+        if !unchecked.is_empty() {
+            let (r, from) = (self.recovery.clone(), unchecked.clone());
+            let started = Instant::now();
+            match run_blocking(move || r.emitted(&from)).await {
+                Ok(Ok(mut found)) => {
+                    tracing::debug!(
+                        stage = self.spec.stage,
+                        partitions = ?unchecked.keys().collect::<Vec<_>>(),
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "recovery: read the outputs since the partitions' checkpoints"
+                    );
+                    for partition in unchecked.keys() {
+                        let done = found.remove(partition).unwrap_or_default();
+                        if !done.is_empty() {
+                            tracing::info!(
+                                stage = self.spec.stage,
+                                partition,
+                                records = done.len(),
+                                "recovery: these input records already have their output; skipping them"
+                            );
+                        }
+                        self.recovered.insert(*partition, done);
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(stage = self.spec.stage, error = %e, "recovery failed; reading the batch again");
+                    self.retry_later(&span).await;
+                    return Ok(());
+                }
+                Err(_) => return Err(TxnError::Abortable(KafkaError::Canceled)),
+            }
+        }
+        let total = batch.len();
+        let todo: Vec<OwnedMessage> = batch
+            .into_iter()
+            .filter(|m| {
+                !self
+                    .recovered
+                    .get(&m.partition())
+                    .is_some_and(|done| done.contains(&m.offset()))
+            })
+            .collect();
+        if todo.len() < total {
+            self.metrics.recovery_skipped(total - todo.len());
+        }
+        let mut ctx = Context::new(&todo, self.state.as_ref());
+        match self.processor.process(&todo, &mut ctx).await {
+            Ok(()) => {}
+            Err(ProcessError::Retry(why)) => {
+                tracing::warn!(stage = self.spec.stage, reason = %why, "batch failed; reading it again");
+                drop(ctx);
+                // What recovery found stays true, but the batch is read again from its first
+                // offsets: look again rather than trust a set made for the first reading.
+                for p in span.parts.keys() {
+                    self.recovered.remove(p);
+                }
+                self.retry_later(&span).await;
+                return Ok(());
+            }
+            Err(ProcessError::Fatal(why)) => return Err(TxnError::Processor(why)),
+        }
+        let Context {
+            outputs, overlay, ..
+        } = ctx;
+        let changes = match &mut self.state {
+            Some(state) => state.apply(overlay),
+            None => Vec::new(),
+        };
+        self.metrics.batch(total);
+        self.begin()?;
+        if let Some(txn) = &mut self.txn {
+            txn.span.merge(&span);
+            txn.records += total;
+        }
+        for (cause, output) in outputs.into_iter().chain(changes) {
+            let position = match cause {
+                Cause::Input(i) => todo.get(i).map(|m| raw_position(m.partition(), m.offset())),
+                Cause::Timer(_) => None,
+            };
+            self.send(output, position.as_deref()).await?;
+        }
+        self.checkpoints(&span).await?;
+        Ok(())
+    }
+
+    /// Fires the timers that came due, in the open transaction.
+    async fn fire_timers(&mut self) -> Result<(), TxnError> {
+        let Some(state) = &self.state else {
+            return Ok(());
+        };
+        let due = state.due(now_ms());
+        if due.is_empty() {
+            return Ok(());
+        }
+        let mut ctx = Context::new(&[], Some(state));
+        // Removed before the processor runs, so it may set the same key again.
+        for t in &due {
+            ctx.cancel_timer(Cause::Timer(t.partition), &t.key);
+        }
+        if let Err(e) = self.processor.on_timers(&due, &mut ctx).await {
+            drop(ctx);
+            if let ProcessError::Fatal(why) = e {
+                return Err(TxnError::Processor(why));
+            }
+            tracing::warn!(stage = self.spec.stage, error = %e, "timers failed; trying again");
+            tokio::time::sleep(RETRY_PAUSE).await;
+            return Ok(());
+        }
+        let Context {
+            outputs, overlay, ..
+        } = ctx;
+        let changes = match &mut self.state {
+            Some(state) => state.apply(overlay),
+            None => Vec::new(),
+        };
+        self.metrics.timers_fired(due.len());
+        self.begin()?;
+        for (_, output) in outputs.into_iter().chain(changes) {
+            self.send(output, None).await?;
+        }
+        Ok(())
+    }
+
+    fn begin(&mut self) -> Result<(), TxnError> {
+        if self.txn.is_none() {
+            self.producer.begin_transaction()?;
+            self.txn = Some(OpenTxn {
+                started: Instant::now(),
+                span: Span::default(),
+                records: 0,
+                deliveries: Vec::new(),
+                checkpointed: Vec::new(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Produces one output in the open transaction, with its lineage.
+    async fn send(&mut self, output: Output, position: Option<&str>) -> Result<(), TxnError> {
+        let mut headers = output.headers.insert(Header {
+            key: self.spec.lineage.group,
+            value: Some(self.spec.group_id.as_str()),
+        });
+        if let Some(position) = position {
+            headers = headers.insert(Header {
+                key: self.spec.lineage.position,
+                value: Some(position),
+            });
+        }
+        let mut record = FutureRecord::to(&output.topic).headers(headers);
+        if let Some(key) = &output.key {
+            record = record.key(key.as_slice());
+        }
+        if let Some(value) = &output.value {
+            record = record.payload(value.as_slice());
+        }
+        if let Some(p) = output.partition {
+            record = record.partition(p);
+        }
+        let delivery = loop {
+            match self.producer.send_result(record) {
+                Ok(d) => break d,
+                // The producer's queue is full: let it drain.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        };
+        if let Some(txn) = &mut self.txn {
+            txn.deliveries.push((output.topic, delivery));
+        }
+        Ok(())
+    }
+
+    /// Writes the positions as a checkpoint for the batch's partitions whose checkpoint is due:
+    /// the first transaction after an assignment, then at most once a second. Any earlier
+    /// checkpoint stays a lower bound (positions only grow), so that is enough to keep recovery
+    /// scans short.
+    async fn checkpoints(&mut self, span: &Span) -> Result<(), TxnError> {
+        let already: Vec<i32> = self
+            .txn
+            .as_ref()
+            .map(|t| t.checkpointed.clone())
+            .unwrap_or_default();
+        let due: Vec<i32> = span
+            .parts
+            .keys()
+            .copied()
+            .filter(|p| (*p as usize) < self.checkpoint_partitions && !already.contains(p))
+            .filter(|p| {
+                self.checkpointed
+                    .get(p)
+                    .is_none_or(|at| at.elapsed() >= CHECKPOINT_EVERY)
+            })
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let value = self.positions.to_json();
+        for p in due {
+            let output = Output {
+                topic: self.spec.checkpoints.clone(),
+                partition: Some(p),
+                key: Some(self.spec.group_id.clone().into_bytes()),
+                value: Some(value.clone()),
+                headers: rdkafka::message::OwnedHeaders::new(),
+            };
+            self.send(output, None).await?;
+            if let Some(txn) = &mut self.txn {
+                txn.checkpointed.push(p);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the input offsets and commits the open transaction.
+    async fn commit(&mut self) -> Result<(), TxnError> {
+        let Some(txn) = &self.txn else {
+            return Ok(());
+        };
+        if !txn.span.is_empty() {
+            let offsets = txn.span.commit_list(&self.spec.input)?;
+            let metadata = self
+                .consumer
+                .group_metadata()
+                .ok_or(KafkaError::ConsumerCommit(RDKafkaErrorCode::State))?;
+            blocking(&self.producer, move |p| {
+                p.send_offsets_to_transaction(&offsets, &metadata, TXN_TIMEOUT)
+            })
+            .await
+            .map_err(|_| KafkaError::Canceled)??;
+        }
+        blocking(&self.producer, |p| p.commit_transaction(TXN_TIMEOUT))
+            .await
+            .map_err(|_| KafkaError::Canceled)??;
+        let Some(txn) = self.txn.take() else {
+            return Ok(());
+        };
+        let mut written: HashMap<String, u64> = HashMap::new();
+        for (topic, d) in txn.deliveries {
+            match d.await {
+                Ok(Ok(delivery)) => {
+                    self.positions
+                        .advance(&topic, delivery.partition, delivery.offset + 1);
+                    *written.entry(topic).or_default() += 1;
+                }
+                // Committed means delivered; a report lost on the way changes no position.
+                Ok(Err((e, _))) => tracing::warn!(error = %e, "delivery report after commit"),
+                Err(_) => tracing::warn!("delivery report lost after commit"),
+            }
+        }
+        for (topic, n) in written {
+            self.metrics.records_out(&topic, n);
+        }
+        let now = Instant::now();
+        for p in txn.checkpointed {
+            self.checkpointed.insert(p, now);
+        }
+        self.metrics.committed(txn.records, txn.started.elapsed());
+        tracing::debug!(
+            stage = self.spec.stage,
+            records = txn.records,
+            "transaction committed"
+        );
+        Ok(())
+    }
+
+    /// A transaction failed: a fatal error stops the stage; otherwise it is aborted, its input
+    /// read again, what recovery learnt about it forgotten and its state restored.
+    async fn fail(&mut self, e: TxnError) -> Result<(), StageError> {
+        let error = match e {
+            TxnError::Fatal(e) => {
+                if let Some(txn) = self.txn.take() {
+                    let _ = self.abort_open(txn.records).await;
+                }
+                return Err(StageError::Fatal(e));
+            }
+            TxnError::Processor(why) => {
+                if let Some(txn) = self.txn.take() {
+                    let _ = self.abort_open(txn.records).await;
+                }
+                return Err(StageError::Processor(why));
+            }
+            TxnError::Abortable(e) => e,
+        };
+        let Some(txn) = self.txn.take() else {
+            tracing::warn!(stage = self.spec.stage, error = %error, "transaction could not start");
+            tokio::time::sleep(RETRY_PAUSE).await;
+            return Ok(());
+        };
+        tracing::warn!(stage = self.spec.stage, error = %error, records = txn.records, "transaction aborted; reading its records again");
+        self.abort_open(txn.records).await?;
+        self.consumer
+            .rewind(&self.spec.input, txn.span.firsts())
+            .await;
+        // What the aborted transaction wrote may still be visible: check again.
+        for p in txn.span.parts.keys() {
+            self.recovered.remove(p);
+            self.checkpointed.remove(p);
+            if let Some(state) = &mut self.state {
+                state.drop_partition(*p);
+            }
+        }
+        self.restore = true;
+        Ok(())
+    }
+
+    async fn abort_open(&mut self, records: usize) -> Result<(), StageError> {
+        let aborted = blocking(&self.producer, |p| p.abort_transaction(TXN_TIMEOUT)).await?;
+        self.metrics.aborted();
+        match aborted {
+            Err(KafkaError::Transaction(t)) if t.is_fatal() => {
+                Err(StageError::Fatal(KafkaError::Transaction(t)))
+            }
+            Err(e) => {
+                tracing::warn!(stage = self.spec.stage, error = %e, records, "abort failed");
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// The batch is read again after a pause; the open transaction goes on.
+    async fn retry_later(&self, span: &Span) {
+        self.consumer.rewind(&self.spec.input, span.firsts()).await;
+        tokio::time::sleep(RETRY_PAUSE).await;
+    }
+}
+
+/// Creates the checkpoint topic (and changelog) with one partition per input partition; says
+/// how many partitions the checkpoint topic has.
+async fn prepare_topics(
+    kafka: &KafkaSettings,
+    spec: &StageSpec,
+    recovery: &Arc<Recovery>,
+) -> Result<usize, StageError> {
+    let input_partitions = {
+        let (r, input) = (recovery.clone(), spec.input.clone());
+        run_blocking(move || r.partitions(&input)).await??.len()
+    };
+    let mut specs = vec![TopicSpec {
+        name: spec.checkpoints.clone(),
+        partitions: input_partitions.max(1) as i32,
+        // The newest checkpoint per input partition is all recovery reads; compaction keeps it
+        // however long a partition is idle.
+        compacted: true,
+    }];
+    if let Some(changelog) = &spec.changelog {
+        specs.push(TopicSpec {
+            name: changelog.clone(),
+            partitions: input_partitions.max(1) as i32,
+            compacted: true,
+        });
+    }
+    ensure_topics(kafka, &specs).await?;
+    if let Some(changelog) = &spec.changelog {
+        let (r, c) = (recovery.clone(), changelog.clone());
+        let have = run_blocking(move || r.partitions(&c)).await??.len();
+        if have != input_partitions {
+            return Err(StageError::ChangelogPartitions {
+                changelog: changelog.clone(),
+                have,
+                want: input_partitions,
+            });
+        }
+    }
+    let r = recovery.clone();
+    let have = run_blocking(move || r.checkpoint_partitions()).await??;
+    if have < input_partitions {
+        tracing::warn!(
+            stage = spec.stage,
+            input_partitions,
+            checkpoint_partitions = have,
+            "the checkpoint topic has fewer partitions than the input: the others rely on Kafka transactions alone (on a broker that shows aborted records, a batch in flight at a crash may then appear twice); add partitions to it"
+        );
+    }
+    Ok(have)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Runs a blocking librdkafka call off the async threads.
+async fn run_blocking<T: Send + 'static>(
+    call: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, StageError> {
+    tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|_| StageError::Join)
+}
+
+async fn blocking<T: Send + 'static>(
+    producer: &FutureProducer,
+    call: impl FnOnce(&FutureProducer) -> T + Send + 'static,
+) -> Result<T, StageError> {
+    let producer = producer.clone();
+    run_blocking(move || call(&producer)).await
+}

@@ -1,0 +1,346 @@
+//! The runtime against a real broker: recovery across a retried batch (the defect found in the
+//! validate stage's Avro-registry retry path), keyed state restored from the changelog after a
+//! restart, and wall-clock timers that fire on an idle partition and survive a restart.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cdp_contract::admin::{ensure_topics, TopicSpec};
+use cdp_contract::KafkaSettings;
+use cdp_stage::{
+    Cause, Context, Lineage, Output, ProcessError, Processor, RuntimeSettings, StageSpec, Timer,
+};
+use cdp_test_support::{Broker, Record};
+use rdkafka::message::{Header, OwnedMessage};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::Message;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+const GROUP: &str = "runtime-test";
+
+struct Names {
+    input: String,
+    output: String,
+    checkpoints: String,
+    changelog: String,
+}
+
+fn names(test: &str) -> Names {
+    let ns = cdp_test_support::unique_name(test);
+    Names {
+        input: format!("{ns}.input"),
+        output: format!("{ns}.output"),
+        checkpoints: format!("{ns}.checkpoints"),
+        changelog: format!("{ns}.changelog"),
+    }
+}
+
+fn spec(n: &Names, instance: &str, stateful: bool) -> StageSpec {
+    StageSpec {
+        stage: "runtime_test",
+        group_id: GROUP.into(),
+        instance: instance.into(),
+        transactional_id: format!("{}-{instance}", n.input),
+        input: n.input.clone(),
+        outputs: vec![n.output.clone()],
+        checkpoints: n.checkpoints.clone(),
+        changelog: stateful.then(|| n.changelog.clone()),
+        lineage: Lineage::INPUT,
+        settings: RuntimeSettings {
+            max_batch: 7,
+            ..RuntimeSettings::default()
+        },
+    }
+}
+
+async fn topics(kafka: &KafkaSettings, n: &Names) {
+    let spec = |name: &str, compacted| TopicSpec {
+        name: name.to_string(),
+        partitions: 1,
+        compacted,
+    };
+    ensure_topics(
+        kafka,
+        &[
+            spec(&n.input, false),
+            spec(&n.output, false),
+            spec(&n.checkpoints, true),
+            spec(&n.changelog, true),
+        ],
+    )
+    .await
+    .expect("topics");
+}
+
+fn start<P: Processor>(
+    kafka: &KafkaSettings,
+    spec: StageSpec,
+    processor: P,
+) -> (
+    watch::Sender<bool>,
+    JoinHandle<Result<(), cdp_stage::StageError>>,
+) {
+    let (stop, stopped) = watch::channel(false);
+    let kafka = kafka.clone();
+    let task = tokio::spawn(async move { cdp_stage::run(&kafka, spec, processor, stopped).await });
+    (stop, task)
+}
+
+async fn stop(
+    stage: (
+        watch::Sender<bool>,
+        JoinHandle<Result<(), cdp_stage::StageError>>,
+    ),
+) {
+    stage.0.send(true).expect("stop");
+    stage.1.await.expect("join").expect("stage ran");
+}
+
+/// Copies every input to the output; the first `fail_first` calls ask for a retry, as the
+/// validate stage does when the schema registry cannot be written.
+struct Copy {
+    output: String,
+    fail_first: usize,
+    calls: usize,
+}
+
+impl Processor for Copy {
+    async fn process(
+        &mut self,
+        batch: &[OwnedMessage],
+        ctx: &mut Context<'_>,
+    ) -> Result<(), ProcessError> {
+        self.calls += 1;
+        if self.calls <= self.fail_first {
+            return Err(ProcessError::Retry("the registry is away".into()));
+        }
+        for (i, m) in batch.iter().enumerate() {
+            ctx.emit(
+                Cause::Input(i),
+                Output::new(&self.output, "k", m.payload().unwrap_or_default()),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn positions(records: &[Record]) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for r in records {
+        let p = r
+            .header(Lineage::INPUT.position)
+            .expect("lineage position")
+            .to_string();
+        *seen.entry(p).or_default() += 1;
+    }
+    seen
+}
+
+/// A crashed instance left outputs for input offsets 0..10 in a transaction it never ended
+/// (tansu shows them to read_committed readers), with the partition's checkpoint. The restarted
+/// stage's first batch fails and is read again: recovery must still skip those ten, so that
+/// every input has exactly one output. (Before the fix, the set of already-written offsets was
+/// used up by the failed attempt and the retry wrote them again.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_batch_does_not_write_recovered_outputs_twice() {
+    cdp_contract::telemetry::init_for_tests();
+    let broker = Broker::start();
+    let kafka = broker.kafka();
+    let n = names("retry");
+    topics(&kafka, &n).await;
+    const INPUTS: usize = 30;
+    const ZOMBIE: usize = 10;
+    for i in 0..INPUTS {
+        broker
+            .produce(&n.input, "k", format!("e{i}").as_bytes())
+            .await;
+    }
+    let spec = spec(&n, "r", false);
+    let zombie: ThreadedProducer<DefaultProducerContext> = kafka
+        .transactional_producer("zombie", &spec.transactional_id)
+        .create()
+        .expect("zombie");
+    zombie
+        .init_transactions(Duration::from_secs(20))
+        .expect("init");
+    zombie.begin_transaction().expect("begin");
+    zombie
+        .send(
+            BaseRecord::to(&n.checkpoints)
+                .partition(0)
+                .key(GROUP)
+                .payload(&format!(r#"{{"{}":{{"0":0}}}}"#, n.output)),
+        )
+        .map_err(|(e, _)| e)
+        .expect("zombie checkpoint");
+    for i in 0..ZOMBIE {
+        let (position, value) = (format!("0:{i}"), format!("e{i}"));
+        let headers = rdkafka::message::OwnedHeaders::new()
+            .insert(Header {
+                key: Lineage::INPUT.position,
+                value: Some(position.as_str()),
+            })
+            .insert(Header {
+                key: Lineage::INPUT.group,
+                value: Some(GROUP),
+            });
+        zombie
+            .send(
+                BaseRecord::to(&n.output)
+                    .key("k")
+                    .payload(&value)
+                    .headers(headers),
+            )
+            .map_err(|(e, _)| e)
+            .expect("zombie output");
+    }
+    zombie.flush(Duration::from_secs(10)).expect("flush");
+    std::mem::forget(zombie); // dies without ending its transaction
+
+    let stage = start(
+        &kafka,
+        spec,
+        Copy {
+            output: n.output.clone(),
+            fail_first: 1,
+            calls: 0,
+        },
+    );
+    let out = broker
+        .read_committed_settle(
+            &n.output,
+            INPUTS,
+            Duration::from_secs(60),
+            Duration::from_secs(3),
+        )
+        .await;
+    stop(stage).await;
+    let seen = positions(&out);
+    for i in 0..INPUTS {
+        assert_eq!(
+            seen.get(&format!("0:{i}")),
+            Some(&1),
+            "input offset {i}: {seen:?}"
+        );
+    }
+    assert_eq!(out.len(), INPUTS);
+}
+
+/// Counts inputs per key in the state and emits the count; each input also sets a timer for
+/// its key, `delay_ms` later, which emits `<key> expired`.
+struct Counter {
+    output: String,
+    delay_ms: i64,
+}
+
+impl Processor for Counter {
+    async fn process(
+        &mut self,
+        batch: &[OwnedMessage],
+        ctx: &mut Context<'_>,
+    ) -> Result<(), ProcessError> {
+        for (i, m) in batch.iter().enumerate() {
+            let key = m.key().unwrap_or_default().to_vec();
+            let count = ctx
+                .get(m.partition(), &key)
+                .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok())
+                .unwrap_or(0)
+                + 1;
+            ctx.put(Cause::Input(i), &key, count.to_string().into_bytes());
+            let due = now_ms() + self.delay_ms;
+            ctx.set_timer(Cause::Input(i), &key, due);
+            let text = format!("{}={count}", String::from_utf8_lossy(&key));
+            ctx.emit(Cause::Input(i), Output::new(&self.output, key, text));
+        }
+        Ok(())
+    }
+
+    async fn on_timers(
+        &mut self,
+        timers: &[Timer],
+        ctx: &mut Context<'_>,
+    ) -> Result<(), ProcessError> {
+        for t in timers {
+            let text = format!("{} expired", String::from_utf8_lossy(&t.key));
+            ctx.emit(
+                Cause::Timer(t.partition),
+                Output::new(&self.output, t.key.clone(), text),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn texts(records: &[Record]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_survives_restarts_and_timers_fire_on_an_idle_partition() {
+    cdp_contract::telemetry::init_for_tests();
+    let broker = Broker::start();
+    let kafka = broker.kafka();
+    let n = names("state");
+    topics(&kafka, &n).await;
+    let counter = |delay_ms| Counter {
+        output: n.output.clone(),
+        delay_ms,
+    };
+
+    // 1. Counts, then (no input arriving any more) the timers fire.
+    for key in ["a", "a", "b"] {
+        broker.produce(&n.input, key, b"x").await;
+    }
+    let stage = start(&kafka, spec(&n, "s", true), counter(1_500));
+    let out = broker
+        .read_committed(&n.output, 5, Duration::from_secs(60))
+        .await;
+    let seen = texts(&out);
+    assert_eq!(&seen[..3], ["a=1", "a=2", "b=1"], "{seen:?}");
+    let mut expired = seen[3..].to_vec();
+    expired.sort();
+    assert_eq!(expired, ["a expired", "b expired"], "{seen:?}");
+    stop(stage).await;
+
+    // 2. A new instance restores the counts from the changelog; its timer (an hour away) is
+    //    still pending when it stops.
+    broker.produce(&n.input, "a", b"x").await;
+    let stage = start(&kafka, spec(&n, "s", true), counter(3_600_000));
+    let out = broker
+        .read_committed(&n.output, 6, Duration::from_secs(60))
+        .await;
+    assert_eq!(texts(&out).last().map(String::as_str), Some("a=3"));
+    stop(stage).await;
+
+    // 3. One more input whose timer comes due while no instance runs: the next instance fires
+    //    it right after restoring the state, with no new input.
+    broker.produce(&n.input, "c", b"x").await;
+    let stage = start(&kafka, spec(&n, "s", true), counter(2_500));
+    let out = broker
+        .read_committed(&n.output, 7, Duration::from_secs(60))
+        .await;
+    assert_eq!(texts(&out).last().map(String::as_str), Some("c=1"));
+    stop(stage).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let stage = start(&kafka, spec(&n, "s", true), counter(2_500));
+    let out = broker
+        .read_committed(&n.output, 8, Duration::from_secs(60))
+        .await;
+    stop(stage).await;
+    let seen = texts(&out);
+    assert_eq!(seen.len(), 8, "{seen:?}");
+    assert_eq!(seen[7], "c expired", "{seen:?}");
+    // The hour-long timer of `a` did not fire.
+    assert_eq!(seen.iter().filter(|s| *s == "a expired").count(), 1);
+}
