@@ -400,7 +400,7 @@ impl<P: Processor> Runtime<P> {
             let started = Instant::now();
             match run_blocking(move || r.emitted(&from)).await {
                 Ok(Ok(mut found)) => {
-                    tracing::debug!(
+                    tracing::info!(
                         stage = self.spec.stage,
                         partitions = ?unchecked.keys().collect::<Vec<_>>(),
                         elapsed_ms = started.elapsed().as_millis() as u64,
