@@ -1,6 +1,7 @@
 //! End-to-end tests against a real broker (one tansu per test) and real HTTP.
 
 mod auth;
+mod avro_json_parity;
 mod catalog;
 mod collection;
 mod lake;

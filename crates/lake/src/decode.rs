@@ -1,10 +1,12 @@
 //! Values of events.valid back to the XDM entity as JSON: JSON values are parsed, Avro values
-//! (Confluent wire format) are decoded against the schema registry and converted.
+//! (Confluent wire format) are decoded against the schema registry and converted by the
+//! registry's own mapping ([`cdp_registry::avro::try_avro_to_json`]), the inverse of what
+//! validate encodes with, so an Avro dataset lands the same rows as a JSON one.
 
-use apache_avro::types::Value as Avro;
+use cdp_registry::avro::{try_avro_to_json, AvroMapError};
 use schema_registry_converter::async_impl::avro::AvroDecoder;
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
-use serde_json::{Map, Number, Value};
+use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -12,6 +14,8 @@ pub enum DecodeError {
     Json(#[from] serde_json::Error),
     #[error("Avro value cannot be decoded: {0}")]
     Avro(String),
+    #[error("Avro value does not map back to JSON: {0}")]
+    Mapping(#[from] AvroMapError),
     #[error("unknown value format {0:?}")]
     Format(String),
 }
@@ -37,72 +41,29 @@ impl ValueDecoder {
                     .decode(Some(bytes))
                     .await
                     .map_err(|e| DecodeError::Avro(e.to_string()))?;
-                Ok(avro_to_json(decoded.value))
+                Ok(try_avro_to_json(&decoded.value)?)
             }
             other => Err(DecodeError::Format(other.to_string())),
         }
     }
 }
 
-fn float(f: f64) -> Value {
-    Number::from_f64(f)
-        .map(Value::Number)
-        .unwrap_or(Value::Null)
-}
-
-/// Avro → the JSON the event had: unions unwrapped, records as objects, logical types as their
-/// plain JSON representation (timestamps as epoch numbers, uuids and decimals as text).
-pub fn avro_to_json(v: Avro) -> Value {
-    match v {
-        Avro::Null => Value::Null,
-        Avro::Boolean(b) => Value::Bool(b),
-        Avro::Int(i) | Avro::Date(i) | Avro::TimeMillis(i) => Value::from(i),
-        Avro::Long(i)
-        | Avro::TimeMicros(i)
-        | Avro::TimestampMillis(i)
-        | Avro::TimestampMicros(i)
-        | Avro::TimestampNanos(i)
-        | Avro::LocalTimestampMillis(i)
-        | Avro::LocalTimestampMicros(i)
-        | Avro::LocalTimestampNanos(i) => Value::from(i),
-        Avro::Float(f) => float(f as f64),
-        Avro::Double(f) => float(f),
-        Avro::Bytes(b) | Avro::Fixed(_, b) => {
-            Value::Array(b.into_iter().map(Value::from).collect())
-        }
-        Avro::String(s) | Avro::Enum(_, s) => Value::String(s),
-        Avro::Union(_, inner) => avro_to_json(*inner),
-        Avro::Array(items) => Value::Array(items.into_iter().map(avro_to_json).collect()),
-        Avro::Map(m) => Value::Object(m.into_iter().map(|(k, v)| (k, avro_to_json(v))).collect()),
-        Avro::Record(fields) => Value::Object(
-            fields
-                .into_iter()
-                .map(|(k, v)| (k, avro_to_json(v)))
-                .collect::<Map<_, _>>(),
-        ),
-        Avro::Uuid(u) => Value::String(u.to_string()),
-        Avro::Decimal(d) => Value::String(format!("{d:?}")),
-        Avro::BigDecimal(d) => Value::String(d.to_string()),
-        Avro::Duration(d) => Value::String(format!("{d:?}")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
-    #[test]
-    fn avro_record_becomes_the_json_entity() {
-        let v = Avro::Record(vec![
-            ("_id".into(), Avro::String("e1".into())),
-            ("n".into(), Avro::Union(1, Box::new(Avro::Long(3)))),
-            ("tags".into(), Avro::Array(vec![Avro::String("a".into())])),
-            ("none".into(), Avro::Union(0, Box::new(Avro::Null))),
-        ]);
-        assert_eq!(
-            avro_to_json(v),
-            json!({"_id": "e1", "n": 3, "tags": ["a"], "none": null})
-        );
+    #[tokio::test]
+    async fn json_values_are_parsed_and_unknown_formats_refused() {
+        // No Avro value is decoded here, so the registry is never asked.
+        let decoder = ValueDecoder::new("http://127.0.0.1:9");
+        let v = decoder
+            .decode(None, br#"{"_id": "e1", "n": null}"#)
+            .await
+            .unwrap();
+        assert_eq!(v, serde_json::json!({"_id": "e1", "n": null}));
+        assert!(matches!(
+            decoder.decode(Some("protobuf"), b"").await,
+            Err(DecodeError::Format(f)) if f == "protobuf"
+        ));
     }
 }

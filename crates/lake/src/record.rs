@@ -4,7 +4,7 @@
 
 use cdp_contract::envelope;
 use cdp_contract::quarantine::ErrorRecord;
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{Headers, Message, OwnedMessage};
 use serde_json::Value;
 
 use crate::decode::ValueDecoder;
@@ -41,7 +41,7 @@ impl Pending {
     }
 }
 
-fn header(m: &BorrowedMessage<'_>, name: &str) -> Option<String> {
+fn header(m: &OwnedMessage, name: &str) -> Option<String> {
     m.headers()?
         .iter()
         .find(|h| h.key == name)
@@ -50,7 +50,7 @@ fn header(m: &BorrowedMessage<'_>, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-fn provenance(m: &BorrowedMessage<'_>) -> Provenance {
+fn provenance(m: &OwnedMessage) -> Provenance {
     Provenance {
         batch_id: header(m, envelope::BATCH_ID).unwrap_or_default(),
         xaction_id: header(m, envelope::XACTION_ID).unwrap_or_default(),
@@ -64,7 +64,7 @@ fn provenance(m: &BorrowedMessage<'_>) -> Provenance {
 }
 
 /// A failed record made by the lake itself, from what the headers say.
-fn unreadable(m: &BorrowedMessage<'_>, reason: String) -> Pending {
+fn unreadable(m: &OwnedMessage, reason: String) -> Pending {
     let raw = m.payload().unwrap_or_default();
     let payload = serde_json::from_slice::<Value>(raw)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(raw).into_owned()));
@@ -83,7 +83,7 @@ fn unreadable(m: &BorrowedMessage<'_>, reason: String) -> Pending {
 }
 
 /// Reads a message of events.valid.
-pub async fn valid(m: &BorrowedMessage<'_>, decoder: &ValueDecoder) -> Pending {
+pub async fn valid(m: &OwnedMessage, decoder: &ValueDecoder) -> Pending {
     let Some(dataset_id) = header(m, envelope::DATASET_ID) else {
         return unreadable(m, format!("no {} header", envelope::DATASET_ID));
     };
@@ -106,7 +106,7 @@ pub async fn valid(m: &BorrowedMessage<'_>, decoder: &ValueDecoder) -> Pending {
 }
 
 /// Reads a message of events.error.
-pub fn failed(m: &BorrowedMessage<'_>) -> Pending {
+pub fn failed(m: &OwnedMessage) -> Pending {
     let record: ErrorRecord = match serde_json::from_slice(m.payload().unwrap_or_default()) {
         Ok(r) => r,
         Err(e) => return unreadable(m, format!("unreadable error record: {e}")),

@@ -8,18 +8,17 @@
 //! row twice.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cdp_contract::admin::ensure_topics;
 use cdp_contract::{KafkaSettings, Topics};
 use cdp_control::CatalogView;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use cdp_stage::consumer::Tp;
+use cdp_stage::health::{self, Status};
+use cdp_stage::{StageConsumer, StageMetrics};
 use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use crate::batches;
@@ -33,32 +32,6 @@ use crate::LakeError;
 
 /// How often a failed flush is tried again before the stage gives up (and, restarted, replays).
 const FLUSH_ATTEMPTS: u32 = 8;
-
-type Tp = (String, i32);
-
-/// Notes revoked partitions, so their buffers are dropped before anything else happens: the
-/// next owner reads them again from the committed offset.
-#[derive(Default)]
-struct LakeContext {
-    revoked: Mutex<Vec<Tp>>,
-}
-
-impl ClientContext for LakeContext {}
-
-impl ConsumerContext for LakeContext {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let mut r = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
-            r.extend(
-                tpl.elements()
-                    .iter()
-                    .map(|e| (e.topic().to_string(), e.partition())),
-            );
-        }
-    }
-}
-
-type LakeConsumer = StreamConsumer<LakeContext>;
 
 /// Runs the lake until `shutdown` turns true; buffered records are flushed before returning.
 pub async fn run(
@@ -75,16 +48,16 @@ pub async fn run(
     .await?;
     let store = store::open(settings)?;
     let client_id = format!("cdp-lake-{}", uuid::Uuid::new_v4().simple());
-    let consumer: Arc<LakeConsumer> = Arc::new(
-        kafka
-            .consumer(&client_id, &settings.group_id)
-            .create_with_context(LakeContext::default())
-            .map_err(LakeError::Kafka)?,
-    );
+    let metrics = StageMetrics::new("lake");
+    health::report("lake", Status::Starting);
+    let consumer = StageConsumer::new(kafka, &client_id, &settings.group_id, metrics.clone())
+        .map_err(LakeError::Kafka)?;
     let (valid_topic, error_topic) = (topics.events_valid(), topics.events_error());
-    // Subscribing to a topic that does not exist yet would leave the consumer on stale
-    // metadata for minutes after validate creates it; wait for both instead.
-    if !wait_for_topics(&consumer, &[&valid_topic, &error_topic], &mut shutdown).await {
+    if !consumer
+        .wait_for_topics(&[&valid_topic, &error_topic], &mut shutdown)
+        .await
+    {
+        health::report("lake", Status::Stopped);
         return Ok(());
     }
     consumer
@@ -106,7 +79,41 @@ pub async fn run(
     let decoder = ValueDecoder::new(&settings.registry_url);
     let interval = Duration::from_millis(settings.flush_interval_ms.max(1));
     tracing::info!(root = %settings.root, group = %settings.group_id, "lake consuming");
+    health::report("lake", Status::Ready);
+    let result = consume(
+        &consumer,
+        &mut flusher,
+        &decoder,
+        settings,
+        &metrics,
+        &valid_topic,
+        interval,
+        shutdown,
+    )
+    .await;
+    health::report(
+        "lake",
+        if result.is_ok() {
+            Status::Stopped
+        } else {
+            Status::Failed
+        },
+    );
+    result
+}
 
+/// Buffers records per partition and flushes them on count or time until shut down.
+#[allow(clippy::too_many_arguments)]
+async fn consume(
+    consumer: &StageConsumer,
+    flusher: &mut Flusher,
+    decoder: &ValueDecoder,
+    settings: &LakeSettings,
+    metrics: &StageMetrics,
+    valid_topic: &str,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), LakeError> {
     // Partitions whose recovery ran since they were assigned.
     let mut recovered: HashSet<Tp> = HashSet::new();
     let mut buffers: BTreeMap<Tp, PartitionBuffer> = BTreeMap::new();
@@ -119,7 +126,7 @@ pub async fn run(
             _ = sleep_until(deadline) => None,
             m = consumer.recv() => Some(m),
         };
-        drop_revoked(&consumer, &mut buffers, &mut recovered, &mut buffered);
+        drop_revoked(consumer, &mut buffers, &mut recovered, &mut buffered);
         match msg {
             Some(Ok(m)) => {
                 let tp = (m.topic().to_string(), m.partition());
@@ -129,7 +136,7 @@ pub async fn run(
                     recovered.insert(tp.clone());
                 }
                 let pending = if tp.0 == valid_topic {
-                    record::valid(&m, &decoder).await
+                    record::valid(&m, decoder).await
                 } else {
                     record::failed(&m)
                 };
@@ -156,54 +163,19 @@ pub async fn run(
         }
         let due = deadline.is_some_and(|d| Instant::now() >= d);
         if buffered >= settings.flush_records || (buffered > 0 && due) {
-            flush_all(&mut flusher, &consumer, &mut buffers).await?;
+            metrics.batch(buffered);
+            flush_all(flusher, consumer, metrics, &mut buffers).await?;
             buffered = 0;
             oldest = None;
         }
     }
-    drop_revoked(&consumer, &mut buffers, &mut recovered, &mut buffered);
+    drop_revoked(consumer, &mut buffers, &mut recovered, &mut buffered);
     if !buffers.is_empty() {
-        flush_all(&mut flusher, &consumer, &mut buffers).await?;
+        metrics.batch(buffered);
+        flush_all(flusher, consumer, metrics, &mut buffers).await?;
     }
     tracing::info!("lake stopped");
     Ok(())
-}
-
-/// Waits until every topic exists; false when shut down first.
-async fn wait_for_topics(
-    consumer: &Arc<LakeConsumer>,
-    names: &[&str],
-    shutdown: &mut watch::Receiver<bool>,
-) -> bool {
-    let mut warned = false;
-    loop {
-        let c = consumer.clone();
-        let wanted: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let present = tokio::task::spawn_blocking(move || {
-            wanted.iter().all(|t| {
-                c.fetch_metadata(Some(t), Duration::from_secs(5))
-                    .map(|m| {
-                        m.topics()
-                            .iter()
-                            .any(|mt| mt.error().is_none() && !mt.partitions().is_empty())
-                    })
-                    .unwrap_or(false)
-            })
-        })
-        .await
-        .unwrap_or(false);
-        if present {
-            return true;
-        }
-        if !warned {
-            tracing::info!(topics = ?names, "waiting for the event topics to exist");
-            warned = true;
-        }
-        tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => return false,
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
-    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -214,20 +186,12 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 fn drop_revoked(
-    consumer: &LakeConsumer,
+    consumer: &StageConsumer,
     buffers: &mut BTreeMap<Tp, PartitionBuffer>,
     recovered: &mut HashSet<Tp>,
     buffered: &mut usize,
 ) {
-    let revoked: Vec<Tp> = {
-        let mut r = consumer
-            .context()
-            .revoked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        std::mem::take(&mut *r)
-    };
-    for tp in revoked {
+    for tp in consumer.take_revoked() {
         if let Some(b) = buffers.remove(&tp) {
             *buffered -= b.records.len();
             tracing::info!(
@@ -244,12 +208,15 @@ fn drop_revoked(
 /// Flushes every partition's buffer, then commits their next offsets.
 async fn flush_all(
     flusher: &mut Flusher,
-    consumer: &Arc<LakeConsumer>,
+    consumer: &StageConsumer,
+    metrics: &StageMetrics,
     buffers: &mut BTreeMap<Tp, PartitionBuffer>,
 ) -> Result<(), LakeError> {
     let mut offsets = TopicPartitionList::new();
+    let started = Instant::now();
     for (tp, buf) in std::mem::take(buffers) {
         let next = buf.next_offset;
+        let records = buf.records.len() as u64;
         let mut attempt = 0;
         // A failed flush is retried with the same records, so it writes the same names.
         while let Err(e) = flusher.flush(&buf).await {
@@ -260,15 +227,13 @@ async fn flush_all(
             tracing::warn!(topic = tp.0, partition = tp.1, attempt, error = %e, "flush failed; retrying");
             tokio::time::sleep(Duration::from_millis(250 << attempt.min(4))).await;
         }
+        metrics.records_out(&tp.0, records);
         offsets
             .add_partition_offset(&tp.0, tp.1, Offset::Offset(next))
             .map_err(LakeError::Kafka)?;
     }
-    let c = consumer.clone();
-    let committed = tokio::task::spawn_blocking(move || c.commit(&offsets, CommitMode::Sync))
-        .await
-        .map_err(|_| LakeError::Join)?;
-    if let Err(e) = committed {
+    metrics.duration("flush", started.elapsed());
+    if let Err(e) = consumer.commit(offsets).await {
         // The files are written; whoever owns the partitions now replays from the last
         // commit and recovery replaces them.
         tracing::warn!(error = %e, "offset commit failed (rebalance?)");
