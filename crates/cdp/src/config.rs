@@ -17,6 +17,7 @@ pub struct CdpConfig {
     pub control: ControlSettings,
     pub auth: AuthSettings,
     pub identity: IdentitySettings,
+    pub health: cdp_stage::health::HealthSettings,
     pub validate: ValidateSettings,
     pub lake: LakeSettings,
 }

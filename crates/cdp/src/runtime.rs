@@ -87,6 +87,8 @@ impl Stages {
 pub struct Running {
     pub edge_addr: Option<SocketAddr>,
     pub control_addr: Option<SocketAddr>,
+    /// `/healthz`, `/readyz` and `/metrics` of the consumer stages (validate, lake).
+    pub health_addr: Option<SocketAddr>,
     pub catalog: CatalogView,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -148,6 +150,7 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
     let mut running = Running {
         edge_addr: None,
         control_addr: None,
+        health_addr: None,
         catalog: catalog.clone(),
         shutdown,
         tasks: Vec::new(),
@@ -204,6 +207,18 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         let router = cdp_edge::router(state);
         let (addr, task) = serve("edge", &config.edge.listen, router, shutdown_rx.clone()).await?;
         running.edge_addr = Some(addr);
+        running.tasks.push(task);
+    }
+    if stages.validate || stages.lake {
+        // One port for every consumer stage of the process (`cdp up` included).
+        let (addr, task) = serve(
+            "health",
+            &config.health.listen,
+            cdp_stage::health::router(),
+            shutdown_rx.clone(),
+        )
+        .await?;
+        running.health_addr = Some(addr);
         running.tasks.push(task);
     }
     if stages.validate {

@@ -88,3 +88,19 @@ async fn metrics() -> Response {
         None => (StatusCode::NOT_FOUND, "metrics recorder not installed").into_response(),
     }
 }
+
+/// Where a process serves the three endpoints (`[health]`).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthSettings {
+    /// `host:port`; port 0 picks a free one (the log says which).
+    pub listen: String,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:9464".to_string(),
+        }
+    }
+}

@@ -15,6 +15,7 @@ pub async fn stage(config: Option<PathBuf>, stages: Stages, demo: bool) -> anyho
         namespace = %config.topics.namespace,
         edge = ?running.edge_addr,
         control = ?running.control_addr,
+        health = ?running.health_addr,
         "ready"
     );
     if demo {
