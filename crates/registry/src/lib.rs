@@ -19,4 +19,5 @@ mod xdm_http;
 pub use avro::{avro_schema_for, avro_to_json, json_to_avro, AvroMapError};
 pub use compose::{compose, ComposeError, Composition};
 pub use resolve::{resolve, ResolveError};
-pub use state::{confluent_router, xdm_router, RegistryError, RegistryState};
+pub use state::{confluent_router, RegistryError, RegistryState};
+pub use xdm_http::xdm_router;

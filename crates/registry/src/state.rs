@@ -1,5 +1,5 @@
-//! The registry's public entry: its state and its router (state applied, ready to `.merge()`
-//! into the control server).
+//! The registry's state, shared by both APIs, and the Confluent router (state applied, ready to
+//! `.merge()` into the control server). The XDM router is `xdm_http::xdm_router`.
 
 use std::time::Duration;
 
@@ -8,7 +8,6 @@ use cdp_contract::{KafkaSettings, Topics};
 use cdp_control::{CatalogView, CatalogWriter};
 
 use crate::confluent::{self, SchemaLog, SchemaLogError};
-use crate::xdm_http;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -42,11 +41,6 @@ impl RegistryState {
             schemas,
         })
     }
-}
-
-/// The XDM schema and dataset management API (control puts it behind the admin token).
-pub fn xdm_router(state: RegistryState) -> Router {
-    xdm_http::routes().with_state(state)
 }
 
 /// The Confluent-compatible subset, open like a Confluent registry, for ordinary Kafka tooling.

@@ -1,12 +1,19 @@
 //! `/xdm/schemas` and `/datasets`: tenant schemas (composed, versioned, immutable once a
 //! dataset uses them) and the datasets that pin a schema version.
+//!
+//! A handler decides from its instance's view of the catalog, which can lag the topic: another
+//! control instance may have bound a dataset to, or replaced, the version it is looking at a
+//! moment ago. So schema changes and dataset creations are written as conditional records
+//! (`cdp_control::catalog::Conditional`) that the catalog's fold accepts or refuses in topic
+//! order, identically in every instance. A refused write is recomputed from the view, which by
+//! then includes whatever got there first.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cdp_control::catalog::CatalogState;
+use cdp_control::catalog::{Conditional, DatasetCreation, Decision, SchemaChange};
 use cdp_control::http::{ApiJson, Problem};
 use cdp_control::model::{now_ms, CatalogRecord, Dataset, SchemaRef, ValueFormat, XdmSchema};
 use serde::Deserialize;
@@ -16,7 +23,17 @@ use crate::compose::{compose, valid_tenant, Composition};
 use crate::resolve::{requested_version, resolve, ResolveError};
 use crate::state::RegistryState;
 
-pub fn routes() -> Router<RegistryState> {
+/// How many times a schema change or dataset creation is recomputed after the catalog refused
+/// it because a concurrent write got there first. Each refusal brings the view past that write,
+/// so only a schema changed this often during one request exhausts them.
+const ATTEMPTS: u32 = 5;
+
+/// The XDM schema and dataset management API (control puts it behind the admin token).
+pub fn xdm_router(state: RegistryState) -> Router {
+    routes().with_state(state)
+}
+
+fn routes() -> Router<RegistryState> {
     Router::new()
         .route("/xdm/schemas", post(create_schema).get(list_schemas))
         .route("/xdm/schemas/{id}", get(get_schema).put(update_schema))
@@ -80,6 +97,14 @@ async fn put(state: &RegistryState, record: CatalogRecord) -> Result<(), Problem
         .map_err(|e| Problem::unavailable(e.to_string()))
 }
 
+async fn put_conditional(state: &RegistryState, record: Conditional) -> Result<Decision, Problem> {
+    state
+        .writer
+        .put_conditional(&record)
+        .await
+        .map_err(|e| Problem::unavailable(e.to_string()))
+}
+
 fn created(schema: &XdmSchema) -> Response {
     let mut resp = (StatusCode::CREATED, Json(schema)).into_response();
     if let Ok(loc) =
@@ -133,13 +158,6 @@ async fn create_schema(
     Ok(created(&schema))
 }
 
-fn in_use(catalog: &CatalogState, id: &str, version: u32) -> bool {
-    catalog
-        .datasets
-        .values()
-        .any(|d| d.schema_id == id && d.schema_version == version)
-}
-
 /// A new version when a dataset uses the latest one (a used version is immutable), else the
 /// latest version is replaced in place.
 async fn update_schema(
@@ -147,48 +165,80 @@ async fn update_schema(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<UpdateSchema>,
 ) -> Result<Response, Problem> {
-    let (latest, used) = {
-        let catalog = state.view.read();
-        let latest = catalog
-            .latest_schema(&id)
-            .cloned()
-            .ok_or_else(|| Problem::not_found(format!("no XDM schema {id}")))?;
-        let used = in_use(&catalog, &id, latest.version);
-        (latest, used)
-    };
-    let version = if used {
-        latest.version + 1
-    } else {
-        latest.version
-    };
-    let schema = build(
-        version,
-        &Composition {
-            id: &id,
-            title: req.title.as_deref().unwrap_or(&latest.title),
-            tenant: &latest.tenant,
-            class: req.class.as_deref().unwrap_or(&latest.class),
-            field_groups: req.field_groups.as_deref().unwrap_or(&latest.field_groups),
-            tenant_fields: match &req.tenant_fields {
-                Some(f) => Some(f),
-                None => tenant_fields_of(&latest),
+    for _ in 0..ATTEMPTS {
+        let (latest, base, used) = {
+            let catalog = state.view.read();
+            let latest = catalog
+                .latest_schema(&id)
+                .cloned()
+                .ok_or_else(|| Problem::not_found(format!("no XDM schema {id}")))?;
+            let base = catalog
+                .revision(&id, latest.version)
+                .ok_or_else(|| missing_revision(&id, latest.version))?;
+            let used = catalog.in_use(&id, latest.version);
+            (latest, base, used)
+        };
+        let version = if used {
+            latest.version + 1
+        } else {
+            latest.version
+        };
+        let schema = build(
+            version,
+            &Composition {
+                id: &id,
+                title: req.title.as_deref().unwrap_or(&latest.title),
+                tenant: &latest.tenant,
+                class: req.class.as_deref().unwrap_or(&latest.class),
+                field_groups: req.field_groups.as_deref().unwrap_or(&latest.field_groups),
+                tenant_fields: match &req.tenant_fields {
+                    Some(f) => Some(f),
+                    None => tenant_fields_of(&latest),
+                },
+                profile_enabled: req.profile_enabled.unwrap_or(latest.profile_enabled),
             },
-            profile_enabled: req.profile_enabled.unwrap_or(latest.profile_enabled),
-        },
-    )?;
-    if used && schema.class != latest.class {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            "the class of a schema used by a dataset cannot change",
-        ));
+        )?;
+        if used && schema.class != latest.class {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "the class of a schema used by a dataset cannot change",
+            ));
+        }
+        let change = Conditional::SchemaChange(SchemaChange {
+            change: uuid::Uuid::new_v4().simple().to_string(),
+            base,
+            schema: schema.clone(),
+        });
+        match put_conditional(&state, change).await? {
+            Decision::Applied => {
+                tracing::info!(schema = %schema.id, version, "XDM schema updated");
+                return Ok(if used {
+                    created(&schema)
+                } else {
+                    Json(schema).into_response()
+                });
+            }
+            Decision::Refused(why) => {
+                tracing::info!(schema = %id, %why, "concurrent catalog write; recomputing the change")
+            }
+        }
     }
-    put(&state, CatalogRecord::Schema(schema.clone())).await?;
-    tracing::info!(schema = %schema.id, version, "XDM schema updated");
-    Ok(if used {
-        created(&schema)
-    } else {
-        Json(schema).into_response()
-    })
+    Err(Problem::new(
+        StatusCode::CONFLICT,
+        format!(
+            "schema {id} changed concurrently {ATTEMPTS} times while this change was applied; \
+             read it again and retry"
+        ),
+    ))
+}
+
+/// Every version in a view that was folded from the topic has a revision; a version without one
+/// was put into the state by other means, and conditional writes cannot be decided against it.
+fn missing_revision(id: &str, version: u32) -> Problem {
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("schema {id} version {version} has no catalog revision"),
+    )
 }
 
 /// The tenant fields a version was built with, read back from its definition.
@@ -277,42 +327,66 @@ async fn create_dataset(
     if req.org_id.trim().is_empty() {
         return Err(Problem::bad_request("orgId must not be empty"));
     }
-    let (schema_id, schema_version) = {
-        let catalog = state.view.read();
-        let schema = resolve(
-            &catalog,
-            &req.schema_ref.id,
-            req.schema_ref.content_type.as_deref(),
-        )
-        .map_err(|e| match e {
-            ResolveError::BadContentType(_) => Problem::bad_request(e.to_string()),
-            _ => Problem::bad_request(format!("schemaRef: {e}")),
-        })?;
-        if req.profile_enabled {
-            profile_rule(schema)?;
+    for _ in 0..ATTEMPTS {
+        let (schema_id, schema_version, schema_revision) = {
+            let catalog = state.view.read();
+            let schema = resolve(
+                &catalog,
+                &req.schema_ref.id,
+                req.schema_ref.content_type.as_deref(),
+            )
+            .map_err(|e| match e {
+                ResolveError::BadContentType(_) => Problem::bad_request(e.to_string()),
+                _ => Problem::bad_request(format!("schemaRef: {e}")),
+            })?;
+            if req.profile_enabled {
+                profile_rule(schema)?;
+            }
+            // Avro datasets need a schema the Avro mapping accepts; find out now, not at the
+            // first event.
+            if req.format == ValueFormat::Avro {
+                crate::avro::avro_schema_for(schema)
+                    .map_err(|e| Problem::bad_request(format!("format avro: {e}")))?;
+            }
+            let revision = catalog
+                .revision(&schema.id, schema.version)
+                .ok_or_else(|| missing_revision(&schema.id, schema.version))?;
+            (schema.id.clone(), schema.version, revision)
+        };
+        let dataset = Dataset {
+            // Same shape as AEP dataset ids: 24 hex characters. A new one per attempt, so a
+            // refused creation's key is never reused.
+            id: hex::encode(&uuid::Uuid::new_v4().as_bytes()[..12]),
+            name: req.name.clone(),
+            org_id: req.org_id.clone(),
+            schema_id,
+            schema_version,
+            profile_enabled: req.profile_enabled,
+            format: req.format,
+            created_at: now_ms(),
+        };
+        let creation = Conditional::DatasetCreation(DatasetCreation {
+            schema_revision,
+            dataset: dataset.clone(),
+        });
+        match put_conditional(&state, creation).await? {
+            Decision::Applied => {
+                tracing::info!(dataset = %dataset.id, schema = %dataset.schema_id, "dataset created");
+                return Ok((StatusCode::CREATED, Json(dataset)));
+            }
+            // Checked again against the version as it is now.
+            Decision::Refused(why) => {
+                tracing::info!(%why, "concurrent catalog write; checking the dataset again")
+            }
         }
-        // Avro datasets need a schema the Avro mapping accepts; find out now, not at the
-        // first event.
-        if req.format == ValueFormat::Avro {
-            crate::avro::avro_schema_for(schema)
-                .map_err(|e| Problem::bad_request(format!("format avro: {e}")))?;
-        }
-        (schema.id.clone(), schema.version)
-    };
-    let dataset = Dataset {
-        // Same shape as AEP dataset ids: 24 hex characters.
-        id: hex::encode(&uuid::Uuid::new_v4().as_bytes()[..12]),
-        name: req.name,
-        org_id: req.org_id,
-        schema_id,
-        schema_version,
-        profile_enabled: req.profile_enabled,
-        format: req.format,
-        created_at: now_ms(),
-    };
-    put(&state, CatalogRecord::Dataset(dataset.clone())).await?;
-    tracing::info!(dataset = %dataset.id, schema = %dataset.schema_id, "dataset created");
-    Ok((StatusCode::CREATED, Json(dataset)))
+    }
+    Err(Problem::new(
+        StatusCode::CONFLICT,
+        format!(
+            "schema {} changed concurrently {ATTEMPTS} times while the dataset was created; retry",
+            req.schema_ref.id
+        ),
+    ))
 }
 
 async fn list_datasets(State(state): State<RegistryState>) -> Json<Value> {

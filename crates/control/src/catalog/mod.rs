@@ -1,9 +1,12 @@
 //! The catalog topic: one partition, compacted, keyed `<kind>/<id>`. Control writes it through
-//! [`CatalogWriter`]; every stage follows it with a [`CatalogView`].
+//! [`CatalogWriter`]; every stage follows it with a [`CatalogView`]. Writes that must not act on
+//! a stale view are [`Conditional`] records, decided by every reader's fold in topic order.
 
+mod conditional;
 mod view;
 mod writer;
 
+pub use conditional::{Conditional, DatasetCreation, Decision, Refusal, SchemaChange};
 pub use view::{CatalogError, CatalogState, CatalogView};
 pub use writer::{CatalogWriter, WriteError};
 

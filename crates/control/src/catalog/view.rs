@@ -8,6 +8,7 @@ use std::time::Duration;
 use cdp_contract::follower::{Fold, FollowError, Follower};
 use cdp_contract::{KafkaSettings, Topics};
 
+use super::conditional::{Conditional, Refusal};
 use crate::model::{ApiKey, CatalogRecord, Dataset, Stream, XdmSchema};
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,11 @@ pub struct CatalogState {
     /// Schema id → version → schema.
     pub schemas: HashMap<String, BTreeMap<u32, XdmSchema>>,
     pub datasets: HashMap<String, Dataset>,
+    /// Schema id → version → its revision: the offset of the record that set its current
+    /// definition, which conditional records compare against.
+    pub(super) revisions: HashMap<String, BTreeMap<u32, i64>>,
+    /// Conditional records the fold refused, by offset: how their writer learns the outcome.
+    pub(super) refusals: HashMap<i64, Refusal>,
 }
 
 impl CatalogState {
@@ -35,7 +41,29 @@ impl CatalogState {
         self.schemas.get(id).and_then(|v| v.values().next_back())
     }
 
-    fn apply_record(&mut self, key: &str, value: Option<&[u8]>) {
+    /// See [`super::conditional`].
+    pub fn revision(&self, id: &str, version: u32) -> Option<i64> {
+        self.revisions.get(id)?.get(&version).copied()
+    }
+
+    /// Why the conditional record at `offset` was refused; `None` if it was applied (or is not
+    /// a conditional record, or was not applied yet).
+    pub fn refusal(&self, offset: i64) -> Option<&Refusal> {
+        self.refusals.get(&offset)
+    }
+
+    pub(super) fn set_schema(&mut self, offset: i64, schema: XdmSchema) {
+        self.revisions
+            .entry(schema.id.clone())
+            .or_default()
+            .insert(schema.version, offset);
+        self.schemas
+            .entry(schema.id.clone())
+            .or_default()
+            .insert(schema.version, schema);
+    }
+
+    pub(super) fn apply_record(&mut self, offset: i64, key: &str, value: Option<&[u8]>) {
         let Some(value) = value else {
             // Tombstone: the key says what to forget.
             match key.split_once('/') {
@@ -45,7 +73,7 @@ impl CatalogState {
                 Some(("apiKey", id)) => {
                     self.api_keys.remove(id);
                 }
-                Some(("dataset", id)) => {
+                Some(("dataset" | "datasetCreation", id)) => {
                     self.datasets.remove(id);
                 }
                 Some(("schema", rest)) => {
@@ -53,6 +81,9 @@ impl CatalogState {
                         if let (Some(versions), Ok(v)) = (self.schemas.get_mut(id), version.parse())
                         {
                             versions.remove(&v);
+                            if let Some(revisions) = self.revisions.get_mut(id) {
+                                revisions.remove(&v);
+                            }
                         }
                     }
                 }
@@ -67,25 +98,23 @@ impl CatalogState {
             Ok(CatalogRecord::ApiKey(k)) => {
                 self.api_keys.insert(k.id.clone(), k);
             }
-            Ok(CatalogRecord::Schema(s)) => {
-                self.schemas
-                    .entry(s.id.clone())
-                    .or_default()
-                    .insert(s.version, s);
-            }
+            Ok(CatalogRecord::Schema(s)) => self.set_schema(offset, s),
             Ok(CatalogRecord::Dataset(d)) => {
                 self.datasets.insert(d.id.clone(), d);
             }
-            // Records of kinds this version does not know (written by a newer control) are
-            // skipped, not fatal, so stages can be upgraded one at a time.
-            Err(e) => tracing::debug!(key, error = %e, "skipping catalog record"),
+            Err(e) => match serde_json::from_slice::<Conditional>(value) {
+                Ok(c) => self.decide(offset, c),
+                // Records of kinds this version does not know (written by a newer control) are
+                // skipped, not fatal, so stages can be upgraded one at a time.
+                Err(_) => tracing::debug!(key, error = %e, "skipping catalog record"),
+            },
         }
     }
 }
 
 impl Fold for CatalogState {
-    fn apply(&mut self, _: i32, _: i64, key: &str, value: Option<&[u8]>) {
-        self.apply_record(key, value);
+    fn apply(&mut self, _: i32, offset: i64, key: &str, value: Option<&[u8]>) {
+        self.apply_record(offset, key, value);
     }
 }
 
@@ -149,16 +178,16 @@ mod tests {
     fn apply_then_tombstone() {
         let mut s = CatalogState::default();
         let rec = serde_json::to_vec(&CatalogRecord::Stream(stream("a"))).unwrap();
-        s.apply_record("stream/a", Some(&rec));
+        s.apply_record(0, "stream/a", Some(&rec));
         assert!(s.streams.contains_key("a"));
-        s.apply_record("stream/a", None);
+        s.apply_record(1, "stream/a", None);
         assert!(s.streams.is_empty());
     }
 
     #[test]
     fn unknown_kind_is_skipped() {
         let mut s = CatalogState::default();
-        s.apply_record("segment/x", Some(br#"{"kind":"segment","id":"x"}"#));
+        s.apply_record(0, "segment/x", Some(br#"{"kind":"segment","id":"x"}"#));
         assert!(s.streams.is_empty() && s.api_keys.is_empty());
     }
 }

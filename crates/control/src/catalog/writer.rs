@@ -6,6 +6,7 @@ use std::time::Duration;
 use cdp_contract::{KafkaSettings, Topics};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
+use super::conditional::{Conditional, Decision};
 use super::view::{CatalogError, CatalogView};
 use crate::model::CatalogRecord;
 
@@ -47,14 +48,26 @@ impl CatalogWriter {
 
     pub async fn put(&self, record: &CatalogRecord) -> Result<(), WriteError> {
         let value = serde_json::to_vec(record).unwrap_or_default();
-        self.send(&record.key(), Some(&value)).await
+        self.send(&record.key(), Some(&value)).await.map(|_| ())
+    }
+
+    /// Writes a conditional record and answers what the fold made of it, which is what every
+    /// other reader of the catalog makes of it too.
+    pub async fn put_conditional(&self, record: &Conditional) -> Result<Decision, WriteError> {
+        let value = serde_json::to_vec(record).unwrap_or_default();
+        let offset = self.send(&record.key(), Some(&value)).await?;
+        Ok(match self.view.read().refusal(offset) {
+            Some(refusal) => Decision::Refused(refusal.clone()),
+            None => Decision::Applied,
+        })
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), WriteError> {
-        self.send(key, None).await
+        self.send(key, None).await.map(|_| ())
     }
 
-    async fn send(&self, key: &str, value: Option<&Vec<u8>>) -> Result<(), WriteError> {
+    /// Answers the record's offset once this process's view has applied it.
+    async fn send(&self, key: &str, value: Option<&Vec<u8>>) -> Result<i64, WriteError> {
         let mut rec: FutureRecord<'_, str, Vec<u8>> = FutureRecord::to(&self.topic).key(key);
         if let Some(v) = value {
             rec = rec.payload(v);
@@ -65,6 +78,6 @@ impl CatalogWriter {
             .await
             .map_err(|(e, _)| WriteError::Send(e))?;
         self.view.wait_for(delivery.offset, WRITE_TIMEOUT).await?;
-        Ok(())
+        Ok(delivery.offset)
     }
 }
