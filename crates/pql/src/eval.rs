@@ -181,7 +181,7 @@ impl<'a> From<EventRef<'a>> for Scope<'a> {
 
 /// The result of evaluating one segment for one profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Outcome {
+pub struct Answer {
     pub qualified: bool,
     /// Earliest future instant at which `qualified` may flip with no new event;
     /// `None` if only new data can change it. Set a timer for it.
@@ -190,9 +190,9 @@ pub struct Outcome {
 
 impl Plan {
     /// Evaluates and computes when the answer would change by itself.
-    pub fn evaluate(&self, cx: &Context<'_>) -> Outcome {
+    pub fn evaluate(&self, cx: &Context<'_>) -> Answer {
         let (qualified, next_change) = eval::<true>(&self.root, cx, cx.profile_scope());
-        Outcome {
+        Answer {
             qualified,
             next_change,
         }

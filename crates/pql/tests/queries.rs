@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use cdp_pql::{
-    check, classify, parse, print, Context, Evaluation, FieldType, Outcome, Plan, QueryType,
+    check, classify, parse, print, Context, Evaluation, FieldType, Answer, Plan, QueryType,
     Schema, Schemas, SegmentInfo,
 };
 use chrono::{DateTime, Duration, Utc};
@@ -32,7 +32,7 @@ fn run_at(
     events: &[Value],
     members: &[&str],
     t: DateTime<Utc>,
-) -> Outcome {
+) -> Answer {
     let query = parse(q).unwrap_or_else(|e| panic!("{}", e.render(q)));
     let plan = Plan::compile(&query).unwrap();
     let members: HashSet<String> = members.iter().map(|s| s.to_string()).collect();
@@ -46,7 +46,7 @@ fn run_at(
     out
 }
 
-fn run(q: &str, profile: &Value, events: &[Value]) -> Outcome {
+fn run(q: &str, profile: &Value, events: &[Value]) -> Answer {
     run_at(q, profile, events, &[], now())
 }
 
@@ -469,7 +469,7 @@ fn single_event_with_profile_attributes() {
     );
     assert_eq!(
         out,
-        Outcome {
+        Answer {
             qualified: false,
             next_change: None
         }

@@ -1,6 +1,4 @@
 pub mod bench;
-pub mod bench_edge;
-pub mod bench_validate;
 pub mod manage;
 pub mod run;
 

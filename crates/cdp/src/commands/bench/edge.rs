@@ -16,7 +16,7 @@ use futures::StreamExt;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value};
 
-use super::load_config;
+use crate::commands::load_config;
 
 #[derive(Args, Debug, Clone)]
 pub struct EdgeBenchArgs {
@@ -91,7 +91,7 @@ pub async fn run(config: Option<PathBuf>, args: EdgeBenchArgs) -> anyhow::Result
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
-    super::bench::seed_catalog(
+    super::seed_catalog(
         &config.kafka,
         &config.topics,
         &running.catalog,

@@ -1,6 +1,7 @@
-//! `cdp bench validate`: the validate stage's throughput with one instance and with two (one
-//! consumer group, transactions, real broker), beside the ceiling — a plain loop of the same
-//! JSON parsing and schema validation over the same events, in the same run.
+//! `cdp bench validate`: in one run, on the same events and partitions, (a) a plain rdkafka
+//! consume → produce copy loop, at least once, no validation — the broker's ceiling for a stage
+//! on this machine — and (b) the validate stage, exactly once, with one instance and with two;
+//! then the end-to-end latency of both at an offered load (10 k events/s by default).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -20,7 +21,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use super::load_config;
+use super::{copy_loop, latency};
+use crate::commands::load_config;
 
 #[derive(Args, Debug, Clone)]
 pub struct ValidateBenchArgs {
@@ -33,9 +35,18 @@ pub struct ValidateBenchArgs {
     /// Partitions of the raw topic (the most instances that can share the work).
     #[arg(long, default_value_t = 6)]
     partitions: i32,
-    /// Most raw events per transaction (validate.max_batch).
+    /// Most raw events per batch (validate.max_batch).
     #[arg(long, default_value_t = ValidateSettings::default().max_batch)]
     max_batch: usize,
+    /// How long a transaction stays open under load (validate.commit_interval_ms).
+    #[arg(long, default_value_t = ValidateSettings::default().commit_interval_ms)]
+    commit_interval_ms: u64,
+    /// Offered load of the latency runs, events per second.
+    #[arg(long, default_value_t = 10_000)]
+    rate: u64,
+    /// Length of each latency run; 0 skips them.
+    #[arg(long, default_value_t = 10)]
+    latency_seconds: u64,
 }
 
 fn schema() -> Value {
@@ -75,12 +86,8 @@ fn event(i: usize, invalid: bool) -> Value {
     })
 }
 
-pub async fn run(config: Option<PathBuf>, args: ValidateBenchArgs) -> anyhow::Result<()> {
-    let config = load_config(config)?;
-    if config.kafka.bootstrap_servers.is_empty() {
-        bail!("no broker configured (CDP_KAFKA__BOOTSTRAP_SERVERS); `make bench` starts one");
-    }
-    let kafka = config.kafka.clone();
+/// A fresh namespace with the bench catalog and the raw / valid / error topics.
+async fn setup(kafka: &KafkaSettings, partitions: i32) -> anyhow::Result<(Topics, CatalogView)> {
     let topics = Topics::new(format!(
         "bench-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
@@ -94,17 +101,46 @@ pub async fn run(config: Option<PathBuf>, args: ValidateBenchArgs) -> anyhow::Re
         topics.ingest_raw(),
         topics.events_valid(),
         topics.events_error(),
+        copy_topic(&topics),
     ] {
         specs.push(TopicSpec {
             name,
-            partitions: args.partitions,
+            partitions,
             compacted: false,
         });
     }
-    ensure_topics(&kafka, &specs).await?;
-    let view = CatalogView::start(&kafka, &topics)?;
+    ensure_topics(kafka, &specs).await?;
+    let view = CatalogView::start(kafka, &topics)?;
     view.caught_up(Duration::from_secs(30)).await?;
-    super::bench::seed_catalog(&kafka, &topics, &view, schema()).await?;
+    super::seed_catalog(kafka, &topics, &view, schema()).await?;
+    Ok((topics, view))
+}
+
+/// Where the copy loop writes.
+fn copy_topic(topics: &Topics) -> String {
+    format!("{}.bench.copy", topics.namespace)
+}
+
+fn raw_headers(i: usize) -> RawHeaders {
+    RawHeaders {
+        stream_id: "bench".into(),
+        org_id: super::ORG.into(),
+        sandbox: "prod".into(),
+        batch_id: "bench".into(),
+        xaction_id: format!("bench:{i}"),
+        received_ms: 0,
+        content_type: "application/json".into(),
+        source: Source::Stream,
+    }
+}
+
+pub async fn run(config: Option<PathBuf>, args: ValidateBenchArgs) -> anyhow::Result<()> {
+    let config = load_config(config)?;
+    if config.kafka.bootstrap_servers.is_empty() {
+        bail!("no broker configured (CDP_KAFKA__BOOTSTRAP_SERVERS); `make bench` starts one");
+    }
+    let kafka = config.kafka.clone();
+    let (topics, view) = setup(&kafka, args.partitions).await?;
     let xdm = view
         .read()
         .schema("https://ns.adobe.com/bench/schemas/web", 1)
@@ -115,20 +151,21 @@ pub async fn run(config: Option<PathBuf>, args: ValidateBenchArgs) -> anyhow::Re
         .checked_div(args.invalid_percent)
         .unwrap_or(usize::MAX);
     let payloads: Vec<Vec<u8>> = (0..args.events)
-        .map(|i| serde_json::to_vec(&event(i, i % every == every - 1)).unwrap_or_default())
-        .collect();
+        .map(|i| serde_json::to_vec(&event(i, i % every == every - 1)))
+        .collect::<Result<_, _>>()?;
     println!(
-        "cdp bench validate: {} events of ~{} B ({}% invalid), {} partitions, transactions of up to {} events, broker {}",
+        "cdp bench validate: {} events of ~{} B ({}% invalid), {} partitions, batches of up to {} events, transactions every {} ms, broker {}",
         args.events,
         payloads.first().map(Vec::len).unwrap_or(0),
         args.invalid_percent,
         args.partitions,
         args.max_batch,
+        args.commit_interval_ms,
         kafka.bootstrap_servers
     );
     produce_raw(&kafka, &topics, &payloads).await?;
 
-    // The ceiling: the same parsing and validation in a plain loop on one thread.
+    // For reference: parsing and validation alone, in a plain loop on one thread.
     let validators = SchemaValidators::default();
     let started = Instant::now();
     let mut valid = 0usize;
@@ -136,20 +173,104 @@ pub async fn run(config: Option<PathBuf>, args: ValidateBenchArgs) -> anyhow::Re
         let v: Value = serde_json::from_slice(p)?;
         valid += usize::from(validators.validate(&xdm, &v).is_ok());
     }
-    let ceiling = args.events as f64 / started.elapsed().as_secs_f64();
-    println!("plain validation loop (ceiling): {ceiling:>9.0} events/s ({valid} valid)");
+    let validation = args.events as f64 / started.elapsed().as_secs_f64();
+    println!("plain validation loop (no Kafka):     {validation:>9.0} events/s ({valid} valid)");
 
+    // (a) The broker's ceiling for a stage: consume -> produce, at least once.
+    let (_stop, stopped) = watch::channel(false);
+    let group = format!("bench-copy-{}", uuid::Uuid::new_v4().simple());
+    let copied = copy_loop::run(
+        &kafka,
+        &topics.ingest_raw(),
+        &copy_topic(&topics),
+        &group,
+        Some(args.events as u64),
+        stopped,
+    )
+    .await?;
+    let first = copied.first.unwrap_or(copied.done);
+    let copy = copied.records as f64 / (copied.done - first).as_secs_f64().max(1e-3);
+    println!("(a) copy loop, at least once:         {copy:>9.0} events/s (1.00)");
+
+    // (b) The validate stage, exactly once, one instance and two.
     let one = stage_run(&kafka, &topics, &view, 1, &args).await?;
     println!(
-        "validate stage, 1 instance:     {:>9.0} events/s steady ({:.2} of ceiling); {:.0} events/s including {:.1} s to join the group",
-        one.steady, one.steady / ceiling, one.overall, one.join.as_secs_f64()
+        "(b) validate stage, 1 instance:       {:>9.0} events/s steady ({:.2} of the copy loop); {:.0} events/s including {:.1} s to join the group",
+        one.steady, one.steady / copy, one.overall, one.join.as_secs_f64()
     );
     let two = stage_run(&kafka, &topics, &view, 2, &args).await?;
     println!(
-        "validate stage, 2 instances:    {:>9.0} events/s steady ({:.2} of ceiling, {:.2}x one instance); {:.0} events/s including {:.1} s to join the group",
-        two.steady, two.steady / ceiling, two.steady / one.steady, two.overall, two.join.as_secs_f64()
+        "(b) validate stage, 2 instances:      {:>9.0} events/s steady ({:.2} of the copy loop, {:.2}x one instance); {:.0} events/s including {:.1} s to join the group",
+        two.steady, two.steady / copy, two.steady / one.steady, two.overall, two.join.as_secs_f64()
     );
+
+    if args.latency_seconds == 0 {
+        return Ok(());
+    }
+    let count = (args.rate * args.latency_seconds) as usize;
+    println!(
+        "latency (raw record timestamp -> output visible to a read_committed reader) at {} events/s for {} s:",
+        args.rate, args.latency_seconds
+    );
+    let record = |i: usize| {
+        let value = serde_json::to_vec(&event(i, i % every == every - 1)).unwrap_or_default();
+        (
+            format!("ECID:ecid-{}", i % 5000),
+            value,
+            raw_headers(i).to_kafka(),
+        )
+    };
+    {
+        let (topics, _view) = setup(&kafka, args.partitions).await?;
+        let (stop, stopped) = watch::channel(false);
+        let (k, t) = (kafka.clone(), topics.clone());
+        let group = format!("bench-copy-{}", uuid::Uuid::new_v4().simple());
+        let copying = tokio::spawn(async move {
+            copy_loop::run(&k, &t.ingest_raw(), &copy_topic(&t), &group, None, stopped).await
+        });
+        let outputs = [copy_topic(&topics)];
+        latency::measure(&kafka, &topics.ingest_raw(), &outputs, args.rate, 200, record).await?;
+        let l = latency::measure(&kafka, &topics.ingest_raw(), &outputs, args.rate, count, record)
+            .await?;
+        println!(
+            "(a) copy loop:                        p50 {:>5.0} ms, p99 {:>5.0} ms, max {:>5.0} ms ({} events)",
+            l.p50, l.p99, l.max, l.samples
+        );
+        let _ = stop.send(true);
+        copying.await??;
+    }
+    {
+        let (topics, view) = setup(&kafka, args.partitions).await?;
+        let (stop, stopped) = watch::channel(false);
+        let settings = bench_settings(&args, "latency", 0);
+        let (k, t, v) = (kafka.clone(), topics.clone(), view.clone());
+        let stage = tokio::spawn(async move {
+            let identity = cdp_contract::IdentitySettings::default().namespaces;
+            cdp_validate::stage::run(&k, &t, &settings, &identity, v, stopped).await
+        });
+        let outputs = [topics.events_valid(), topics.events_error()];
+        // The first events wait for the group join; they are not measured.
+        latency::measure(&kafka, &topics.ingest_raw(), &outputs, args.rate, 200, record).await?;
+        let l = latency::measure(&kafka, &topics.ingest_raw(), &outputs, args.rate, count, record)
+            .await?;
+        println!(
+            "(b) validate stage, 1 instance:       p50 {:>5.0} ms, p99 {:>5.0} ms, max {:>5.0} ms ({} events)",
+            l.p50, l.p99, l.max, l.samples
+        );
+        let _ = stop.send(true);
+        stage.await??;
+    }
     Ok(())
+}
+
+fn bench_settings(args: &ValidateBenchArgs, group: &str, instance: usize) -> ValidateSettings {
+    ValidateSettings {
+        group_id: group.to_string(),
+        instance_id: Some(format!("{group}-{instance}")),
+        max_batch: args.max_batch,
+        commit_interval_ms: args.commit_interval_ms,
+        ..ValidateSettings::default()
+    }
 }
 
 async fn produce_raw(
@@ -161,16 +282,7 @@ async fn produce_raw(
     let topic = topics.ingest_raw();
     let results: Vec<_> = futures::stream::iter(payloads.iter().enumerate())
         .map(|(i, p)| {
-            let headers = RawHeaders {
-                stream_id: "bench".into(),
-                org_id: super::bench::ORG.into(),
-                sandbox: "prod".into(),
-                batch_id: "bench".into(),
-                xaction_id: format!("bench:{i}"),
-                received_ms: 0,
-                content_type: "application/json".into(),
-                source: Source::Stream,
-            };
+            let headers = raw_headers(i);
             let (producer, topic) = (&producer, &topic);
             async move {
                 producer
@@ -227,12 +339,7 @@ async fn stage_run(
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..instances {
-        let settings = ValidateSettings {
-            group_id: group.clone(),
-            instance_id: Some(format!("{group}-{i}")),
-            max_batch: args.max_batch,
-            ..ValidateSettings::default()
-        };
+        let settings = bench_settings(args, &group, i);
         let (kafka, topics, view, stop) =
             (kafka.clone(), topics.clone(), view.clone(), stop_rx.clone());
         tasks.push(tokio::spawn(async move {

@@ -1,0 +1,146 @@
+//! End-to-end latency at an offered load: raw records are written at a steady rate, each with
+//! its send time as the record timestamp; a read_committed reader on the outputs takes the
+//! `cdp-raw-position` header of each output it sees and the latency is the time it saw it minus
+//! the raw record's timestamp. Whatever runs between (the validate stage, the copy loop) must be
+//! consuming already.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::bail;
+use cdp_contract::envelope::RAW_POSITION;
+use cdp_contract::KafkaSettings;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+type Position = (i32, i64);
+
+/// p50 / p99 / max of one run, in milliseconds.
+pub struct Latency {
+    pub samples: usize,
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn parse_position(v: &[u8]) -> Option<Position> {
+    let (p, o) = std::str::from_utf8(v).ok()?.split_once(':')?;
+    Some((p.parse().ok()?, o.parse().ok()?))
+}
+
+/// Writes `count` records at `rate` per second to `input` (`record(i)` gives key, value and
+/// headers) and measures until every one has an output on `outputs`.
+pub async fn measure(
+    kafka: &KafkaSettings,
+    input: &str,
+    outputs: &[String],
+    rate: u64,
+    count: usize,
+    record: impl Fn(usize) -> (String, Vec<u8>, OwnedHeaders),
+) -> anyhow::Result<Latency> {
+    let seen: Arc<Mutex<HashMap<Position, i64>>> = Arc::default();
+    let reader: StreamConsumer = kafka.reader("bench-latency").create()?;
+    let mut tpl = TopicPartitionList::new();
+    for topic in outputs {
+        let metadata = reader.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                tpl.add_partition_offset(topic, p.id(), Offset::End)?;
+            }
+        }
+    }
+    reader.assign(&tpl)?;
+    let reading = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            while let Ok(m) = reader.recv().await {
+                let at = now_ms();
+                let position = m
+                    .headers()
+                    .and_then(|h| h.iter().find(|h| h.key == RAW_POSITION))
+                    .and_then(|h| h.value)
+                    .and_then(parse_position);
+                if let Some(p) = position {
+                    seen.lock().unwrap_or_else(|e| e.into_inner()).insert(p, at);
+                }
+            }
+        })
+    };
+    // The reader starts at the end: give its first fetch a moment so no early output is missed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let producer: FutureProducer = kafka.producer("bench-latency", 60_000).create()?;
+    let started = Instant::now();
+    let per_tick = (rate / 100).max(1) as usize;
+    let mut sends = Vec::with_capacity(count);
+    for i in 0..count {
+        if i % per_tick == 0 {
+            let tick = (i / per_tick) as u32;
+            tokio::time::sleep_until((started + Duration::from_millis(10) * tick).into()).await;
+        }
+        let (key, value, headers) = record(i);
+        let ts = now_ms();
+        let delivery = producer
+            .send_result(
+                FutureRecord::to(input)
+                    .key(&key)
+                    .payload(&value)
+                    .headers(headers)
+                    .timestamp(ts),
+            )
+            .map_err(|(e, _)| e)?;
+        sends.push((ts, delivery));
+    }
+    let offered = count as f64 / started.elapsed().as_secs_f64();
+    let mut sent: HashMap<Position, i64> = HashMap::with_capacity(count);
+    for (ts, d) in sends {
+        let delivery = d.await?.map_err(|(e, _)| e)?;
+        sent.insert((delivery.partition, delivery.offset), ts);
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let done = {
+            let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+            sent.keys().filter(|p| seen.contains_key(p)).count()
+        };
+        if done == sent.len() {
+            break;
+        }
+        if Instant::now() > deadline {
+            reading.abort();
+            bail!("only {done} of {} outputs seen within 2 minutes", sent.len());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    reading.abort();
+    let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+    let mut latencies: Vec<i64> = sent
+        .iter()
+        .filter_map(|(p, ts)| seen.get(p).map(|at| at - ts))
+        .collect();
+    latencies.sort_unstable();
+    let pick = |q: f64| {
+        let i = ((latencies.len() as f64 - 1.0) * q).round() as usize;
+        latencies.get(i).copied().unwrap_or(0) as f64
+    };
+    println!(
+        "  offered {offered:.0} events/s for {:.1} s",
+        count as f64 / offered
+    );
+    Ok(Latency {
+        samples: latencies.len(),
+        p50: pick(0.50),
+        p99: pick(0.99),
+        max: latencies.last().copied().unwrap_or(0) as f64,
+    })
+}
