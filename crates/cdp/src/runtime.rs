@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use cdp_catalog::tokens::Tokens;
+use cdp_catalog::{CatalogError, WriteError};
+use cdp_catalog::{CatalogView, CatalogWriter};
 use cdp_contract::admin::{ensure_topics, AdminError, TopicSpec};
-use cdp_control::catalog::{self, CatalogError, WriteError};
 use cdp_control::http::ControlState;
-use cdp_control::tokens::Tokens;
-use cdp_control::{CatalogView, CatalogWriter};
 use cdp_edge::EdgeState;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -127,7 +127,7 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         tracing::warn!("auth.token_secret is the development default: set CDP_AUTH__TOKEN_SECRET in production");
     }
     let topics = &config.topics;
-    let mut specs = vec![catalog::topic_spec(topics)];
+    let mut specs = vec![cdp_catalog::topic_spec(topics)];
     if stages.edge || stages.validate || stages.lake {
         specs.push(TopicSpec {
             name: topics.ingest_raw(),
@@ -181,7 +181,7 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             max_token_days: config.auth.max_token_days,
         })
         .merge(cdp_registry::confluent_router(&registry))
-        .merge(cdp_control::http::admin_only(
+        .merge(cdp_http::admin_only(
             cdp_lake::router(lake_api).merge(cdp_registry::xdm_router(registry)),
             admin_token,
         ));

@@ -3,9 +3,9 @@
 //! endpoint answers 401 for both (seed 001). The caller picks the status.
 
 use axum::http::{header, HeaderMap};
-use cdp_control::catalog::CatalogState;
-use cdp_control::tokens::{TokenError, Tokens};
-use cdp_control::Stream;
+use cdp_catalog::tokens::{TokenError, Tokens};
+use cdp_catalog::CatalogState;
+use cdp_catalog::Stream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthFailure {

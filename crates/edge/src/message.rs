@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use cdp_control::Stream;
+use cdp_catalog::Stream;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -162,7 +162,7 @@ fn with_org(message: &RawValue, org: &str) -> Result<Bytes, Rejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cdp_control::PayloadType;
+    use cdp_catalog::PayloadType;
     use serde_json::json;
 
     fn stream() -> Stream {

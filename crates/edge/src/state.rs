@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use cdp_catalog::tokens::Tokens;
+use cdp_catalog::CatalogView;
 use cdp_contract::{IdentitySettings, KafkaSettings, Topics};
-use cdp_control::http::Problem;
-use cdp_control::tokens::Tokens;
-use cdp_control::CatalogView;
+use cdp_http::Problem;
 
 use crate::body::BodyError;
 use crate::ids::IdGenerator;

@@ -6,10 +6,10 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use cdp_catalog::CatalogView;
 use cdp_contract::admin::ensure_topics;
 use cdp_contract::{KafkaSettings, Topics};
-use cdp_control::http::Problem;
-use cdp_control::CatalogView;
+use cdp_http::Problem;
 use serde::{Deserialize, Serialize};
 
 use crate::batches::{self, BatchSummary, BatchView};
@@ -69,7 +69,7 @@ pub fn router(state: LakeApi) -> Router {
 #[serde(rename_all = "camelCase")]
 struct DatasetView {
     #[serde(flatten)]
-    dataset: cdp_control::Dataset,
+    dataset: cdp_catalog::Dataset,
     record_count: u64,
     failed_count: u64,
     batch_count: usize,
@@ -147,7 +147,7 @@ async fn activity(
         return unknown_dataset(&id);
     }
     const MINUTE: i64 = 60_000;
-    let now = cdp_control::model::now_ms();
+    let now = cdp_catalog::clock::now_ms();
     let to = (now / MINUTE + 1) * MINUTE;
     let from = to - i64::from(minutes) * MINUTE;
     let mut buckets: Vec<Bucket> = (0..minutes)

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cdp_control::CatalogView;
+use cdp_catalog::CatalogView;
 use futures::{stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -187,7 +187,7 @@ impl Flusher {
         );
         let count = buf.records.len();
         let files = self.plan(buf);
-        let written_ms = cdp_control::model::now_ms();
+        let written_ms = cdp_catalog::clock::now_ms();
         let mut contributions = Vec::new();
         for f in &files {
             for (batch, (records, failed, lo, hi)) in &f.batches {

@@ -10,9 +10,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
+use cdp_catalog::CatalogView;
 use cdp_contract::admin::ensure_topics;
 use cdp_contract::{KafkaSettings, Topics};
-use cdp_control::CatalogView;
 use cdp_stage::consumer::Tp;
 use cdp_stage::health::{self, Status};
 use cdp_stage::{StageConsumer, StageMetrics};

@@ -20,7 +20,7 @@ use apache_avro::schema::{RecordSchema, Schema};
 use apache_avro::types::Value as Avro;
 use serde_json::{json, Map, Number, Value};
 
-use cdp_control::XdmSchema;
+use cdp_catalog::XdmSchema;
 
 /// The field of a JSON-text record.
 pub const JSON_FIELD: &str = "__json";

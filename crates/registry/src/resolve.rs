@@ -1,7 +1,7 @@
 //! schemaRef resolution for messages: `{id, contentType}` → one schema version of the catalog.
 
-use cdp_control::catalog::CatalogState;
-use cdp_control::XdmSchema;
+use cdp_catalog::CatalogState;
+use cdp_catalog::XdmSchema;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use axum::Router;
+use cdp_catalog::{CatalogView, CatalogWriter};
 use cdp_contract::{KafkaSettings, Topics};
-use cdp_control::{CatalogView, CatalogWriter};
 
 use crate::confluent::{self, SchemaLog, SchemaLogError};
 

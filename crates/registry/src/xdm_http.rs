@@ -4,7 +4,7 @@
 //! A handler decides from its instance's view of the catalog, which can lag the topic: another
 //! control instance may have bound a dataset to, or replaced, the version it is looking at a
 //! moment ago. So schema changes and dataset creations are written as conditional records
-//! (`cdp_control::catalog::Conditional`) that the catalog's fold accepts or refuses in topic
+//! (`cdp_catalog::Conditional`) that the catalog's fold accepts or refuses in topic
 //! order, identically in every instance. A refused write is recomputed from the view, which by
 //! then includes whatever got there first.
 
@@ -13,9 +13,10 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use cdp_control::catalog::{Conditional, DatasetCreation, Decision, SchemaChange};
-use cdp_control::http::{ApiJson, Problem};
-use cdp_control::model::{now_ms, CatalogRecord, Dataset, SchemaRef, ValueFormat, XdmSchema};
+use cdp_catalog::clock::now_ms;
+use cdp_catalog::model::{CatalogRecord, Dataset, SchemaRef, ValueFormat, XdmSchema};
+use cdp_catalog::{Conditional, DatasetCreation, Decision, SchemaChange};
+use cdp_http::{ApiJson, Problem};
 use serde::Deserialize;
 use serde_json::{json, Value};
 

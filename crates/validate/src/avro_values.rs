@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
-use cdp_control::XdmSchema;
+use cdp_catalog::XdmSchema;
 use cdp_registry::confluent::{Outcome, SchemaLog, SchemaLogError};
 use cdp_registry::{avro_schema_for, json_to_avro};
 use serde_json::Value;

@@ -2,11 +2,11 @@
 //! profile's primary identity, with where it was validated in its headers) or an error record
 //! (every reason, the original payload). There is no third outcome: nothing is dropped.
 
+use cdp_catalog::CatalogState;
+use cdp_catalog::ValueFormat;
 use cdp_contract::envelope::{self, Source};
 use cdp_contract::quarantine::{ErrorRecord, Stage, Violation};
 use cdp_contract::RawHeaders;
-use cdp_control::catalog::CatalogState;
-use cdp_control::ValueFormat;
 use rdkafka::message::{Header, OwnedHeaders};
 use serde_json::Value;
 

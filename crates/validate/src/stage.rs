@@ -6,9 +6,9 @@
 
 use std::collections::HashMap;
 
+use cdp_catalog::{CatalogView, XdmSchema};
 use cdp_contract::envelope::{RAW_POSITION, VALIDATE_GROUP};
 use cdp_contract::{KafkaSettings, RawHeaders, Topics};
-use cdp_control::{CatalogView, XdmSchema};
 use cdp_stage::{
     Cause, Context, Lineage, Output, ProcessError, Processor, StageError, StageMetrics, StageSpec,
 };

@@ -2,8 +2,8 @@
 //! them. The edge runs these checks synchronously (answering per message) and the validate
 //! stage runs them again on what it consumes, because the catalog may have changed in between.
 
-use cdp_control::catalog::CatalogState;
-use cdp_control::{Dataset, Stream, XdmSchema};
+use cdp_catalog::CatalogState;
+use cdp_catalog::{Dataset, Stream, XdmSchema};
 
 /// What a message says about where it belongs (all optional: a plain record says nothing).
 #[derive(Debug, Clone, Copy, Default)]

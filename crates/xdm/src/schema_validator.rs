@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use cdp_catalog::XdmSchema;
 use cdp_contract::quarantine::Violation;
-use cdp_control::XdmSchema;
 use jsonschema::{Draft, Validator};
 use serde_json::Value;
 

@@ -6,10 +6,38 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::json::ApiJson;
-use super::{ControlState, Problem};
-use crate::model::{api_key_key, now_ms, ApiKey, ApiKeyView, CatalogRecord};
-use crate::tokens::{hash_secret, new_secret};
+use cdp_catalog::clock::now_ms;
+use cdp_catalog::model::{api_key_key, ApiKey, CatalogRecord};
+use cdp_catalog::tokens::{hash_secret, new_secret};
+use cdp_http::{ApiJson, Problem};
+
+use super::ControlState;
+
+/// An API key as the management API shows it: never the secret or its hash.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyView {
+    pub id: String,
+    pub name: String,
+    pub org_id: String,
+    pub generation: u32,
+    pub created_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotated_at: Option<i64>,
+}
+
+impl From<&ApiKey> for ApiKeyView {
+    fn from(k: &ApiKey) -> Self {
+        Self {
+            id: k.id.clone(),
+            name: k.name.clone(),
+            org_id: k.org_id.clone(),
+            generation: k.generation,
+            created_at: k.created_at,
+            rotated_at: k.rotated_at,
+        }
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

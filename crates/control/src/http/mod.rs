@@ -1,25 +1,18 @@
 //! The management API: streams, API keys and tokens. Everything except token issuance needs
 //! the admin bearer token.
 
-mod admin_auth;
-
-pub use admin_auth::admin_only;
 mod api_keys;
-mod json;
-mod problem;
 mod streams;
 mod tokens;
 
-pub use json::ApiJson;
-pub use problem::Problem;
+pub use api_keys::ApiKeyView;
 
 use std::sync::Arc;
 
 use axum::routing::{get, post};
 use axum::Router;
-
-use crate::catalog::{CatalogView, CatalogWriter};
-use crate::tokens::Tokens;
+use cdp_catalog::tokens::Tokens;
+use cdp_catalog::{CatalogView, CatalogWriter};
 
 /// What every management handler needs.
 #[derive(Clone)]
@@ -40,7 +33,7 @@ pub fn router(state: ControlState) -> Router {
         .route("/api-keys/{id}/rotate", post(api_keys::rotate))
         .route_layer(axum::middleware::from_fn_with_state(
             state.admin_token.clone(),
-            admin_auth::require_admin,
+            cdp_http::require_admin,
         ));
     Router::new()
         .merge(admin)

@@ -5,9 +5,11 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 
-use super::json::ApiJson;
-use super::{ControlState, Problem};
-use crate::model::{now_ms, stream_key, CatalogRecord, PayloadType, SchemaRef, Stream};
+use cdp_catalog::clock::now_ms;
+use cdp_catalog::model::{stream_key, CatalogRecord, PayloadType, SchemaRef, Stream};
+use cdp_http::{ApiJson, Problem};
+
+use super::ControlState;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

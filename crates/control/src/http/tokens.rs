@@ -5,10 +5,11 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::json::ApiJson;
-use super::{ControlState, Problem};
-use crate::model::now_ms;
-use crate::tokens::authenticate_key;
+use cdp_catalog::clock::now_ms;
+use cdp_catalog::tokens::authenticate_key;
+use cdp_http::{ApiJson, Problem};
+
+use super::ControlState;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

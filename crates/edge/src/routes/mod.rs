@@ -6,7 +6,7 @@ pub mod health;
 pub mod stream;
 
 use axum::http::{header, HeaderMap};
-use cdp_control::Stream;
+use cdp_catalog::Stream;
 
 use crate::auth::{authorize, AuthFailure};
 use crate::state::{EdgeError, EdgeState};
@@ -95,7 +95,7 @@ pub fn is_xml(media: &str) -> bool {
 }
 
 pub fn now_ms() -> i64 {
-    cdp_control::model::now_ms()
+    cdp_catalog::clock::now_ms()
 }
 
 /// Says where JSON parsing failed; serde_json's message ends with "at line L column C".

@@ -8,9 +8,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
+use cdp_catalog::{PayloadType, Stream};
 use cdp_contract::envelope::Source;
 use cdp_contract::RawHeaders;
-use cdp_control::{PayloadType, Stream};
 use serde::Serialize;
 use serde_json::Value;
 

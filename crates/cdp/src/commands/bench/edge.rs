@@ -196,7 +196,7 @@ async fn raw_round(
     total: usize,
 ) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let now = cdp_control::model::now_ms();
+    let now = cdp_catalog::clock::now_ms();
     let results: Vec<_> = futures::stream::iter(0..total)
         .map(|i| {
             let (key, value) = &encoded[i % encoded.len()];

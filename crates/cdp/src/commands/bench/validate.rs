@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use cdp_contract::admin::{ensure_topics, TopicSpec};
 use cdp_contract::envelope::Source;
 use cdp_contract::{KafkaSettings, RawHeaders, Topics};
-use cdp_control::CatalogView;
+use cdp_catalog::CatalogView;
 use cdp_validate::ValidateSettings;
 use cdp_xdm::SchemaValidators;
 use clap::Args;

@@ -1,96 +1,75 @@
-//! Conditional catalog records: writes whose fate depends on what the catalog holds when they
-//! are applied. The fold decides them in topic order, the same way in every stage and every
-//! control instance, instead of the writer deciding from its own view, which may lag the topic
-//! (another control instance may have written a moment ago).
-//!
-//! They uphold "a schema version is immutable once a dataset is bound to it":
-//!
-//! - a [`SchemaChange`] names the revision of the schema's latest version it was computed from
-//!   (`base`); it is refused if the latest version moved since, or if it would replace a version
-//!   that a dataset is bound to by now;
-//! - a [`DatasetCreation`] names the revision of the version its checks ran against; it is
-//!   refused if that version was replaced in place since.
-//!
-//! A revision is the catalog offset of the record that set a version's current definition.
-//!
-//! Their keys are never reused (`schemaChange/<random>`, `datasetCreation/<dataset id>`), so
-//! compaction neither removes a conditional record nor lets a refused one shadow an accepted
-//! one. What a decision reads — the records that set schema versions and bind datasets — is
-//! never compacted away either (`schema/<id>@1` is written once, dataset patches rewrite
-//! `dataset/<id>` without changing the binding), so an instance that folds a compacted topic
-//! decides exactly as one that saw every record.
+//! The fold: how each record of the catalog topic, in topic order, changes a [`CatalogState`].
+//! Plain records set or (as tombstones) delete a key; [`Conditional`] records are decided here,
+//! against the state as of their offset, so every reader and every control instance decides them
+//! alike (see [`crate::conditional`] for the rules).
 
-use serde::{Deserialize, Serialize};
+use cdp_contract::follower::Fold;
 
-use super::view::CatalogState;
-use crate::model::{Dataset, XdmSchema};
-
-/// A conditional record of the catalog topic (a `kind` tag like [`crate::model::CatalogRecord`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "camelCase")]
-pub enum Conditional {
-    SchemaChange(SchemaChange),
-    DatasetCreation(DatasetCreation),
-}
-
-impl Conditional {
-    pub fn key(&self) -> String {
-        match self {
-            Conditional::SchemaChange(c) => format!("schemaChange/{}", c.change),
-            Conditional::DatasetCreation(c) => format!("datasetCreation/{}", c.dataset.id),
-        }
-    }
-}
-
-/// The latest version of a schema replaced in place, or the version after it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SchemaChange {
-    /// Random; names the record, so no two changes share a key.
-    pub change: String,
-    /// The revision of the latest version that the change was computed from.
-    pub base: i64,
-    pub schema: XdmSchema,
-}
-
-/// A new dataset bound to its schema version.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DatasetCreation {
-    /// The revision of the dataset's schema version that its checks ran against.
-    pub schema_revision: i64,
-    pub dataset: Dataset,
-}
-
-/// Why the fold did not apply a conditional record.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    #[error("schema {id} changed after the change was computed from it")]
-    SchemaMoved { id: String },
-    #[error("schema {id} version {version} is used by a dataset and cannot be replaced")]
-    VersionInUse { id: String, version: u32 },
-    #[error("schema {id} version {version} changed after the dataset was checked against it")]
-    SchemaChanged { id: String, version: u32 },
-    #[error("dataset {0} already exists")]
-    DatasetExists(String),
-}
-
-/// What became of a conditional record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    Applied,
-    Refused(Refusal),
-}
+use crate::conditional::{Conditional, DatasetCreation, Refusal, SchemaChange};
+use crate::model::{CatalogRecord, XdmSchema};
+use crate::state::CatalogState;
 
 impl CatalogState {
-    /// Whether a dataset is bound to this version, which makes it immutable.
-    pub fn in_use(&self, id: &str, version: u32) -> bool {
-        self.datasets
-            .values()
-            .any(|d| d.schema_id == id && d.schema_version == version)
+    fn set_schema(&mut self, offset: i64, schema: XdmSchema) {
+        self.revisions
+            .entry(schema.id.clone())
+            .or_default()
+            .insert(schema.version, offset);
+        self.schemas
+            .entry(schema.id.clone())
+            .or_default()
+            .insert(schema.version, schema);
     }
 
-    pub(super) fn decide(&mut self, offset: i64, record: Conditional) {
+    fn apply_record(&mut self, offset: i64, key: &str, value: Option<&[u8]>) {
+        let Some(value) = value else {
+            // Tombstone: the key says what to forget.
+            match key.split_once('/') {
+                Some(("stream", id)) => {
+                    self.streams.remove(id);
+                }
+                Some(("apiKey", id)) => {
+                    self.api_keys.remove(id);
+                }
+                Some(("dataset" | "datasetCreation", id)) => {
+                    self.datasets.remove(id);
+                }
+                Some(("schema", rest)) => {
+                    if let Some((id, version)) = rest.rsplit_once('@') {
+                        if let (Some(versions), Ok(v)) = (self.schemas.get_mut(id), version.parse())
+                        {
+                            versions.remove(&v);
+                            if let Some(revisions) = self.revisions.get_mut(id) {
+                                revisions.remove(&v);
+                            }
+                        }
+                    }
+                }
+                _ => tracing::warn!(key, "catalog tombstone with an unknown key"),
+            }
+            return;
+        };
+        match serde_json::from_slice::<CatalogRecord>(value) {
+            Ok(CatalogRecord::Stream(s)) => {
+                self.streams.insert(s.id.clone(), s);
+            }
+            Ok(CatalogRecord::ApiKey(k)) => {
+                self.api_keys.insert(k.id.clone(), k);
+            }
+            Ok(CatalogRecord::Schema(s)) => self.set_schema(offset, s),
+            Ok(CatalogRecord::Dataset(d)) => {
+                self.datasets.insert(d.id.clone(), d);
+            }
+            Err(e) => match serde_json::from_slice::<Conditional>(value) {
+                Ok(c) => self.decide(offset, c),
+                // Records of kinds this version does not know (written by a newer control) are
+                // skipped, not fatal, so stages can be upgraded one at a time.
+                Err(_) => tracing::debug!(key, error = %e, "skipping catalog record"),
+            },
+        }
+    }
+
+    fn decide(&mut self, offset: i64, record: Conditional) {
         let decision = match record {
             Conditional::SchemaChange(c) => self.schema_change(offset, c),
             Conditional::DatasetCreation(c) => self.dataset_creation(c),
@@ -139,10 +118,49 @@ impl CatalogState {
     }
 }
 
+impl Fold for CatalogState {
+    fn apply(&mut self, _: i32, offset: i64, key: &str, value: Option<&[u8]>) {
+        self.apply_record(offset, key, value);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{CatalogRecord, ValueFormat};
+    use crate::model::{Dataset, PayloadType, Stream, ValueFormat};
+
+    fn stream(id: &str) -> Stream {
+        Stream {
+            id: id.into(),
+            name: "web".into(),
+            description: None,
+            org_id: "o".into(),
+            sandbox: "prod".into(),
+            payload_type: PayloadType::Json,
+            authentication_required: false,
+            rate_limit: None,
+            dataset_id: None,
+            schema_ref: None,
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn apply_then_tombstone() {
+        let mut s = CatalogState::default();
+        let rec = serde_json::to_vec(&CatalogRecord::Stream(stream("a"))).unwrap();
+        s.apply_record(0, "stream/a", Some(&rec));
+        assert!(s.streams.contains_key("a"));
+        s.apply_record(1, "stream/a", None);
+        assert!(s.streams.is_empty());
+    }
+
+    #[test]
+    fn unknown_kind_is_skipped() {
+        let mut s = CatalogState::default();
+        s.apply_record(0, "segment/x", Some(br#"{"kind":"segment","id":"x"}"#));
+        assert!(s.streams.is_empty() && s.api_keys.is_empty());
+    }
 
     const ID: &str = "https://ns.adobe.com/acme/schemas/s";
 

@@ -7,8 +7,8 @@ use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::catalog::CatalogState;
 use crate::model::ApiKey;
+use crate::state::CatalogState;
 
 const ISSUER: &str = "cdp-control";
 const KEY_PREFIX: &str = "cdpk";
@@ -169,7 +169,7 @@ mod tests {
     }
 
     fn now() -> i64 {
-        crate::model::now_ms() / 1000
+        crate::clock::now_ms() / 1000
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 
-use super::Problem;
+use crate::problem::Problem;
 
 pub struct ApiJson<T>(pub T);
 

@@ -6,9 +6,9 @@ use std::time::Duration;
 use cdp_contract::{KafkaSettings, Topics};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use super::conditional::{Conditional, Decision};
-use super::view::{CatalogError, CatalogView};
+use crate::conditional::{Conditional, Decision};
 use crate::model::CatalogRecord;
+use crate::view::{CatalogError, CatalogView};
 
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -1,5 +1,5 @@
-//! What the catalog holds: streaming connections and API keys, as they are stored in the
-//! catalog topic and shown by the management API (camelCase JSON).
+//! What the catalog holds: streaming connections, API keys, XDM schema versions and datasets, as
+//! they are stored in the catalog topic and shown by the APIs (camelCase JSON).
 
 use serde::{Deserialize, Serialize};
 
@@ -57,32 +57,6 @@ pub struct ApiKey {
     pub created_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotated_at: Option<i64>,
-}
-
-/// An API key as the management API shows it: never the secret or its hash.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ApiKeyView {
-    pub id: String,
-    pub name: String,
-    pub org_id: String,
-    pub generation: u32,
-    pub created_at: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rotated_at: Option<i64>,
-}
-
-impl From<&ApiKey> for ApiKeyView {
-    fn from(k: &ApiKey) -> Self {
-        Self {
-            id: k.id.clone(),
-            name: k.name.clone(),
-            org_id: k.org_id.clone(),
-            generation: k.generation,
-            created_at: k.created_at,
-            rotated_at: k.rotated_at,
-        }
-    }
 }
 
 /// How a dataset's valid events are encoded on `events.valid`.
@@ -167,13 +141,6 @@ pub fn stream_key(id: &str) -> String {
 
 pub fn api_key_key(id: &str) -> String {
     format!("apiKey/{id}")
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

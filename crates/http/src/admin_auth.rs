@@ -1,4 +1,5 @@
-//! The management API's own authentication: a bearer admin token from configuration.
+//! The management APIs' authentication: a bearer admin token from configuration. Control's own
+//! routes and the other management APIs it serves (datasets, XDM schemas, batches) share it.
 
 use std::sync::Arc;
 
@@ -6,11 +7,10 @@ use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::Router;
 use sha2::{Digest, Sha256};
 
-use axum::Router;
-
-use super::Problem;
+use crate::problem::Problem;
 
 /// Puts every route of `router` behind the admin token: the other management APIs (datasets,
 /// XDM schemas, batches) that control serves beside its own.

@@ -1,0 +1,49 @@
+//! The catalog: what the platform knows about its streams, API keys, XDM schemas and datasets,
+//! kept in one compacted Kafka topic that every stage follows.
+//!
+//! This crate owns
+//! - the model ([`model`]): the records of the catalog topic, as stored and as the APIs show them;
+//! - the fold of the topic into a [`CatalogState`] (plain records, and the [`Conditional`]
+//!   records it decides in topic order, the same way in every reader), the live
+//!   [`CatalogView`] that follows the topic, and the [`CatalogWriter`] (read-your-writes);
+//! - access tokens ([`tokens`]): API-key authentication, and HS256 JWTs issued from a key and
+//!   verified against the catalog (a deleted or rotated key invalidates its tokens at once);
+//! - clock helpers ([`clock`]).
+//!
+//! It serves no HTTP: the management API is `cdp-control`, the HTTP helpers every API shares are
+//! `cdp-http`.
+//!
+//! The catalog topic has one partition, is compacted, and is keyed `<kind>/<id>`.
+//!
+//! Modules depend on each other in one direction only: `model` ← `conditional` ← `state` ←
+//! `fold`; `state` ← `view` ← `writer` (which also names `conditional` and `model`); `model`,
+//! `state` ← `tokens`; `clock` depends on nothing.
+
+pub mod clock;
+mod conditional;
+mod fold;
+pub mod model;
+mod state;
+pub mod tokens;
+mod view;
+mod writer;
+
+pub use conditional::{Conditional, DatasetCreation, Decision, Refusal, SchemaChange};
+pub use model::{
+    ApiKey, CatalogRecord, Dataset, PayloadType, SchemaRef, Stream, ValueFormat, XdmSchema,
+};
+pub use state::CatalogState;
+pub use view::{CatalogError, CatalogView};
+pub use writer::{CatalogWriter, WriteError};
+
+use cdp_contract::admin::TopicSpec;
+use cdp_contract::Topics;
+
+/// The catalog must be totally ordered, so it has exactly one partition.
+pub fn topic_spec(topics: &Topics) -> TopicSpec {
+    TopicSpec {
+        name: topics.catalog(),
+        partitions: 1,
+        compacted: true,
+    }
+}

@@ -1,0 +1,50 @@
+//! The catalog as a reader holds it: the latest value of every key, plus what the fold needs
+//! to decide conditional records. How records change it is the fold's business (`fold.rs`).
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::conditional::Refusal;
+use crate::model::{ApiKey, Dataset, Stream, XdmSchema};
+
+/// The catalog as of the last record applied.
+#[derive(Debug, Default, Clone)]
+pub struct CatalogState {
+    pub streams: HashMap<String, Stream>,
+    pub api_keys: HashMap<String, ApiKey>,
+    /// Schema id → version → schema.
+    pub schemas: HashMap<String, BTreeMap<u32, XdmSchema>>,
+    pub datasets: HashMap<String, Dataset>,
+    /// Schema id → version → its revision: the offset of the record that set its current
+    /// definition, which conditional records compare against.
+    pub(crate) revisions: HashMap<String, BTreeMap<u32, i64>>,
+    /// Conditional records the fold refused, by offset: how their writer learns the outcome.
+    pub(crate) refusals: HashMap<i64, Refusal>,
+}
+
+impl CatalogState {
+    pub fn schema(&self, id: &str, version: u32) -> Option<&XdmSchema> {
+        self.schemas.get(id).and_then(|v| v.get(&version))
+    }
+
+    pub fn latest_schema(&self, id: &str) -> Option<&XdmSchema> {
+        self.schemas.get(id).and_then(|v| v.values().next_back())
+    }
+
+    /// See [`crate::Conditional`].
+    pub fn revision(&self, id: &str, version: u32) -> Option<i64> {
+        self.revisions.get(id)?.get(&version).copied()
+    }
+
+    /// Why the conditional record at `offset` was refused; `None` if it was applied (or is not
+    /// a conditional record, or was not applied yet).
+    pub fn refusal(&self, offset: i64) -> Option<&Refusal> {
+        self.refusals.get(&offset)
+    }
+
+    /// Whether a dataset is bound to this version, which makes it immutable.
+    pub fn in_use(&self, id: &str, version: u32) -> bool {
+        self.datasets
+            .values()
+            .any(|d| d.schema_id == id && d.schema_version == version)
+    }
+}
