@@ -181,6 +181,7 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             max_token_days: config.auth.max_token_days,
         })
         .merge(cdp_registry::confluent_router(&registry))
+        .merge(cdp_stage::health::metrics_router())
         .merge(cdp_http::admin_only(
             cdp_lake::router(lake_api).merge(cdp_registry::xdm_router(registry)),
             admin_token,

@@ -48,6 +48,11 @@ pub fn router() -> Router {
         .route("/metrics", get(metrics))
 }
 
+/// `/metrics` alone, for servers that answer `/healthz` themselves (control, the edge).
+pub fn metrics_router() -> Router {
+    Router::new().route("/metrics", get(metrics))
+}
+
 /// Alive unless a stage failed fatally (then a supervisor should restart the process).
 async fn healthz() -> Response {
     let stages = snapshot();
