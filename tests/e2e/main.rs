@@ -4,6 +4,7 @@ mod auth;
 mod avro_json_parity;
 mod catalog;
 mod collection;
+mod health;
 mod lake;
 mod outage;
 mod stream;

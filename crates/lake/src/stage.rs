@@ -49,7 +49,7 @@ pub async fn run(
     let store = store::open(settings)?;
     let client_id = format!("cdp-lake-{}", uuid::Uuid::new_v4().simple());
     let metrics = StageMetrics::new("lake");
-    health::report("lake", Status::Starting);
+    let health = health::Registration::new("lake");
     let consumer = StageConsumer::new(kafka, &client_id, &settings.group_id, metrics.clone())
         .map_err(LakeError::Kafka)?;
     let (valid_topic, error_topic) = (topics.events_valid(), topics.events_error());
@@ -57,7 +57,6 @@ pub async fn run(
         .wait_for_topics(&[&valid_topic, &error_topic], &mut shutdown)
         .await
     {
-        health::report("lake", Status::Stopped);
         return Ok(());
     }
     consumer
@@ -79,7 +78,7 @@ pub async fn run(
     let decoder = ValueDecoder::new(&settings.registry_url);
     let interval = Duration::from_millis(settings.flush_interval_ms.max(1));
     tracing::info!(root = %settings.root, group = %settings.group_id, "lake consuming");
-    health::report("lake", Status::Ready);
+    health.set(Status::Ready);
     let result = consume(
         &consumer,
         &mut flusher,
@@ -91,14 +90,11 @@ pub async fn run(
         shutdown,
     )
     .await;
-    health::report(
-        "lake",
-        if result.is_ok() {
-            Status::Stopped
-        } else {
-            Status::Failed
-        },
-    );
+    health.set(if result.is_ok() {
+        Status::Stopped
+    } else {
+        Status::Failed
+    });
     result
 }
 

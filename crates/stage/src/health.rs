@@ -3,6 +3,7 @@
 //! for itself.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use axum::http::{header, StatusCode};
@@ -25,19 +26,58 @@ pub enum Status {
     Stopped,
 }
 
-fn registry() -> &'static Mutex<BTreeMap<String, Status>> {
-    static R: OnceLock<Mutex<BTreeMap<String, Status>>> = OnceLock::new();
+type Entries = BTreeMap<u64, (String, Status)>;
+
+fn registry() -> &'static Mutex<Entries> {
+    static R: OnceLock<Mutex<Entries>> = OnceLock::new();
     R.get_or_init(Default::default)
 }
 
-/// Records a stage's status (the name is what `/readyz` shows, e.g. `validate`).
-pub fn report(stage: &str, status: Status) {
-    let mut r = registry().lock().unwrap_or_else(|p| p.into_inner());
-    r.insert(stage.to_string(), status);
+fn entries() -> std::sync::MutexGuard<'static, Entries> {
+    registry().lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn snapshot() -> BTreeMap<String, Status> {
-    registry().lock().unwrap_or_else(|p| p.into_inner()).clone()
+/// One running stage's entry on `/readyz`. Dropped when the stage ends: a stage that stopped
+/// on request leaves the page, one that failed stays on it (and turns `/healthz` to 503) until
+/// the process is restarted. Several instances of a stage in one process (tests, benchmarks)
+/// each have their own.
+pub struct Registration {
+    id: u64,
+}
+
+impl Registration {
+    pub fn new(stage: &str) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        entries().insert(id, (stage.to_string(), Status::Starting));
+        Self { id }
+    }
+
+    pub fn set(&self, status: Status) {
+        if let Some(e) = entries().get_mut(&self.id) {
+            e.1 = status;
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut e = entries();
+        if e.get(&self.id).is_some_and(|(_, s)| *s != Status::Failed) {
+            e.remove(&self.id);
+        }
+    }
+}
+
+fn snapshot() -> Vec<serde_json::Value> {
+    entries()
+        .values()
+        .map(|(stage, status)| serde_json::json!({"stage": stage, "status": status}))
+        .collect()
+}
+
+fn all(pred: impl Fn(Status) -> bool) -> bool {
+    entries().values().all(|(_, s)| pred(*s))
 }
 
 /// The three endpoints, to serve alone or merge into another router.
@@ -55,18 +95,12 @@ pub fn metrics_router() -> Router {
 
 /// Alive unless a stage failed fatally (then a supervisor should restart the process).
 async fn healthz() -> Response {
-    let stages = snapshot();
-    let failed: Vec<&String> = stages
-        .iter()
-        .filter(|(_, s)| **s == Status::Failed)
-        .map(|(n, _)| n)
-        .collect();
-    if failed.is_empty() {
+    if all(|s| s != Status::Failed) {
         "ok".into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"status": "failed", "stages": stages})),
+            Json(serde_json::json!({"status": "failed", "stages": snapshot()})),
         )
             .into_response()
     }
@@ -75,7 +109,7 @@ async fn healthz() -> Response {
 /// Ready when every stage of the process consumes.
 async fn readyz() -> Response {
     let stages = snapshot();
-    let ready = !stages.is_empty() && stages.values().all(|s| *s == Status::Ready);
+    let ready = !stages.is_empty() && all(|s| s == Status::Ready);
     let body = Json(serde_json::json!({
         "status": if ready { "ready" } else { "unavailable" },
         "stages": stages,

@@ -115,16 +115,19 @@ pub async fn run<P: Processor>(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), StageError> {
     let stage = spec.stage;
-    health::report(stage, Status::Starting);
+    let health = health::Registration::new(stage);
     let result = match Runtime::start(kafka, spec, processor).await {
-        Ok(mut rt) => rt.run(shutdown).await,
+        Ok(mut rt) => {
+            health.set(Status::Ready);
+            rt.run(shutdown).await
+        }
         Err(e) => Err(e),
     };
     match &result {
-        Ok(()) => health::report(stage, Status::Stopped),
+        Ok(()) => health.set(Status::Stopped),
         Err(e) => {
             tracing::error!(stage, error = %e, "stage failed");
-            health::report(stage, Status::Failed);
+            health.set(Status::Failed);
         }
     }
     result
@@ -218,7 +221,6 @@ impl<P: Processor> Runtime<P> {
             topic = %self.spec.input,
             "stage consuming"
         );
-        health::report(self.spec.stage, Status::Ready);
         loop {
             let wake = self.next_wake();
             let first = tokio::select! {
