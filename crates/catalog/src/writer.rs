@@ -18,8 +18,24 @@ pub enum WriteError {
     Producer(rdkafka::error::KafkaError),
     #[error("the broker did not acknowledge the catalog write: {0}")]
     Send(rdkafka::error::KafkaError),
+    /// The record could not be encoded as JSON: a bug, not a condition to retry. Nothing was
+    /// written.
+    #[error("cannot encode the catalog record {key}: {source}")]
+    Encode {
+        key: String,
+        source: serde_json::Error,
+    },
     #[error(transparent)]
     View(#[from] CatalogError),
+}
+
+/// The record as JSON; an encoding failure is an error, never an empty value (an empty value
+/// would be written as a record the fold cannot read).
+fn encode(key: &str, record: &impl serde::Serialize) -> Result<Vec<u8>, WriteError> {
+    serde_json::to_vec(record).map_err(|source| WriteError::Encode {
+        key: key.to_string(),
+        source,
+    })
 }
 
 #[derive(Clone)]
@@ -47,15 +63,17 @@ impl CatalogWriter {
     }
 
     pub async fn put(&self, record: &CatalogRecord) -> Result<(), WriteError> {
-        let value = serde_json::to_vec(record).unwrap_or_default();
-        self.send(&record.key(), Some(&value)).await.map(|_| ())
+        let key = record.key();
+        let value = encode(&key, record)?;
+        self.send(&key, Some(&value)).await.map(|_| ())
     }
 
     /// Writes a conditional record and answers what the fold made of it, which is what every
     /// other reader of the catalog makes of it too.
     pub async fn put_conditional(&self, record: &Conditional) -> Result<Decision, WriteError> {
-        let value = serde_json::to_vec(record).unwrap_or_default();
-        let offset = self.send(&record.key(), Some(&value)).await?;
+        let key = record.key();
+        let value = encode(&key, record)?;
+        let offset = self.send(&key, Some(&value)).await?;
         Ok(match self.view.read().refusal(offset) {
             Some(refusal) => Decision::Refused(refusal.clone()),
             None => Decision::Applied,

@@ -95,6 +95,20 @@ pub enum EdgeError {
         message: String,
         violations: Vec<Violation>,
     },
+    /// Something the edge itself could not do (encode a record it built): a bug, answered 500
+    /// with nothing from the request sent, never an empty record in its place.
+    #[error("{0}; nothing from this request was accepted")]
+    Internal(String),
+}
+
+/// A problem document with a `violations` member.
+fn invalid_body(
+    problem: Problem,
+    violations: &[Violation],
+) -> Result<serde_json::Value, serde_json::Error> {
+    let mut body = serde_json::to_value(problem)?;
+    body["violations"] = serde_json::to_value(violations)?;
+    Ok(body)
 }
 
 impl IntoResponse for EdgeError {
@@ -110,6 +124,7 @@ impl IntoResponse for EdgeError {
             EdgeError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             EdgeError::Body(BodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             EdgeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            EdgeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let retry_after = match &self {
             EdgeError::Throttled { retry_after, .. } => Some(retry_after_secs(*retry_after)),
@@ -124,10 +139,17 @@ impl IntoResponse for EdgeError {
         let mut resp = match &self {
             EdgeError::Invalid { violations, .. } => {
                 // The problem document, extended with every violation (pointer and message).
-                let mut body = serde_json::to_value(Problem::new(status, self.to_string()))
-                    .unwrap_or_default();
-                body["violations"] = serde_json::to_value(violations).unwrap_or_default();
-                (status, axum::Json(body)).into_response()
+                match invalid_body(Problem::new(status, self.to_string()), violations) {
+                    Ok(body) => (status, axum::Json(body)).into_response(),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot encode the violations of a refused message");
+                        Problem::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("cannot encode the violations of the refused message: {e}"),
+                        )
+                        .into_response()
+                    }
+                }
             }
             _ => Problem::new(status, self.to_string()).into_response(),
         };

@@ -1,9 +1,9 @@
 //! Values of events.valid back to the XDM entity as JSON: JSON values are parsed, Avro values
 //! (Confluent wire format) are decoded against the schema registry and converted by the
-//! registry's own mapping ([`cdp_registry::avro::try_avro_to_json`]), the inverse of what
+//! XDM → Avro mapping's inverse ([`cdp_xdm::avro::try_avro_to_json`]), the counterpart of what
 //! validate encodes with, so an Avro dataset lands the same rows as a JSON one.
 
-use cdp_registry::avro::{try_avro_to_json, AvroMapError};
+use cdp_xdm::avro::{try_avro_to_json, AvroMapError};
 use schema_registry_converter::async_impl::avro::AvroDecoder;
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use serde_json::Value;

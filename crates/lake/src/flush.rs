@@ -36,6 +36,12 @@ pub enum FlushError {
     Batches(rdkafka::error::KafkaError),
     #[error("an encoding task failed")]
     Join,
+    /// A bug, not a condition to retry: the flush stops before writing anything.
+    #[error("cannot encode the batch contribution {key}: {source}")]
+    Contribution {
+        key: String,
+        source: serde_json::Error,
+    },
 }
 
 /// The records of one partition read since its last flush.
@@ -206,6 +212,18 @@ impl Flusher {
                 });
             }
         }
+        // Encoded before anything is written, so a contribution that cannot be encoded stops
+        // the flush with nothing to undo (never an empty value on the batches topic).
+        let payloads: Vec<(String, Vec<u8>)> = contributions
+            .iter()
+            .map(|c| {
+                let key = c.key();
+                serde_json::to_vec(c)
+                    .map(|v| (key.clone(), v))
+                    .map_err(|source| FlushError::Contribution { key, source })
+            })
+            .collect::<Result<_, _>>()?;
+
         // The manifest comes first: if we crash after it, recovery knows what to remove.
         manifest::write(
             &self.store,
@@ -215,7 +233,7 @@ impl Flusher {
                 first_offset: first,
                 next_offset: next,
                 files: files.iter().map(|f| f.path.to_string()).collect(),
-                keys: contributions.iter().map(Contribution::key).collect(),
+                keys: payloads.iter().map(|(k, _)| k.clone()).collect(),
             },
         )
         .await?;
@@ -244,10 +262,6 @@ impl Flusher {
             .try_collect::<Vec<()>>()
             .await?;
 
-        let payloads: Vec<(String, Vec<u8>)> = contributions
-            .iter()
-            .map(|c| (c.key(), serde_json::to_vec(c).unwrap_or_default()))
-            .collect();
         let sends = payloads.iter().map(|(k, v)| {
             self.producer.send(
                 FutureRecord::to(&self.batches_topic).key(k).payload(v),

@@ -15,13 +15,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use cdp_catalog::clock::now_ms;
 use cdp_catalog::model::{CatalogRecord, Dataset, SchemaRef, ValueFormat, XdmSchema};
-use cdp_catalog::{Conditional, DatasetCreation, Decision, SchemaChange};
+use cdp_catalog::{Conditional, DatasetCreation, Decision, SchemaChange, WriteError};
 use cdp_http::{ApiJson, Problem};
+use cdp_xdm::compose::{compose, valid_tenant, Composition};
+use cdp_xdm::resolve::{requested_version, resolve, ResolveError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::compose::{compose, valid_tenant, Composition};
-use crate::resolve::{requested_version, resolve, ResolveError};
 use crate::state::RegistryState;
 
 /// How many times a schema change or dataset creation is recomputed after the catalog refused
@@ -91,11 +91,7 @@ fn build(version: u32, c: &Composition<'_>) -> Result<XdmSchema, Problem> {
 }
 
 async fn put(state: &RegistryState, record: CatalogRecord) -> Result<(), Problem> {
-    state
-        .writer
-        .put(&record)
-        .await
-        .map_err(|e| Problem::unavailable(e.to_string()))
+    state.writer.put(&record).await.map_err(write_problem)
 }
 
 async fn put_conditional(state: &RegistryState, record: Conditional) -> Result<Decision, Problem> {
@@ -103,7 +99,19 @@ async fn put_conditional(state: &RegistryState, record: Conditional) -> Result<D
         .writer
         .put_conditional(&record)
         .await
-        .map_err(|e| Problem::unavailable(e.to_string()))
+        .map_err(write_problem)
+}
+
+/// A record that cannot be encoded is our bug (500); anything else is the broker or the
+/// catalog view not keeping up, worth a retry (503).
+fn write_problem(e: WriteError) -> Problem {
+    match e {
+        WriteError::Encode { .. } => {
+            tracing::error!(error = %e, "catalog write failed");
+            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
+        e => Problem::unavailable(e.to_string()),
+    }
 }
 
 fn created(schema: &XdmSchema) -> Response {
@@ -346,7 +354,7 @@ async fn create_dataset(
             // Avro datasets need a schema the Avro mapping accepts; find out now, not at the
             // first event.
             if req.format == ValueFormat::Avro {
-                crate::avro::avro_schema_for(schema)
+                cdp_xdm::avro_schema_for(schema)
                     .map_err(|e| Problem::bad_request(format!("format avro: {e}")))?;
             }
             let revision = catalog

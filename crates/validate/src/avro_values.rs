@@ -16,7 +16,7 @@ use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
 use cdp_catalog::XdmSchema;
 use cdp_registry::confluent::{Outcome, SchemaLog, SchemaLogError};
-use cdp_registry::{avro_schema_for, json_to_avro};
+use cdp_xdm::{avro_schema_for, json_to_avro};
 use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]

@@ -60,7 +60,7 @@ pub fn target<'a>(
         .ok_or_else(|| TargetError::UnknownDataset(dataset_id.to_string()))?;
     let schema = match refs.schema_id {
         Some(id) => {
-            let schema = cdp_registry::resolve(catalog, id, refs.content_type)
+            let schema = crate::resolve(catalog, id, refs.content_type)
                 .map_err(|e| TargetError::UnknownSchema(e.to_string()))?;
             if schema.id != dataset.schema_id {
                 return Err(TargetError::UnknownSchema(format!(

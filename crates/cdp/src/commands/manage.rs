@@ -146,7 +146,12 @@ impl Client {
         }
         let resp = req.send().await.with_context(|| format!("calling {url}"))?;
         let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
+        // A body that cannot be read is an error, not an empty answer (which would pass for
+        // success with nothing to print).
+        let text = resp
+            .text()
+            .await
+            .with_context(|| format!("reading the answer of {url} ({status})"))?;
         if !status.is_success() {
             let detail = serde_json::from_str::<Value>(&text)
                 .ok()
@@ -162,10 +167,12 @@ impl Client {
     }
 }
 
-fn print(v: &Value) {
+fn print(v: &Value) -> anyhow::Result<()> {
     if !v.is_null() {
-        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        let text = serde_json::to_string_pretty(v).context("formatting the answer as JSON")?;
+        println!("{text}");
     }
+    Ok(())
 }
 
 pub async fn streams(config: Option<PathBuf>, cmd: StreamsCommand) -> anyhow::Result<()> {
@@ -218,8 +225,7 @@ pub async fn streams(config: Option<PathBuf>, cmd: StreamsCommand) -> anyhow::Re
             Value::Null
         }
     };
-    print(&v);
-    Ok(())
+    print(&v)
 }
 
 pub async fn keys(config: Option<PathBuf>, cmd: KeysCommand) -> anyhow::Result<()> {
@@ -253,8 +259,7 @@ pub async fn keys(config: Option<PathBuf>, cmd: KeysCommand) -> anyhow::Result<(
             Value::Null
         }
     };
-    print(&v);
-    Ok(())
+    print(&v)
 }
 
 pub async fn token(config: Option<PathBuf>, args: TokenArgs) -> anyhow::Result<()> {
@@ -266,8 +271,7 @@ pub async fn token(config: Option<PathBuf>, args: TokenArgs) -> anyhow::Result<(
             Some(json!({"apiKey": args.api_key, "days": args.days})),
         )
         .await?;
-    print(&v);
-    Ok(())
+    print(&v)
 }
 
 /// `cdp up --demo`: a json stream and an xml stream, and curl lines that use them.

@@ -112,9 +112,11 @@ impl Judge<'_> {
         }
     }
 
-    fn judge(&self, index: usize, message: &RawValue) -> Verdict {
+    /// Fails only when the error record of a refused message cannot be encoded, which fails
+    /// the whole request (500) rather than sending an empty record.
+    fn judge(&self, index: usize, message: &RawValue) -> Result<Verdict, EdgeError> {
         let xaction = xaction_id(self.batch_id, index);
-        match self.accept(message, &xaction) {
+        Ok(match self.accept(message, &xaction) {
             Ok(event) => Verdict {
                 event,
                 refused: None,
@@ -146,6 +148,9 @@ impl Judge<'_> {
                     payload: serde_json::from_str(message.get())
                         .unwrap_or_else(|_| serde_json::Value::String(message.get().to_string())),
                 };
+                let value = serde_json::to_vec(&record).map_err(|e| {
+                    EdgeError::Internal(format!("cannot encode the error record of {xaction}: {e}"))
+                })?;
                 let mut headers = self.headers(&xaction).to_kafka();
                 if let Some(d) = &dataset_id {
                     headers = headers.insert(rdkafka::message::Header {
@@ -157,7 +162,7 @@ impl Judge<'_> {
                     event: RawEvent {
                         destination: Destination::Error,
                         key: xaction,
-                        value: Bytes::from(serde_json::to_vec(&record).unwrap_or_default()),
+                        value: Bytes::from(value),
                         headers,
                     },
                     refused: Some(Answer {
@@ -166,7 +171,7 @@ impl Judge<'_> {
                     }),
                 }
             }
-        }
+        })
     }
 
     /// The checks, in the order a client fixes them: shape and org, then where the message
@@ -202,8 +207,23 @@ impl Judge<'_> {
             }
         })?;
         if self.sync_validation {
+            // `check` found the entity to be a JSON object; should it still not parse (nesting
+            // deeper than the parser allows), the message is refused rather than validated as
+            // null.
             let entity: serde_json::Value =
-                serde_json::from_str(accepted.entity).unwrap_or_default();
+                serde_json::from_str(accepted.entity).map_err(|e| Refused {
+                    rejection: Rejection {
+                        reason: format!(
+                            "Message failed validation: xdmEntity cannot be parsed: {e}"
+                        )
+                        .into(),
+                    },
+                    violations: vec![Violation {
+                        pointer: String::new(),
+                        message: format!("xdmEntity cannot be parsed: {e}"),
+                    }],
+                    dataset_id: Some(found.dataset.id.clone()),
+                })?;
             if let Err(violations) = self.state.inner.validators.validate(found.schema, &entity) {
                 let summary = violations
                     .iter()
@@ -292,7 +312,7 @@ pub async fn single(
             received_ms,
             sync_validation: query.sync_validation,
         }
-        .judge(0, message)
+        .judge(0, message)?
     };
     state
         .inner
@@ -349,7 +369,7 @@ pub async fn batch(
             .iter()
             .enumerate()
             .map(|(index, m)| judge.judge(index, m))
-            .collect()
+            .collect::<Result<_, _>>()?
     };
     let (events, answers): (Vec<RawEvent>, Vec<Option<Answer>>) =
         verdicts.into_iter().map(|v| (v.event, v.refused)).unzip();

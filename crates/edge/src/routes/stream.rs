@@ -50,8 +50,12 @@ pub async fn ingest(
             let records = crate::xml::records(&bytes)
                 .map_err(|e| EdgeError::BadRequest(e.to_string()))?
                 .iter()
-                .map(|v| Bytes::from(serde_json::to_vec(v).unwrap_or_default()))
-                .collect();
+                .map(|v| {
+                    serde_json::to_vec(v).map(Bytes::from).map_err(|e| {
+                        EdgeError::Internal(format!("cannot encode an XML record as JSON: {e}"))
+                    })
+                })
+                .collect::<Result<_, _>>()?;
             (records, "application/xml")
         }
     };

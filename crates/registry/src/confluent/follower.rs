@@ -22,6 +22,12 @@ pub enum SchemaLogError {
     Client(rdkafka::error::KafkaError),
     #[error("the broker did not acknowledge the schemas write: {0}")]
     Send(rdkafka::error::KafkaError),
+    /// A bug, not a condition to retry; nothing was written.
+    #[error("cannot encode the schemas record {key}: {source}")]
+    Encode {
+        key: String,
+        source: serde_json::Error,
+    },
     #[error("schemas topic: {0}")]
     Follow(#[from] FollowError),
     #[error("the registration at offset {0} has no outcome in this instance's fold")]
@@ -101,7 +107,10 @@ impl SchemaLog {
     }
 
     async fn send(&self, key: &str, record: &LogRecord) -> Result<i64, SchemaLogError> {
-        let value = serde_json::to_vec(record).unwrap_or_default();
+        let value = serde_json::to_vec(record).map_err(|source| SchemaLogError::Encode {
+            key: key.to_string(),
+            source,
+        })?;
         let delivery = self
             .producer
             .send(
