@@ -101,6 +101,9 @@ impl From<KafkaError> for TxnError {
 struct OpenTxn {
     started: Instant,
     span: Span,
+    /// Input partitions whose state changed in this transaction (timers included): restored
+    /// from the changelog if it aborts.
+    touched: HashSet<i32>,
     records: usize,
     deliveries: Vec<(String, DeliveryFuture)>,
     checkpointed: Vec<i32>,
@@ -324,8 +327,16 @@ impl<P: Processor> Runtime<P> {
     async fn on_rebalance(&mut self, batch: &[OwnedMessage]) -> Result<(), StageError> {
         self.epoch = self.consumer.epoch();
         let mut span = Span::of(batch);
+        let mut stale: HashSet<i32> = self
+            .consumer
+            .take_revoked()
+            .into_iter()
+            .filter(|(t, _)| *t == self.spec.input)
+            .map(|(_, p)| p)
+            .collect();
         if let Some(txn) = self.txn.take() {
             span.merge(&txn.span);
+            stale.extend(txn.touched.iter().copied());
             self.abort_open(txn.records).await?;
         }
         if !span.is_empty() {
@@ -338,8 +349,10 @@ impl<P: Processor> Runtime<P> {
         }
         self.recovered.clear();
         self.checkpointed.clear();
+        // A partition revoked and given back may have been another instance's in between: its
+        // state is read again rather than trusted.
         if let Some(state) = &mut self.state {
-            for p in span.parts.keys() {
+            for p in span.parts.keys().chain(stale.iter()) {
                 state.drop_partition(*p);
             }
         }
@@ -461,15 +474,21 @@ impl<P: Processor> Runtime<P> {
         let Context {
             outputs, overlay, ..
         } = ctx;
+        if let Err(e) = self.begin() {
+            // Nothing of the batch is applied yet: read it again.
+            self.consumer.rewind(&self.spec.input, span.firsts()).await;
+            return Err(e);
+        }
         let changes = match &mut self.state {
             Some(state) => state.apply(overlay),
             None => Vec::new(),
         };
         self.metrics.batch(total);
-        self.begin()?;
         if let Some(txn) = &mut self.txn {
             txn.span.merge(&span);
             txn.records += total;
+            txn.touched
+                .extend(changes.iter().filter_map(|(_, o)| o.partition));
         }
         for (cause, output) in outputs.into_iter().chain(changes) {
             let position = match cause {
@@ -508,12 +527,18 @@ impl<P: Processor> Runtime<P> {
         let Context {
             outputs, overlay, ..
         } = ctx;
+        // Begun before the timers are taken out of the state, so a transaction that cannot
+        // start leaves them due.
+        self.begin()?;
         let changes = match &mut self.state {
             Some(state) => state.apply(overlay),
             None => Vec::new(),
         };
         self.metrics.timers_fired(due.len());
-        self.begin()?;
+        if let Some(txn) = &mut self.txn {
+            txn.touched
+                .extend(changes.iter().filter_map(|(_, o)| o.partition));
+        }
         for (_, output) in outputs.into_iter().chain(changes) {
             self.send(output, None).await?;
         }
@@ -526,6 +551,7 @@ impl<P: Processor> Runtime<P> {
             self.txn = Some(OpenTxn {
                 started: Instant::now(),
                 span: Span::default(),
+                touched: HashSet::new(),
                 records: 0,
                 deliveries: Vec::new(),
                 checkpointed: Vec::new(),
@@ -698,7 +724,9 @@ impl<P: Processor> Runtime<P> {
         for p in txn.span.parts.keys() {
             self.recovered.remove(p);
             self.checkpointed.remove(p);
-            if let Some(state) = &mut self.state {
+        }
+        if let Some(state) = &mut self.state {
+            for p in txn.span.parts.keys().chain(txn.touched.iter()) {
                 state.drop_partition(*p);
             }
         }

@@ -344,3 +344,94 @@ async fn state_survives_restarts_and_timers_fire_on_an_idle_partition() {
     // The hour-long timer of `a` did not fire.
     assert_eq!(seen.iter().filter(|s| *s == "a expired").count(), 1);
 }
+
+/// Two instances of a stateful stage in one group, the second joining mid-stream: the
+/// partitions move, their state is restored from the changelog on the new owner, and every
+/// key still counts 1, 2, … with each count written exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_follows_partitions_across_a_rebalance() {
+    cdp_contract::telemetry::init_for_tests();
+    let broker = Broker::start();
+    let kafka = broker.kafka();
+    let n = names("rebalance");
+    let spec3 = |name: &str, compacted| TopicSpec {
+        name: name.to_string(),
+        partitions: 3,
+        compacted,
+    };
+    ensure_topics(
+        &kafka,
+        &[
+            spec3(&n.input, false),
+            spec3(&n.output, false),
+            spec3(&n.checkpoints, true),
+            spec3(&n.changelog, true),
+        ],
+    )
+    .await
+    .expect("topics");
+    const KEYS: usize = 30;
+    const ROUNDS: usize = 20;
+    let producer: rdkafka::producer::FutureProducer =
+        kafka.producer("inputs", 10_000).create().expect("producer");
+    let send_round = |round: usize| {
+        let producer = producer.clone();
+        let input = n.input.clone();
+        async move {
+            for k in 0..KEYS {
+                let key = format!("k{k}");
+                producer
+                    .send(
+                        rdkafka::producer::FutureRecord::to(&input)
+                            .key(&key)
+                            .payload(&format!("{round}")),
+                        Duration::from_secs(10),
+                    )
+                    .await
+                    .map_err(|(e, _)| e)
+                    .expect("input");
+            }
+        }
+    };
+    let counter = || Counter {
+        output: n.output.clone(),
+        delay_ms: 3_600_000,
+    };
+    for round in 0..ROUNDS / 2 {
+        send_round(round).await;
+    }
+    let first = start(&kafka, spec(&n, "a", true), counter());
+    broker
+        .read_committed(&n.output, KEYS * 3, Duration::from_secs(60))
+        .await;
+    let second = start(&kafka, spec(&n, "b", true), counter());
+    for round in ROUNDS / 2..ROUNDS {
+        send_round(round).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out = broker
+        .read_committed_settle(
+            &n.output,
+            KEYS * ROUNDS,
+            Duration::from_secs(90),
+            Duration::from_secs(3),
+        )
+        .await;
+    stop(first).await;
+    stop(second).await;
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for text in texts(&out) {
+        *seen.entry(text).or_default() += 1;
+    }
+    for k in 0..KEYS {
+        for c in 1..=ROUNDS {
+            assert_eq!(
+                seen.get(&format!("k{k}={c}")),
+                Some(&1),
+                "k{k}={c} in {} outputs",
+                out.len()
+            );
+        }
+    }
+    assert_eq!(out.len(), KEYS * ROUNDS);
+}
