@@ -1,11 +1,14 @@
-//! End-to-end harness: a real tansu broker, control and the edge started through the same code
-//! as `cdp control` and `cdp edge` — as two separate runtimes, so the edge learns about streams
-//! only by following the catalog topic, as it does in production.
+//! End-to-end harness: a real broker (tansu, or the one `CDP_TEST_BOOTSTRAP` names), control and
+//! the edge started through the same code as `cdp control` and `cdp edge` — as two separate
+//! runtimes, so the edge learns about streams only by following the catalog topic, as it does
+//! in production. Each pipeline has topics and groups of its own, so pipelines can share a
+//! broker.
 
 use std::time::Duration;
 
 use cdp::{CdpConfig, Running, Stages};
-use cdp_test_support::{Broker, Record};
+use cdp_contract::Topics;
+use cdp_test_support::{eventually, unique_name, Broker, Record, XdmFixture};
 use serde_json::{json, Value};
 
 pub const ADMIN: &str = "test-admin-token";
@@ -30,13 +33,22 @@ impl Pipeline {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut CdpConfig)) -> Self {
+        Self::start_on(Broker::start(), adjust).await
+    }
+
+    /// On a given broker: for a test that needs the local tansu ([`Broker::start_local`]).
+    pub async fn start_on(broker: Broker, adjust: impl FnOnce(&mut CdpConfig)) -> Self {
         cdp_contract::telemetry::init_for_tests();
-        let broker = Broker::start();
+        let namespace = unique_name("e2e");
         let mut config = CdpConfig {
             kafka: broker.kafka(),
+            topics: Topics::new(namespace.clone()),
             ..CdpConfig::default()
         };
+        config.validate.group_id = format!("{namespace}-validate");
+        config.lake.group_id = format!("{namespace}-lake");
         config.edge.listen = "127.0.0.1:0".into();
+        config.health.listen = "127.0.0.1:0".into();
         config.edge.raw_partitions = 3;
         config.validate.partitions = 3;
         config.validate.instance_id = Some("e2e".into());
@@ -134,35 +146,16 @@ impl Pipeline {
         )
         .expect("catalog writer");
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let schema = cdp_control::XdmSchema {
-            id: schema_id.to_string(),
-            version: 1,
-            title: format!("test schema {n}"),
-            tenant: "acme".into(),
-            class: "_xdm.context.experienceevent".into(),
-            field_groups: vec![],
-            profile_enabled: true,
+        let mut fixture = XdmFixture::new(
+            schema_id,
+            &format!("ds{n}-{}", std::process::id()),
+            org,
             definition,
-            created_at: 0,
-        };
-        let dataset = cdp_control::Dataset {
-            id: format!("ds{n}-{}", std::process::id()),
-            name: format!("dataset {n}"),
-            org_id: org.to_string(),
-            schema_id: schema.id.clone(),
-            schema_version: 1,
-            profile_enabled: true,
-            format: cdp_control::ValueFormat::Json,
-            created_at: 0,
-        };
-        writer
-            .put(&cdp_control::model::CatalogRecord::Schema(schema))
-            .await
-            .expect("put schema");
-        writer
-            .put(&cdp_control::model::CatalogRecord::Dataset(dataset.clone()))
-            .await
-            .expect("put dataset");
+        );
+        fixture.schema.title = format!("test schema {n}");
+        fixture.dataset.name = format!("dataset {n}");
+        fixture.write(&writer).await;
+        let dataset = fixture.dataset;
         let id = dataset.id.clone();
         self.wait_for_edge(|c| c.datasets.contains_key(&id)).await;
         serde_json::to_value(dataset).expect("dataset JSON")
@@ -170,13 +163,12 @@ impl Pipeline {
 
     /// Waits (up to 5 s) until the edge's own catalog view satisfies `ready`.
     pub async fn wait_for_edge(&self, ready: impl Fn(&cdp_control::catalog::CatalogState) -> bool) {
-        for _ in 0..500 {
-            if ready(&self.edge_running.catalog.read()) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("the edge did not see the catalog change within 5 s");
+        eventually(
+            Duration::from_secs(5),
+            "the edge to see the catalog change",
+            async || ready(&self.edge_running.catalog.read()),
+        )
+        .await;
     }
 
     /// Creates an API key; returns (key id, full API key string).

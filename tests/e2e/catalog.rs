@@ -1,9 +1,10 @@
 //! The management API and the catalog: the edge, a separate runtime, follows the catalog
 //! topic, so a new stream works within a second and a deleted one stops, without a restart.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cdp_e2e::{event_schema, Pipeline, ADMIN, WEB_SCHEMA};
+use cdp_test_support::eventually;
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -29,27 +30,29 @@ async fn streams_lifecycle_reaches_the_edge_within_a_second() {
     assert_eq!(created["authenticationRequired"], false);
 
     let url = format!("{}/stream/v0/data/{id}", p.edge);
-    let started = Instant::now();
-    loop {
-        let status = p
-            .http
+    let post_xml = async || {
+        p.http
             .post(&url)
             .header("content-type", "application/xml")
             .body("<records><record><a>1</a></record></records>")
             .send()
             .await
             .unwrap()
-            .status();
-        if status == 202 {
-            break;
-        }
-        assert_eq!(status, 404);
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "edge did not pick up the stream within 1 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+            .status()
+    };
+    eventually(
+        Duration::from_secs(1),
+        "the edge to pick up the stream (202)",
+        async || {
+            let status = post_xml().await;
+            if status == 202 {
+                return Ok(());
+            }
+            assert_eq!(status, 404);
+            Err(status)
+        },
+    )
+    .await;
 
     let got: Value = p
         .http
@@ -83,26 +86,19 @@ async fn streams_lifecycle_reaches_the_edge_within_a_second() {
         .unwrap()
         .status();
     assert_eq!(status, 204);
-    let started = Instant::now();
-    loop {
-        let status = p
-            .http
-            .post(&url)
-            .header("content-type", "application/xml")
-            .body("<records><record><a>1</a></record></records>")
-            .send()
-            .await
-            .unwrap()
-            .status();
-        if status == 404 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "edge still serves a deleted stream"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        Duration::from_secs(1),
+        "the edge to stop serving the deleted stream (404)",
+        async || {
+            let status = post_xml().await;
+            if status == 404 {
+                Ok(())
+            } else {
+                Err(status)
+            }
+        },
+    )
+    .await;
     let status = p
         .http
         .get(format!("{}/streams/{id}", p.control))

@@ -4,10 +4,11 @@
 //! invalid ones in their batch's failed records — never in the lake.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arrow::array::{Array, StringArray};
 use cdp_e2e::{fixture, Pipeline, ADMIN};
+use cdp_test_support::eventually;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{json, Value};
 
@@ -69,30 +70,29 @@ fn lake_rows(p: &Pipeline, dataset: &str) -> Vec<String> {
     ids
 }
 
-async fn wait_for_record_count(p: &Pipeline, dataset_id: &str, n: u64) {
-    wait_for("the dataset's record count", async || {
-        call(
-            p,
-            reqwest::Method::GET,
-            &format!("/datasets/{dataset_id}"),
-            None,
-        )
-        .await
-        .1["recordCount"]
-            == n
-    })
-    .await;
-}
+/// How long the lake may take to show what the edge accepted.
+const LAKE: Duration = Duration::from_secs(60);
 
-async fn wait_for(what: &str, mut ready: impl AsyncFnMut() -> bool) {
-    let started = Instant::now();
-    while !ready().await {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+async fn wait_for_record_count(p: &Pipeline, dataset_id: &str, n: u64) {
+    eventually(
+        LAKE,
+        &format!("the dataset's record count to be {n}"),
+        async || {
+            let (_, dataset) = call(
+                p,
+                reqwest::Method::GET,
+                &format!("/datasets/{dataset_id}"),
+                None,
+            )
+            .await;
+            if dataset["recordCount"] == n {
+                Ok(())
+            } else {
+                Err(dataset)
+            }
+        },
+    )
+    .await;
 }
 
 /// A web-events schema (class + field groups), a dataset of it in `format`, and a stream into
@@ -189,11 +189,13 @@ async fn schema_dataset_stream_events_parquet_and_failed_records() {
     );
 
     // The refused ones are listed under their batch, with reasons and original payloads.
-    wait_for("the batch's failed records", async || {
-        call(&p, reqwest::Method::GET, &format!("/batches/{batch}"), None)
-            .await
-            .1["failed"]
-            == 3
+    eventually(LAKE, "the batch's 3 failed records", async || {
+        let (_, summary) = call(&p, reqwest::Method::GET, &format!("/batches/{batch}"), None).await;
+        if summary["failed"] == 3 {
+            Ok(())
+        } else {
+            Err(summary)
+        }
     })
     .await;
     let (_, summary) = call(&p, reqwest::Method::GET, &format!("/batches/{batch}"), None).await;
@@ -243,17 +245,19 @@ async fn schema_dataset_stream_events_parquet_and_failed_records() {
         .await;
     assert_eq!(status, 207, "{resp}");
     let bad_batch = resp["batchId"].as_str().unwrap().to_string();
-    wait_for("the invalid event's failed record", async || {
-        call(
+    eventually(LAKE, "the invalid event's failed record", async || {
+        let (_, failed) = call(
             &p,
             reqwest::Method::GET,
             &format!("/batches/{bad_batch}/failed"),
             None,
         )
-        .await
-        .1["records"]
-            .as_array()
-            .is_some_and(|r| r.len() == 1)
+        .await;
+        if failed["records"].as_array().is_some_and(|r| r.len() == 1) {
+            Ok(())
+        } else {
+            Err(failed)
+        }
     })
     .await;
     let (_, failed) = call(

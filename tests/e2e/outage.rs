@@ -1,10 +1,12 @@
 //! The broker frozen mid-test (SIGSTOP): requests are answered 503 within the bounded time,
-//! and after SIGCONT every message that was answered 2xx is on the topic.
+//! and after SIGCONT every message that was answered 2xx is on the topic. Needs the local
+//! tansu (a shared broker cannot be frozen): reported as skipped under `CDP_TEST_BOOTSTRAP`.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use cdp_e2e::Pipeline;
+use cdp_test_support::{eventually, Broker};
 use serde_json::{json, Value};
 
 fn batch(n: usize, tag: &str) -> String {
@@ -20,7 +22,10 @@ fn batch(n: usize, tag: &str) -> String {
 #[tokio::test]
 async fn frozen_broker_gives_503_and_loses_nothing_answered_2xx() {
     const TIMEOUT_MS: u32 = 2_000;
-    let p = Pipeline::start_with(|c| c.edge.produce_timeout_ms = TIMEOUT_MS).await;
+    let Some(broker) = Broker::start_local("it freezes the broker with SIGSTOP") else {
+        return;
+    };
+    let p = Pipeline::start_on(broker, |c| c.edge.produce_timeout_ms = TIMEOUT_MS).await;
     let stream = p
         .create_stream(json!({"name": "web", "orgId": "acme"}))
         .await;
@@ -68,28 +73,32 @@ async fn frozen_broker_gives_503_and_loses_nothing_answered_2xx() {
     p.broker.thaw();
 
     // Clients retry after a 503; the edge recovers without a restart.
-    let deadline = Instant::now() + Duration::from_secs(30);
     let mut after = 0;
-    while after < 3 {
-        let (status, resp, _) = p
-            .post(
-                &path,
-                "application/json",
-                batch(10, &format!("after{after}")),
-            )
-            .await;
-        if status == 207 {
-            remember(&resp);
-            after += 1;
-        } else {
-            assert_eq!(status, 503, "{resp}");
-            assert!(
-                Instant::now() < deadline,
-                "edge did not recover after the broker came back: {resp}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+    eventually(
+        Duration::from_secs(30),
+        "the edge to accept three batches after the broker came back",
+        async || {
+            let (status, resp, _) = p
+                .post(
+                    &path,
+                    "application/json",
+                    batch(10, &format!("after{after}")),
+                )
+                .await;
+            if status == 207 {
+                remember(&resp);
+                after += 1;
+            } else {
+                assert_eq!(status, 503, "{resp}");
+            }
+            if after == 3 {
+                Ok(())
+            } else {
+                Err(format!("{after} accepted, last answer {status} {resp}"))
+            }
+        },
+    )
+    .await;
 
     let records = p.raw_records(acknowledged.len()).await;
     let on_topic: BTreeSet<String> = records

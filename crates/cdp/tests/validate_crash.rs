@@ -4,43 +4,58 @@
 //! event is on exactly one output topic, exactly once.
 
 use std::collections::HashMap;
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use cdp_contract::envelope::Source;
 use cdp_contract::RawHeaders;
-use cdp_control::model::{CatalogRecord, PayloadType, Stream};
-use cdp_control::{CatalogView, CatalogWriter, Dataset, ValueFormat, XdmSchema};
-use cdp_test_support::Broker;
+use cdp_control::{CatalogView, CatalogWriter};
+use cdp_test_support::{eventually_every, unique_name, Broker, ChildGuard, XdmFixture};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 
 const EVENTS: usize = 6000;
 
-/// Starts `cdp validate`; its log (validate at info) goes to the returned file.
-fn validate_process(broker: &Broker, instance: &str) -> (Child, PathBuf) {
-    let log = std::env::temp_dir().join(format!(
-        "cdp-validate-{instance}-{}-{}.log",
-        std::process::id(),
-        broker.bootstrap().replace([':', '.'], "_")
-    ));
+/// Starts `cdp validate` on the test's own topics and group; its log (validate at info) goes
+/// to the returned file. The guard kills it if the test fails before it does.
+fn validate_process(
+    broker: &Broker,
+    topics: &cdp_contract::Topics,
+    instance: &str,
+) -> (ChildGuard, PathBuf) {
+    let log =
+        std::env::temp_dir().join(format!("cdp-validate-{}-{instance}.log", topics.namespace));
     let file = std::fs::File::create(&log).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_cdp"))
-        .arg("validate")
-        .env("CDP_KAFKA__BOOTSTRAP_SERVERS", broker.bootstrap())
-        .env("CDP_VALIDATE__INSTANCE_ID", instance)
-        .env("CDP_VALIDATE__MAX_BATCH", "25")
-        .env("CDP_VALIDATE__PARTITIONS", "3")
-        .env("CDP_EDGE__RAW_PARTITIONS", "3")
-        .env("RUST_LOG", "warn,cdp_validate=info")
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().expect("log file"))
-        .stderr(file)
-        .spawn()
-        .expect("spawn cdp validate");
+    let child = ChildGuard::spawn(
+        Command::new(env!("CARGO_BIN_EXE_cdp"))
+            .arg("validate")
+            .env("CDP_KAFKA__BOOTSTRAP_SERVERS", broker.bootstrap())
+            .env("CDP_TOPICS__NAMESPACE", &topics.namespace)
+            .env("CDP_VALIDATE__GROUP_ID", group(topics))
+            .env("CDP_VALIDATE__INSTANCE_ID", instance)
+            .env("CDP_VALIDATE__MAX_BATCH", "25")
+            // One transaction per batch, so a kill lands mid-stream with many transactions behind it.
+            .env("CDP_VALIDATE__MAX_TRANSACTION_RECORDS", "25")
+            // Two instances run at once: each takes a free port for its health endpoints.
+            .env("CDP_HEALTH__LISTEN", "127.0.0.1:0")
+            .env("CDP_VALIDATE__PARTITIONS", "3")
+            .env("CDP_EDGE__RAW_PARTITIONS", "3")
+            .env("RUST_LOG", "warn,cdp_validate=info,cdp_stage=info")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file),
+        "cdp validate",
+    );
     (child, log)
+}
+
+/// The validate group of the test's pipeline: on a shared broker another pipeline's
+/// instances must not join it.
+fn group(topics: &cdp_contract::Topics) -> String {
+    format!("{}-validate", topics.namespace)
 }
 
 fn output_offsets(broker: &Broker, topic: &str) -> i64 {
@@ -61,7 +76,7 @@ async fn seeded_broker() -> (Broker, cdp_contract::Topics) {
     cdp_contract::telemetry::init_for_tests();
     let broker = Broker::start();
     let kafka = broker.kafka();
-    let topics = cdp_contract::Topics::default();
+    let topics = cdp_contract::Topics::new(unique_name("crash"));
     for (name, compacted, partitions) in [
         (topics.catalog(), true, 1),
         (topics.ingest_raw(), false, 3),
@@ -83,47 +98,16 @@ async fn seeded_broker() -> (Broker, cdp_contract::Topics) {
     // The catalog: a schema, a dataset and a stream.
     let view = CatalogView::start(&kafka, &topics).expect("view");
     let writer = CatalogWriter::new(&kafka, &topics, view.clone()).expect("writer");
-    let schema_id = "https://ns.adobe.com/acme/schemas/crash";
-    let records = [
-        CatalogRecord::Schema(XdmSchema {
-            id: schema_id.into(),
-            version: 1,
-            title: "crash".into(),
-            tenant: "acme".into(),
-            class: "_xdm.context.experienceevent".into(),
-            field_groups: vec![],
-            profile_enabled: true,
-            definition: json!({"type": "object", "required": ["_id", "timestamp"],
-                "properties": {"_id": {"type": "string"}, "timestamp": {"type": "string"}}}),
-            created_at: 0,
-        }),
-        CatalogRecord::Dataset(Dataset {
-            id: "ds-crash".into(),
-            name: "crash".into(),
-            org_id: "acme".into(),
-            schema_id: schema_id.into(),
-            schema_version: 1,
-            profile_enabled: true,
-            format: ValueFormat::Json,
-            created_at: 0,
-        }),
-        CatalogRecord::Stream(Stream {
-            id: "s-crash".into(),
-            name: "crash".into(),
-            description: None,
-            org_id: "acme".into(),
-            sandbox: "prod".into(),
-            payload_type: PayloadType::Json,
-            authentication_required: false,
-            rate_limit: None,
-            dataset_id: Some("ds-crash".into()),
-            schema_ref: None,
-            created_at: 0,
-        }),
-    ];
-    for r in &records {
-        writer.put(r).await.expect("catalog record");
-    }
+    XdmFixture::new(
+        "https://ns.adobe.com/acme/schemas/crash",
+        "ds-crash",
+        "acme",
+        json!({"type": "object", "required": ["_id", "timestamp"],
+            "properties": {"_id": {"type": "string"}, "timestamp": {"type": "string"}}}),
+    )
+    .with_stream("s-crash")
+    .write(&writer)
+    .await;
 
     // Raw events as the edge writes them; every third one lacks its timestamp.
     let producer: FutureProducer = kafka.producer("raw", 30_000).create().expect("producer");
@@ -174,33 +158,43 @@ async fn killed_mid_stream_neither_loses_nor_duplicates() {
     let (broker, topics) = seeded_broker().await;
 
     // First run: killed as soon as it has committed some output.
-    let (mut first, _) = validate_process(&broker, "crash-test");
+    let (mut first, _) = validate_process(&broker, &topics, "crash-test");
     wait_for_valid_outputs(&broker, &topics, 100).await;
-    first.kill().expect("SIGKILL");
-    first.wait().expect("reap");
+    let killed = first.kill();
+    assert_eq!(
+        killed.signal(),
+        Some(9),
+        "the first instance was running until SIGKILL ({killed})"
+    );
     let at_kill = output_offsets(&broker, &topics.events_valid());
     assert!(
         at_kill < (EVENTS as i64) * 2 / 3,
         "killed too late to be mid-stream ({at_kill} outputs)"
     );
 
-    // Second run finishes the job.
-    let (mut second, _) = validate_process(&broker, "crash-test");
+    // Second run finishes the job; its guard stops it.
+    let (_second, _) = validate_process(&broker, &topics, "crash-test");
     assert_exactly_once(&broker, &topics).await;
-    second.kill().ok();
-    let _ = second.wait();
 }
 
-/// Waits until events.valid holds `n` records (committed or not: high watermarks).
+/// Waits until events.valid holds `n` records (committed or not: high watermarks). Polls every
+/// 20 ms: the whole stream takes well under a second once validate runs, and the crash test's
+/// kill has to land in the middle of it.
 async fn wait_for_valid_outputs(broker: &Broker, topics: &cdp_contract::Topics, n: i64) {
-    let started = Instant::now();
-    while output_offsets(broker, &topics.events_valid()) < n {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "validate made no progress"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_every(
+        Duration::from_secs(60),
+        Duration::from_millis(20),
+        &format!("validate to write {n} valid outputs (events.valid high watermarks)"),
+        async || {
+            let outputs = output_offsets(broker, &topics.events_valid());
+            if outputs >= n {
+                Ok(())
+            } else {
+                Err(outputs)
+            }
+        },
+    )
+    .await;
 }
 
 /// Reads both outputs until the counts are reached (and a little longer) and checks that every
@@ -241,17 +235,13 @@ async fn assert_exactly_once(broker: &Broker, topics: &cdp_contract::Topics) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_instance_joining_mid_stream_neither_loses_nor_duplicates() {
     let (broker, topics) = seeded_broker().await;
-    let (mut first, _) = validate_process(&broker, "scale-a");
+    let (_first, _) = validate_process(&broker, &topics, "scale-a");
     wait_for_valid_outputs(&broker, &topics, 100).await;
-    let (mut second, second_log) = validate_process(&broker, "scale-b");
+    let (_second, second_log) = validate_process(&broker, &topics, "scale-b");
     assert_exactly_once(&broker, &topics).await;
     let log = std::fs::read_to_string(&second_log).unwrap_or_default();
     assert!(
         log.contains("recovery: read the outputs"),
         "the second instance was given partitions and checked them: {log}"
     );
-    for p in [&mut first, &mut second] {
-        p.kill().ok();
-        let _ = p.wait();
-    }
 }

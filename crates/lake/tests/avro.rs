@@ -80,8 +80,8 @@ async fn avro_values_are_decoded_through_the_registry() {
         .await
         .expect("api");
     let batches = api.batches.clone();
-    eventually(Duration::from_secs(30), "batch a1", || {
-        batches.batch("a1").is_some()
+    eventually(Duration::from_secs(30), "batch a1", async || {
+        batches.batch("a1")
     })
     .await;
     lake.stop().await;

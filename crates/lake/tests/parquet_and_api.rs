@@ -43,12 +43,18 @@ async fn events_and_failures_land_in_parquet_and_the_apis_report_them() {
         .await
         .expect("api");
     let batches: BatchView = api.batches.clone();
-    eventually(Duration::from_secs(30), "batch b1 fully written", || {
-        batches
-            .batch("b1")
-            .is_some_and(|b| b.records == 6 && b.failed == 3)
-            && batches.batch("b2").is_some()
-    })
+    eventually(
+        Duration::from_secs(30),
+        "batch b1 fully written (6 records, 3 failed) and batch b2",
+        async || {
+            let (b1, b2) = (batches.batch("b1"), batches.batch("b2"));
+            if b1.as_ref().is_some_and(|b| b.records == 6 && b.failed == 3) && b2.is_some() {
+                Ok(())
+            } else {
+                Err((b1, b2))
+            }
+        },
+    )
     .await;
     lake.stop().await;
 
@@ -199,11 +205,18 @@ async fn unreadable_values_become_failed_records() {
         .await
         .expect("api");
     let batches = api.batches.clone();
-    eventually(Duration::from_secs(30), "batch u1", || {
-        batches
-            .batch("u1")
-            .is_some_and(|b| b.records == 1 && b.failed == 2)
-    })
+    eventually(
+        Duration::from_secs(30),
+        "batch u1 (1 record, 2 failed)",
+        async || {
+            let u1 = batches.batch("u1");
+            if u1.as_ref().is_some_and(|b| b.records == 1 && b.failed == 2) {
+                Ok(())
+            } else {
+                Err(u1)
+            }
+        },
+    )
     .await;
     lake.stop().await;
     let app = cdp_lake::router(api);

@@ -44,17 +44,12 @@ fn all_committed(env: &Env, group: &str) -> bool {
 }
 
 async fn wait_all_committed(env: &Env, group: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if all_committed(env, group) {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the lake did not commit everything"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        Duration::from_secs(60),
+        "the lake to commit every partition up to its end",
+        async || all_committed(env, group),
+    )
+    .await;
 }
 
 /// The group starts over from offset 0 on every partition (as an operator's reset would).
@@ -93,10 +88,20 @@ fn assert_once(root: &std::path::Path, expected: usize) {
 }
 
 async fn batch_totals(view: &BatchView, batch: &str, records: u64, failed: u64) {
-    eventually(Duration::from_secs(20), "batch totals", || {
-        view.batch(batch)
-            .is_some_and(|b| b.records == records && b.failed == failed)
-    })
+    eventually(
+        Duration::from_secs(20),
+        &format!("batch {batch} to total {records} records and {failed} failed"),
+        async || {
+            let b = view.batch(batch);
+            if b.as_ref()
+                .is_some_and(|b| b.records == records && b.failed == failed)
+            {
+                Ok(())
+            } else {
+                Err(b)
+            }
+        },
+    )
     .await;
 }
 
@@ -162,7 +167,7 @@ async fn a_lake_killed_mid_stream_and_restarted_writes_every_event_once() {
         if i == total / 2 {
             // Let some flushes happen, then crash while more is arriving.
             let dir = root.join("datasets");
-            eventually(Duration::from_secs(30), "first files", || {
+            eventually(Duration::from_secs(30), "first files", async || {
                 !parquet_files(&dir).is_empty()
             })
             .await;

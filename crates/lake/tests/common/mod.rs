@@ -6,7 +6,7 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use arrow::json::ArrayWriter;
@@ -15,10 +15,10 @@ use cdp_contract::admin::{ensure_topics, TopicSpec};
 use cdp_contract::envelope;
 use cdp_contract::quarantine::{ErrorRecord, Stage, Violation};
 use cdp_contract::{KafkaSettings, Topics};
-use cdp_control::model::{CatalogRecord, Dataset, ValueFormat, XdmSchema};
 use cdp_control::{CatalogView, CatalogWriter};
 use cdp_lake::LakeSettings;
-use cdp_test_support::Broker;
+pub use cdp_test_support::eventually;
+use cdp_test_support::{unique_name, Broker, ChildGuard, XdmFixture};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -84,7 +84,7 @@ impl Env {
     pub async fn start() -> Env {
         let broker = Broker::start();
         let kafka = broker.kafka();
-        let topics = Topics::new(format!("t{}", free_port()));
+        let topics = Topics::new(unique_name("lake"));
         ensure_topics(
             &kafka,
             &[
@@ -105,33 +105,10 @@ impl Env {
         .expect("topics");
         let catalog = CatalogView::start(&kafka, &topics).expect("catalog view");
         let writer = CatalogWriter::new(&kafka, &topics, catalog.clone()).expect("writer");
-        writer
-            .put(&CatalogRecord::Schema(XdmSchema {
-                id: SCHEMA_ID.into(),
-                version: 1,
-                title: "Web".into(),
-                tenant: "acme".into(),
-                class: "_xdm.context.experienceevent".into(),
-                field_groups: vec![],
-                profile_enabled: true,
-                definition: schema_definition(),
-                created_at: 0,
-            }))
-            .await
-            .expect("schema");
-        writer
-            .put(&CatalogRecord::Dataset(Dataset {
-                id: DATASET.into(),
-                name: "Web events".into(),
-                org_id: "ORG@AdobeOrg".into(),
-                schema_id: SCHEMA_ID.into(),
-                schema_version: 1,
-                profile_enabled: true,
-                format: ValueFormat::Json,
-                created_at: 0,
-            }))
-            .await
-            .expect("dataset");
+        let mut fixture = XdmFixture::new(SCHEMA_ID, DATASET, "ORG@AdobeOrg", schema_definition());
+        fixture.schema.title = "Web".into();
+        fixture.dataset.name = "Web events".into();
+        fixture.write(&writer).await;
         let producer = kafka
             .producer("lake-test", 10_000)
             .create()
@@ -295,7 +272,7 @@ pub fn temp_root(name: &str) -> PathBuf {
 pub fn settings(root: &Path) -> LakeSettings {
     LakeSettings {
         root: format!("file://{}", root.display()),
-        group_id: format!("lake-{}", free_port()),
+        group_id: unique_name("lake-group"),
         flush_records: 1000,
         flush_interval_ms: 300,
         ..LakeSettings::default()
@@ -346,19 +323,10 @@ pub fn rows_in(files: &[PathBuf]) -> Vec<Value> {
         .collect()
 }
 
-/// Waits until `check` holds (or panics after `within`).
-pub async fn eventually<F: FnMut() -> bool>(within: Duration, what: &str, mut check: F) {
-    let deadline = Instant::now() + within;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// moto's S3 server on a free port, killed on drop.
 pub struct Moto {
     pub endpoint: String,
-    child: Child,
+    _server: ChildGuard,
 }
 
 pub const MOTO_HINT: &str =
@@ -385,12 +353,13 @@ impl Moto {
             bin.display()
         );
         let port = free_port();
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
+        let server = ChildGuard::spawn(
+            Command::new(&bin)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            "moto_server",
+        );
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "moto did not listen on {port}");
@@ -398,7 +367,7 @@ impl Moto {
         }
         Moto {
             endpoint: format!("http://127.0.0.1:{port}"),
-            child,
+            _server: server,
         }
     }
 
@@ -415,12 +384,5 @@ impl Moto {
             answer.starts_with("HTTP/1.1 200"),
             "create bucket: {answer}"
         );
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
