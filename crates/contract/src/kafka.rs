@@ -15,6 +15,10 @@ pub struct KafkaSettings {
     /// Consumer group session timeout; seconds, not the Kafka default of 45 s, so a restarted
     /// stage gets its partitions back quickly.
     pub session_timeout_ms: u32,
+    /// How long a consumer's fetch may wait at the broker for data. Kafka answers as soon as
+    /// data arrives; tansu holds the fetch for the whole time, which then adds to every hop's
+    /// latency (librdkafka's default is 500 ms). Short costs a few idle requests a second.
+    pub fetch_wait_max_ms: u32,
     /// Extra librdkafka properties (SASL, TLS, compression…), passed through verbatim.
     pub properties: BTreeMap<String, String>,
 }
@@ -24,6 +28,7 @@ impl Default for KafkaSettings {
         Self {
             bootstrap_servers: String::new(),
             session_timeout_ms: 6000,
+            fetch_wait_max_ms: 25,
             properties: BTreeMap::new(),
         }
     }
@@ -79,6 +84,7 @@ impl KafkaSettings {
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", self.session_timeout_ms.to_string())
+            .set("fetch.wait.max.ms", self.fetch_wait_max_ms.to_string())
             .set(
                 "heartbeat.interval.ms",
                 (self.session_timeout_ms / 3).to_string(),
