@@ -156,6 +156,14 @@ struct Runtime<P> {
     /// State must be (re)loaded for the assigned partitions that lack it.
     restore: bool,
     txn: Option<OpenTxn>,
+    /// The previous transaction, committing off-thread while the next batch is read and
+    /// processed; finished before the next transaction begins.
+    committing: Option<Committing>,
+}
+
+struct Committing {
+    txn: OpenTxn,
+    task: tokio::task::JoinHandle<Result<(), KafkaError>>,
 }
 
 impl<P: Processor> Runtime<P> {
@@ -213,6 +221,7 @@ impl<P: Processor> Runtime<P> {
             epoch,
             restore: true,
             txn: None,
+            committing: None,
         })
     }
 
@@ -264,10 +273,13 @@ impl<P: Processor> Runtime<P> {
                 continue;
             }
             if self.commit_due(!full) {
-                if let Err(e) = self.commit().await {
+                if let Err(e) = self.start_commit() {
                     self.fail(e).await?;
                 }
             }
+        }
+        if let Err(e) = self.finish_commit().await {
+            self.fail(e).await?;
         }
         if self.txn.is_some() {
             if let Err(e) = self.commit().await {
@@ -326,6 +338,12 @@ impl<P: Processor> Runtime<P> {
     /// partitions now, from the committed offsets.
     async fn on_rebalance(&mut self, batch: &[OwnedMessage]) -> Result<(), StageError> {
         self.epoch = self.consumer.epoch();
+        match self.finish_commit().await {
+            Ok(()) => {}
+            Err(TxnError::Fatal(e)) => return Err(StageError::Fatal(e)),
+            // The transaction is open again and aborted below.
+            Err(_) => {}
+        }
         let mut span = Span::of(batch);
         let mut stale: HashSet<i32> = self
             .consumer
@@ -439,7 +457,10 @@ impl<P: Processor> Runtime<P> {
                     self.retry_later(&span).await;
                     return Ok(());
                 }
-                Err(_) => return Err(TxnError::Abortable(KafkaError::Canceled)),
+                Err(_) => {
+                    self.consumer.rewind(&self.spec.input, span.firsts()).await;
+                    return Err(TxnError::Abortable(KafkaError::Canceled));
+                }
             }
         }
         let total = batch.len();
@@ -474,6 +495,11 @@ impl<P: Processor> Runtime<P> {
         let Context {
             outputs, overlay, ..
         } = ctx;
+        if let Err(e) = self.finish_commit().await {
+            // The batch was read after the failed transaction's records: both are read again.
+            self.consumer.rewind(&self.spec.input, span.firsts()).await;
+            return Err(e);
+        }
         if let Err(e) = self.begin() {
             // Nothing of the batch is applied yet: read it again.
             self.consumer.rewind(&self.spec.input, span.firsts()).await;
@@ -529,6 +555,7 @@ impl<P: Processor> Runtime<P> {
         } = ctx;
         // Begun before the timers are taken out of the state, so a transaction that cannot
         // start leaves them due.
+        self.finish_commit().await?;
         self.begin()?;
         let changes = match &mut self.state {
             Some(state) => state.apply(overlay),
@@ -640,29 +667,62 @@ impl<P: Processor> Runtime<P> {
         Ok(())
     }
 
-    /// Sends the input offsets and commits the open transaction.
+    /// Sends the input offsets and commits the open transaction, waiting for the outcome.
     async fn commit(&mut self) -> Result<(), TxnError> {
-        let Some(txn) = &self.txn else {
-            return Ok(());
-        };
-        if !txn.span.is_empty() {
-            let offsets = txn.span.commit_list(&self.spec.input)?;
-            let metadata = self
-                .consumer
-                .group_metadata()
-                .ok_or(KafkaError::ConsumerCommit(RDKafkaErrorCode::State))?;
-            blocking(&self.producer, move |p| {
-                p.send_offsets_to_transaction(&offsets, &metadata, TXN_TIMEOUT)
-            })
-            .await
-            .map_err(|_| KafkaError::Canceled)??;
-        }
-        blocking(&self.producer, |p| p.commit_transaction(TXN_TIMEOUT))
-            .await
-            .map_err(|_| KafkaError::Canceled)??;
+        self.start_commit()?;
+        self.finish_commit().await
+    }
+
+    /// Starts committing the open transaction (input offsets, then the commit itself) off the
+    /// async threads; [`Self::finish_commit`] learns the outcome. The loop reads and processes
+    /// the next batch meanwhile, so one commit round trip overlaps the next batch's work.
+    fn start_commit(&mut self) -> Result<(), TxnError> {
         let Some(txn) = self.txn.take() else {
             return Ok(());
         };
+        let offsets = if txn.span.is_empty() {
+            None
+        } else {
+            let prepared = txn.span.commit_list(&self.spec.input).and_then(|o| {
+                let metadata = self
+                    .consumer
+                    .group_metadata()
+                    .ok_or(KafkaError::ConsumerCommit(RDKafkaErrorCode::State))?;
+                Ok((o, metadata))
+            });
+            match prepared {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    self.txn = Some(txn);
+                    return Err(e.into());
+                }
+            }
+        };
+        let producer = self.producer.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            if let Some((offsets, metadata)) = offsets {
+                producer.send_offsets_to_transaction(&offsets, &metadata, TXN_TIMEOUT)?;
+            }
+            producer.commit_transaction(TXN_TIMEOUT)
+        });
+        self.committing = Some(Committing { txn, task });
+        Ok(())
+    }
+
+    /// Waits for the transaction being committed. If it failed, it is the open transaction
+    /// again, for [`Self::fail`] to abort.
+    async fn finish_commit(&mut self) -> Result<(), TxnError> {
+        let Some(Committing { txn, task }) = self.committing.take() else {
+            return Ok(());
+        };
+        let outcome = match task.await {
+            Ok(r) => r,
+            Err(_) => Err(KafkaError::Canceled),
+        };
+        if let Err(e) = outcome {
+            self.txn = Some(txn);
+            return Err(e.into());
+        }
         let mut written: HashMap<String, u64> = HashMap::new();
         for (topic, d) in txn.deliveries {
             match d.await {
@@ -695,6 +755,13 @@ impl<P: Processor> Runtime<P> {
     /// A transaction failed: a fatal error stops the stage; otherwise it is aborted, its input
     /// read again, what recovery learnt about it forgotten and its state restored.
     async fn fail(&mut self, e: TxnError) -> Result<(), StageError> {
+        if self.committing.is_some() && self.txn.is_none() {
+            // A failure before the next transaction began: learn the previous one's outcome
+            // first (if it failed too, it is the one aborted below).
+            if let Err(TxnError::Fatal(f)) = self.finish_commit().await {
+                return Err(StageError::Fatal(f));
+            }
+        }
         let error = match e {
             TxnError::Fatal(e) => {
                 if let Some(txn) = self.txn.take() {
