@@ -18,10 +18,11 @@ use rdkafka::{Offset, TopicPartitionList};
 
 type Position = (i32, i64);
 
-/// p50 / p99 / max of one run, in milliseconds.
+/// p50 / p90 / p99 / max of one run, in milliseconds.
 pub struct Latency {
     pub samples: usize,
     pub p50: f64,
+    pub p90: f64,
     pub p99: f64,
     pub max: f64,
 }
@@ -140,6 +141,7 @@ pub async fn measure(
     Ok(Latency {
         samples: latencies.len(),
         p50: pick(0.50),
+        p90: pick(0.90),
         p99: pick(0.99),
         max: latencies.last().copied().unwrap_or(0) as f64,
     })
