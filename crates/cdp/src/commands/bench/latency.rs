@@ -119,7 +119,10 @@ pub async fn measure(
         }
         if Instant::now() > deadline {
             reading.abort();
-            bail!("only {done} of {} outputs seen within 2 minutes", sent.len());
+            bail!(
+                "only {done} of {} outputs seen within 2 minutes",
+                sent.len()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

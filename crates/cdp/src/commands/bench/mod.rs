@@ -7,9 +7,9 @@ mod validate;
 
 use std::path::PathBuf;
 
-use cdp_contract::{KafkaSettings, Topics};
 use cdp_catalog::model::{CatalogRecord, PayloadType, Stream};
 use cdp_catalog::{CatalogView, CatalogWriter, Dataset, ValueFormat, XdmSchema};
+use cdp_contract::{KafkaSettings, Topics};
 use clap::Subcommand;
 use serde_json::Value;
 

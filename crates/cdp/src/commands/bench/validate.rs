@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use cdp_catalog::CatalogView;
 use cdp_contract::admin::{ensure_topics, TopicSpec};
 use cdp_contract::envelope::Source;
 use cdp_contract::{KafkaSettings, RawHeaders, Topics};
-use cdp_catalog::CatalogView;
 use cdp_validate::ValidateSettings;
 use cdp_xdm::SchemaValidators;
 use clap::Args;
@@ -193,16 +193,21 @@ pub async fn run(config: Option<PathBuf>, args: ValidateBenchArgs) -> anyhow::Re
     println!("(a) copy loop, at least once:         {copy:>9.0} events/s (1.00)");
 
     // (b) The validate stage, exactly once, one instance and two.
+    let t0 = transactions();
     let one = stage_run(&kafka, &topics, &view, 1, &args).await?;
+    let t1 = transactions();
     println!(
         "(b) validate stage, 1 instance:       {:>9.0} events/s steady ({:.2} of the copy loop); {:.0} events/s including {:.1} s to join the group",
         one.steady, one.steady / copy, one.overall, one.join.as_secs_f64()
     );
+    println!("    {}", describe(t0, t1));
     let two = stage_run(&kafka, &topics, &view, 2, &args).await?;
+    let t2 = transactions();
     println!(
         "(b) validate stage, 2 instances:      {:>9.0} events/s steady ({:.2} of the copy loop, {:.2}x one instance); {:.0} events/s including {:.1} s to join the group",
         two.steady, two.steady / copy, two.steady / one.steady, two.overall, two.join.as_secs_f64()
     );
+    println!("    {}", describe(t1, t2));
 
     if args.latency_seconds == 0 {
         return Ok(());
@@ -229,9 +234,24 @@ pub async fn run(config: Option<PathBuf>, args: ValidateBenchArgs) -> anyhow::Re
             copy_loop::run(&k, &t.ingest_raw(), &copy_topic(&t), &group, None, stopped).await
         });
         let outputs = [copy_topic(&topics)];
-        latency::measure(&kafka, &topics.ingest_raw(), &outputs, args.rate, 200, record).await?;
-        let l = latency::measure(&kafka, &topics.ingest_raw(), &outputs, args.rate, count, record)
-            .await?;
+        latency::measure(
+            &kafka,
+            &topics.ingest_raw(),
+            &outputs,
+            args.rate,
+            200,
+            record,
+        )
+        .await?;
+        let l = latency::measure(
+            &kafka,
+            &topics.ingest_raw(),
+            &outputs,
+            args.rate,
+            count,
+            record,
+        )
+        .await?;
         println!(
             "(a) copy loop:                        p50 {:>5.0} ms, p90 {:>5.0} ms, p99 {:>5.0} ms, max {:>5.0} ms ({} events)",
             l.p50, l.p90, l.p99, l.max, l.samples
@@ -250,17 +270,62 @@ pub async fn run(config: Option<PathBuf>, args: ValidateBenchArgs) -> anyhow::Re
         });
         let outputs = [topics.events_valid(), topics.events_error()];
         // The first events wait for the group join; they are not measured.
-        latency::measure(&kafka, &topics.ingest_raw(), &outputs, args.rate, 200, record).await?;
-        let l = latency::measure(&kafka, &topics.ingest_raw(), &outputs, args.rate, count, record)
-            .await?;
+        latency::measure(
+            &kafka,
+            &topics.ingest_raw(),
+            &outputs,
+            args.rate,
+            200,
+            record,
+        )
+        .await?;
+        let before = transactions();
+        let l = latency::measure(
+            &kafka,
+            &topics.ingest_raw(),
+            &outputs,
+            args.rate,
+            count,
+            record,
+        )
+        .await?;
+        let after = transactions();
         println!(
             "(b) validate stage, 1 instance:       p50 {:>5.0} ms, p90 {:>5.0} ms, p99 {:>5.0} ms, max {:>5.0} ms ({} events)",
             l.p50, l.p90, l.p99, l.max, l.samples
         );
+        println!("    {}", describe(before, after));
         let _ = stop.send(true);
         stage.await??;
     }
     Ok(())
+}
+
+/// Transactions so far, their total records and seconds, from the stage's own metrics.
+fn transactions() -> (f64, f64, f64) {
+    let page = cdp_contract::prometheus::render().unwrap_or_default();
+    let value = |name: &str| {
+        page.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    (
+        value("cdp_validate_transaction_duration_seconds_count"),
+        value("cdp_validate_transaction_records_sum"),
+        value("cdp_validate_transaction_duration_seconds_sum"),
+    )
+}
+
+/// What the transactions between two readings of [`transactions`] carried and took.
+fn describe(before: (f64, f64, f64), after: (f64, f64, f64)) -> String {
+    let n = (after.0 - before.0).max(1.0);
+    format!(
+        "{:.0} transactions, {:.0} events and {:.0} ms each on average (open to committed)",
+        after.0 - before.0,
+        (after.1 - before.1) / n,
+        (after.2 - before.2) * 1000.0 / n
+    )
 }
 
 fn bench_settings(args: &ValidateBenchArgs, group: &str, instance: usize) -> ValidateSettings {
