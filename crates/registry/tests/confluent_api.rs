@@ -32,7 +32,7 @@ async fn post(http: &reqwest::Client, url: String, body: Value) -> (StatusCode, 
 #[tokio::test]
 async fn subjects_versions_config_and_compatibility() {
     let broker = Broker::start();
-    let base = common::serve(&broker.kafka()).await;
+    let base = common::serve(&broker.kafka(), &common::namespace()).await;
     let http = reqwest::Client::new();
     let subject = "cdp.segment.membership-value";
 
@@ -267,8 +267,9 @@ async fn subjects_versions_config_and_compatibility() {
 #[tokio::test]
 async fn two_instances_agree_and_the_converter_round_trips() {
     let broker = Broker::start();
-    let a = common::serve(&broker.kafka()).await;
-    let b = common::serve(&broker.kafka()).await;
+    let topics = common::namespace();
+    let a = common::serve(&broker.kafka(), &topics).await;
+    let b = common::serve(&broker.kafka(), &topics).await;
     let http = reqwest::Client::new();
 
     // Registrations through both instances, interleaved.

@@ -18,7 +18,7 @@ fn enc(s: &str) -> String {
 #[tokio::test]
 async fn schemas_versions_datasets_and_profile_rules() {
     let broker = Broker::start();
-    let base = common::serve(&broker.kafka()).await;
+    let base = common::serve(&broker.kafka(), &common::namespace()).await;
     let http = reqwest::Client::new();
 
     let create = |body: Value| http.post(format!("{base}/xdm/schemas")).json(&body).send();

@@ -58,7 +58,7 @@ fn _encode_is_send<'a>(
 /// A broker, the schemas log on it, and an encoder for the default events.valid topic.
 async fn started() -> (Broker, Topics, SchemaLog, AvroValues) {
     let broker = Broker::start();
-    let topics = Topics::default();
+    let topics = Topics::new(cdp_test_support::unique_name("avro-values"));
     let log = SchemaLog::start(&broker.kafka(), &topics)
         .await
         .expect("schemas log");

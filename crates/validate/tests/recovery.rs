@@ -80,7 +80,7 @@ async fn outputs_left_by_a_crashed_transaction_are_not_written_again() {
     cdp_contract::telemetry::init_for_tests();
     let broker = Broker::start();
     let kafka = broker.kafka();
-    let topics = Topics::default();
+    let topics = Topics::new(cdp_test_support::unique_name("recovery"));
     let spec = |name: String, compacted| TopicSpec {
         name,
         partitions: 1,
@@ -129,7 +129,7 @@ async fn outputs_left_by_a_crashed_transaction_are_not_written_again() {
         .init_transactions(Duration::from_secs(20))
         .expect("init");
     zombie.begin_transaction().expect("begin");
-    let group = ValidateSettings::default().group_id;
+    let group = format!("{}-validate", topics.namespace);
     zombie
         .send(
             BaseRecord::to(&topics.validate_checkpoints())
@@ -166,6 +166,7 @@ async fn outputs_left_by_a_crashed_transaction_are_not_written_again() {
     std::mem::forget(zombie); // dies without ending its transaction
 
     let settings = ValidateSettings {
+        group_id: group.clone(),
         instance_id: Some("r".into()),
         max_batch: 7,
         ..ValidateSettings::default()

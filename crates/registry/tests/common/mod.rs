@@ -7,8 +7,15 @@ use cdp_contract::{KafkaSettings, Topics};
 use cdp_control::{CatalogView, CatalogWriter};
 use cdp_registry::{confluent_router, xdm_router, RegistryState};
 
-pub async fn serve(kafka: &KafkaSettings) -> String {
-    let topics = Topics::default();
+/// A fresh namespace per test, so the tests can share an external broker
+/// (`CDP_TEST_BOOTSTRAP`) run after run.
+pub fn namespace() -> Topics {
+    Topics::new(cdp_test_support::unique_name("registry"))
+}
+
+/// A registry instance on `topics`; two instances on one namespace share their state.
+pub async fn serve(kafka: &KafkaSettings, topics: &Topics) -> String {
+    let topics = topics.clone();
     ensure_topics(kafka, &[cdp_control::catalog::topic_spec(&topics)])
         .await
         .expect("catalog topic");
