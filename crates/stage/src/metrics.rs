@@ -94,7 +94,8 @@ impl StageMetrics {
             .set(lag as f64);
     }
 
-    /// A stage-specific duration, e.g. the lake's flush latency (`cdp_lake_flush_duration_seconds`).
+    /// A duration by what it measures (`cdp_<stage>_<what>_duration_seconds`): the runtime's
+    /// `commit` (send offsets + commit, waited for) and `begin`, the lake's `flush`.
     pub fn duration(&self, what: &str, took: Duration) {
         metrics::histogram!(self.name(&format!("{what}_duration_seconds")))
             .record(took.as_secs_f64());

@@ -163,6 +163,7 @@ struct Runtime<P> {
 
 struct Committing {
     txn: OpenTxn,
+    started: Instant,
     task: tokio::task::JoinHandle<Result<(), KafkaError>>,
 }
 
@@ -574,7 +575,9 @@ impl<P: Processor> Runtime<P> {
 
     fn begin(&mut self) -> Result<(), TxnError> {
         if self.txn.is_none() {
+            let began = Instant::now();
             self.producer.begin_transaction()?;
+            self.metrics.duration("begin", began.elapsed());
             self.txn = Some(OpenTxn {
                 started: Instant::now(),
                 span: Span::default(),
@@ -705,20 +708,25 @@ impl<P: Processor> Runtime<P> {
             }
             producer.commit_transaction(TXN_TIMEOUT)
         });
-        self.committing = Some(Committing { txn, task });
+        self.committing = Some(Committing {
+            txn,
+            started: Instant::now(),
+            task,
+        });
         Ok(())
     }
 
     /// Waits for the transaction being committed. If it failed, it is the open transaction
     /// again, for [`Self::fail`] to abort.
     async fn finish_commit(&mut self) -> Result<(), TxnError> {
-        let Some(Committing { txn, task }) = self.committing.take() else {
+        let Some(Committing { txn, started, task }) = self.committing.take() else {
             return Ok(());
         };
         let outcome = match task.await {
             Ok(r) => r,
             Err(_) => Err(KafkaError::Canceled),
         };
+        self.metrics.duration("commit", started.elapsed());
         if let Err(e) = outcome {
             self.txn = Some(txn);
             return Err(e.into());

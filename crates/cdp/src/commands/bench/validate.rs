@@ -301,8 +301,9 @@ pub async fn run(config: Option<PathBuf>, args: ValidateBenchArgs) -> anyhow::Re
     Ok(())
 }
 
-/// Transactions so far, their total records and seconds, from the stage's own metrics.
-fn transactions() -> (f64, f64, f64) {
+/// Transactions so far, their total records and seconds, and the seconds spent committing,
+/// from the stage's own metrics.
+fn transactions() -> (f64, f64, f64, f64) {
     let page = cdp_contract::prometheus::render().unwrap_or_default();
     let value = |name: &str| {
         page.lines()
@@ -314,17 +315,19 @@ fn transactions() -> (f64, f64, f64) {
         value("cdp_validate_transaction_duration_seconds_count"),
         value("cdp_validate_transaction_records_sum"),
         value("cdp_validate_transaction_duration_seconds_sum"),
+        value("cdp_validate_commit_duration_seconds_sum"),
     )
 }
 
 /// What the transactions between two readings of [`transactions`] carried and took.
-fn describe(before: (f64, f64, f64), after: (f64, f64, f64)) -> String {
+fn describe(before: (f64, f64, f64, f64), after: (f64, f64, f64, f64)) -> String {
     let n = (after.0 - before.0).max(1.0);
     format!(
-        "{:.0} transactions, {:.0} events and {:.0} ms each on average (open to committed)",
+        "{:.0} transactions, on average {:.0} events, {:.0} ms open to committed, of which {:.0} ms committing (send offsets + commit)",
         after.0 - before.0,
         (after.1 - before.1) / n,
-        (after.2 - before.2) * 1000.0 / n
+        (after.2 - before.2) * 1000.0 / n,
+        (after.3 - before.3) * 1000.0 / n
     )
 }
 
