@@ -164,7 +164,14 @@ struct Runtime<P> {
 struct Committing {
     txn: OpenTxn,
     started: Instant,
-    task: tokio::task::JoinHandle<Result<(), KafkaError>>,
+    task: tokio::task::JoinHandle<Committed>,
+}
+
+/// What a commit task learnt: its outcome and where the transaction's records landed.
+struct Committed {
+    outcome: Result<(), KafkaError>,
+    /// `(topic, partition, offset)` of every record.
+    landed: Vec<(String, i32, i64)>,
 }
 
 impl<P: Processor> Runtime<P> {
@@ -680,7 +687,7 @@ impl<P: Processor> Runtime<P> {
     /// async threads; [`Self::finish_commit`] learns the outcome. The loop reads and processes
     /// the next batch meanwhile, so one commit round trip overlaps the next batch's work.
     fn start_commit(&mut self) -> Result<(), TxnError> {
-        let Some(txn) = self.txn.take() else {
+        let Some(mut txn) = self.txn.take() else {
             return Ok(());
         };
         let offsets = if txn.span.is_empty() {
@@ -702,11 +709,39 @@ impl<P: Processor> Runtime<P> {
             }
         };
         let producer = self.producer.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            if let Some((offsets, metadata)) = offsets {
-                producer.send_offsets_to_transaction(&offsets, &metadata, TXN_TIMEOUT)?;
+        let deliveries = std::mem::take(&mut txn.deliveries);
+        let task = tokio::spawn(async move {
+            // Every record acknowledged first: rdkafka's commit_transaction flushes, and its
+            // flush waits on the producer queue (up to 100 ms a round) that the FutureProducer's
+            // own polling thread serves, which cost ~100 ms per transaction when anything was
+            // still in flight.
+            let mut landed = Vec::with_capacity(deliveries.len());
+            for (topic, d) in deliveries {
+                match d.await {
+                    Ok(Ok(delivery)) => landed.push((topic, delivery.partition, delivery.offset)),
+                    Ok(Err((e, _))) => {
+                        return Committed {
+                            outcome: Err(e),
+                            landed,
+                        }
+                    }
+                    Err(_) => {
+                        return Committed {
+                            outcome: Err(KafkaError::Canceled),
+                            landed,
+                        }
+                    }
+                }
             }
-            producer.commit_transaction(TXN_TIMEOUT)
+            let outcome = tokio::task::spawn_blocking(move || {
+                if let Some((offsets, metadata)) = offsets {
+                    producer.send_offsets_to_transaction(&offsets, &metadata, TXN_TIMEOUT)?;
+                }
+                producer.commit_transaction(TXN_TIMEOUT)
+            })
+            .await
+            .unwrap_or(Err(KafkaError::Canceled));
+            Committed { outcome, landed }
         });
         self.committing = Some(Committing {
             txn,
@@ -722,9 +757,12 @@ impl<P: Processor> Runtime<P> {
         let Some(Committing { txn, started, task }) = self.committing.take() else {
             return Ok(());
         };
-        let outcome = match task.await {
-            Ok(r) => r,
-            Err(_) => Err(KafkaError::Canceled),
+        let Committed { outcome, landed } = match task.await {
+            Ok(c) => c,
+            Err(_) => Committed {
+                outcome: Err(KafkaError::Canceled),
+                landed: Vec::new(),
+            },
         };
         self.metrics.duration("commit", started.elapsed());
         if let Err(e) = outcome {
@@ -732,17 +770,9 @@ impl<P: Processor> Runtime<P> {
             return Err(e.into());
         }
         let mut written: HashMap<String, u64> = HashMap::new();
-        for (topic, d) in txn.deliveries {
-            match d.await {
-                Ok(Ok(delivery)) => {
-                    self.positions
-                        .advance(&topic, delivery.partition, delivery.offset + 1);
-                    *written.entry(topic).or_default() += 1;
-                }
-                // Committed means delivered; a report lost on the way changes no position.
-                Ok(Err((e, _))) => tracing::warn!(error = %e, "delivery report after commit"),
-                Err(_) => tracing::warn!("delivery report lost after commit"),
-            }
+        for (topic, partition, offset) in landed {
+            self.positions.advance(&topic, partition, offset + 1);
+            *written.entry(topic).or_default() += 1;
         }
         for (topic, n) in written {
             self.metrics.records_out(&topic, n);
