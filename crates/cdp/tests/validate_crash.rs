@@ -71,8 +71,11 @@ fn output_offsets(broker: &Broker, topic: &str) -> i64 {
 }
 
 /// A broker with the catalog (schema, dataset, stream) and EVENTS raw events as the edge writes
-/// them; every third one lacks its timestamp.
-async fn seeded_broker() -> (Broker, cdp_contract::Topics) {
+/// them; every third one lacks its timestamp. The first thousand are there at once, the rest
+/// arrive at about 400 a second (the returned task), so the stream is still going when
+/// a test kills an instance or adds one (a group join takes seconds on tansu): the stage alone
+/// would finish the lot in a second or two.
+async fn seeded_broker() -> (Broker, cdp_contract::Topics, tokio::task::JoinHandle<()>) {
     cdp_contract::telemetry::init_for_tests();
     let broker = Broker::start();
     let kafka = broker.kafka();
@@ -111,7 +114,8 @@ async fn seeded_broker() -> (Broker, cdp_contract::Topics) {
 
     // Raw events as the edge writes them; every third one lacks its timestamp.
     let producer: FutureProducer = kafka.producer("raw", 30_000).create().expect("producer");
-    let sends = (0..EVENTS).map(|i| {
+    let topic = topics.ingest_raw();
+    let send = move |i: usize| {
         let value = if i % 3 == 2 {
             json!({"_id": format!("e{i}")})
         } else {
@@ -129,7 +133,7 @@ async fn seeded_broker() -> (Broker, cdp_contract::Topics) {
             source: Source::Stream,
         };
         let producer = producer.clone();
-        let topic = topics.ingest_raw();
+        let topic = topic.clone();
         async move {
             producer
                 .send(
@@ -142,12 +146,20 @@ async fn seeded_broker() -> (Broker, cdp_contract::Topics) {
                 .await
                 .map_err(|(e, _)| e)
         }
-    });
-    for r in futures::future::join_all(sends).await {
+    };
+    const AT_ONCE: usize = 1000;
+    for r in futures::future::join_all((0..AT_ONCE).map(&send)).await {
         r.expect("raw event written");
     }
-
-    (broker, topics)
+    let rest = tokio::spawn(async move {
+        for chunk in (AT_ONCE..EVENTS).collect::<Vec<_>>().chunks(100) {
+            for r in futures::future::join_all(chunk.iter().map(|i| send(*i))).await {
+                r.expect("raw event written");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    });
+    (broker, topics, rest)
 }
 
 // tansu shows aborted records to read_committed readers (crates/test-support/tests/
@@ -155,7 +167,7 @@ async fn seeded_broker() -> (Broker, cdp_contract::Topics) {
 // only because the restarted instance's recovery finds those outputs and skips their raw events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_mid_stream_neither_loses_nor_duplicates() {
-    let (broker, topics) = seeded_broker().await;
+    let (broker, topics, rest) = seeded_broker().await;
 
     // First run: killed as soon as it has committed some output.
     let (mut first, _) = validate_process(&broker, &topics, "crash-test");
@@ -174,12 +186,12 @@ async fn killed_mid_stream_neither_loses_nor_duplicates() {
 
     // Second run finishes the job; its guard stops it.
     let (_second, _) = validate_process(&broker, &topics, "crash-test");
+    rest.await.expect("raw events written");
     assert_exactly_once(&broker, &topics).await;
 }
 
 /// Waits until events.valid holds `n` records (committed or not: high watermarks). Polls every
-/// 20 ms: the whole stream takes well under a second once validate runs, and the crash test's
-/// kill has to land in the middle of it.
+/// 20 ms: the crash test's kill has to land in the middle of the stream.
 async fn wait_for_valid_outputs(broker: &Broker, topics: &cdp_contract::Topics, n: i64) {
     eventually_every(
         Duration::from_secs(60),
@@ -234,10 +246,11 @@ async fn assert_exactly_once(broker: &Broker, topics: &cdp_contract::Topics) {
 // revoked partitions' events to their new owner and recovery catches what was committed late.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_instance_joining_mid_stream_neither_loses_nor_duplicates() {
-    let (broker, topics) = seeded_broker().await;
+    let (broker, topics, rest) = seeded_broker().await;
     let (_first, _) = validate_process(&broker, &topics, "scale-a");
     wait_for_valid_outputs(&broker, &topics, 100).await;
     let (_second, second_log) = validate_process(&broker, &topics, "scale-b");
+    rest.await.expect("raw events written");
     assert_exactly_once(&broker, &topics).await;
     let log = std::fs::read_to_string(&second_log).unwrap_or_default();
     assert!(
