@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test lint bench bench-edge broker-install build
+.PHONY: run test lint bench bench-edge bench-validate broker-install build
 
 build:
 	$(CARGO) build -p cdp
@@ -22,10 +22,13 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Benchmarks; results go in docs/BENCHMARKS.md.
-bench: bench-edge
+bench: bench-edge bench-validate
 
 bench-edge:
 	scripts/bench.sh edge
+
+bench-validate:
+	scripts/bench.sh validate
 
 broker-install:
 	scripts/tansu.sh install
