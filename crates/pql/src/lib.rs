@@ -21,7 +21,7 @@ mod segment;
 pub use checker::{check, Schemas};
 pub use classify::{classify, Classification, Evaluation, QueryType, SegmentInfo};
 pub use error::{Diagnostic, PqlError, SchemaError};
-pub use eval::{Context, Answer};
+pub use eval::{Answer, Context};
 pub use explain::Explanation;
 pub use parser::parse;
 pub use plan::Plan;

@@ -4,8 +4,8 @@
 use std::collections::{HashMap, HashSet};
 
 use cdp_pql::{
-    check, classify, parse, print, Context, Evaluation, FieldType, Answer, Plan, QueryType,
-    Schema, Schemas, SegmentInfo,
+    check, classify, parse, print, Answer, Context, Evaluation, FieldType, Plan, QueryType, Schema,
+    Schemas, SegmentInfo,
 };
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
