@@ -163,13 +163,29 @@ struct Runtime<P> {
 
 struct Committing {
     txn: OpenTxn,
-    started: Instant,
-    task: tokio::task::JoinHandle<Committed>,
+    /// `None` once the loop has collected the outcome into `done`.
+    task: Option<tokio::task::JoinHandle<Committed>>,
+    done: Option<Committed>,
 }
 
-/// What a commit task learnt: its outcome and where the transaction's records landed.
+/// Resolves when the transaction being committed has its outcome (never without one), so
+/// an idle loop learns of it at once.
+async fn commit_outcome(committing: &mut Option<Committing>) -> Committed {
+    match committing.as_mut().and_then(|c| c.task.as_mut()) {
+        Some(task) => task.await.unwrap_or_else(|_| Committed {
+            outcome: Err(KafkaError::Canceled),
+            took: Duration::ZERO,
+            landed: Vec::new(),
+        }),
+        None => std::future::pending().await,
+    }
+}
+
+/// What a commit task learnt: its outcome, how long it took and where the transaction's
+/// records landed.
 struct Committed {
     outcome: Result<(), KafkaError>,
+    took: Duration,
     /// `(topic, partition, offset)` of every record.
     landed: Vec<(String, i32, i64)>,
 }
@@ -247,7 +263,20 @@ impl<P: Processor> Runtime<P> {
                 _ = shutdown.wait_for(|stop| *stop) => break,
                 m = self.consumer.recv() => Some(m),
                 _ = tokio::time::sleep_until(wake.into()) => None,
+                c = commit_outcome(&mut self.committing) => {
+                    if let Some(committing) = self.committing.as_mut() {
+                        committing.task = None;
+                        committing.done = Some(c);
+                    }
+                    None
+                }
             };
+            if self.committing.as_ref().is_some_and(|c| c.done.is_some()) {
+                if let Err(e) = self.finish_commit().await {
+                    self.fail(e).await?;
+                    continue;
+                }
+            }
             let mut batch = Vec::new();
             let mut full = false;
             match first {
@@ -711,6 +740,7 @@ impl<P: Processor> Runtime<P> {
         let producer = self.producer.clone();
         let deliveries = std::mem::take(&mut txn.deliveries);
         let task = tokio::spawn(async move {
+            let started = Instant::now();
             // Every record acknowledged first: rdkafka's commit_transaction flushes, and its
             // flush waits on the producer queue (up to 100 ms a round) that the FutureProducer's
             // own polling thread serves, which cost ~100 ms per transaction when anything was
@@ -722,12 +752,14 @@ impl<P: Processor> Runtime<P> {
                     Ok(Err((e, _))) => {
                         return Committed {
                             outcome: Err(e),
+                            took: started.elapsed(),
                             landed,
                         }
                     }
                     Err(_) => {
                         return Committed {
                             outcome: Err(KafkaError::Canceled),
+                            took: started.elapsed(),
                             landed,
                         }
                     }
@@ -741,12 +773,16 @@ impl<P: Processor> Runtime<P> {
             })
             .await
             .unwrap_or(Err(KafkaError::Canceled));
-            Committed { outcome, landed }
+            Committed {
+                outcome,
+                took: started.elapsed(),
+                landed,
+            }
         });
         self.committing = Some(Committing {
             txn,
-            started: Instant::now(),
-            task,
+            task: Some(task),
+            done: None,
         });
         Ok(())
     }
@@ -754,17 +790,24 @@ impl<P: Processor> Runtime<P> {
     /// Waits for the transaction being committed. If it failed, it is the open transaction
     /// again, for [`Self::fail`] to abort.
     async fn finish_commit(&mut self) -> Result<(), TxnError> {
-        let Some(Committing { txn, started, task }) = self.committing.take() else {
+        let Some(Committing { txn, task, done }) = self.committing.take() else {
             return Ok(());
         };
-        let Committed { outcome, landed } = match task.await {
-            Ok(c) => c,
-            Err(_) => Committed {
-                outcome: Err(KafkaError::Canceled),
-                landed: Vec::new(),
-            },
+        let canceled = || Committed {
+            outcome: Err(KafkaError::Canceled),
+            took: Duration::ZERO,
+            landed: Vec::new(),
         };
-        self.metrics.duration("commit", started.elapsed());
+        let Committed {
+            outcome,
+            took,
+            landed,
+        } = match (done, task) {
+            (Some(c), _) => c,
+            (None, Some(task)) => task.await.unwrap_or_else(|_| canceled()),
+            (None, None) => canceled(),
+        };
+        self.metrics.duration("commit", took);
         if let Err(e) = outcome {
             self.txn = Some(txn);
             return Err(e.into());
