@@ -97,13 +97,16 @@ async fn stages_serve_health_readiness_and_their_metrics() {
             "{name} in\n{page}"
         );
     }
-    eventually(Duration::from_secs(30), "the lake's metrics", async || {
+    let page = eventually(Duration::from_secs(30), "the lake's metrics", async || {
         let (_, page) = get(&p.http, &format!("{lake}/metrics")).await.ok()?;
         sample(&page, "cdp_lake_flush_duration_seconds_count", "")
             .filter(|n| *n >= 1.0)
             .and(sample(&page, "cdp_lake_records_out_total", "events.valid"))
+            .map(|_| page)
     })
     .await;
+    // The lake commits files, not transactions: no transaction series that could never move.
+    assert!(!page.contains("cdp_lake_transactions_total"), "{page}");
     // Control and the edge render the same process-wide page.
     for base in [&p.control, &p.edge] {
         let (status, page) = get(&p.http, &format!("{base}/metrics"))

@@ -48,7 +48,7 @@ pub async fn run(
     .await?;
     let store = store::open(settings)?;
     let client_id = format!("cdp-lake-{}", uuid::Uuid::new_v4().simple());
-    let metrics = StageMetrics::new("lake");
+    let metrics = StageMetrics::without_transactions("lake");
     let health = health::Registration::new("lake");
     let consumer = StageConsumer::new(kafka, &client_id, &settings.group_id, metrics.clone())
         .map_err(LakeError::Kafka)?;

@@ -44,6 +44,25 @@ impl StageMetrics {
         }))
     }
 
+    /// For stages that commit without transactions (the lake): the transaction, recovery and
+    /// timer series are not exported, so the page shows no counters that can never move.
+    pub fn without_transactions(stage: &'static str) -> Self {
+        cdp_contract::prometheus::handle();
+        let name = |what: &str| format!("cdp_{stage}_{what}");
+        Self(Arc::new(Handles {
+            stage,
+            records_in: metrics::counter!(name("records_in_total")),
+            committed: Counter::noop(),
+            aborted: Counter::noop(),
+            recovery_skips: Counter::noop(),
+            rebalances: metrics::counter!(name("rebalances_total")),
+            timers_fired: Counter::noop(),
+            batch_records: metrics::histogram!(name("batch_records")),
+            transaction_records: Histogram::noop(),
+            transaction_seconds: Histogram::noop(),
+        }))
+    }
+
     pub fn stage(&self) -> &'static str {
         self.0.stage
     }
