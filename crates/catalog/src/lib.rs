@@ -8,7 +8,7 @@
 //!   [`CatalogView`] that follows the topic, and the [`CatalogWriter`] (read-your-writes);
 //! - access tokens ([`tokens`]): API-key authentication, and HS256 JWTs issued from a key and
 //!   verified against the catalog (a deleted or rotated key invalidates its tokens at once);
-//! - clock helpers ([`clock`]).
+//! - clock helpers ([`clock`], the contract's, re-exported for the catalog's users).
 //!
 //! It serves no HTTP: the management API is `cdp-control`, the HTTP helpers every API shares are
 //! `cdp-http`.
@@ -19,7 +19,7 @@
 //! `fold`; `state` ← `view` ← `writer` (which also names `conditional` and `model`); `model`,
 //! `state` ← `tokens`; `clock` depends on nothing.
 
-pub mod clock;
+pub use cdp_contract::clock;
 mod conditional;
 mod fold;
 pub mod model;

@@ -7,6 +7,7 @@
 //! metadata all follow their topics the same way).
 
 pub mod admin;
+pub mod clock;
 pub mod config;
 pub mod envelope;
 pub mod follower;

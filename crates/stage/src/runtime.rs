@@ -7,9 +7,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use cdp_contract::admin::{ensure_topics, AdminError, TopicSpec};
+use cdp_contract::clock::now_ms;
 use cdp_contract::KafkaSettings;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedMessage};
@@ -670,16 +671,13 @@ impl<P: Processor> Runtime<P> {
     /// checkpoint stays a lower bound (positions only grow), so that is enough to keep recovery
     /// scans short.
     async fn checkpoints(&mut self, span: &Span) -> Result<(), TxnError> {
-        let already: Vec<i32> = self
-            .txn
-            .as_ref()
-            .map(|t| t.checkpointed.clone())
-            .unwrap_or_default();
+        let already = self.txn.as_ref().map(|t| t.checkpointed.as_slice());
         let due: Vec<i32> = span
             .parts
             .keys()
             .copied()
-            .filter(|p| (*p as usize) < self.checkpoint_partitions && !already.contains(p))
+            .filter(|p| (*p as usize) < self.checkpoint_partitions)
+            .filter(|p| !already.is_some_and(|a| a.contains(p)))
             .filter(|p| {
                 self.checkpointed
                     .get(p)
@@ -952,13 +950,6 @@ async fn prepare_topics(
         );
     }
     Ok(have)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Runs a blocking librdkafka call off the async threads.

@@ -6,9 +6,10 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use cdp_contract::clock::now_ms;
 use cdp_contract::envelope::RAW_POSITION;
 use cdp_contract::KafkaSettings;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -27,13 +28,6 @@ pub struct Latency {
     pub max: f64,
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 fn parse_position(v: &[u8]) -> Option<Position> {
     let (p, o) = std::str::from_utf8(v).ok()?.split_once(':')?;
     Some((p.parse().ok()?, o.parse().ok()?))
@@ -41,13 +35,13 @@ fn parse_position(v: &[u8]) -> Option<Position> {
 
 /// Writes `count` records at `rate` per second to `input` (`record(i)` gives key, value and
 /// headers) and measures until every one has an output on `outputs`.
-pub async fn measure(
+pub async fn measure<'p>(
     kafka: &KafkaSettings,
     input: &str,
     outputs: &[String],
     rate: u64,
     count: usize,
-    record: impl Fn(usize) -> (String, Vec<u8>, OwnedHeaders),
+    record: impl Fn(usize) -> (String, &'p [u8], OwnedHeaders),
 ) -> anyhow::Result<Latency> {
     let seen: Arc<Mutex<HashMap<Position, i64>>> = Arc::default();
     let reader: StreamConsumer = kafka.reader("bench-latency").create()?;
@@ -93,7 +87,7 @@ pub async fn measure(
         .send(
             FutureRecord::to(input)
                 .key(&key)
-                .payload(&value)
+                .payload(value)
                 .headers(headers),
             Duration::from_secs(30),
         )
@@ -113,7 +107,7 @@ pub async fn measure(
             .send_result(
                 FutureRecord::to(input)
                     .key(&key)
-                    .payload(&value)
+                    .payload(value)
                     .headers(headers)
                     .timestamp(ts),
             )

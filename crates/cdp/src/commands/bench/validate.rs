@@ -16,6 +16,7 @@ use cdp_xdm::SchemaValidators;
 use clap::Args;
 use futures::StreamExt;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
@@ -217,11 +218,11 @@ pub async fn run(config: Option<PathBuf>, args: ValidateBenchArgs) -> anyhow::Re
         "latency (raw record timestamp -> output visible to a read_committed reader) at {} events/s for {} s:",
         args.rate, args.latency_seconds
     );
+    // The same events as above, serialized once: the paced loop only sends.
     let record = |i: usize| {
-        let value = serde_json::to_vec(&event(i, i % every == every - 1)).unwrap_or_default();
         (
             format!("ECID:ecid-{}", i % 5000),
-            value,
+            payloads[i % payloads.len()].as_slice(),
             raw_headers(i).to_kafka(),
         )
     };
@@ -233,29 +234,16 @@ pub async fn run(config: Option<PathBuf>, args: ValidateBenchArgs) -> anyhow::Re
         let copying = tokio::spawn(async move {
             copy_loop::run(&k, &t.ingest_raw(), &copy_topic(&t), &group, None, stopped).await
         });
-        let outputs = [copy_topic(&topics)];
-        latency::measure(
+        let (l, _) = warm_then_measure(
             &kafka,
-            &topics.ingest_raw(),
-            &outputs,
-            args.rate,
-            200,
-            record,
-        )
-        .await?;
-        let l = latency::measure(
-            &kafka,
-            &topics.ingest_raw(),
-            &outputs,
+            &topics,
+            &[copy_topic(&topics)],
             args.rate,
             count,
             record,
         )
         .await?;
-        println!(
-            "(a) copy loop:                        p50 {:>5.0} ms, p90 {:>5.0} ms, p99 {:>5.0} ms, max {:>5.0} ms ({} events)",
-            l.p50, l.p90, l.p99, l.max, l.samples
-        );
+        print_latency("(a) copy loop:", &l);
         let _ = stop.send(true);
         copying.await??;
     }
@@ -269,36 +257,38 @@ pub async fn run(config: Option<PathBuf>, args: ValidateBenchArgs) -> anyhow::Re
             cdp_validate::stage::run(&k, &t, &settings, &identity, v, stopped).await
         });
         let outputs = [topics.events_valid(), topics.events_error()];
-        // The first events wait for the group join; they are not measured.
-        latency::measure(
-            &kafka,
-            &topics.ingest_raw(),
-            &outputs,
-            args.rate,
-            200,
-            record,
-        )
-        .await?;
-        let before = transactions();
-        let l = latency::measure(
-            &kafka,
-            &topics.ingest_raw(),
-            &outputs,
-            args.rate,
-            count,
-            record,
-        )
-        .await?;
-        let after = transactions();
-        println!(
-            "(b) validate stage, 1 instance:       p50 {:>5.0} ms, p90 {:>5.0} ms, p99 {:>5.0} ms, max {:>5.0} ms ({} events)",
-            l.p50, l.p90, l.p99, l.max, l.samples
-        );
-        println!("    {}", describe(before, after));
+        let (l, transactions) =
+            warm_then_measure(&kafka, &topics, &outputs, args.rate, count, record).await?;
+        print_latency("(b) validate stage, 1 instance:", &l);
+        println!("    {transactions}");
         let _ = stop.send(true);
         stage.await??;
     }
     Ok(())
+}
+
+/// Sends a few hundred events first (the first ones wait for a group join and are not
+/// measured), then measures at the offered load; also says what the validate stage's
+/// transactions did during the measured part (nothing for the copy loop).
+async fn warm_then_measure<'p>(
+    kafka: &KafkaSettings,
+    topics: &Topics,
+    outputs: &[String],
+    rate: u64,
+    count: usize,
+    record: impl Fn(usize) -> (String, &'p [u8], OwnedHeaders) + Copy,
+) -> anyhow::Result<(latency::Latency, String)> {
+    latency::measure(kafka, &topics.ingest_raw(), outputs, rate, 200, record).await?;
+    let before = transactions();
+    let l = latency::measure(kafka, &topics.ingest_raw(), outputs, rate, count, record).await?;
+    Ok((l, describe(before, transactions())))
+}
+
+fn print_latency(label: &str, l: &latency::Latency) {
+    println!(
+        "{label:<38}p50 {:>5.0} ms, p90 {:>5.0} ms, p99 {:>5.0} ms, max {:>5.0} ms ({} events)",
+        l.p50, l.p90, l.p99, l.max, l.samples
+    );
 }
 
 /// Transactions so far, their total records and seconds, and the seconds spent committing,

@@ -1,5 +1,5 @@
-//! Wall-clock helpers: the catalog's `createdAt` / `rotatedAt` fields and the stages' receipt
-//! times are milliseconds since the Unix epoch.
+//! Wall-clock helpers: the catalog's `createdAt` / `rotatedAt` fields, the stages' receipt
+//! times and the runtime's timers are milliseconds since the Unix epoch.
 
 /// Milliseconds since the Unix epoch (0 if the system clock is before it).
 pub fn now_ms() -> i64 {
