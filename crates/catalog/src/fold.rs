@@ -34,6 +34,18 @@ impl CatalogState {
                 Some(("dataset" | "datasetCreation", id)) => {
                     self.datasets.remove(id);
                 }
+                Some(("namespace", rest)) => {
+                    let mut parts = rest.splitn(3, '/');
+                    if let (Some(org), Some(sandbox), Some(code)) =
+                        (parts.next(), parts.next(), parts.next())
+                    {
+                        self.namespaces
+                            .remove(&(org.into(), sandbox.into(), code.into()));
+                    }
+                }
+                Some(("mergePolicy", id)) => {
+                    self.merge_policies.remove(id);
+                }
                 Some(("schema", rest)) => {
                     if let Some((id, version)) = rest.rsplit_once('@') {
                         if let (Some(versions), Ok(v)) = (self.schemas.get_mut(id), version.parse())
@@ -59,6 +71,17 @@ impl CatalogState {
             Ok(CatalogRecord::Schema(s)) => self.set_schema(offset, s),
             Ok(CatalogRecord::Dataset(d)) => {
                 self.datasets.insert(d.id.clone(), d);
+            }
+            Ok(CatalogRecord::Namespace(n)) => {
+                let key = (
+                    n.org_id.clone().unwrap_or_default(),
+                    n.sandbox.clone().unwrap_or_default(),
+                    n.code.clone(),
+                );
+                self.namespaces.insert(key, n);
+            }
+            Ok(CatalogRecord::MergePolicy(m)) => {
+                self.merge_policies.insert(m.id.clone(), m);
             }
             Err(e) => match serde_json::from_slice::<Conditional>(value) {
                 Ok(c) => self.decide(offset, c),

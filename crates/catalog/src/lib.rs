@@ -23,6 +23,7 @@ pub use cdp_contract::clock;
 mod conditional;
 mod fold;
 pub mod model;
+mod namespaces;
 mod state;
 pub mod tokens;
 mod view;
@@ -30,8 +31,11 @@ mod writer;
 
 pub use conditional::{Conditional, DatasetCreation, Decision, Refusal, SchemaChange};
 pub use model::{
-    ApiKey, CatalogRecord, Dataset, PayloadType, SchemaRef, Stream, ValueFormat, XdmSchema,
+    ApiKey, AttributeMerge, AttributeMergeKind, CatalogRecord, Dataset, IdentityGraphChoice,
+    IdentityGraphKind, IdentityNamespace, IdentityType, MergePolicy, PayloadType, SchemaRef,
+    Stream, ValueFormat, XdmSchema,
 };
+pub use namespaces::standard_namespaces;
 pub use state::CatalogState;
 pub use view::{CatalogError, CatalogView};
 pub use writer::{CatalogWriter, WriteError};

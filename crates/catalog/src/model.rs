@@ -106,6 +106,100 @@ pub struct Dataset {
     pub created_at: i64,
 }
 
+/// What kind of identifier an identity namespace holds; it decides which identities of a full
+/// graph are evicted first (partner, then cookie, then device, then the rest) and which identity
+/// owns an event (the reverse).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum IdentityType {
+    Partner,
+    Cookie,
+    Device,
+    Email,
+    Phone,
+    CrossDevice,
+}
+
+/// An identity namespace (`ECID`, `CRMID`, `Email`, a tenant's own). The standard ones exist in
+/// every sandbox without being stored; a stored one with the same code replaces the default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityNamespace {
+    /// What identity maps name it by (`CRMID`); unique per org and sandbox, case-sensitive.
+    pub code: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub id_type: IdentityType,
+    /// At most one value of this namespace per graph (a person has one CRM id).
+    #[serde(default)]
+    pub unique: bool,
+    /// Among unique namespaces, lower wins when deciding which identity owns an event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
+    /// `None` for the standard namespaces (shown by the API, never stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<String>,
+    pub created_at: i64,
+}
+
+/// How fragments of one person become one profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MergePolicy {
+    pub id: String,
+    pub name: String,
+    pub org_id: String,
+    pub sandbox: String,
+    /// `_xdm.context.profile`.
+    pub schema_class: String,
+    pub identity_graph: IdentityGraphChoice,
+    pub attribute_merge: AttributeMerge,
+    /// One policy per sandbox is the default; the profile stage merges with it.
+    pub is_default: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// `identityGraph.type`: whether a profile spans the identity graph or one identity only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityGraphChoice {
+    #[serde(rename = "type")]
+    pub kind: IdentityGraphKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum IdentityGraphKind {
+    /// No stitching: a profile is the fragments of the identity asked for.
+    None,
+    /// Stitched over the private identity graph.
+    Pdg,
+}
+
+/// `attributeMerge`: which fragment wins an attribute two fragments both set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttributeMerge {
+    #[serde(rename = "type")]
+    pub kind: AttributeMergeKind,
+    /// For `dataSetPrecedence`: dataset ids, highest precedence first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AttributeMergeKind {
+    /// The fragment ingested last wins, per attribute.
+    Timestamp,
+    /// The fragment of the highest-ranked dataset wins; unranked datasets after, by time.
+    DataSetPrecedence,
+}
+
 /// One value in the catalog topic. The key is `<kind>/<id>`; a tombstone (null value) deletes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
@@ -114,6 +208,8 @@ pub enum CatalogRecord {
     ApiKey(ApiKey),
     Schema(XdmSchema),
     Dataset(Dataset),
+    Namespace(IdentityNamespace),
+    MergePolicy(MergePolicy),
 }
 
 impl CatalogRecord {
@@ -123,6 +219,12 @@ impl CatalogRecord {
             CatalogRecord::ApiKey(k) => api_key_key(&k.id),
             CatalogRecord::Schema(s) => schema_key(&s.id, s.version),
             CatalogRecord::Dataset(d) => dataset_key(&d.id),
+            CatalogRecord::Namespace(n) => namespace_key(
+                n.org_id.as_deref().unwrap_or_default(),
+                n.sandbox.as_deref().unwrap_or_default(),
+                &n.code,
+            ),
+            CatalogRecord::MergePolicy(m) => merge_policy_key(&m.id),
         }
     }
 }
@@ -137,6 +239,15 @@ pub fn dataset_key(id: &str) -> String {
 
 pub fn stream_key(id: &str) -> String {
     format!("stream/{id}")
+}
+
+/// `namespace/<org>/<sandbox>/<code>`.
+pub fn namespace_key(org: &str, sandbox: &str, code: &str) -> String {
+    format!("namespace/{org}/{sandbox}/{code}")
+}
+
+pub fn merge_policy_key(id: &str) -> String {
+    format!("mergePolicy/{id}")
 }
 
 pub fn api_key_key(id: &str) -> String {

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::conditional::Refusal;
-use crate::model::{ApiKey, Dataset, Stream, XdmSchema};
+use crate::model::{ApiKey, Dataset, IdentityNamespace, MergePolicy, Stream, XdmSchema};
 
 /// The catalog as of the last record applied.
 #[derive(Debug, Default, Clone)]
@@ -14,6 +14,9 @@ pub struct CatalogState {
     /// Schema id → version → schema.
     pub schemas: HashMap<String, BTreeMap<u32, XdmSchema>>,
     pub datasets: HashMap<String, Dataset>,
+    /// Tenant namespaces by `(org, sandbox, code)`; the standard ones are not stored.
+    pub namespaces: HashMap<(String, String, String), IdentityNamespace>,
+    pub merge_policies: HashMap<String, MergePolicy>,
     /// Schema id → version → its revision: the offset of the record that set its current
     /// definition, which conditional records compare against.
     pub(crate) revisions: HashMap<String, BTreeMap<u32, i64>>,
