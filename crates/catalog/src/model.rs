@@ -195,7 +195,7 @@ pub struct AttributeMerge {
 #[serde(rename_all = "camelCase")]
 pub enum AttributeMergeKind {
     /// The fragment ingested last wins, per attribute.
-    Timestamp,
+    TimestampOrdered,
     /// The fragment of the highest-ranked dataset wins; unranked datasets after, by time.
     DataSetPrecedence,
 }
