@@ -1,0 +1,227 @@
+//! The records of the profile topics, as JSON (camelCase):
+//!
+//! - `<ns>.profile.sequence` (one partition): [`Item`]s — events and profile records of
+//!   profile-enabled datasets with their checked identities, written by the intake stage, and
+//!   items handed back by the profile stage to be placed again after a merge or split.
+//! - `<ns>.profile.resolved` (keyed by profile id): [`Resolved`] — the identity stage's
+//!   decisions: each item with its profile, and the graph's merges, splits and memberships.
+//! - `<ns>.profile.updates` (keyed by profile id): [`ProfileUpdate`] — what changed in a
+//!   profile, bounded in size: the segment stage and the Profile API read it.
+//! - `<ns>.identity.graph` (one partition): [`GraphEvent`]s — links, cuts, evictions, merges,
+//!   splits and memberships, for the identity API.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use crate::identity::extract::Refused;
+use crate::identity::graph::GraphEvent;
+use crate::identity::{Identity, NamespaceTraits};
+
+/// Whether an item is a behavioural event or a profile record (attributes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ItemKind {
+    Event,
+    Record,
+}
+
+/// An item handed back by the profile stage after a merge or split: it links nothing, it is
+/// only placed again by its owner identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Transfer {
+    /// The profile it came from.
+    pub from: String,
+    /// Where it goes if its owner identity is in no graph any more (it was evicted).
+    pub hint: String,
+}
+
+/// One event or profile record on its way to a profile.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Item {
+    pub kind: ItemKind,
+    pub org_id: String,
+    pub sandbox: String,
+    pub dataset_id: String,
+    /// The event's `_id`, else `<dataset>:<partition>:<offset>` of events.valid: a profile
+    /// holds an event once, however often it arrives.
+    pub item_id: String,
+    /// The event's `timestamp` (epoch ms), else its ingestion time.
+    pub timestamp_ms: i64,
+    /// When the edge received it.
+    pub ingest_ms: i64,
+    /// Linkable identities with their namespace traits, the primary one first.
+    pub identities: Vec<(Identity, NamespaceTraits)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<Refused>,
+    /// Set by the identity stage: the identity that owns the item (events of a person stay
+    /// with the identity that names them most strongly when a graph splits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Identity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<Transfer>,
+    /// The XDM entity (for a record: its attributes), passed through unparsed.
+    pub entity: Box<RawValue>,
+}
+
+/// The identity stage's decisions, in the order it made them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Resolved {
+    /// An item for this profile; `identities` is set when the profile's identities changed.
+    #[serde(rename_all = "camelCase")]
+    Item {
+        profile_id: String,
+        seq: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        identities: Option<Vec<Identity>>,
+        item: Item,
+    },
+    /// The profile's identities changed.
+    #[serde(rename_all = "camelCase")]
+    Graph {
+        profile_id: String,
+        seq: u64,
+        org_id: String,
+        sandbox: String,
+        identities: Vec<Identity>,
+    },
+    /// The profile joined `into`: everything it holds goes back to be placed again.
+    #[serde(rename_all = "camelCase")]
+    Merged {
+        profile_id: String,
+        seq: u64,
+        org_id: String,
+        sandbox: String,
+        into: String,
+    },
+    /// These identities left the profile: what they own goes back to be placed again.
+    #[serde(rename_all = "camelCase")]
+    Split {
+        profile_id: String,
+        seq: u64,
+        org_id: String,
+        sandbox: String,
+        moved: Vec<Identity>,
+        identities: Vec<Identity>,
+    },
+}
+
+impl Resolved {
+    pub fn profile_id(&self) -> &str {
+        match self {
+            Resolved::Item { profile_id, .. }
+            | Resolved::Graph { profile_id, .. }
+            | Resolved::Merged { profile_id, .. }
+            | Resolved::Split { profile_id, .. } => profile_id,
+        }
+    }
+}
+
+/// An event as a profile holds it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredEvent {
+    pub item_id: String,
+    pub dataset_id: String,
+    pub timestamp_ms: i64,
+    pub ingest_ms: i64,
+    pub owner: Identity,
+    /// Every identity of the event (for carving it out when its owner leaves).
+    pub identities: Vec<Identity>,
+    pub entity: Box<RawValue>,
+}
+
+/// A profile record's attributes, one per dataset and owner identity (the latest replaces
+/// the earlier one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fragment {
+    pub dataset_id: String,
+    pub owner: Identity,
+    pub timestamp_ms: i64,
+    pub ingest_ms: i64,
+    /// Position in the identity stage's input: orders fragments ingested in the same ms.
+    pub seq: u64,
+    /// The record without its `identityMap` (the graph is the authority on identities).
+    pub attributes: Value,
+}
+
+/// What changed in a profile.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Change {
+    /// A new event in the profile's history.
+    Event { event: StoredEvent },
+    /// A profile record (fragment) arrived; `attributes` holds the new merged attributes.
+    Record { fragment: Fragment },
+    /// The profile's identities changed.
+    Identities,
+    /// The profile joined `into`; it no longer exists (its events and fragments arrive there
+    /// as ordinary updates).
+    Merged { into: String },
+    /// Identities left the profile, with the events and fragments they own
+    /// (`removedEvents`).
+    Split { moved: Vec<Identity> },
+    /// Events left the profile's history because they are older than its time-to-live.
+    Expired,
+}
+
+/// The value on `profile.updates`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileUpdate {
+    pub profile_id: String,
+    pub org_id: String,
+    pub sandbox: String,
+    /// When the profile stage made the change (epoch ms).
+    pub time_ms: i64,
+    #[serde(flatten)]
+    pub change: Change,
+    /// The profile's identities now.
+    pub identities: Vec<Identity>,
+    /// The merged attributes under the sandbox's default merge policy, when they changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<Value>,
+    /// Item ids of events that left the profile (split, expiry).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed_events: Vec<String>,
+    /// Events in the profile's history now.
+    pub event_count: u32,
+    /// Over the event soft cap: segmentation skips the profile.
+    pub flagged: bool,
+    /// Identities of the change's item that were not linked, with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<Refused>,
+}
+
+/// The value on `identity.graph`: one change, or a profile's identities now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "record", rename_all = "camelCase")]
+pub enum GraphRecord {
+    /// A link, cut, eviction, merge or split.
+    Change(GraphEvent),
+    /// The identities of a profile after a change (empty: the profile is gone).
+    #[serde(rename_all = "camelCase")]
+    Members {
+        profile_id: String,
+        org_id: String,
+        sandbox: String,
+        seq: u64,
+        time_ms: i64,
+        identities: Vec<Identity>,
+    },
+    /// Identities of a record that were not linked, with the reason.
+    #[serde(rename_all = "camelCase")]
+    Refused {
+        org_id: String,
+        sandbox: String,
+        seq: u64,
+        time_ms: i64,
+        dataset_id: String,
+        item_id: String,
+        refused: Vec<Refused>,
+    },
+}
