@@ -77,7 +77,7 @@ pub enum Resolved {
         seq: u64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         identities: Option<Vec<Identity>>,
-        item: Item,
+        item: Box<Item>,
     },
     /// The profile's identities changed.
     #[serde(rename_all = "camelCase")]
