@@ -110,7 +110,7 @@ fn two_profiles_joined_keep_the_older_id_and_retire_the_other() {
     assert_eq!(join.clusters.len(), 1);
     assert_eq!(join.clusters[0].id, older);
     assert_eq!(join.retired, vec![(newer.clone(), older.clone())]);
-    assert!(g.clusters.get(&newer).is_none());
+    assert!(!g.clusters.contains_key(&newer));
 }
 
 #[test]
