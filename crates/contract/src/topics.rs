@@ -59,6 +59,45 @@ impl Topics {
         self.name("validate.checkpoints")
     }
 
+    /// One partition: events and profile records of profile-enabled datasets with their checked
+    /// identities (the intake stage), and items the profile stage hands back after a merge or
+    /// split. One partition because the identity graph has one owner: this is its order.
+    pub fn profile_sequence(&self) -> String {
+        self.name("profile.sequence")
+    }
+
+    /// Keyed by profile id: the identity stage's decisions (each item with its profile, and
+    /// merges, splits and memberships), the profile stage's input.
+    pub fn profile_resolved(&self) -> String {
+        self.name("profile.resolved")
+    }
+
+    /// Keyed by profile id: what changed in a profile (the segment stage's input).
+    pub fn profile_updates(&self) -> String {
+        self.name("profile.updates")
+    }
+
+    /// Compacted: the profile stage's state (profiles, their events and fragments).
+    pub fn profile_changelog(&self) -> String {
+        self.name("profile.changelog")
+    }
+
+    /// One partition: the identity graph's history (links, cuts, evictions, merges, splits,
+    /// memberships), read by the identity API.
+    pub fn identity_graph(&self) -> String {
+        self.name("identity.graph")
+    }
+
+    /// Compacted: the identity stage's state (the graph).
+    pub fn identity_changelog(&self) -> String {
+        self.name("identity.changelog")
+    }
+
+    /// Recovery checkpoints of the intake, identity and profile stages.
+    pub fn checkpoints(&self, stage: &str) -> String {
+        self.name(&format!("{stage}.checkpoints"))
+    }
+
     /// Compacted, keyed by batch id: batch status, counts and files, written by the lake.
     /// Kept apart from the catalog because it grows with traffic, not with configuration.
     pub fn batches(&self) -> String {
