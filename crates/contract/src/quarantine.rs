@@ -1,6 +1,7 @@
 //! The record on the error topic (`events.error`): an event that failed a check, with every
 //! reason and the original payload, so nothing is ever dropped silently. Written by the edge
-//! (header checks) and by validate (schema checks); read by the lake (failed-record retrieval).
+//! (header checks), by validate (schema checks) and by the profile intake (refused into the
+//! profile store only); read by the lake (failed-record retrieval).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -22,6 +23,9 @@ pub enum Stage {
     Edge,
     /// Schema validation of the body by the validate stage.
     Validate,
+    /// Refused into the profile store (too large, no usable identity) by the profile intake;
+    /// the event itself is valid and in its dataset.
+    Profile,
 }
 
 /// The value on `events.error`; its key is the raw event's key.

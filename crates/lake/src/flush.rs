@@ -145,7 +145,7 @@ impl Flusher {
                     if let FileRows::Data { rows, .. } = &mut f.rows {
                         rows.push(row);
                     }
-                    (path, false)
+                    (path, Some(false))
                 }
                 Pending::Failed(e) => {
                     let path = layout::error_file(
@@ -166,15 +166,18 @@ impl Flusher {
                     if let FileRows::Errors(rows) = &mut f.rows {
                         rows.push(e.clone());
                     }
-                    (path, true)
+                    // A refusal into the profile store is kept with its reason, but the event
+                    // itself is valid and already counted as a record of its batch.
+                    let counted = e.stage != "profile";
+                    (path, counted.then_some(true))
                 }
             };
             if let Some(f) = files.get_mut(path.as_ref()) {
                 let entry = f.batches.entry(batch).or_insert((0, 0, received, received));
-                if failed {
-                    entry.1 += 1;
-                } else {
-                    entry.0 += 1;
+                match failed {
+                    Some(true) => entry.1 += 1,
+                    Some(false) => entry.0 += 1,
+                    None => {}
                 }
                 entry.2 = entry.2.min(received);
                 entry.3 = entry.3.max(received);

@@ -11,7 +11,6 @@
 pub mod api;
 pub mod batches;
 pub mod columns;
-pub mod decode;
 pub mod encode;
 pub mod failed;
 pub mod flush;

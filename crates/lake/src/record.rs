@@ -7,8 +7,8 @@ use cdp_contract::quarantine::ErrorRecord;
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use serde_json::Value;
 
-use crate::decode::ValueDecoder;
 use crate::encode::{ErrorRow, Provenance, ViolationRow};
+use cdp_xdm::decode::ValueDecoder;
 
 /// A message of events.valid that the lake could read.
 #[derive(Debug, Clone)]

@@ -22,13 +22,13 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use crate::batches;
-use crate::decode::ValueDecoder;
 use crate::encode;
 use crate::flush::{Flusher, PartitionBuffer};
 use crate::record;
 use crate::settings::LakeSettings;
 use crate::store;
 use crate::LakeError;
+use cdp_xdm::decode::ValueDecoder;
 
 /// How often a failed flush is tried again before the stage gives up (and, restarted, replays).
 const FLUSH_ATTEMPTS: u32 = 8;

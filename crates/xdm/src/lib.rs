@@ -4,7 +4,9 @@
 //!   composition into one resolved JSON Schema per tenant schema version ([`compose`]);
 //! - schemaRef resolution: `{id, contentType}` → one schema version of the catalog
 //!   ([`resolve`]);
-//! - the XDM → Avro mapping and the JSON ⇄ Avro value conversions ([`avro`]);
+//! - the XDM → Avro mapping and the JSON ⇄ Avro value conversions ([`avro`]), and reading a
+//!   value of events.valid back into the XDM entity, JSON or Avro through the registry
+//!   ([`decode`], used by the lake and the profile intake);
 //! - what the edge and the validate stage both need to judge an XDM event, so nothing is
 //!   checked in two different ways: which dataset and schema version a message targets and
 //!   whether its header agrees ([`checks`]), compiled JSON Schema validators per schema version
@@ -16,6 +18,7 @@
 pub mod avro;
 pub mod checks;
 pub mod compose;
+pub mod decode;
 pub mod keying;
 pub mod library;
 pub mod resolve;

@@ -1,9 +1,9 @@
 //! Values of events.valid back to the XDM entity as JSON: JSON values are parsed, Avro values
 //! (Confluent wire format) are decoded against the schema registry and converted by the
-//! XDM → Avro mapping's inverse ([`cdp_xdm::avro::try_avro_to_json`]), the counterpart of what
+//! XDM → Avro mapping's inverse ([`crate::avro::try_avro_to_json`]), the counterpart of what
 //! validate encodes with, so an Avro dataset lands the same rows as a JSON one.
 
-use cdp_xdm::avro::{try_avro_to_json, AvroMapError};
+use crate::avro::{try_avro_to_json, AvroMapError};
 use schema_registry_converter::async_impl::avro::AvroDecoder;
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use serde_json::Value;
