@@ -6,7 +6,8 @@
 //! - Kafka transactions by commit interval (begin → produce → send offsets → commit; abort →
 //!   rewind → forget recovery; fatal errors told apart) ([`runtime`]);
 //! - recovery for brokers that show aborted records ([`recovery`]);
-//! - keyed state per input partition restored from a compacted changelog, written in the same
+//! - keyed state per input partition in an embedded on-disk store (bounded memory; point reads
+//!   and prefix scans), rebuilt from a compacted changelog that is written in the same
 //!   transaction as the outputs, and wall-clock timers that fire on idle partitions ([`state`]);
 //! - metrics (`cdp_<stage>_…`) and `/healthz`, `/readyz`, `/metrics` ([`metrics`], [`health`]).
 //!
@@ -28,3 +29,4 @@ pub use processor::{Cause, Context, Output, ProcessError, Processor, Timer};
 pub use recovery::{Lineage, Positions, Recovery, RecoveryError};
 pub use runtime::{run, StageError, StageSpec};
 pub use settings::{instance_id, InstanceError, RuntimeSettings};
+pub use state::{Entries, RestoreError, StateError};

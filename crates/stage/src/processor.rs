@@ -6,7 +6,7 @@ use std::future::Future;
 
 use rdkafka::message::{OwnedHeaders, OwnedMessage};
 
-use crate::state::{Overlay, StateStore};
+use crate::state::{Entries, Overlay, StateError, StateStore};
 
 /// One record to produce.
 #[derive(Debug, Clone)]
@@ -71,6 +71,18 @@ pub enum ProcessError {
     Fatal(String),
 }
 
+/// A state read that failed (`ctx.get(..)?` in a processor): the batch is read again after a
+/// pause, or, when retrying cannot help ([`StateError::is_fatal`]), the stage stops.
+impl From<StateError> for ProcessError {
+    fn from(e: StateError) -> Self {
+        if e.is_fatal() {
+            ProcessError::Fatal(e.to_string())
+        } else {
+            ProcessError::Retry(e.to_string())
+        }
+    }
+}
+
 /// The processor's view of one batch: where outputs go, and the state of the batch's input
 /// partitions. State changes are kept aside until the batch succeeds, so a batch that fails
 /// leaves the state as it was.
@@ -103,12 +115,31 @@ impl<'a> Context<'a> {
         }
     }
 
-    /// The stored value of `key` in an input partition's state.
-    pub fn get(&self, partition: i32, key: &[u8]) -> Option<&[u8]> {
+    /// The value of `key` in an input partition's state, with this batch's own puts and
+    /// deletes applied. The state is on disk, so a read can fail: the error converts into
+    /// [`ProcessError`] (`ctx.get(partition, key)?`), which reads the batch again after a pause
+    /// (or stops the stage when retrying cannot help). `Ok(None)` for a partition this instance
+    /// does not hold.
+    pub fn get(&self, partition: i32, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         match self.overlay.values.get(&(partition, key.to_vec())) {
-            Some((_, v)) => v.as_deref(),
-            None => self.state.and_then(|s| s.get(partition, key)),
+            Some((_, v)) => Ok(v.clone()),
+            None => match self.state {
+                Some(s) => s.get(partition, key),
+                None => Ok(None),
+            },
         }
+    }
+
+    /// Every key of an input partition's state that starts with `prefix` (all of them for an
+    /// empty prefix), with its value, in key order, with this batch's own puts (inserting or
+    /// replacing) and deletes (removing) applied. Reads the whole range into memory: keep
+    /// prefixes narrow. Errors as for [`Self::get`].
+    pub fn scan(&self, partition: i32, prefix: &[u8]) -> Result<Entries, StateError> {
+        let stored = match self.state {
+            Some(s) => s.scan(partition, prefix)?,
+            None => Vec::new(),
+        };
+        Ok(self.overlay.over_scan(partition, prefix, stored))
     }
 
     /// Stores `value` under `key` in the state of the cause's input partition; it is written to

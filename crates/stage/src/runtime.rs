@@ -25,7 +25,7 @@ use crate::metrics::StageMetrics;
 use crate::processor::{Cause, Context, Output, ProcessError, Processor};
 use crate::recovery::{raw_position, Lineage, Positions, Recovery, RecoveryError};
 use crate::settings::RuntimeSettings;
-use crate::state::{PartitionState, StateStore};
+use crate::state::{PartitionState, RestoreError, StateError, StateStore};
 
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often an input partition's checkpoint is renewed.
@@ -74,6 +74,8 @@ pub enum StageError {
     Topics(#[from] AdminError),
     #[error(transparent)]
     Recovery(#[from] RecoveryError),
+    #[error(transparent)]
+    State(#[from] StateError),
     #[error("the changelog {changelog} has {have} partitions but the input has {want}: state would be restored from the wrong partitions")]
     ChangelogPartitions {
         changelog: String,
@@ -82,12 +84,31 @@ pub enum StageError {
     },
 }
 
+impl From<RestoreError> for StageError {
+    fn from(e: RestoreError) -> Self {
+        match e {
+            RestoreError::Changelog(e) => StageError::Recovery(e),
+            RestoreError::Store(e) => StageError::State(e),
+        }
+    }
+}
+
+impl StageError {
+    /// A state store that retrying cannot help.
+    fn is_fatal_state(&self) -> bool {
+        matches!(self, StageError::State(e) if e.is_fatal())
+    }
+}
+
 /// Why a transaction cannot go on.
 enum TxnError {
     Abortable(KafkaError),
     Fatal(KafkaError),
     /// The processor said it cannot go on.
     Processor(String),
+    /// The state store could not write the transaction's changes: abortable unless
+    /// [`StateError::is_fatal`].
+    State(StateError),
 }
 
 impl From<KafkaError> for TxnError {
@@ -231,8 +252,18 @@ impl<P: Processor> Runtime<P> {
             .subscribe(&[spec.input.as_str()])
             .map_err(|e| StageError::Consumer(spec.stage, e))?;
         let epoch = consumer.epoch();
+        let state = match &spec.changelog {
+            Some(changelog) => {
+                let dir = spec.settings.state_path(spec.stage, &spec.instance);
+                let store =
+                    StateStore::open(changelog.clone(), &dir, spec.settings.state_cache_mb)?;
+                tracing::info!(stage = spec.stage, dir = %dir.display(), cache_mb = spec.settings.state_cache_mb, "state store opened");
+                Some(store)
+            }
+            None => None,
+        };
         Ok(Self {
-            state: spec.changelog.clone().map(StateStore::new),
+            state,
             spec,
             processor,
             consumer,
@@ -296,6 +327,9 @@ impl<P: Processor> Runtime<P> {
                 continue;
             }
             if let Err(e) = self.restore_state().await {
+                if e.is_fatal_state() {
+                    return Err(e);
+                }
                 tracing::warn!(stage = self.spec.stage, error = %e, "cannot restore state; reading again");
                 self.retry_later(&Span::of(&batch)).await;
                 continue;
@@ -442,13 +476,16 @@ impl<P: Processor> Runtime<P> {
             if state.has(p) {
                 continue;
             }
+            let loader = state.loader(p)?;
             let (r, changelog) = (self.recovery.clone(), state.changelog().to_string());
             let started = Instant::now();
-            let loaded = run_blocking(move || PartitionState::load(&r, &changelog, p)).await??;
+            let loaded =
+                run_blocking(move || PartitionState::load(&r, &changelog, loader)).await??;
             tracing::info!(
                 stage = self.spec.stage,
                 partition = p,
-                keys = loaded.len(),
+                keys = loaded.approximate_len(),
+                records = loaded.records(),
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "state restored from the changelog"
             );
@@ -544,7 +581,15 @@ impl<P: Processor> Runtime<P> {
             return Err(e);
         }
         let changes = match &mut self.state {
-            Some(state) => state.apply(overlay),
+            Some(state) => match state.apply(overlay) {
+                Ok(changes) => changes,
+                Err(e) => {
+                    // Nothing of the batch is applied: read it again, after the open
+                    // transaction is aborted and its partitions restored.
+                    self.consumer.rewind(&self.spec.input, span.firsts()).await;
+                    return Err(TxnError::State(e));
+                }
+            },
             None => Vec::new(),
         };
         self.metrics.batch(total);
@@ -596,7 +641,8 @@ impl<P: Processor> Runtime<P> {
         self.finish_commit().await?;
         self.begin()?;
         let changes = match &mut self.state {
-            Some(state) => state.apply(overlay),
+            // Not applied, the timers stay due.
+            Some(state) => state.apply(overlay).map_err(TxnError::State)?,
             None => Vec::new(),
         };
         self.metrics.timers_fired(due.len());
@@ -854,7 +900,14 @@ impl<P: Processor> Runtime<P> {
                 }
                 return Err(StageError::Processor(why));
             }
-            TxnError::Abortable(e) => e,
+            TxnError::State(e) if e.is_fatal() => {
+                if let Some(txn) = self.txn.take() {
+                    let _ = self.abort_open(txn.records).await;
+                }
+                return Err(StageError::State(e));
+            }
+            TxnError::State(e) => e.to_string(),
+            TxnError::Abortable(e) => e.to_string(),
         };
         let Some(txn) = self.txn.take() else {
             tracing::warn!(stage = self.spec.stage, error = %error, "transaction could not start");

@@ -2,6 +2,8 @@
 //! [`RuntimeSettings`] in its own configuration section, so `validate.commit_interval_ms` and
 //! `profile.commit_interval_ms` are set the same way.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 /// Batching and transaction settings shared by every stage.
@@ -18,6 +20,13 @@ pub struct RuntimeSettings {
     pub commit_interval_ms: u64,
     /// A transaction commits early once it carries this many input records.
     pub max_transaction_records: usize,
+    /// Stateful stages: the directory under which an instance keeps its keyed state on disk, in
+    /// `<stage>-<instance>-<pid>` (wiped when the stage starts, removed when it stops; the
+    /// changelog topic is the source of truth). Default: `<temp dir>/cdp-state`.
+    pub state_dir: Option<String>,
+    /// Stateful stages: the state store's block cache, in MiB. Resident memory for state is about
+    /// this plus an 8 MiB write buffer per input partition held, however many keys there are.
+    pub state_cache_mb: u64,
 }
 
 impl Default for RuntimeSettings {
@@ -27,8 +36,44 @@ impl Default for RuntimeSettings {
             max_wait_ms: 20,
             commit_interval_ms: 100,
             max_transaction_records: 50_000,
+            state_dir: None,
+            state_cache_mb: 64,
         }
     }
+}
+
+impl RuntimeSettings {
+    /// Where the instance `instance` of `stage` keeps its state: `<state_dir>/<stage>-<instance>-<pid>`
+    /// (characters other than ASCII letters, digits, `.`, `_` and `-` in the instance become
+    /// `_`).
+    pub fn state_path(&self, stage: &str, instance: &str) -> PathBuf {
+        let base = match self.state_dir.as_deref().map(str::trim) {
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            _ => std::env::temp_dir().join("cdp-state"),
+        };
+        base.join(format!(
+            "{}-{}",
+            state_dir_prefix(stage, instance),
+            std::process::id()
+        ))
+    }
+}
+
+/// `<stage>-<instance>`, safe as a file name: the state directories of one instance, whatever
+/// process made them, start with it and a `-`.
+pub(crate) fn state_dir_prefix(stage: &str, instance: &str) -> String {
+    let safe = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    format!("{}-{}", safe(stage), safe(instance))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,5 +117,25 @@ mod tests {
         assert!(!host.is_empty());
         assert_ne!(host, "0");
         assert_eq!(instance_id(Some("  ")).expect("blank means default"), host);
+    }
+
+    #[test]
+    fn the_state_directory_is_per_stage_instance_and_process() {
+        let pid = std::process::id();
+        let default = RuntimeSettings::default();
+        assert_eq!(
+            default.state_path("profile", "host/1"),
+            std::env::temp_dir()
+                .join("cdp-state")
+                .join(format!("profile-host_1-{pid}"))
+        );
+        let configured = RuntimeSettings {
+            state_dir: Some("/var/lib/cdp".into()),
+            ..RuntimeSettings::default()
+        };
+        assert_eq!(
+            configured.state_path("profile", "a"),
+            PathBuf::from(format!("/var/lib/cdp/profile-a-{pid}"))
+        );
     }
 }

@@ -243,8 +243,8 @@ impl Processor for Counter {
         for (i, m) in batch.iter().enumerate() {
             let key = m.key().unwrap_or_default().to_vec();
             let count = ctx
-                .get(m.partition(), &key)
-                .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok())
+                .get(m.partition(), &key)?
+                .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u64>().ok())
                 .unwrap_or(0)
                 + 1;
             ctx.put(Cause::Input(i), &key, count.to_string().into_bytes());

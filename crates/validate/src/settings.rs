@@ -48,6 +48,7 @@ impl ValidateSettings {
             max_wait_ms: self.max_wait_ms,
             commit_interval_ms: self.commit_interval_ms,
             max_transaction_records: self.max_transaction_records,
+            ..RuntimeSettings::default()
         }
     }
 }
