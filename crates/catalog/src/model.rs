@@ -186,8 +186,14 @@ pub enum IdentityGraphKind {
 pub struct AttributeMerge {
     #[serde(rename = "type")]
     pub kind: AttributeMergeKind,
-    /// For `dataSetPrecedence`: dataset ids, highest precedence first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// For `dataSetPrecedence`: dataset ids, highest precedence first. `order` on the wire, as
+    /// in AEP's merge policies; records written as `data` still read.
+    #[serde(
+        default,
+        rename = "order",
+        alias = "data",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub data: Vec<String>,
 }
 

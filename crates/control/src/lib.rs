@@ -8,6 +8,7 @@
 //! `cdp-http`.
 
 pub mod http;
+pub mod profiles;
 pub mod settings;
 
 pub use settings::{AuthSettings, ControlSettings};
