@@ -20,4 +20,5 @@ pub struct CdpConfig {
     pub health: cdp_stage::health::HealthSettings,
     pub validate: ValidateSettings,
     pub lake: LakeSettings,
+    pub profile: cdp_profile::ProfileSettings,
 }

@@ -34,6 +34,9 @@ enum Command {
     Validate,
     /// Run the lake: events.valid / events.error to Parquet datasets, with batch metadata.
     Lake,
+    /// Run the profile stages: intake (events.valid of profile-enabled datasets), identity (the
+    /// identity graph) and profile (profile state → profile.updates), three consumer groups.
+    Profile,
     /// Run every stage built so far in one process (development).
     Up {
         /// Create a demo stream and print curl lines to try.
@@ -66,6 +69,7 @@ async fn main() -> std::process::ExitCode {
         Command::Control => commands::run::stage(config_path, cdp::Stages::CONTROL, false).await,
         Command::Validate => commands::run::stage(config_path, cdp::Stages::VALIDATE, false).await,
         Command::Lake => commands::run::stage(config_path, cdp::Stages::LAKE, false).await,
+        Command::Profile => commands::run::stage(config_path, cdp::Stages::PROFILE, false).await,
         Command::Up { demo } => commands::run::stage(config_path, cdp::Stages::ALL, demo).await,
         Command::Streams(c) => commands::manage::streams(config_path, c).await,
         Command::Keys(c) => commands::manage::keys(config_path, c).await,

@@ -34,6 +34,8 @@ pub enum StartError {
     Lake(#[from] cdp_lake::LakeError),
     #[error(transparent)]
     Registry(#[from] cdp_registry::RegistryError),
+    #[error(transparent)]
+    ProfileView(#[from] cdp_control::profiles::ProfileViewError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -48,6 +50,8 @@ pub struct Stages {
     pub control: bool,
     pub validate: bool,
     pub lake: bool,
+    /// The intake, identity and profile stages.
+    pub profile: bool,
 }
 
 impl Stages {
@@ -56,30 +60,42 @@ impl Stages {
         control: true,
         validate: true,
         lake: true,
+        profile: true,
     };
     pub const EDGE: Stages = Stages {
         edge: true,
         control: false,
         validate: false,
         lake: false,
+        profile: false,
     };
     pub const CONTROL: Stages = Stages {
         edge: false,
         control: true,
         validate: false,
         lake: false,
+        profile: false,
     };
     pub const VALIDATE: Stages = Stages {
         edge: false,
         control: false,
         validate: true,
         lake: false,
+        profile: false,
+    };
+    pub const PROFILE: Stages = Stages {
+        edge: false,
+        control: false,
+        validate: false,
+        lake: false,
+        profile: true,
     };
     pub const LAKE: Stages = Stages {
         edge: false,
         control: false,
         validate: false,
         lake: true,
+        profile: false,
     };
 }
 
@@ -128,7 +144,7 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
     }
     let topics = &config.topics;
     let mut specs = vec![cdp_catalog::topic_spec(topics)];
-    if stages.edge || stages.validate || stages.lake {
+    if stages.edge || stages.validate || stages.lake || stages.profile {
         specs.push(TopicSpec {
             name: topics.ingest_raw(),
             partitions: config.edge.raw_partitions,
@@ -141,6 +157,10 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
                 compacted: false,
             });
         }
+    }
+    if stages.profile || stages.control {
+        // Control's Profile and Identity APIs read profile.updates and identity.graph.
+        specs.extend(cdp_profile::run::topic_specs(topics, &config.profile));
     }
     ensure_topics(&config.kafka, &specs).await?;
     let catalog = CatalogView::start(&config.kafka, topics)?;
@@ -173,6 +193,8 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         )
         .await?;
         let admin_token: Arc<str> = Arc::from(config.control.admin_token.as_str());
+        // …and for profiles and identity graphs.
+        let profiles = cdp_control::profiles::ProfileView::start(&config.kafka, topics).await?;
         let router = cdp_control::http::router(ControlState {
             view: catalog.clone(),
             writer,
@@ -181,6 +203,11 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             max_token_days: config.auth.max_token_days,
         })
         .merge(cdp_registry::confluent_router(&registry))
+        .merge(cdp_control::profiles::router(
+            profiles,
+            catalog.clone(),
+            admin_token.clone(),
+        ))
         .merge(cdp_stage::health::metrics_router())
         .merge(cdp_http::admin_only(
             cdp_lake::router(lake_api).merge(cdp_registry::xdm_router(registry)),
@@ -210,7 +237,7 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         running.edge_addr = Some(addr);
         running.tasks.push(task);
     }
-    if stages.validate || stages.lake {
+    if stages.validate || stages.lake || stages.profile {
         // One port for every consumer stage of the process (`cdp up` included).
         let (addr, task) = serve(
             "health",
@@ -248,6 +275,19 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         running.tasks.push(tokio::spawn(async move {
             if let Err(e) = cdp_lake::run(&kafka, &topics, &settings, view, stop).await {
                 tracing::error!(error = %e, "lake stage stopped");
+            }
+        }));
+    }
+    if stages.profile {
+        let (kafka, topics, settings) = (
+            config.kafka.clone(),
+            config.topics.clone(),
+            config.profile.clone(),
+        );
+        let (view, stop) = (catalog.clone(), shutdown_rx.clone());
+        running.tasks.push(tokio::spawn(async move {
+            if let Err(e) = cdp_profile::run(&kafka, &topics, &settings, view, stop).await {
+                tracing::error!(error = %e, "profile stages stopped");
             }
         }));
     }

@@ -9,5 +9,12 @@
 //! See docs/ARCHITECTURE.md ("Profiles and identity") for why the graph has one owner.
 
 pub mod identity;
+pub mod intake;
 pub mod merge;
+pub mod profiles;
+pub mod run;
+pub mod settings;
 pub mod wire;
+
+pub use run::{run, ProfileError};
+pub use settings::ProfileSettings;

@@ -35,6 +35,10 @@ pub struct Transfer {
     pub from: String,
     /// Where it goes if its owner identity is in no graph any more (it was evicted).
     pub hint: String,
+    /// A fragment's original position in the identity stage's input, which orders fragments
+    /// ingested in the same millisecond.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_seq: Option<u64>,
 }
 
 /// One event or profile record on its way to a profile.
@@ -66,9 +70,11 @@ pub struct Item {
     pub entity: Box<RawValue>,
 }
 
-/// The identity stage's decisions, in the order it made them.
+/// The identity stage's decisions, in the order it made them. Externally tagged
+/// (`{"item": {…}}`): an internally tagged enum is buffered before it is read, and the item's
+/// entity, passed through unparsed, cannot be read from a buffer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub enum Resolved {
     /// An item for this profile; `identities` is set when the profile's identities changed.
     #[serde(rename_all = "camelCase")]
@@ -129,9 +135,17 @@ pub struct StoredEvent {
     pub timestamp_ms: i64,
     pub ingest_ms: i64,
     pub owner: Identity,
-    /// Every identity of the event (for carving it out when its owner leaves).
+    /// Every identity of the event.
     pub identities: Vec<Identity>,
+    /// Read through a JSON value: a profile update's change is a tagged enum, which serde
+    /// buffers before reading, and a raw value cannot be read from that buffer.
+    #[serde(deserialize_with = "raw_through_value")]
     pub entity: Box<RawValue>,
+}
+
+fn raw_through_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Box<RawValue>, D::Error> {
+    let value = Value::deserialize(d)?;
+    serde_json::value::to_raw_value(&value).map_err(serde::de::Error::custom)
 }
 
 /// A profile record's attributes, one per dataset and owner identity (the latest replaces
@@ -224,4 +238,72 @@ pub enum GraphRecord {
         item_id: String,
         refused: Vec<Refused>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolved_items_and_profile_updates_read_back_with_their_entities() {
+        let entity = RawValue::from_string(r#"{"_id":"e1","n":[1,2]}"#.to_string()).unwrap();
+        let item = Item {
+            kind: ItemKind::Event,
+            org_id: "o".into(),
+            sandbox: "prod".into(),
+            dataset_id: "d".into(),
+            item_id: "e1".into(),
+            timestamp_ms: 1,
+            ingest_ms: 2,
+            identities: Vec::new(),
+            refused: Vec::new(),
+            owner: Some(Identity::new("CRMID", "c")),
+            transfer: None,
+            entity: entity.clone(),
+        };
+        let r = Resolved::Item {
+            profile_id: "p".into(),
+            seq: 3,
+            identities: None,
+            item: Box::new(item),
+        };
+        let back: Resolved = serde_json::from_slice(&serde_json::to_vec(&r).unwrap()).unwrap();
+        let Resolved::Item { item, .. } = back else {
+            panic!("an item")
+        };
+        assert_eq!(item.entity.get(), entity.get());
+
+        let update = ProfileUpdate {
+            profile_id: "p".into(),
+            org_id: "o".into(),
+            sandbox: "prod".into(),
+            time_ms: 4,
+            change: Change::Event {
+                event: StoredEvent {
+                    item_id: "e1".into(),
+                    dataset_id: "d".into(),
+                    timestamp_ms: 1,
+                    ingest_ms: 2,
+                    owner: Identity::new("CRMID", "c"),
+                    identities: vec![Identity::new("CRMID", "c")],
+                    entity,
+                },
+            },
+            identities: vec![Identity::new("CRMID", "c")],
+            attributes: None,
+            removed_events: Vec::new(),
+            event_count: 1,
+            flagged: false,
+            refused: Vec::new(),
+        };
+        let json = serde_json::to_value(&update).unwrap();
+        assert_eq!(json["type"], "event");
+        assert_eq!(json["event"]["entity"]["n"][1], 2);
+        let back: ProfileUpdate =
+            serde_json::from_slice(&serde_json::to_vec(&json).unwrap()).unwrap();
+        let Change::Event { event } = back.change else {
+            panic!("an event")
+        };
+        assert_eq!(event.entity.get(), r#"{"_id":"e1","n":[1,2]}"#);
+    }
 }

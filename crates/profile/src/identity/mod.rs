@@ -3,6 +3,7 @@
 
 pub mod extract;
 pub mod graph;
+pub mod stage;
 
 use std::fmt;
 

@@ -81,6 +81,7 @@ pub async fn run(config: Option<PathBuf>, args: EdgeBenchArgs) -> anyhow::Result
         control: true,
         validate: false,
         lake: false,
+        profile: false,
     };
     let running = cdp::start(&config, stages)
         .await

@@ -1,0 +1,377 @@
+//! The identity stage: the one owner of the identity graph. It reads `profile.sequence` (one
+//! partition, so one active instance; others wait as standbys in the consumer group), applies
+//! each item's identities to the graph ([`super::graph::observe`]), and writes, in the same
+//! transaction as the graph's changelog:
+//!
+//! - to `profile.resolved`, keyed by profile id: merges and splits for the profiles whose
+//!   content must move, new memberships, and the item with the profile its owner identity
+//!   belongs to — so a profile's state lives in one partition of the profile stage;
+//! - to `identity.graph`: what changed, for the identity API.
+//!
+//! Items the profile stage hands back after a merge or split link nothing: they are placed by
+//! their owner identity only.
+//!
+//! State (partition 0): `n` + org, sandbox, namespace, value → profile id; `c` + profile id →
+//! the cluster.
+
+use cdp_stage::{Cause, Context, Output, ProcessError, Processor};
+use rdkafka::message::{Message, OwnedMessage};
+
+use super::graph::{observe, owner, Cluster, GraphChange, Observation};
+use super::Identity;
+use crate::wire::{GraphRecord, Item, Resolved};
+
+const PARTITION: i32 = 0;
+
+pub struct IdentityStage {
+    pub resolved_topic: String,
+    pub graph_topic: String,
+}
+
+fn node_key(org: &str, sandbox: &str, identity: &Identity) -> Vec<u8> {
+    let mut k =
+        Vec::with_capacity(4 + org.len() + sandbox.len() + identity.ns.len() + identity.id.len());
+    k.push(b'n');
+    for part in [org, sandbox, &identity.ns] {
+        k.extend_from_slice(part.as_bytes());
+        k.push(0);
+    }
+    k.extend_from_slice(identity.id.as_bytes());
+    k
+}
+
+fn cluster_key(id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + id.len());
+    k.push(b'c');
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn fatal(what: &str, e: impl std::fmt::Display) -> ProcessError {
+    ProcessError::Fatal(format!("{what}: {e}"))
+}
+
+impl IdentityStage {
+    fn cluster_of(
+        ctx: &Context<'_>,
+        org: &str,
+        sandbox: &str,
+        identity: &Identity,
+    ) -> Result<Option<String>, ProcessError> {
+        Ok(ctx
+            .get(PARTITION, &node_key(org, sandbox, identity))?
+            .and_then(|v| String::from_utf8(v).ok()))
+    }
+
+    fn load(ctx: &Context<'_>, id: &str) -> Result<Option<Cluster>, ProcessError> {
+        match ctx.get(PARTITION, &cluster_key(id))? {
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| fatal("a stored cluster cannot be read", e)),
+            None => Ok(None),
+        }
+    }
+
+    fn emit_resolved(
+        &self,
+        ctx: &mut Context<'_>,
+        cause: Cause,
+        r: &Resolved,
+    ) -> Result<(), ProcessError> {
+        let value =
+            serde_json::to_vec(r).map_err(|e| fatal("a resolved record cannot be written", e))?;
+        ctx.emit(
+            cause,
+            Output::new(
+                &self.resolved_topic,
+                r.profile_id().as_bytes().to_vec(),
+                value,
+            ),
+        );
+        Ok(())
+    }
+
+    fn emit_graph(
+        &self,
+        ctx: &mut Context<'_>,
+        cause: Cause,
+        key: &str,
+        r: &GraphRecord,
+    ) -> Result<(), ProcessError> {
+        let value =
+            serde_json::to_vec(r).map_err(|e| fatal("a graph record cannot be written", e))?;
+        ctx.emit(
+            cause,
+            Output {
+                topic: self.graph_topic.clone(),
+                partition: Some(0),
+                key: Some(key.as_bytes().to_vec()),
+                value: Some(value),
+                headers: rdkafka::message::OwnedHeaders::new(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Places one item: links its identities (unless it is handed back) and routes it.
+    fn place(
+        &self,
+        ctx: &mut Context<'_>,
+        cause: Cause,
+        seq: u64,
+        mut item: Item,
+    ) -> Result<(), ProcessError> {
+        let (org, sandbox) = (item.org_id.clone(), item.sandbox.clone());
+        if let Some(transfer) = &item.transfer {
+            let placed = match &item.owner {
+                Some(o) => Self::cluster_of(ctx, &org, &sandbox, o)?,
+                None => None,
+            };
+            let target = placed.unwrap_or_else(|| transfer.hint.clone());
+            metrics::counter!("cdp_identity_items_placed_again_total").increment(1);
+            return self.emit_resolved(
+                ctx,
+                cause,
+                &Resolved::Item {
+                    profile_id: target,
+                    seq,
+                    identities: None,
+                    item: Box::new(item),
+                },
+            );
+        }
+        let Some(owner_identity) = owner(&item.identities).cloned() else {
+            // The intake refuses items without identities; one here is a defect upstream.
+            return Err(ProcessError::Fatal(format!(
+                "item {} of dataset {} has no identity",
+                item.item_id, item.dataset_id
+            )));
+        };
+        item.owner = Some(owner_identity.clone());
+        let time_ms = cdp_contract::clock::now_ms();
+        if !item.refused.is_empty() {
+            let refused = GraphRecord::Refused {
+                org_id: org.clone(),
+                sandbox: sandbox.clone(),
+                seq,
+                time_ms,
+                dataset_id: item.dataset_id.clone(),
+                item_id: item.item_id.clone(),
+                refused: item.refused.clone(),
+            };
+            self.emit_graph(ctx, cause, &owner_identity.to_string(), &refused)?;
+        }
+        let mut known: Vec<String> = Vec::new();
+        let mut unknown = false;
+        for (identity, _) in &item.identities {
+            match Self::cluster_of(ctx, &org, &sandbox, identity)? {
+                Some(id) if !known.contains(&id) => known.push(id),
+                Some(_) => {}
+                None => unknown = true,
+            }
+        }
+        // The common case: one known identity. Nothing to link.
+        if item.identities.len() == 1 && !unknown {
+            return self.emit_resolved(
+                ctx,
+                cause,
+                &Resolved::Item {
+                    profile_id: known.swap_remove(0),
+                    seq,
+                    identities: None,
+                    item: Box::new(item),
+                },
+            );
+        }
+        let mut old = Vec::with_capacity(known.len());
+        for id in &known {
+            match Self::load(ctx, id)? {
+                Some(c) => old.push(c),
+                None => {
+                    return Err(ProcessError::Fatal(format!(
+                        "identity index names profile {id}, which the graph does not hold"
+                    )))
+                }
+            }
+        }
+        let before: Vec<(String, Vec<Identity>)> =
+            old.iter().map(|c| (c.id.clone(), c.identities())).collect();
+        let step = {
+            let obs = Observation {
+                org_id: &org,
+                sandbox: &sandbox,
+                seq,
+                time_ms,
+                identities: &item.identities,
+            };
+            // A store that cannot answer counts the id as taken: a salted id is still unique.
+            observe(old, &obs, |id| {
+                ctx.get(PARTITION, &cluster_key(id))
+                    .map_or(true, |v| v.is_some())
+            })
+        };
+
+        // State: retired clusters and evicted identities go, the touched clusters are written
+        // and their identities point at them.
+        for (retired, _) in &step.retired {
+            ctx.delete(cause, &cluster_key(retired));
+        }
+        for identity in &step.evicted {
+            ctx.delete(cause, &node_key(&org, &sandbox, identity));
+            metrics::counter!("cdp_identity_evicted_total").increment(1);
+        }
+        for cluster in &step.clusters {
+            let value =
+                serde_json::to_vec(cluster).map_err(|e| fatal("a cluster cannot be written", e))?;
+            ctx.put(cause, &cluster_key(&cluster.id), value);
+            for node in &cluster.nodes {
+                let was = before
+                    .iter()
+                    .find(|(_, ids)| ids.contains(&node.identity))
+                    .map(|(id, _)| id.as_str());
+                if was != Some(cluster.id.as_str()) {
+                    ctx.put(
+                        cause,
+                        &node_key(&org, &sandbox, &node.identity),
+                        cluster.id.clone().into_bytes(),
+                    );
+                }
+            }
+        }
+
+        // The graph's history, then the profiles' moves, then the item.
+        for change in &step.history {
+            metrics::counter!("cdp_identity_graph_changes_total", "op" => op(&change.change))
+                .increment(1);
+            self.emit_graph(
+                ctx,
+                cause,
+                &change.profile_id,
+                &GraphRecord::Change(change.clone()),
+            )?;
+        }
+        let members = |c: &Cluster| GraphRecord::Members {
+            profile_id: c.id.clone(),
+            org_id: org.clone(),
+            sandbox: sandbox.clone(),
+            seq,
+            time_ms,
+            identities: c.identities(),
+        };
+        for (retired, into) in &step.retired {
+            let gone = GraphRecord::Members {
+                profile_id: retired.clone(),
+                org_id: org.clone(),
+                sandbox: sandbox.clone(),
+                seq,
+                time_ms,
+                identities: Vec::new(),
+            };
+            self.emit_graph(ctx, cause, retired, &gone)?;
+            self.emit_resolved(
+                ctx,
+                cause,
+                &Resolved::Merged {
+                    profile_id: retired.clone(),
+                    seq,
+                    org_id: org.clone(),
+                    sandbox: sandbox.clone(),
+                    into: into.clone(),
+                },
+            )?;
+        }
+        let target = step
+            .clusters
+            .iter()
+            .find(|c| c.nodes.iter().any(|n| n.identity == owner_identity))
+            .map(|c| c.id.clone())
+            .ok_or_else(|| {
+                ProcessError::Fatal(format!(
+                    "the owner {owner_identity} of an item is in no cluster after linking"
+                ))
+            })?;
+        for cluster in &step.clusters {
+            if !step.changed.contains(&cluster.id) {
+                continue;
+            }
+            self.emit_graph(ctx, cause, &cluster.id, &members(cluster))?;
+            if let Some((_, moved)) = step.moved.iter().find(|(id, _)| *id == cluster.id) {
+                self.emit_resolved(
+                    ctx,
+                    cause,
+                    &Resolved::Split {
+                        profile_id: cluster.id.clone(),
+                        seq,
+                        org_id: org.clone(),
+                        sandbox: sandbox.clone(),
+                        moved: moved.clone(),
+                        identities: cluster.identities(),
+                    },
+                )?;
+            } else if cluster.id != target {
+                self.emit_resolved(
+                    ctx,
+                    cause,
+                    &Resolved::Graph {
+                        profile_id: cluster.id.clone(),
+                        seq,
+                        org_id: org.clone(),
+                        sandbox: sandbox.clone(),
+                        identities: cluster.identities(),
+                    },
+                )?;
+            }
+        }
+        let identities = step
+            .clusters
+            .iter()
+            .find(|c| c.id == target && step.changed.contains(&c.id))
+            .filter(|c| !step.moved.iter().any(|(id, _)| *id == c.id))
+            .map(Cluster::identities);
+        self.emit_resolved(
+            ctx,
+            cause,
+            &Resolved::Item {
+                profile_id: target,
+                seq,
+                identities,
+                item: Box::new(item),
+            },
+        )
+    }
+}
+
+fn op(change: &GraphChange) -> &'static str {
+    match change {
+        GraphChange::Linked { .. } => "linked",
+        GraphChange::Cut { .. } => "cut",
+        GraphChange::Evicted { .. } => "evicted",
+        GraphChange::Created { .. } => "created",
+        GraphChange::Merged { .. } => "merged",
+        GraphChange::Split { .. } => "split",
+    }
+}
+
+impl Processor for IdentityStage {
+    async fn process(
+        &mut self,
+        batch: &[OwnedMessage],
+        ctx: &mut Context<'_>,
+    ) -> Result<(), ProcessError> {
+        for (i, m) in batch.iter().enumerate() {
+            let item: Item = match serde_json::from_slice(m.payload().unwrap_or_default()) {
+                Ok(item) => item,
+                Err(e) => {
+                    // Only the intake and the profile stage write this topic, so this is a
+                    // defect (or a foreign writer); stopping the graph for it would stall every
+                    // profile, so it is logged and counted, and the record stays on the topic.
+                    tracing::error!(offset = m.offset(), error = %e, "profile.sequence record cannot be read; skipped");
+                    metrics::counter!("cdp_identity_unreadable_total").increment(1);
+                    continue;
+                }
+            };
+            self.place(ctx, Cause::Input(i), m.offset() as u64, item)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,140 @@
+//! Runs the three profile stages — intake, identity, profile — each as its own consumer group
+//! on the stage runtime, in one process (`cdp profile`). Every instance runs all three; the
+//! identity stage's one-partition input means one instance owns the graph at a time while the
+//! others stand by in its group.
+
+use cdp_catalog::CatalogView;
+use cdp_contract::admin::{ensure_topics, AdminError, TopicSpec};
+use cdp_contract::{KafkaSettings, Topics};
+use cdp_stage::{Lineage, StageError, StageSpec};
+use cdp_xdm::decode::ValueDecoder;
+use tokio::sync::watch;
+
+use crate::identity::stage::IdentityStage;
+use crate::intake::{Intake, Limits};
+use crate::profiles::ProfileStage;
+use crate::settings::ProfileSettings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("the {0} stage: {1}")]
+    Stage(&'static str, StageError),
+    #[error(transparent)]
+    Instance(#[from] cdp_stage::InstanceError),
+    #[error("cannot create the profile topics: {0}")]
+    Topics(#[from] AdminError),
+}
+
+/// The topics the profile stages write, besides what the runtime creates (changelogs,
+/// checkpoints).
+pub fn topic_specs(topics: &Topics, settings: &ProfileSettings) -> Vec<TopicSpec> {
+    let one = |name| TopicSpec {
+        name,
+        partitions: 1,
+        compacted: false,
+    };
+    let keyed = |name| TopicSpec {
+        name,
+        partitions: settings.partitions,
+        compacted: false,
+    };
+    vec![
+        one(topics.profile_sequence()),
+        one(topics.identity_graph()),
+        keyed(topics.profile_resolved()),
+        keyed(topics.profile_updates()),
+    ]
+}
+
+/// The runtime's descriptions of the three stages.
+pub fn specs(topics: &Topics, settings: &ProfileSettings, instance: &str) -> [StageSpec; 3] {
+    let ns = &topics.namespace;
+    let spec = |stage: &'static str,
+                input: String,
+                outputs: Vec<String>,
+                changelog: Option<String>| StageSpec {
+        stage,
+        group_id: settings.group(stage),
+        instance: instance.to_string(),
+        transactional_id: format!("{ns}-{stage}-{instance}"),
+        input,
+        outputs,
+        checkpoints: topics.checkpoints(stage),
+        changelog,
+        lineage: Lineage::INPUT,
+        settings: settings.runtime(),
+    };
+    [
+        spec(
+            "intake",
+            topics.events_valid(),
+            vec![topics.profile_sequence(), topics.events_error()],
+            None,
+        ),
+        spec(
+            "identity",
+            topics.profile_sequence(),
+            vec![topics.profile_resolved(), topics.identity_graph()],
+            Some(topics.identity_changelog()),
+        ),
+        spec(
+            "profile",
+            topics.profile_resolved(),
+            vec![topics.profile_updates(), topics.profile_sequence()],
+            Some(topics.profile_changelog()),
+        ),
+    ]
+}
+
+/// Runs the three stages until `shutdown` turns true or one fails.
+pub async fn run(
+    kafka: &KafkaSettings,
+    topics: &Topics,
+    settings: &ProfileSettings,
+    catalog: CatalogView,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), ProfileError> {
+    let instance = cdp_stage::instance_id(settings.instance_id.as_deref())?;
+    ensure_topics(kafka, &topic_specs(topics, settings)).await?;
+    let [intake_spec, identity_spec, profile_spec] = specs(topics, settings, &instance);
+    let intake = Intake {
+        catalog: catalog.clone(),
+        decoder: ValueDecoder::new(&settings.registry_url),
+        limits: Limits {
+            max_event_bytes: settings.max_event_bytes,
+            max_record_bytes: settings.max_record_bytes,
+        },
+        sequence_topic: topics.profile_sequence(),
+        error_topic: topics.events_error(),
+    };
+    let identity = IdentityStage {
+        resolved_topic: topics.profile_resolved(),
+        graph_topic: topics.identity_graph(),
+    };
+    let profiles = ProfileStage {
+        catalog,
+        updates_topic: topics.profile_updates(),
+        sequence_topic: topics.profile_sequence(),
+        ttl_ms: settings.ttl_ms(),
+        max_events: settings.max_events_per_profile,
+    };
+    let stage = |name: &'static str| move |e| ProfileError::Stage(name, e);
+    tokio::try_join!(
+        async {
+            cdp_stage::run(kafka, intake_spec, intake, shutdown.clone())
+                .await
+                .map_err(stage("intake"))
+        },
+        async {
+            cdp_stage::run(kafka, identity_spec, identity, shutdown.clone())
+                .await
+                .map_err(stage("identity"))
+        },
+        async {
+            cdp_stage::run(kafka, profile_spec, profiles, shutdown.clone())
+                .await
+                .map_err(stage("profile"))
+        },
+    )?;
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! The profile stages' configuration (`[profile]`): the intake, identity and profile stages
+//! share one section; each runs as its own consumer group.
+
+use cdp_stage::RuntimeSettings;
+use serde::{Deserialize, Serialize};
+
+/// A day: the shortest event time-to-live a profile may have (AEP's guardrail).
+pub const ONE_DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProfileSettings {
+    /// Consumer groups: `<group_prefix>-intake`, `-identity`, `-profile`.
+    pub group_prefix: String,
+    /// This instance's stable name (transactional ids); default: the host name.
+    pub instance_id: Option<String>,
+    /// Partitions of profile.resolved / profile.updates (and so of the profile stage's
+    /// state) when the stage creates them; more partitions, more profile-stage instances.
+    pub partitions: i32,
+    /// How long a profile keeps an event for segmentation (at least a day).
+    pub event_ttl_ms: i64,
+    /// Above this many events a profile is flagged, and segmentation skips it.
+    pub max_events_per_profile: u32,
+    /// Larger events are refused into profiles (still in the lake), with the reason on
+    /// events.error.
+    pub max_event_bytes: usize,
+    /// Larger profile records are refused likewise.
+    pub max_record_bytes: usize,
+    /// The Confluent-compatible registry, to read Avro values of events.valid.
+    pub registry_url: String,
+    pub max_batch: usize,
+    pub max_wait_ms: u64,
+    pub commit_interval_ms: u64,
+    pub max_transaction_records: usize,
+    /// Where the identity and profile stages keep their state on disk (see `RuntimeSettings`).
+    pub state_dir: Option<String>,
+    pub state_cache_mb: u64,
+}
+
+impl Default for ProfileSettings {
+    fn default() -> Self {
+        let runtime = RuntimeSettings::default();
+        Self {
+            group_prefix: "cdp-profile".to_string(),
+            instance_id: None,
+            partitions: 6,
+            event_ttl_ms: ONE_DAY_MS,
+            max_events_per_profile: 5_000,
+            max_event_bytes: 10 * 1024,
+            max_record_bytes: 100 * 1024,
+            registry_url: "http://127.0.0.1:8081".to_string(),
+            max_batch: runtime.max_batch,
+            max_wait_ms: runtime.max_wait_ms,
+            commit_interval_ms: runtime.commit_interval_ms,
+            max_transaction_records: runtime.max_transaction_records,
+            state_dir: runtime.state_dir,
+            state_cache_mb: runtime.state_cache_mb,
+        }
+    }
+}
+
+impl ProfileSettings {
+    pub fn runtime(&self) -> RuntimeSettings {
+        RuntimeSettings {
+            max_batch: self.max_batch,
+            max_wait_ms: self.max_wait_ms,
+            commit_interval_ms: self.commit_interval_ms,
+            max_transaction_records: self.max_transaction_records,
+            state_dir: self.state_dir.clone(),
+            state_cache_mb: self.state_cache_mb,
+        }
+    }
+
+    /// The time-to-live in force: never below a day.
+    pub fn ttl_ms(&self) -> i64 {
+        self.event_ttl_ms.max(ONE_DAY_MS)
+    }
+
+    pub fn group(&self, stage: &str) -> String {
+        format!("{}-{stage}", self.group_prefix)
+    }
+}
