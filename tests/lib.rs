@@ -52,6 +52,9 @@ impl Pipeline {
         config.edge.raw_partitions = 3;
         config.validate.partitions = 3;
         config.validate.instance_id = Some("e2e".into());
+        config.profile.group_prefix = format!("{namespace}-profile");
+        config.profile.instance_id = Some("e2e".into());
+        config.profile.partitions = 3;
         // A known port, so the lake can decode Avro values through control's registry.
         let control_port = cdp_test_support::free_port();
         config.control.listen = format!("127.0.0.1:{control_port}");
@@ -62,6 +65,13 @@ impl Pipeline {
             std::env::temp_dir().join(format!("cdp-e2e-lake-{}-{n}", std::process::id()));
         config.lake.root = format!("file://{}", lake_dir.display());
         config.lake.flush_interval_ms = 300;
+        // Pipelines of one test binary share a process: each keeps its state apart.
+        config.profile.state_dir = Some(
+            std::env::temp_dir()
+                .join(format!("cdp-e2e-state-{}-{n}", std::process::id()))
+                .display()
+                .to_string(),
+        );
         config.auth.token_secret = SECRET.into();
         adjust(&mut config);
         let control_running = cdp::start(&config, Stages::CONTROL)
@@ -88,6 +98,21 @@ impl Pipeline {
             control,
             http: reqwest::Client::new(),
         }
+    }
+
+    /// Starts the profile stages (intake, identity, profile) in this process; dropping the
+    /// result stops them.
+    pub async fn start_profile(&self) -> Running {
+        self.start_profile_with(|_| {}).await
+    }
+
+    pub async fn start_profile_with(&self, adjust: impl FnOnce(&mut CdpConfig)) -> Running {
+        let mut config = self.config.clone();
+        config.profile.registry_url = self.control.clone();
+        adjust(&mut config);
+        cdp::start(&config, Stages::PROFILE)
+            .await
+            .expect("start the profile stages")
     }
 
     pub fn raw_topic(&self) -> String {
@@ -139,6 +164,19 @@ impl Pipeline {
         schema_id: &str,
         definition: Value,
     ) -> Value {
+        self.create_dataset_adjusted(org, schema_id, definition, |_| {})
+            .await
+    }
+
+    /// Like [`Self::create_dataset_with`], with the fixture changed first (a profile class,
+    /// the profile toggle off, …).
+    pub async fn create_dataset_adjusted(
+        &self,
+        org: &str,
+        schema_id: &str,
+        definition: Value,
+        adjust: impl FnOnce(&mut XdmFixture),
+    ) -> Value {
         let writer = cdp_control::CatalogWriter::new(
             &self.config.kafka,
             &self.config.topics,
@@ -154,6 +192,7 @@ impl Pipeline {
         );
         fixture.schema.title = format!("test schema {n}");
         fixture.dataset.name = format!("dataset {n}");
+        adjust(&mut fixture);
         fixture.write(&writer).await;
         let dataset = fixture.dataset;
         let id = dataset.id.clone();
