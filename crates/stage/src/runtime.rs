@@ -254,7 +254,10 @@ impl<P: Processor> Runtime<P> {
         let epoch = consumer.epoch();
         let state = match &spec.changelog {
             Some(changelog) => {
-                let dir = spec.settings.state_path(spec.stage, &spec.instance);
+                // The group names the pipeline: two pipelines' stages in one process (tests,
+                // `cdp up` on two namespaces) must not share a directory.
+                let owner = format!("{}-{}", spec.group_id, spec.instance);
+                let dir = spec.settings.state_path(spec.stage, &owner);
                 let store =
                     StateStore::open(changelog.clone(), &dir, spec.settings.state_cache_mb)?;
                 tracing::info!(stage = spec.stage, dir = %dir.display(), cache_mb = spec.settings.state_cache_mb, "state store opened");
