@@ -71,23 +71,7 @@ fn all_events() -> Vec<(String, serde_json::Value)> {
 async fn pipeline(broker: &Broker, name: &str) -> Topics {
     let kafka = broker.kafka();
     let topics = Topics::new(unique_name(name));
-    for (name, compacted, partitions) in [
-        (topics.catalog(), true, 1),
-        (topics.ingest_raw(), false, 3),
-        (topics.events_valid(), false, 3),
-        (topics.events_error(), false, 3),
-    ] {
-        cdp_contract::admin::ensure_topics(
-            &kafka,
-            &[cdp_contract::admin::TopicSpec {
-                name,
-                partitions,
-                compacted,
-            }],
-        )
-        .await
-        .expect("topics");
-    }
+    broker.create_pipeline_topics(&topics, 3).await;
     let view = CatalogView::start(&kafka, &topics).expect("view");
     let writer = CatalogWriter::new(&kafka, &topics, view.clone()).expect("writer");
     XdmFixture::new(

@@ -80,23 +80,7 @@ async fn seeded_broker() -> (Broker, cdp_contract::Topics, tokio::task::JoinHand
     let broker = Broker::start();
     let kafka = broker.kafka();
     let topics = cdp_contract::Topics::new(unique_name("crash"));
-    for (name, compacted, partitions) in [
-        (topics.catalog(), true, 1),
-        (topics.ingest_raw(), false, 3),
-        (topics.events_valid(), false, 3),
-        (topics.events_error(), false, 3),
-    ] {
-        cdp_contract::admin::ensure_topics(
-            &kafka,
-            &[cdp_contract::admin::TopicSpec {
-                name,
-                partitions,
-                compacted,
-            }],
-        )
-        .await
-        .expect("topics");
-    }
+    broker.create_pipeline_topics(&topics, 3).await;
 
     // The catalog: a schema, a dataset and a stream.
     let view = CatalogView::start(&kafka, &topics).expect("view");

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use crate::identity::extract::extract;
 use crate::identity::NamespaceTraits;
+use crate::json;
 use crate::wire::{Item, ItemKind};
 
 /// The XDM class of profile records.
@@ -60,25 +61,15 @@ impl Processor for Intake {
                         metrics::counter!("cdp_intake_identities_refused_total", "reason" => r.reason.label())
                             .increment(1);
                     }
-                    let value = serde_json::to_vec(&item).map_err(|e| {
-                        ProcessError::Fatal(format!("an item cannot be written: {e}"))
-                    })?;
+                    let value = json::to_vec(&item, "an item")?;
                     ctx.emit(
                         Cause::Input(i),
-                        Output {
-                            topic: self.sequence_topic.clone(),
-                            partition: Some(0),
-                            key: Some(key),
-                            value: Some(value),
-                            headers: rdkafka::message::OwnedHeaders::new(),
-                        },
+                        json::to_partition_zero(&self.sequence_topic, Some(key), value),
                     );
                 }
                 Verdict::Refuse(record, reason) => {
                     metrics::counter!("cdp_intake_refused_total", "reason" => reason).increment(1);
-                    let value = serde_json::to_vec(&record).map_err(|e| {
-                        ProcessError::Fatal(format!("an error record cannot be written: {e}"))
-                    })?;
+                    let value = json::to_vec(&record, "an error record")?;
                     ctx.emit(Cause::Input(i), Output::new(&self.error_topic, key, value));
                 }
             }

@@ -1,15 +1,21 @@
 //! Identity stitching and real-time profiles: everything between `events.valid` and
-//! `profile.updates`.
+//! `profile.updates`, as three stages on the stage runtime (`cdp profile` runs them):
 //!
-//! - [`identity`]: identities, the guardrails on them, and the identity graph (links, cuts on
-//!   unique namespaces, the 50-identity cap, stable profile ids) as a pure function.
-//! - [`merge`]: merge policies (timestamp-ordered, dataset precedence) over profile fragments.
-//! - [`wire`]: the records the stages exchange and publish.
+//! - [`intake`]: events and records of profile-enabled datasets, their identities checked
+//!   ([`identity::extract`]), onto the one-partition `profile.sequence`; refusals to
+//!   `events.error`.
+//! - [`identity::stage`]: the one owner of the identity graph ([`identity::graph`], a pure step:
+//!   links, unique-namespace cuts, the 50-identity cap, stable profile ids), routing each item
+//!   to its profile on `profile.resolved`.
+//! - [`profiles`]: each profile's state (events within their time-to-live, fragments merged by
+//!   the sandbox's merge policy, [`merge`]) and `profile.updates`.
 //!
-//! See docs/ARCHITECTURE.md ("Profiles and identity") for why the graph has one owner.
+//! [`wire`] holds the records of those topics; [`run`] starts the three stages. Why the graph
+//! has one owner: docs/ARCHITECTURE.md ("The identity graph has one owner").
 
 pub mod identity;
 pub mod intake;
+mod json;
 pub mod merge;
 pub mod profiles;
 pub mod run;

@@ -295,6 +295,27 @@ impl Broker {
         .expect("create topic");
     }
 
+    /// The topics a pipeline's stages need before any runs: the catalog (one partition,
+    /// compacted), and ingest.raw, events.valid and events.error with `partitions` each.
+    pub async fn create_pipeline_topics(&self, topics: &cdp_contract::Topics, partitions: i32) {
+        let spec = |name, partitions, compacted| TopicSpec {
+            name,
+            partitions,
+            compacted,
+        };
+        ensure_topics(
+            &self.kafka(),
+            &[
+                spec(topics.catalog(), 1, true),
+                spec(topics.ingest_raw(), partitions, false),
+                spec(topics.events_valid(), partitions, false),
+                spec(topics.events_error(), partitions, false),
+            ],
+        )
+        .await
+        .expect("create the pipeline's topics");
+    }
+
     pub async fn produce(&self, topic: &str, key: &str, value: &[u8]) {
         let producer: FutureProducer = self
             .kafka()

@@ -19,6 +19,7 @@ use rdkafka::message::{Message, OwnedMessage};
 
 use super::graph::{observe, owner, Cluster, GraphChange, Observation};
 use super::Identity;
+use crate::json;
 use crate::wire::{GraphRecord, Item, Resolved};
 
 const PARTITION: i32 = 0;
@@ -47,10 +48,6 @@ fn cluster_key(id: &str) -> Vec<u8> {
     k
 }
 
-fn fatal(what: &str, e: impl std::fmt::Display) -> ProcessError {
-    ProcessError::Fatal(format!("{what}: {e}"))
-}
-
 impl IdentityStage {
     fn cluster_of(
         ctx: &Context<'_>,
@@ -65,9 +62,7 @@ impl IdentityStage {
 
     fn load(ctx: &Context<'_>, id: &str) -> Result<Option<Cluster>, ProcessError> {
         match ctx.get(PARTITION, &cluster_key(id))? {
-            Some(v) => serde_json::from_slice(&v)
-                .map(Some)
-                .map_err(|e| fatal("a stored cluster cannot be read", e)),
+            Some(v) => json::from_slice(&v, "a stored cluster").map(Some),
             None => Ok(None),
         }
     }
@@ -78,8 +73,7 @@ impl IdentityStage {
         cause: Cause,
         r: &Resolved,
     ) -> Result<(), ProcessError> {
-        let value =
-            serde_json::to_vec(r).map_err(|e| fatal("a resolved record cannot be written", e))?;
+        let value = json::to_vec(r, "a resolved record")?;
         ctx.emit(
             cause,
             Output::new(
@@ -98,17 +92,10 @@ impl IdentityStage {
         key: &str,
         r: &GraphRecord,
     ) -> Result<(), ProcessError> {
-        let value =
-            serde_json::to_vec(r).map_err(|e| fatal("a graph record cannot be written", e))?;
+        let value = json::to_vec(r, "a graph record")?;
         ctx.emit(
             cause,
-            Output {
-                topic: self.graph_topic.clone(),
-                partition: Some(0),
-                key: Some(key.as_bytes().to_vec()),
-                value: Some(value),
-                headers: rdkafka::message::OwnedHeaders::new(),
-            },
+            json::to_partition_zero(&self.graph_topic, Some(key.as_bytes().to_vec()), value),
         );
         Ok(())
     }
@@ -221,8 +208,7 @@ impl IdentityStage {
             metrics::counter!("cdp_identity_evicted_total").increment(1);
         }
         for cluster in &step.clusters {
-            let value =
-                serde_json::to_vec(cluster).map_err(|e| fatal("a cluster cannot be written", e))?;
+            let value = json::to_vec(cluster, "a cluster")?;
             ctx.put(cause, &cluster_key(&cluster.id), value);
             for node in &cluster.nodes {
                 let was = before

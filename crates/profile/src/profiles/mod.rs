@@ -14,13 +14,14 @@ mod keys;
 use cdp_catalog::CatalogView;
 use cdp_contract::clock::now_ms;
 use cdp_stage::{Cause, Context, Output, ProcessError, Processor};
-use rdkafka::message::{Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Message, OwnedMessage};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::identity::extract::Refused;
 use crate::identity::Identity;
+use crate::json::{self, fatal};
 use crate::merge::{default_policy, merge};
 use crate::wire::{
     Change, Fragment, Item, ItemKind, ProfileUpdate, Resolved, StoredEvent, Transfer,
@@ -51,10 +52,6 @@ pub struct ProfileStage {
     pub sequence_topic: String,
     pub ttl_ms: i64,
     pub max_events: u32,
-}
-
-fn fatal(what: &str, e: impl std::fmt::Display) -> ProcessError {
-    ProcessError::Fatal(format!("{what}: {e}"))
 }
 
 /// One input record's work: the partition its profile lives in and what caused it.
@@ -151,9 +148,7 @@ impl Meta {
 impl ProfileStage {
     fn meta(&self, ctx: &Context<'_>, at: At, profile: &str) -> Result<Option<Meta>, ProcessError> {
         match ctx.get(at.partition, &keys::meta(profile))? {
-            Some(v) => serde_json::from_slice(&v)
-                .map(Some)
-                .map_err(|e| fatal("a stored profile cannot be read", e)),
+            Some(v) => json::from_slice(&v, "a stored profile").map(Some),
             None => Ok(None),
         }
     }
@@ -165,8 +160,7 @@ impl ProfileStage {
         profile: &str,
         meta: &Meta,
     ) -> Result<(), ProcessError> {
-        let value =
-            serde_json::to_vec(meta).map_err(|e| fatal("a profile cannot be written", e))?;
+        let value = json::to_vec(meta, "a profile")?;
         ctx.put(at.cause, &keys::meta(profile), value);
         Ok(())
     }
@@ -196,8 +190,7 @@ impl ProfileStage {
             flagged: meta.flagged,
             refused,
         };
-        let value = serde_json::to_vec(&update)
-            .map_err(|e| fatal("a profile update cannot be written", e))?;
+        let value = json::to_vec(&update, "a profile update")?;
         ctx.emit(
             at.cause,
             Output::new(&self.updates_topic, profile.as_bytes().to_vec(), value),
@@ -215,10 +208,7 @@ impl ProfileStage {
     ) -> Result<Value, ProcessError> {
         let mut fragments = Vec::new();
         for (_, v) in ctx.scan(at.partition, &keys::fragments(profile))? {
-            fragments.push(
-                serde_json::from_slice::<Fragment>(&v)
-                    .map_err(|e| fatal("a stored fragment cannot be read", e))?,
-            );
+            fragments.push(json::from_slice::<Fragment>(&v, "a stored fragment")?);
         }
         let policy = self
             .catalog
@@ -310,8 +300,7 @@ impl ProfileStage {
             identities: item.identities.into_iter().map(|(i, _)| i).collect(),
             entity: item.entity,
         };
-        let value =
-            serde_json::to_vec(&stored).map_err(|e| fatal("an event cannot be written", e))?;
+        let value = json::to_vec(&stored, "an event")?;
         ctx.put(at.cause, &key, value);
         meta.event_count += 1;
         meta.oldest_ms = Some(
@@ -408,15 +397,13 @@ impl ProfileStage {
         let key = keys::fragment(profile, &fragment.dataset_id, &fragment.owner);
         let newer = match ctx.get(at.partition, &key)? {
             Some(v) => {
-                let old: Fragment = serde_json::from_slice(&v)
-                    .map_err(|e| fatal("a stored fragment cannot be read", e))?;
+                let old: Fragment = json::from_slice(&v, "a stored fragment")?;
                 (fragment.ingest_ms, fragment.seq) >= (old.ingest_ms, old.seq)
             }
             None => true,
         };
         if newer {
-            let value = serde_json::to_vec(&fragment)
-                .map_err(|e| fatal("a fragment cannot be written", e))?;
+            let value = json::to_vec(&fragment, "a fragment")?;
             ctx.put(at.cause, &key, value);
         }
         let merged = self.attributes(ctx, at, profile, &meta)?;
@@ -436,18 +423,11 @@ impl ProfileStage {
 
     /// Hands an event or fragment back to the identity stage, to be placed again.
     fn hand_back(&self, ctx: &mut Context<'_>, at: At, item: &Item) -> Result<(), ProcessError> {
-        let value =
-            serde_json::to_vec(item).map_err(|e| fatal("an item cannot be handed back", e))?;
+        let value = json::to_vec(item, "an item handed back")?;
         let key = item.owner.as_ref().map(|o| o.to_string().into_bytes());
         ctx.emit(
             at.cause,
-            Output {
-                topic: self.sequence_topic.clone(),
-                partition: Some(0),
-                key,
-                value: Some(value),
-                headers: OwnedHeaders::new(),
-            },
+            json::to_partition_zero(&self.sequence_topic, key, value),
         );
         metrics::counter!("cdp_profile_items_handed_back_total").increment(1);
         Ok(())
@@ -473,8 +453,7 @@ impl ProfileStage {
         };
         let mut removed = Vec::new();
         for (k, v) in ctx.scan(at.partition, &keys::events(profile))? {
-            let e: StoredEvent = serde_json::from_slice(&v)
-                .map_err(|e| fatal("a stored event cannot be read", e))?;
+            let e: StoredEvent = json::from_slice(&v, "a stored event")?;
             if !leaves(&e.owner) {
                 continue;
             }
@@ -498,8 +477,7 @@ impl ProfileStage {
         }
         let mut fragments_left = false;
         for (k, v) in ctx.scan(at.partition, &keys::fragments(profile))? {
-            let f: Fragment = serde_json::from_slice(&v)
-                .map_err(|e| fatal("a stored fragment cannot be read", e))?;
+            let f: Fragment = json::from_slice(&v, "a stored fragment")?;
             if !leaves(&f.owner) {
                 continue;
             }
