@@ -7,8 +7,9 @@ use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn,librdkafka=warn,fjall=warn,lsm_tree=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("info,rdkafka=warn,librdkafka=warn,fjall=warn,lsm_tree=warn")
+    });
     let json = std::env::var("CDP_LOG_FORMAT").is_ok_and(|v| v == "json");
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -25,8 +26,9 @@ pub fn init() {
 /// For tests: the same filter, written through the test harness's capture so a passing test
 /// stays quiet and a failing one shows its logs.
 pub fn init_for_tests() {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,rdkafka=off,librdkafka=off,fjall=warn,lsm_tree=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new("info,rdkafka=off,librdkafka=off,fjall=warn,lsm_tree=warn")
+    });
     // The harness replays captured output on its own stdout, so the same rule applies:
     // `cargo test 2>&1 | tee log` stays readable.
     let _ = tracing_subscriber::fmt()
