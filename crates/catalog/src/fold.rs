@@ -209,6 +209,7 @@ mod tests {
             schema_id: ID.into(),
             schema_version: version,
             profile_enabled: false,
+            profile_event_ttl_days: None,
             format: ValueFormat::Json,
             created_at: 0,
         }
@@ -317,6 +318,7 @@ mod tests {
         let patched = |on| {
             plain(CatalogRecord::Dataset(Dataset {
                 profile_enabled: on,
+                profile_event_ttl_days: None,
                 ..dataset("d", 1)
             }))
         };

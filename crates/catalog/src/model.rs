@@ -101,6 +101,10 @@ pub struct Dataset {
     pub schema_id: String,
     pub schema_version: u32,
     pub profile_enabled: bool,
+    /// How long profiles keep this dataset's events for segmentation, in days (at least one);
+    /// `None`: the profile stage's `event_ttl_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_event_ttl_days: Option<u32>,
     #[serde(default)]
     pub format: ValueFormat,
     pub created_at: i64,

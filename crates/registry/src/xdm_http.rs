@@ -371,6 +371,7 @@ async fn create_dataset(
             schema_id,
             schema_version,
             profile_enabled: req.profile_enabled,
+            profile_event_ttl_days: None,
             format: req.format,
             created_at: now_ms(),
         };
@@ -407,7 +408,12 @@ async fn list_datasets(State(state): State<RegistryState>) -> Json<Value> {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PatchDataset {
-    pub profile_enabled: bool,
+    /// The dataset's Profile toggle.
+    #[serde(default)]
+    pub profile_enabled: Option<bool>,
+    /// How long profiles keep the dataset's events, in days (at least 1).
+    #[serde(default)]
+    pub profile_event_ttl_days: Option<u32>,
 }
 
 async fn patch_dataset(
@@ -415,6 +421,16 @@ async fn patch_dataset(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<PatchDataset>,
 ) -> Result<Json<Dataset>, Problem> {
+    if req.profile_enabled.is_none() && req.profile_event_ttl_days.is_none() {
+        return Err(Problem::bad_request(
+            "nothing to change: give profileEnabled and/or profileEventTtlDays",
+        ));
+    }
+    if req.profile_event_ttl_days == Some(0) {
+        return Err(Problem::bad_request(
+            "profileEventTtlDays must be at least 1: profiles keep events for a day or longer",
+        ));
+    }
     let dataset = {
         let catalog = state.view.read();
         let mut dataset = catalog
@@ -422,16 +438,26 @@ async fn patch_dataset(
             .get(&id)
             .cloned()
             .ok_or_else(|| Problem::not_found(format!("no dataset {id}")))?;
-        if req.profile_enabled {
+        if req.profile_enabled == Some(true) {
             let schema = catalog
                 .schema(&dataset.schema_id, dataset.schema_version)
                 .ok_or_else(|| Problem::bad_request("the dataset's schema version is missing"))?;
             profile_rule(schema)?;
         }
-        dataset.profile_enabled = req.profile_enabled;
+        if let Some(enabled) = req.profile_enabled {
+            dataset.profile_enabled = enabled;
+        }
+        if let Some(days) = req.profile_event_ttl_days {
+            dataset.profile_event_ttl_days = Some(days);
+        }
         dataset
     };
     put(&state, CatalogRecord::Dataset(dataset.clone())).await?;
-    tracing::info!(dataset = %id, profile = req.profile_enabled, "dataset profile toggle");
+    tracing::info!(
+        dataset = %id,
+        profile = dataset.profile_enabled,
+        ttl_days = ?dataset.profile_event_ttl_days,
+        "dataset profile settings"
+    );
     Ok(Json(dataset))
 }

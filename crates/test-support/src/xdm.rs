@@ -45,6 +45,7 @@ impl XdmFixture {
                 schema_id: schema_id.to_string(),
                 schema_version: 1,
                 profile_enabled: true,
+                profile_event_ttl_days: None,
                 format: ValueFormat::Json,
                 created_at: 0,
             },

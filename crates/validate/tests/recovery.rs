@@ -42,6 +42,7 @@ fn catalog() -> Vec<CatalogRecord> {
             schema_id: schema_id.into(),
             schema_version: 1,
             profile_enabled: false,
+            profile_event_ttl_days: None,
             format: ValueFormat::Json,
             created_at: 0,
         }),

@@ -703,6 +703,7 @@ mod tests {
                 schema_id: "s".into(),
                 schema_version: 1,
                 profile_enabled: true,
+                profile_event_ttl_days: None,
                 format: Default::default(),
                 created_at: 0,
             },

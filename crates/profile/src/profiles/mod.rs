@@ -23,6 +23,7 @@ use crate::identity::extract::Refused;
 use crate::identity::Identity;
 use crate::json::{self, fatal};
 use crate::merge::{default_policy, merge};
+use crate::settings::ONE_DAY_MS;
 use crate::wire::{
     Change, Fragment, Item, ItemKind, ProfileUpdate, Resolved, StoredEvent, Transfer,
 };
@@ -39,9 +40,9 @@ pub struct Meta {
     pub identities: Vec<Identity>,
     pub event_count: u32,
     pub flagged: bool,
-    /// The oldest event's timestamp: expiry scans only when it is due.
+    /// No event expires before this (epoch ms): expiry scans only when it is due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub oldest_ms: Option<i64>,
+    pub expires_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<Refused>,
 }
@@ -139,7 +140,7 @@ impl Meta {
             identities: Vec::new(),
             event_count: 0,
             flagged: false,
-            oldest_ms: None,
+            expires_ms: None,
             refused: Vec::new(),
         }
     }
@@ -266,9 +267,10 @@ impl ProfileStage {
         owner: Identity,
         item: Item,
     ) -> Result<(), ProcessError> {
-        let cutoff = now_ms() - self.ttl_ms;
+        let now = now_ms();
+        let ttl = self.ttl_of(&item.dataset_id);
         let key = keys::event(profile, item.timestamp_ms, &item.item_id);
-        let late = item.timestamp_ms < cutoff;
+        let late = item.timestamp_ms < now - ttl;
         let duplicate = !late && ctx.get(at.partition, &key)?.is_some();
         if late || duplicate {
             if late {
@@ -303,11 +305,9 @@ impl ProfileStage {
         let value = json::to_vec(&stored, "an event")?;
         ctx.put(at.cause, &key, value);
         meta.event_count += 1;
-        meta.oldest_ms = Some(
-            meta.oldest_ms
-                .map_or(stored.timestamp_ms, |o| o.min(stored.timestamp_ms)),
-        );
-        let removed = self.expire(ctx, at, profile, &mut meta, cutoff)?;
+        let expires = stored.timestamp_ms + ttl;
+        meta.expires_ms = Some(meta.expires_ms.map_or(expires, |e| e.min(expires)));
+        let removed = self.expire(ctx, at, profile, &mut meta, now)?;
         if meta.event_count > self.max_events && !meta.flagged {
             tracing::warn!(
                 profile,
@@ -332,36 +332,54 @@ impl ProfileStage {
         )
     }
 
-    /// Drops the events older than `cutoff`; says which.
+    /// How long profiles keep events of `dataset`: its own setting, else the stage's; never
+    /// less than a day.
+    fn ttl_of(&self, dataset: &str) -> i64 {
+        self.catalog
+            .read()
+            .datasets
+            .get(dataset)
+            .and_then(|d| d.profile_event_ttl_days)
+            .map_or(self.ttl_ms, |days| i64::from(days) * ONE_DAY_MS)
+            .max(ONE_DAY_MS)
+    }
+
+    /// Drops the events past their dataset's time-to-live at `now`; says which.
     fn expire(
         &self,
         ctx: &mut Context<'_>,
         at: At,
         profile: &str,
         meta: &mut Meta,
-        cutoff: i64,
+        now: i64,
     ) -> Result<Vec<String>, ProcessError> {
-        if meta.oldest_ms.is_none_or(|o| o >= cutoff) {
+        if meta.expires_ms.is_none_or(|e| e > now) {
             return Ok(Vec::new());
         }
+        // No time-to-live is shorter than a day, so events newer than this cannot have expired:
+        // the scan (oldest first) stops at the first of them.
+        let floor = now - ONE_DAY_MS;
         let mut removed = Vec::new();
-        meta.oldest_ms = None;
+        let mut next: Option<i64> = None;
         let prefix = keys::events(profile);
-        for (k, _) in ctx.scan(at.partition, &prefix)? {
+        for (k, v) in ctx.scan(at.partition, &prefix)? {
             let Some(t) = keys::event_time(profile, &k) else {
                 continue;
             };
-            if t >= cutoff {
-                meta.oldest_ms = Some(t);
+            if t >= floor {
+                next = Some(next.map_or(t + ONE_DAY_MS, |n| n.min(t + ONE_DAY_MS)));
                 break;
             }
-            let id = k
-                .get(prefix.len() + 17..)
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .unwrap_or_default();
-            ctx.delete(at.cause, &k);
-            removed.push(id);
+            let event: StoredEvent = json::from_slice(&v, "a stored event")?;
+            let expires = t + self.ttl_of(&event.dataset_id);
+            if expires <= now {
+                ctx.delete(at.cause, &k);
+                removed.push(event.item_id);
+            } else {
+                next = Some(next.map_or(expires, |n| n.min(expires)));
+            }
         }
+        meta.expires_ms = next;
         meta.event_count = meta.event_count.saturating_sub(removed.len() as u32);
         if !removed.is_empty() {
             metrics::counter!("cdp_profile_events_expired_total").increment(removed.len() as u64);

@@ -59,6 +59,7 @@ pub async fn seed_catalog(
             schema_id: schema_id.into(),
             schema_version: 1,
             profile_enabled: true,
+            profile_event_ttl_days: None,
             format: ValueFormat::Json,
             created_at: 0,
         }),
