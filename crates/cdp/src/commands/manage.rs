@@ -330,11 +330,18 @@ Demo schema {schema_id}, dataset {dataset_id} and two streams created (org {org}
 
   curl -s -X POST http://{edge}/stream/v0/data/{x} -H 'Content-Type: application/xml' --data-binary '<records><record><field1>value1</field1></record><record><field1>value2</field1></record></records>'
 
+  # a profile: an anonymous page view and a login joined by the cookie, then the stitched profile
+  curl -s -X POST http://{edge}/collection/batch/{j} -H 'Content-Type: application/json' -d '{{"messages":[{{"header":{{"schemaRef":{{"id":"{schema_id}","contentType":"application/vnd.adobe.xed-full+json;version=1"}},"imsOrgId":"{org}","datasetId":"{dataset_id}"}},"body":{{"xdmMeta":{{"schemaRef":{{"id":"{schema_id}"}}}},"xdmEntity":{{"_id":"view-1","timestamp":"{now}","eventType":"web.webpagedetails.pageViews","identityMap":{{"ECID":[{{"id":"{ecid}","primary":true}}]}}}}}}}},{{"header":{{"schemaRef":{{"id":"{schema_id}","contentType":"application/vnd.adobe.xed-full+json;version=1"}},"imsOrgId":"{org}","datasetId":"{dataset_id}"}},"body":{{"xdmMeta":{{"schemaRef":{{"id":"{schema_id}"}}}},"xdmEntity":{{"_id":"login-1","timestamp":"{now}","eventType":"web.webinteraction.linkClicks","identityMap":{{"ECID":[{{"id":"{ecid}"}}],"CRMID":[{{"id":"demo-alice","primary":true}}]}}}}}}}}]}}'
+  curl -s -H 'Authorization: Bearer {token}' -H 'x-gw-ims-org-id: {org}' 'http://{control}/access/entities?schema.name=_xdm.context.profile&entityId={ecid}&entityIdNS=ECID'
+
   curl -s -H 'Authorization: Bearer {token}' http://{control}/datasets/{dataset_id}     # record count (after the lake's flush, ~5 s)
   curl -s http://{edge}/metrics | grep cdp_edge
   curl -s -H 'Authorization: Bearer {token}' http://{control}/streams
 "#,
-        token = config.control.admin_token
+        token = config.control.admin_token,
+        // Profiles keep events of the last day: the demo's profile event is from now.
+        now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        ecid = "12345678901234567890123456789012345678",
     );
     Ok(())
 }
