@@ -46,6 +46,9 @@ impl CatalogState {
                 Some(("mergePolicy", id)) => {
                     self.merge_policies.remove(id);
                 }
+                Some(("segment", id)) => {
+                    self.segments.remove(id);
+                }
                 Some(("schema", rest)) => {
                     if let Some((id, version)) = rest.rsplit_once('@') {
                         if let (Some(versions), Ok(v)) = (self.schemas.get_mut(id), version.parse())
@@ -82,6 +85,9 @@ impl CatalogState {
             }
             Ok(CatalogRecord::MergePolicy(m)) => {
                 self.merge_policies.insert(m.id.clone(), m);
+            }
+            Ok(CatalogRecord::Segment(d)) => {
+                self.segments.insert(d.id.clone(), d);
             }
             Err(e) => match serde_json::from_slice::<Conditional>(value) {
                 Ok(c) => self.decide(offset, c),

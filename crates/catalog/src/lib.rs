@@ -33,7 +33,7 @@ pub use conditional::{Conditional, DatasetCreation, Decision, Refusal, SchemaCha
 pub use model::{
     ApiKey, AttributeMerge, AttributeMergeKind, CatalogRecord, Dataset, IdentityGraphChoice,
     IdentityGraphKind, IdentityNamespace, IdentityType, MergePolicy, PayloadType, SchemaRef,
-    Stream, ValueFormat, XdmSchema,
+    SegmentDefinition, Stream, ValueFormat, XdmSchema,
 };
 pub use namespaces::standard_namespaces;
 pub use state::CatalogState;

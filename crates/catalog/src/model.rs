@@ -210,6 +210,32 @@ pub enum AttributeMergeKind {
     DataSetPrecedence,
 }
 
+/// A segment definition (seed 003): a PQL expression over a sandbox's profiles, classified as
+/// streaming (evaluated on every profile update) or batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SegmentDefinition {
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub org_id: String,
+    pub sandbox: String,
+    /// `_xdm.context.profile`.
+    pub schema_name: String,
+    /// The PQL text (`expression.value`).
+    pub expression: String,
+    /// Evaluated on every profile update (one of the five streaming query types).
+    pub streaming: bool,
+    /// The streaming query type (`single event`, …), or why it is batch.
+    pub classification: String,
+    /// Refers to profile attributes only (other definitions' `inSegment` may stream on it).
+    #[serde(default)]
+    pub profile_only: bool,
+    pub creation_time: i64,
+    pub update_time: i64,
+}
+
 /// One value in the catalog topic. The key is `<kind>/<id>`; a tombstone (null value) deletes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
@@ -220,6 +246,7 @@ pub enum CatalogRecord {
     Dataset(Dataset),
     Namespace(IdentityNamespace),
     MergePolicy(MergePolicy),
+    Segment(SegmentDefinition),
 }
 
 impl CatalogRecord {
@@ -235,6 +262,7 @@ impl CatalogRecord {
                 &n.code,
             ),
             CatalogRecord::MergePolicy(m) => merge_policy_key(&m.id),
+            CatalogRecord::Segment(d) => segment_key(&d.id),
         }
     }
 }
@@ -254,6 +282,10 @@ pub fn stream_key(id: &str) -> String {
 /// `namespace/<org>/<sandbox>/<code>`.
 pub fn namespace_key(org: &str, sandbox: &str, code: &str) -> String {
     format!("namespace/{org}/{sandbox}/{code}")
+}
+
+pub fn segment_key(id: &str) -> String {
+    format!("segment/{id}")
 }
 
 pub fn merge_policy_key(id: &str) -> String {

@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::conditional::Refusal;
-use crate::model::{ApiKey, Dataset, IdentityNamespace, MergePolicy, Stream, XdmSchema};
+use crate::model::{
+    ApiKey, Dataset, IdentityNamespace, MergePolicy, SegmentDefinition, Stream, XdmSchema,
+};
 
 /// The catalog as of the last record applied.
 #[derive(Debug, Default, Clone)]
@@ -17,6 +19,7 @@ pub struct CatalogState {
     /// Tenant namespaces by `(org, sandbox, code)`; the standard ones are not stored.
     pub namespaces: HashMap<(String, String, String), IdentityNamespace>,
     pub merge_policies: HashMap<String, MergePolicy>,
+    pub segments: HashMap<String, SegmentDefinition>,
     /// Schema id → version → its revision: the offset of the record that set its current
     /// definition, which conditional records compare against.
     pub(crate) revisions: HashMap<String, BTreeMap<u32, i64>>,

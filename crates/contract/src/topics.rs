@@ -93,7 +93,23 @@ impl Topics {
         self.name("identity.changelog")
     }
 
-    /// Recovery checkpoints of the intake, identity and profile stages.
+    /// Keyed by profile id: segment membership changes (realized / exited), Avro in the
+    /// Confluent wire format (subject `<topic>-value` in the project's registry).
+    pub fn segment_membership(&self) -> String {
+        self.name("segment.membership")
+    }
+
+    /// The same membership changes as JSON, for consumers without a registry.
+    pub fn segment_membership_json(&self) -> String {
+        self.name("segment.membership.json")
+    }
+
+    /// Compacted: the segment stage's state (what segments need of each profile).
+    pub fn segment_changelog(&self) -> String {
+        self.name("segment.changelog")
+    }
+
+    /// Recovery checkpoints of the intake, identity, profile and segment stages.
     pub fn checkpoints(&self, stage: &str) -> String {
         self.name(&format!("{stage}.checkpoints"))
     }
