@@ -115,6 +115,16 @@ impl Pipeline {
             .expect("start the profile stages")
     }
 
+    /// Starts the segment stage in this process; dropping the result stops it.
+    pub async fn start_segment(&self) -> Running {
+        let mut config = self.config.clone();
+        config.segment.group_id = format!("{}-segment", config.topics.namespace);
+        config.segment.instance_id = Some("e2e".into());
+        cdp::start(&config, Stages::SEGMENT)
+            .await
+            .expect("start the segment stage")
+    }
+
     pub fn raw_topic(&self) -> String {
         self.config.topics.ingest_raw()
     }

@@ -9,5 +9,6 @@ mod identity_config;
 mod lake;
 mod outage;
 mod profile;
+mod segment;
 mod stream;
 mod validate;

@@ -21,4 +21,5 @@ pub struct CdpConfig {
     pub validate: ValidateSettings,
     pub lake: LakeSettings,
     pub profile: cdp_profile::ProfileSettings,
+    pub segment: cdp_segment::SegmentSettings,
 }

@@ -37,6 +37,9 @@ enum Command {
     /// Run the profile stages: intake (events.valid of profile-enabled datasets), identity (the
     /// identity graph) and profile (profile state → profile.updates), three consumer groups.
     Profile,
+    /// Run the segment stage: streaming segment evaluation on profile.updates, membership
+    /// changes to segment.membership (Avro) and segment.membership.json, exits by timer.
+    Segment,
     /// Run every stage built so far in one process (development).
     Up {
         /// Create a demo stream and print curl lines to try.
@@ -70,6 +73,7 @@ async fn main() -> std::process::ExitCode {
         Command::Validate => commands::run::stage(config_path, cdp::Stages::VALIDATE, false).await,
         Command::Lake => commands::run::stage(config_path, cdp::Stages::LAKE, false).await,
         Command::Profile => commands::run::stage(config_path, cdp::Stages::PROFILE, false).await,
+        Command::Segment => commands::run::stage(config_path, cdp::Stages::SEGMENT, false).await,
         Command::Up { demo } => commands::run::stage(config_path, cdp::Stages::ALL, demo).await,
         Command::Streams(c) => commands::manage::streams(config_path, c).await,
         Command::Keys(c) => commands::manage::keys(config_path, c).await,

@@ -52,6 +52,7 @@ pub struct Stages {
     pub lake: bool,
     /// The intake, identity and profile stages.
     pub profile: bool,
+    pub segment: bool,
 }
 
 impl Stages {
@@ -61,6 +62,7 @@ impl Stages {
         validate: true,
         lake: true,
         profile: true,
+        segment: true,
     };
     pub const EDGE: Stages = Stages {
         edge: true,
@@ -68,6 +70,7 @@ impl Stages {
         validate: false,
         lake: false,
         profile: false,
+        segment: false,
     };
     pub const CONTROL: Stages = Stages {
         edge: false,
@@ -75,6 +78,7 @@ impl Stages {
         validate: false,
         lake: false,
         profile: false,
+        segment: false,
     };
     pub const VALIDATE: Stages = Stages {
         edge: false,
@@ -82,6 +86,7 @@ impl Stages {
         validate: true,
         lake: false,
         profile: false,
+        segment: false,
     };
     pub const PROFILE: Stages = Stages {
         edge: false,
@@ -89,6 +94,15 @@ impl Stages {
         validate: false,
         lake: false,
         profile: true,
+        segment: false,
+    };
+    pub const SEGMENT: Stages = Stages {
+        edge: false,
+        control: false,
+        validate: false,
+        lake: false,
+        profile: false,
+        segment: true,
     };
     pub const LAKE: Stages = Stages {
         edge: false,
@@ -96,6 +110,7 @@ impl Stages {
         validate: false,
         lake: true,
         profile: false,
+        segment: false,
     };
 }
 
@@ -158,9 +173,16 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             });
         }
     }
-    if stages.profile || stages.control {
-        // Control's Profile and Identity APIs read profile.updates and identity.graph.
+    if stages.profile || stages.control || stages.segment {
+        // Control's Profile and Identity APIs read profile.updates and identity.graph; the
+        // segment stage reads profile.updates.
         specs.extend(cdp_profile::run::topic_specs(topics, &config.profile));
+    }
+    if stages.segment || stages.control {
+        specs.extend(cdp_segment::run::topic_specs(
+            topics,
+            config.profile.partitions,
+        ));
     }
     ensure_topics(&config.kafka, &specs).await?;
     let catalog = CatalogView::start(&config.kafka, topics)?;
@@ -237,7 +259,7 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         running.edge_addr = Some(addr);
         running.tasks.push(task);
     }
-    if stages.validate || stages.lake || stages.profile {
+    if stages.validate || stages.lake || stages.profile || stages.segment {
         // One port for every consumer stage of the process (`cdp up` included).
         let (addr, task) = serve(
             "health",
@@ -288,6 +310,22 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         running.tasks.push(tokio::spawn(async move {
             if let Err(e) = cdp_profile::run(&kafka, &topics, &settings, view, stop).await {
                 tracing::error!(error = %e, "profile stages stopped");
+            }
+        }));
+    }
+    if stages.segment {
+        let (kafka, topics, settings, partitions) = (
+            config.kafka.clone(),
+            config.topics.clone(),
+            config.segment.clone(),
+            config.profile.partitions,
+        );
+        let (view, stop) = (catalog.clone(), shutdown_rx.clone());
+        running.tasks.push(tokio::spawn(async move {
+            if let Err(e) =
+                cdp_segment::run(&kafka, &topics, &settings, partitions, view, stop).await
+            {
+                tracing::error!(error = %e, "segment stage stopped");
             }
         }));
     }

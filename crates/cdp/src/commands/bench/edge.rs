@@ -82,6 +82,7 @@ pub async fn run(config: Option<PathBuf>, args: EdgeBenchArgs) -> anyhow::Result
         validate: false,
         lake: false,
         profile: false,
+        segment: false,
     };
     let running = cdp::start(&config, stages)
         .await

@@ -1,0 +1,67 @@
+//! The streaming definitions of each sandbox, compiled once per version: the catalog says
+//! what exists, this cache keeps the plans. A definition that no longer compiles (it was
+//! checked when created, so this means a newer language rule) is skipped with a warning.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cdp_catalog::{CatalogView, SegmentDefinition};
+use cdp_pql::Plan;
+
+pub struct Compiled {
+    pub id: String,
+    /// Evaluated after the others: it reads their memberships.
+    pub uses_segments: bool,
+    pub plan: Plan,
+}
+
+#[derive(Default)]
+pub struct Definitions {
+    /// By id: the version (update time) the plan was compiled from.
+    plans: HashMap<String, (i64, Arc<Compiled>)>,
+}
+
+impl Definitions {
+    /// The streaming definitions of a sandbox, the ones reading other segments last.
+    pub fn streaming(
+        &mut self,
+        catalog: &CatalogView,
+        org: &str,
+        sandbox: &str,
+    ) -> Vec<Arc<Compiled>> {
+        let defs: Vec<SegmentDefinition> = catalog
+            .read()
+            .segments
+            .values()
+            .filter(|d| d.streaming && d.org_id == org && d.sandbox == sandbox)
+            .cloned()
+            .collect();
+        let mut out: Vec<Arc<Compiled>> = defs.iter().filter_map(|d| self.plan(d)).collect();
+        out.sort_by(|a, b| (a.uses_segments, &a.id).cmp(&(b.uses_segments, &b.id)));
+        out
+    }
+
+    fn plan(&mut self, d: &SegmentDefinition) -> Option<Arc<Compiled>> {
+        if let Some((version, plan)) = self.plans.get(&d.id) {
+            if *version == d.update_time {
+                return Some(plan.clone());
+            }
+        }
+        let compiled = cdp_pql::parse(&d.expression).and_then(|q| Plan::compile(&q));
+        match compiled {
+            Ok(plan) => {
+                let c = Arc::new(Compiled {
+                    id: d.id.clone(),
+                    uses_segments: d.expression.contains("inSegment"),
+                    plan,
+                });
+                self.plans.insert(d.id.clone(), (d.update_time, c.clone()));
+                Some(c)
+            }
+            Err(e) => {
+                tracing::warn!(segment = %d.id, error = %e.render(&d.expression), "segment definition does not compile; skipped");
+                None
+            }
+        }
+    }
+}

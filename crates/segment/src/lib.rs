@@ -1,0 +1,21 @@
+//! Streaming segmentation: the segment stage reads `profile.updates`, keeps per profile what
+//! its segments need (attributes, identities, the events of the last day, memberships) and
+//! evaluates the sandbox's streaming definitions (`cdp-pql` plans) on every update; each
+//! membership change (`realized`, `exited`) goes to `<ns>.segment.membership` (Avro, registered
+//! as `<topic>-value`) and `<ns>.segment.membership.json`. A timer per profile at the earliest
+//! instant an answer can change with no new data makes exits happen on time ("bought in the
+//! last three hours" exits three hours after the purchase), also on an idle partition and
+//! after a restart.
+//!
+//! - [`stage`]: the processor; [`definitions`]: compiled plans per definition version;
+//!   [`membership`]: the record; [`avro`]: its Avro form; [`run`]: the stage's topics and start.
+
+pub mod avro;
+pub mod definitions;
+pub mod membership;
+pub mod run;
+pub mod settings;
+pub mod stage;
+
+pub use run::{run, SegmentError};
+pub use settings::SegmentSettings;

@@ -1,0 +1,392 @@
+//! The segment stage: for each profile, what its segments need — attributes, identities, the
+//! events of the lookback window, current memberships — in the runtime's state (partition of
+//! `profile.updates` = partition of the profile). Every update re-evaluates the sandbox's
+//! streaming definitions; a membership that changes is written to both membership topics in
+//! the same transaction as the state. A timer per profile, at the earliest instant an answer
+//! can change with no new data, makes exits happen on time on an idle partition.
+//!
+//! State per profile id: `a<id>` the profile, `e<id>/<timestamp, 16 hex>/<event id>` its
+//! events, `m<id>` its memberships; the timer's key is the profile id.
+
+use std::collections::{BTreeMap, HashSet};
+
+use cdp_catalog::CatalogView;
+use cdp_contract::clock::now_ms;
+use cdp_pql::Context as Query;
+use cdp_profile::identity::Identity;
+use cdp_profile::wire::{Change, ProfileUpdate};
+use cdp_stage::{Cause, Context, Output, ProcessError, Processor, Timer};
+use chrono::{TimeZone, Utc};
+use rdkafka::message::{Message, OwnedMessage};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::avro::MembershipAvro;
+use crate::definitions::Definitions;
+use crate::membership::{MembershipChange, Status, Trigger};
+
+/// What the stage keeps of a profile besides its events.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Doc {
+    org_id: String,
+    sandbox: String,
+    identities: Vec<Identity>,
+    attributes: Value,
+    flagged: bool,
+}
+
+/// A current membership: since when the profile qualifies.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Member {
+    last_qualification_time: i64,
+}
+
+pub struct SegmentStage {
+    pub catalog: CatalogView,
+    pub definitions: Definitions,
+    pub avro: MembershipAvro,
+    pub avro_topic: String,
+    pub json_topic: String,
+    pub lookback_ms: i64,
+    pub bot_events_per_second: u32,
+}
+
+fn fatal(what: &str, e: impl std::fmt::Display) -> ProcessError {
+    ProcessError::Fatal(format!("{what}: {e}"))
+}
+
+fn key(kind: u8, profile: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + profile.len());
+    k.push(kind);
+    k.extend_from_slice(profile.as_bytes());
+    k
+}
+
+fn events_prefix(profile: &str) -> Vec<u8> {
+    let mut k = key(b'e', profile);
+    k.push(b'/');
+    k
+}
+
+fn event_key(profile: &str, ts: i64, id: &str) -> Vec<u8> {
+    let mut k = events_prefix(profile);
+    k.extend_from_slice(format!("{:016x}/", ts.max(0)).as_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// `(timestamp, event id)` of an event key.
+fn event_of_key(profile: &str, k: &[u8]) -> Option<(i64, String)> {
+    let start = 2 + profile.len();
+    let ts = i64::from_str_radix(std::str::from_utf8(k.get(start..start + 16)?).ok()?, 16).ok()?;
+    let id = String::from_utf8_lossy(k.get(start + 17..)?).into_owned();
+    Some((ts, id))
+}
+
+/// One unit of work: the profile's partition and what caused it.
+#[derive(Clone, Copy)]
+struct At {
+    partition: i32,
+    cause: Cause,
+}
+
+impl Processor for SegmentStage {
+    async fn process(
+        &mut self,
+        batch: &[OwnedMessage],
+        ctx: &mut Context<'_>,
+    ) -> Result<(), ProcessError> {
+        for (i, m) in batch.iter().enumerate() {
+            let at = At {
+                partition: m.partition(),
+                cause: Cause::Input(i),
+            };
+            let update: ProfileUpdate = match serde_json::from_slice(
+                m.payload().unwrap_or_default(),
+            ) {
+                Ok(u) => u,
+                Err(e) => {
+                    tracing::error!(partition = m.partition(), offset = m.offset(), error = %e, "profile update cannot be read; skipped");
+                    metrics::counter!("cdp_segment_unreadable_total").increment(1);
+                    continue;
+                }
+            };
+            self.update(ctx, at, update)?;
+        }
+        Ok(())
+    }
+
+    async fn on_timers(
+        &mut self,
+        timers: &[Timer],
+        ctx: &mut Context<'_>,
+    ) -> Result<(), ProcessError> {
+        for t in timers {
+            let Ok(profile) = String::from_utf8(t.key.clone()) else {
+                continue;
+            };
+            let at = At {
+                partition: t.partition,
+                cause: Cause::Timer(t.partition),
+            };
+            let lateness = now_ms() - t.due_ms;
+            metrics::histogram!("cdp_segment_timer_lateness_seconds")
+                .record(lateness.max(0) as f64 / 1000.0);
+            if let Some(doc) = self.doc(ctx, at, &profile)? {
+                self.evaluate(ctx, at, &profile, &doc, Trigger::Timer, None)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SegmentStage {
+    fn doc(&self, ctx: &Context<'_>, at: At, profile: &str) -> Result<Option<Doc>, ProcessError> {
+        match ctx.get(at.partition, &key(b'a', profile))? {
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| fatal("a stored profile cannot be read", e)),
+            None => Ok(None),
+        }
+    }
+
+    fn members(
+        &self,
+        ctx: &Context<'_>,
+        at: At,
+        profile: &str,
+    ) -> Result<BTreeMap<String, Member>, ProcessError> {
+        match ctx.get(at.partition, &key(b'm', profile))? {
+            Some(v) => serde_json::from_slice(&v)
+                .map_err(|e| fatal("stored memberships cannot be read", e)),
+            None => Ok(BTreeMap::new()),
+        }
+    }
+
+    fn update(
+        &mut self,
+        ctx: &mut Context<'_>,
+        at: At,
+        u: ProfileUpdate,
+    ) -> Result<(), ProcessError> {
+        let profile = u.profile_id.clone();
+        if let Change::Merged { .. } = u.change {
+            return self.gone(ctx, at, &profile, &u);
+        }
+        let mut doc = self.doc(ctx, at, &profile)?.unwrap_or_else(|| Doc {
+            org_id: u.org_id.clone(),
+            sandbox: u.sandbox.clone(),
+            attributes: Value::Object(Default::default()),
+            ..Doc::default()
+        });
+        doc.identities = u.identities.clone();
+        doc.flagged = u.flagged;
+        if let Some(attributes) = &u.attributes {
+            doc.attributes = attributes.clone();
+        }
+        let now = now_ms();
+        // Events that left the profile, and events past the lookback window.
+        let removed: HashSet<&str> = u.removed_events.iter().map(String::as_str).collect();
+        let prefix = events_prefix(&profile);
+        let mut same_second = 0u32;
+        let incoming = match &u.change {
+            Change::Event { event } => Some(event),
+            _ => None,
+        };
+        for (k, _) in ctx.scan(at.partition, &prefix)? {
+            let Some((ts, id)) = event_of_key(&profile, &k) else {
+                continue;
+            };
+            if removed.contains(id.as_str()) || ts < now - self.lookback_ms {
+                ctx.delete(at.cause, &k);
+            } else if incoming
+                .is_some_and(|e| e.timestamp_ms.div_euclid(1000) == ts.div_euclid(1000))
+            {
+                same_second += 1;
+            }
+        }
+        let mut trigger = Trigger::Profile;
+        let mut event_id = None;
+        if let Some(event) = incoming {
+            if event.timestamp_ms < now - self.lookback_ms {
+                // Seed 003: older than a day at arrival, it waits for batch evaluation.
+                metrics::counter!("cdp_segment_events_too_old_total").increment(1);
+            } else if same_second >= self.bot_events_per_second {
+                metrics::counter!("cdp_segment_bot_events_total").increment(1);
+                tracing::debug!(profile, "bot traffic: event discarded for segmentation");
+            } else {
+                ctx.put(
+                    at.cause,
+                    &event_key(&profile, event.timestamp_ms, &event.item_id),
+                    event.entity.get().as_bytes().to_vec(),
+                );
+                trigger = Trigger::Event;
+                event_id = Some(event.item_id.clone());
+            }
+        }
+        let value =
+            serde_json::to_vec(&doc).map_err(|e| fatal("a profile cannot be written", e))?;
+        ctx.put(at.cause, &key(b'a', &profile), value);
+        self.evaluate(ctx, at, &profile, &doc, trigger, event_id)
+    }
+
+    /// The profile joined another: its memberships end, its state goes.
+    fn gone(
+        &mut self,
+        ctx: &mut Context<'_>,
+        at: At,
+        profile: &str,
+        u: &ProfileUpdate,
+    ) -> Result<(), ProcessError> {
+        let now = now_ms();
+        let doc = self.doc(ctx, at, profile)?;
+        for (segment, member) in self.members(ctx, at, profile)? {
+            let change = MembershipChange {
+                profile_id: profile.to_string(),
+                org_id: u.org_id.clone(),
+                sandbox: u.sandbox.clone(),
+                identities: doc
+                    .as_ref()
+                    .map(|d| d.identities.clone())
+                    .unwrap_or_default(),
+                segment_id: segment,
+                status: Status::Exited,
+                last_qualification_time: member.last_qualification_time,
+                time: now,
+                trigger: Trigger::Merged,
+                event_id: None,
+            };
+            self.emit(ctx, at, &change)?;
+        }
+        for (k, _) in ctx.scan(at.partition, &events_prefix(profile))? {
+            ctx.delete(at.cause, &k);
+        }
+        ctx.delete(at.cause, &key(b'a', profile));
+        ctx.delete(at.cause, &key(b'm', profile));
+        ctx.cancel_timer(at.cause, profile.as_bytes());
+        Ok(())
+    }
+
+    fn evaluate(
+        &mut self,
+        ctx: &mut Context<'_>,
+        at: At,
+        profile: &str,
+        doc: &Doc,
+        trigger: Trigger,
+        event_id: Option<String>,
+    ) -> Result<(), ProcessError> {
+        let now = now_ms();
+        let Some(now_dt) = Utc.timestamp_millis_opt(now).single() else {
+            return Err(ProcessError::Fatal(format!("the clock reads {now} ms")));
+        };
+        let definitions = self
+            .definitions
+            .streaming(&self.catalog, &doc.org_id, &doc.sandbox);
+        let mut members = self.members(ctx, at, profile)?;
+        if definitions.is_empty() && members.is_empty() {
+            return Ok(());
+        }
+        if doc.flagged {
+            // Over its event limit: AEP leaves such profiles out of segmentation.
+            metrics::counter!("cdp_segment_flagged_skipped_total").increment(1);
+            return Ok(());
+        }
+        let mut events = Vec::new();
+        for (_, v) in ctx.scan(at.partition, &events_prefix(profile))? {
+            match serde_json::from_slice::<Value>(&v) {
+                Ok(e) => events.push(e),
+                Err(e) => return Err(fatal("a stored event cannot be read", e)),
+            }
+        }
+        let mut qualified: HashSet<String> = members.keys().cloned().collect();
+        let mut next: Option<i64> = None;
+        let mut changes = Vec::new();
+        for def in &definitions {
+            let answer = {
+                let cx = Query::new(&doc.attributes, &events, &qualified, now_dt);
+                def.plan.evaluate(&cx)
+            };
+            if let Some(at_change) = answer.next_change {
+                let ms = at_change.timestamp_millis();
+                next = Some(next.map_or(ms, |n| n.min(ms)));
+            }
+            let was = qualified.contains(&def.id);
+            if answer.qualified == was {
+                continue;
+            }
+            let (status, since) = if answer.qualified {
+                qualified.insert(def.id.clone());
+                members.insert(
+                    def.id.clone(),
+                    Member {
+                        last_qualification_time: now,
+                    },
+                );
+                (Status::Realized, now)
+            } else {
+                qualified.remove(&def.id);
+                let since = members
+                    .remove(&def.id)
+                    .map_or(now, |m| m.last_qualification_time);
+                (Status::Exited, since)
+            };
+            changes.push(MembershipChange {
+                profile_id: profile.to_string(),
+                org_id: doc.org_id.clone(),
+                sandbox: doc.sandbox.clone(),
+                identities: doc.identities.clone(),
+                segment_id: def.id.clone(),
+                status,
+                last_qualification_time: since,
+                time: now,
+                trigger,
+                event_id: event_id.clone(),
+            });
+        }
+        // Memberships of definitions that were deleted or stopped streaming: left alone (batch
+        // evaluation owns them now).
+        for change in &changes {
+            metrics::counter!("cdp_segment_membership_changes_total", "status" => change.status.as_str()).increment(1);
+            self.emit(ctx, at, change)?;
+        }
+        if !changes.is_empty() {
+            let value = serde_json::to_vec(&members)
+                .map_err(|e| fatal("memberships cannot be written", e))?;
+            ctx.put(at.cause, &key(b'm', profile), value);
+        }
+        match next {
+            Some(due) => {
+                if ctx.timer(at.partition, profile.as_bytes()) != Some(due) {
+                    ctx.set_timer(at.cause, profile.as_bytes(), due);
+                }
+            }
+            None => {
+                if ctx.timer(at.partition, profile.as_bytes()).is_some() {
+                    ctx.cancel_timer(at.cause, profile.as_bytes());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn emit(
+        &self,
+        ctx: &mut Context<'_>,
+        at: At,
+        change: &MembershipChange,
+    ) -> Result<(), ProcessError> {
+        let json =
+            serde_json::to_vec(change).map_err(|e| fatal("a membership cannot be written", e))?;
+        let avro = self
+            .avro
+            .encode(change)
+            .map_err(|e| fatal("a membership cannot be encoded", e))?;
+        let key = change.profile_id.as_bytes().to_vec();
+        ctx.emit(at.cause, Output::new(&self.json_topic, key.clone(), json));
+        ctx.emit(at.cause, Output::new(&self.avro_topic, key, avro));
+        Ok(())
+    }
+}
