@@ -723,7 +723,11 @@ async fn a_dataset_keeps_events_in_profiles_for_its_own_time_to_live() {
     let (long, long_stream) = event_stream(&p).await;
     let resp = p
         .http
-        .patch(format!("{}/datasets/{}", p.control, long["id"].as_str().unwrap_or_default()))
+        .patch(format!(
+            "{}/datasets/{}",
+            p.control,
+            long["id"].as_str().unwrap_or_default()
+        ))
         .bearer_auth(ADMIN)
         .json(&json!({"profileEventTtlDays": 3}))
         .send()
@@ -732,7 +736,11 @@ async fn a_dataset_keeps_events_in_profiles_for_its_own_time_to_live() {
     assert_eq!(resp.status(), 200);
     let zero = p
         .http
-        .patch(format!("{}/datasets/{}", p.control, long["id"].as_str().unwrap_or_default()))
+        .patch(format!(
+            "{}/datasets/{}",
+            p.control,
+            long["id"].as_str().unwrap_or_default()
+        ))
         .bearer_auth(ADMIN)
         .json(&json!({"profileEventTtlDays": 0}))
         .send()
@@ -740,20 +748,37 @@ async fn a_dataset_keeps_events_in_profiles_for_its_own_time_to_live() {
         .expect("PATCH /datasets");
     assert_eq!(zero.status(), 400, "a time-to-live under a day is refused");
     let id = long["id"].as_str().unwrap_or_default().to_string();
-    p.wait_for_edge(|c| c.datasets.get(&id).is_some_and(|d| d.profile_event_ttl_days == Some(3)))
-        .await;
+    p.wait_for_edge(|c| {
+        c.datasets
+            .get(&id)
+            .is_some_and(|d| d.profile_event_ttl_days == Some(3))
+    })
+    .await;
 
     let two_days_ago = (chrono::Utc::now() - chrono::Duration::days(2))
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let old = |id: &str| {
-        json!({"_id": id, "timestamp": two_days_ago, "identityMap": {"CRMID": [{"id": "gina", "primary": true}]}})
-    };
+    let old = |id: &str| json!({"_id": id, "timestamp": two_days_ago, "identityMap": {"CRMID": [{"id": "gina", "primary": true}]}});
     send(&p, &short_stream, &short, &[old("old-in-short")]).await;
     send(&p, &long_stream, &long, &[old("old-in-long")]).await;
-    send(&p, &short_stream, &short, &[event("fresh", json!({"CRMID": [{"id": "gina", "primary": true}]}))]).await;
-    eventually(Duration::from_secs(30), "gina's profile with the fresh event", async || {
-        events_of_maybe(&p, "CRMID", "gina").await.is_some_and(|e| e.contains("fresh"))
-    })
+    send(
+        &p,
+        &short_stream,
+        &short,
+        &[event(
+            "fresh",
+            json!({"CRMID": [{"id": "gina", "primary": true}]}),
+        )],
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "gina's profile with the fresh event",
+        async || {
+            events_of_maybe(&p, "CRMID", "gina")
+                .await
+                .is_some_and(|e| e.contains("fresh"))
+        },
+    )
     .await;
     // Both old events were read before the fresh one on gina's partition (one key, one
     // partition, in order): the one-day dataset's is past its time-to-live, the three-day
