@@ -157,4 +157,21 @@ async fn a_purchase_qualifies_at_once_and_exits_by_timer_when_its_window_passes(
         }
     }
     assert_eq!(statuses, vec!["realized".to_string(), "exited".to_string()]);
+
+    // And on the profile, through the Profile API.
+    eventually(
+        Duration::from_secs(10),
+        "the exit on hank's profile",
+        async || {
+            let (_, body) = crate::profile::api(
+                &p,
+                "/access/entities?schema.name=_xdm.context.profile&entityId=hank&entityIdNS=CRMID",
+            )
+            .await;
+            body[&entered.profile_id]["entity"]["segmentMembership"]["ups"]["recent-buyers"]
+                ["status"]
+                == "exited"
+        },
+    )
+    .await;
 }

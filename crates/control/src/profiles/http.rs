@@ -202,7 +202,19 @@ fn profile_entity(
         _ => Map::new(),
     };
     entity.insert("identityMap".into(), identity_map(&identities));
-    entity.insert("segmentMembership".into(), json!({}));
+    let ups: Map<String, Value> = api
+        .view
+        .memberships_of(&profile_id)
+        .into_iter()
+        .map(|(segment, m)| {
+            (
+                segment,
+                json!({"status": m.status.as_str(),
+                       "lastQualificationTime": rfc3339(m.last_qualification_time)}),
+            )
+        })
+        .collect();
+    entity.insert("segmentMembership".into(), json!({"ups": ups}));
     let last_modified = profile
         .map(|p| p.last_modified_ms)
         .into_iter()

@@ -15,6 +15,7 @@
 //! history.
 
 mod http;
+pub mod memberships;
 pub mod params;
 pub mod view;
 

@@ -23,6 +23,7 @@ use std::ops::Bound;
 use std::sync::RwLockReadGuard;
 use std::time::Duration;
 
+use crate::profiles::memberships::{Membership, MembershipState};
 use cdp_contract::admin::partitions_of;
 use cdp_contract::follower::{Fold, FollowError, Follower};
 use cdp_contract::{KafkaSettings, Topics};
@@ -473,6 +474,8 @@ impl Fold for GraphState {
 pub struct ProfileView {
     profiles: Follower<ProfileState>,
     graph: Follower<GraphState>,
+    /// `None` when `segment.membership.json` did not exist at start (no segment stage yet).
+    memberships: Option<Follower<MembershipState>>,
 }
 
 impl ProfileView {
@@ -483,9 +486,24 @@ impl ProfileView {
         let graph = topics.identity_graph();
         let update_partitions = partitions(kafka, &updates).await?;
         let graph_partitions = partitions(kafka, &graph).await?;
+        let membership_topic = topics.segment_membership_json();
+        let memberships = match partitions(kafka, &membership_topic).await {
+            Ok(p) => Some(Follower::start(
+                kafka,
+                &membership_topic,
+                &p,
+                "cdp-membership-view",
+            )?),
+            Err(ProfileViewError::MissingTopic { topic }) => {
+                tracing::warn!(%topic, "no membership topic: profiles show no segment memberships");
+                None
+            }
+            Err(e) => return Err(e),
+        };
         Ok(Self {
             profiles: Follower::start(kafka, &updates, &update_partitions, "cdp-profile-view")?,
             graph: Follower::start(kafka, &graph, &graph_partitions, "cdp-graph-view")?,
+            memberships,
         })
     }
 
@@ -493,6 +511,9 @@ impl ProfileView {
     pub async fn caught_up(&self, timeout: Duration) -> Result<(), ProfileViewError> {
         self.graph.caught_up(timeout).await?;
         self.profiles.caught_up(timeout).await?;
+        if let Some(m) = &self.memberships {
+            m.caught_up(timeout).await?;
+        }
         Ok(())
     }
 
@@ -504,9 +525,22 @@ impl ProfileView {
         self.graph.read()
     }
 
+    /// Segment id → membership of a profile (empty without a segment stage).
+    pub fn memberships_of(&self, profile_id: &str) -> BTreeMap<String, Membership> {
+        self.memberships
+            .as_ref()
+            .and_then(|m| m.read().of(profile_id).cloned())
+            .unwrap_or_default()
+    }
+
     /// Records of either topic that could not be read (skipped).
     pub fn malformed(&self) -> u64 {
-        self.profiles().malformed() + self.graph().malformed()
+        self.profiles().malformed()
+            + self.graph().malformed()
+            + self
+                .memberships
+                .as_ref()
+                .map_or(0, |m| m.read().malformed())
     }
 }
 
