@@ -117,9 +117,14 @@ impl Pipeline {
 
     /// Starts the segment stage in this process; dropping the result stops it.
     pub async fn start_segment(&self) -> Running {
+        self.start_segment_with(|_| {}).await
+    }
+
+    pub async fn start_segment_with(&self, adjust: impl FnOnce(&mut CdpConfig)) -> Running {
         let mut config = self.config.clone();
         config.segment.group_id = format!("{}-segment", config.topics.namespace);
         config.segment.instance_id = Some("e2e".into());
+        adjust(&mut config);
         cdp::start(&config, Stages::SEGMENT)
             .await
             .expect("start the segment stage")

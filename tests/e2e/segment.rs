@@ -175,3 +175,164 @@ async fn a_purchase_qualifies_at_once_and_exits_by_timer_when_its_window_passes(
     )
     .await;
 }
+
+/// Realized segments per CRM id, folded from the JSON membership topic.
+fn members_by_person(
+    changes: &[MembershipChange],
+) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut out: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for c in changes {
+        let Some(person) = c
+            .identities
+            .iter()
+            .find(|i| i.ns == "CRMID")
+            .map(|i| i.id.clone())
+        else {
+            continue;
+        };
+        let set = out.entry(person).or_default();
+        match c.status {
+            Status::Exited => {
+                set.remove(&c.segment_id);
+            }
+            _ => {
+                set.insert(c.segment_id.clone());
+            }
+        }
+    }
+    out
+}
+
+fn at(id: &str, person: &str, event_type: &str, ago: chrono::Duration) -> serde_json::Value {
+    json!({"_id": id, "timestamp": (chrono::Utc::now() - ago).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+           "eventType": event_type, "identityMap": {"CRMID": [{"id": person, "primary": true}]}})
+}
+
+#[tokio::test]
+async fn seed_003_rules_chains_counts_profile_attributes_the_day_and_bots() {
+    let p = Pipeline::start().await;
+    let _profile = p.start_profile().await;
+    // Two events of one profile in one second are the most that count: the rest is bot traffic.
+    let _segment = p
+        .start_segment_with(|c| c.segment.bot_events_per_second = 2)
+        .await;
+    define(&p, "checkout-kept", r#"chain(xEvent, timestamp, [C0: WHAT(eventType = "productView"), C1: NOT WHAT(eventType = "removeFromCart"), C2: WHAT(eventType = "checkout") WITHIN 2 hours AFTER C0])"#).await;
+    define(&p, "busy", r#"xEvent[eventType = "web.webpagedetails.pageViews"].count() >= 4"#).await;
+    define(&p, "gold", r#"loyalty.tier = "gold""#).await;
+    // A marker event after a person's others (same key, same partition, in order): once the
+    // person is in "marker", every earlier event of theirs has been evaluated.
+    define(&p, "marker", r#"xEvent.any(eventType = "marker")"#).await;
+    let (dataset, stream) = event_stream(&p).await;
+    let s = chrono::Duration::seconds;
+    let view = "web.webpagedetails.pageViews";
+    // A chain: view then checkout, kept; with a removal between, not.
+    send(
+        &p,
+        &stream,
+        &dataset,
+        &[
+            at("a1", "ann", "productView", s(60)),
+            at("a2", "ann", "checkout", s(30)),
+        ],
+    )
+    .await;
+    send(
+        &p,
+        &stream,
+        &dataset,
+        &[
+            at("b1", "bob", "productView", s(60)),
+            at("b2", "bob", "removeFromCart", s(45)),
+            at("b3", "bob", "checkout", s(30)),
+        ],
+    )
+    .await;
+    // A count within the day: four views in four seconds.
+    send(
+        &p,
+        &stream,
+        &dataset,
+        &[
+            at("c1", "cat", view, s(4)),
+            at("c2", "cat", view, s(3)),
+            at("c3", "cat", view, s(2)),
+            at("c4", "cat", view, s(1)),
+        ],
+    )
+    .await;
+    // Three of dan's views are over a day old at arrival: not evaluated in streaming (the
+    // count has no window of its own, so only that rule keeps dan out).
+    send(
+        &p,
+        &stream,
+        &dataset,
+        &[
+            at("d1", "dan", view, chrono::Duration::hours(25)),
+            at("d2", "dan", view, chrono::Duration::hours(26)),
+            at("d3", "dan", view, chrono::Duration::hours(27)),
+            at("d4", "dan", view, s(1)),
+        ],
+    )
+    .await;
+    // Four of eve's views in one second: two count, two are bot traffic.
+    let same_second = chrono::Utc::now() - s(5);
+    let burst: Vec<serde_json::Value> = (0..4)
+        .map(|i| json!({"_id": format!("e{i}"), "timestamp": (same_second + chrono::Duration::milliseconds(i * 10)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                        "eventType": view, "identityMap": {"CRMID": [{"id": "eve", "primary": true}]}}))
+        .collect();
+    send(&p, &stream, &dataset, &burst).await;
+    // A profile attribute, from a profile record.
+    let n = cdp_test_support::unique_name("crm");
+    let crm = p
+        .create_dataset_adjusted(
+            ORG,
+            &format!("https://ns.adobe.com/acme/schemas/{n}"),
+            json!({"type": "object"}),
+            |f| {
+                f.schema.class = "_xdm.context.profile".into();
+            },
+        )
+        .await;
+    let crm_stream = p
+        .create_stream(json!({"name": "crm", "orgId": ORG, "datasetId": crm["id"]}))
+        .await;
+    send(&p, &crm_stream, &crm, &[json!({"identityMap": {"CRMID": [{"id": "gus", "primary": true}]}, "loyalty": {"tier": "gold"}})]).await;
+    // A marker: when it is in, every earlier event of these people has been evaluated.
+    define(&p, "marker", r#"xEvent.any(eventType = "marker")"#).await;
+    send(&p, &stream, &dataset, &[at("z", "zed", "marker", s(0))]).await;
+
+    let mut people = Default::default();
+    eventually(
+        Duration::from_secs(40),
+        "the memberships of ann, cat and gus",
+        async || {
+            people = members_by_person(&memberships(&p, 4).await);
+            ["ann", "cat", "gus", "zed"]
+                .iter()
+                .all(|who| people.contains_key(*who))
+        },
+    )
+    .await;
+    let segments = |who: &str| -> Vec<String> {
+        people
+            .get(who)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(segments("ann"), vec!["checkout-kept"]);
+    assert_eq!(segments("cat"), vec!["busy"]);
+    assert_eq!(segments("gus"), vec!["gold"]);
+    assert!(
+        segments("bob").is_empty(),
+        "a removal between view and checkout breaks the chain"
+    );
+    assert!(
+        segments("dan").is_empty(),
+        "events over a day old at arrival are not evaluated"
+    );
+    assert!(
+        segments("eve").is_empty(),
+        "a burst in one second is bot traffic"
+    );
+}
