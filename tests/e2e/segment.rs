@@ -218,7 +218,12 @@ async fn seed_003_rules_chains_counts_profile_attributes_the_day_and_bots() {
         .start_segment_with(|c| c.segment.bot_events_per_second = 2)
         .await;
     define(&p, "checkout-kept", r#"chain(xEvent, timestamp, [C0: WHAT(eventType = "productView"), C1: NOT WHAT(eventType = "removeFromCart"), C2: WHAT(eventType = "checkout") WITHIN 2 hours AFTER C0])"#).await;
-    define(&p, "busy", r#"xEvent[eventType = "web.webpagedetails.pageViews"].count() >= 4"#).await;
+    define(
+        &p,
+        "busy",
+        r#"xEvent[eventType = "web.webpagedetails.pageViews"].count() >= 4"#,
+    )
+    .await;
     define(&p, "gold", r#"loyalty.tier = "gold""#).await;
     // A marker event after a person's others (same key, same partition, in order): once the
     // person is in "marker", every earlier event of theirs has been evaluated.
@@ -335,4 +340,48 @@ async fn seed_003_rules_chains_counts_profile_attributes_the_day_and_bots() {
         segments("eve").is_empty(),
         "a burst in one second is bot traffic"
     );
+}
+
+#[tokio::test]
+async fn an_exit_due_while_the_stage_is_down_happens_once_at_its_restart() {
+    let p = Pipeline::start().await;
+    let _profile = p.start_profile().await;
+    let segment = p.start_segment().await;
+    define(
+        &p,
+        "just-bought",
+        r#"xEvent.any(eventType = "commerce.purchases" and timestamp occurs < 8 seconds before now)"#,
+    )
+    .await;
+    let (dataset, stream) = event_stream(&p).await;
+    let purchase = at("buy", "ida", "commerce.purchases", chrono::Duration::zero());
+    send(&p, &stream, &dataset, &[purchase]).await;
+    eventually(Duration::from_secs(30), "ida realized", async || {
+        !memberships(&p, 1).await.is_empty()
+    })
+    .await;
+    // Down across the moment ida's purchase leaves the window.
+    segment.shutdown().await;
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    assert_eq!(
+        memberships(&p, 1).await.len(),
+        1,
+        "no exit while the stage is down"
+    );
+    let _again = p.start_segment().await;
+    let mut changes = Vec::new();
+    eventually(
+        Duration::from_secs(30),
+        "ida's exit after the restart",
+        async || {
+            changes = memberships(&p, 2).await;
+            changes.len() >= 2
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let changes = memberships(&p, 2).await;
+    assert_eq!(changes.len(), 2, "the due timer fired once: {changes:?}");
+    assert_eq!(changes[1].status, Status::Exited);
+    assert_eq!(changes[1].trigger, Trigger::Timer);
 }
