@@ -385,3 +385,84 @@ async fn an_exit_due_while_the_stage_is_down_happens_once_at_its_restart() {
     assert_eq!(changes[1].status, Status::Exited);
     assert_eq!(changes[1].trigger, Trigger::Timer);
 }
+
+#[tokio::test]
+async fn a_definition_created_through_the_api_is_evaluated_for_the_profiles_that_exist() {
+    let p = Pipeline::start().await;
+    let _profile = p.start_profile().await;
+    let _segment = p.start_segment().await;
+    let (dataset, stream) = event_stream(&p).await;
+    send(
+        &p,
+        &stream,
+        &dataset,
+        &[at(
+            "k1",
+            "kim",
+            "web.webpagedetails.pageViews",
+            chrono::Duration::seconds(1),
+        )],
+    )
+    .await;
+    eventually(Duration::from_secs(30), "kim's profile", async || {
+        crate::profile::api(&p, "/identity/cluster/members?xid=CRMID:kim")
+            .await
+            .0
+            == 200
+    })
+    .await;
+    // Let the segment stage see kim's update before the definition exists.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let resp = p
+        .http
+        .post(format!("{}/segment/definitions", p.control))
+        .bearer_auth(cdp_e2e::ADMIN)
+        .header("x-gw-ims-org-id", ORG)
+        .json(&json!({"name": "viewers", "schema": {"name": "_xdm.context.profile"},
+                      "expression": {"type": "PQL", "format": "pql/text",
+                                     "value": "xEvent.any(eventType = \"web.webpagedetails.pageViews\")"}}))
+        .send()
+        .await
+        .expect("POST /segment/definitions");
+    assert_eq!(resp.status(), 200);
+    let definition: serde_json::Value = resp.json().await.expect("definition JSON");
+    assert_eq!(
+        definition["evaluationInfo"]["continuous"]["enabled"], true,
+        "{definition}"
+    );
+    let id = definition["id"].as_str().unwrap_or_default().to_string();
+
+    // No new event: the stage evaluates the new definition for the profiles it holds.
+    let mut changes = Vec::new();
+    eventually(
+        Duration::from_secs(30),
+        "kim realized by the new definition",
+        async || {
+            changes = memberships(&p, 1).await;
+            !changes.is_empty()
+        },
+    )
+    .await;
+    assert_eq!(changes[0].segment_id, id);
+    assert_eq!(changes[0].status, Status::Realized);
+    assert_eq!(changes[0].trigger, Trigger::Definition);
+
+    // A definition that does not parse: 400 with where.
+    let bad = p
+        .http
+        .post(format!("{}/segment/definitions", p.control))
+        .bearer_auth(cdp_e2e::ADMIN)
+        .header("x-gw-ims-org-id", ORG)
+        .json(&json!({"name": "bad", "schema": {"name": "_xdm.context.profile"},
+                      "expression": {"type": "PQL", "format": "pql/text", "value": "xEvent.any(eventType = )"}}))
+        .send()
+        .await
+        .expect("POST /segment/definitions");
+    assert_eq!(bad.status(), 400);
+    let problem: serde_json::Value = bad.json().await.expect("problem JSON");
+    assert!(
+        problem["errors"][0]["column"].as_u64().is_some(),
+        "{problem}"
+    );
+}

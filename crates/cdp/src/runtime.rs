@@ -203,6 +203,7 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             tracing::warn!("control.admin_token is the development default: set CDP_CONTROL__ADMIN_TOKEN in production");
         }
         let writer = CatalogWriter::new(&config.kafka, topics, catalog.clone())?;
+        let segment_writer = writer.clone();
         // Control's server also answers for the datasets' contents and batches.
         let lake_api =
             cdp_lake::LakeApi::start(&config.kafka, topics, &config.lake, catalog.clone()).await?;
@@ -226,10 +227,16 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         })
         .merge(cdp_registry::confluent_router(&registry))
         .merge(cdp_control::profiles::router(
-            profiles,
+            profiles.clone(),
             catalog.clone(),
             admin_token.clone(),
         ))
+        .merge(cdp_control::segments::router(cdp_control::segments::SegmentApi {
+            view: catalog.clone(),
+            writer: segment_writer,
+            profiles,
+            admin_token: admin_token.clone(),
+        }))
         .merge(cdp_stage::health::metrics_router())
         .merge(cdp_http::admin_only(
             cdp_lake::router(lake_api).merge(cdp_registry::xdm_router(registry)),

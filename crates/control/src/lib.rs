@@ -9,6 +9,7 @@
 
 pub mod http;
 pub mod profiles;
+pub mod segments;
 pub mod settings;
 
 pub use settings::{AuthSettings, ControlSettings};

@@ -3,6 +3,7 @@
 //! checked when created, so this means a newer language rule) is skipped with a warning.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use cdp_catalog::{CatalogView, SegmentDefinition};
@@ -39,6 +40,21 @@ impl Definitions {
         let mut out: Vec<Arc<Compiled>> = defs.iter().filter_map(|d| self.plan(d)).collect();
         out.sort_by(|a, b| (a.uses_segments, &a.id).cmp(&(b.uses_segments, &b.id)));
         out
+    }
+
+    /// Changes whenever a streaming definition is created, changed or deleted.
+    pub fn fingerprint(&self, catalog: &CatalogView) -> u64 {
+        let mut versions: Vec<(String, i64)> = catalog
+            .read()
+            .segments
+            .values()
+            .filter(|d| d.streaming)
+            .map(|d| (d.id.clone(), d.update_time))
+            .collect();
+        versions.sort();
+        let mut h = std::hash::DefaultHasher::new();
+        versions.hash(&mut h);
+        h.finish()
     }
 
     fn plan(&mut self, d: &SegmentDefinition) -> Option<Arc<Compiled>> {

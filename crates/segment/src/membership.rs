@@ -39,6 +39,8 @@ pub enum Trigger {
     Timer,
     /// The profile joined another one (its memberships end).
     Merged,
+    /// A definition was created or changed: every held profile was evaluated.
+    Definition,
 }
 
 impl Trigger {
@@ -48,6 +50,7 @@ impl Trigger {
             Trigger::Profile => "profile",
             Trigger::Timer => "timer",
             Trigger::Merged => "merged",
+            Trigger::Definition => "definition",
         }
     }
 }

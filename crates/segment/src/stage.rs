@@ -6,7 +6,8 @@
 //! can change with no new data, makes exits happen on time on an idle partition.
 //!
 //! State per profile id: `a<id>` the profile, `e<id>/<timestamp, 16 hex>/<event id>` its
-//! events, `m<id>` its memberships; the timer's key is the profile id.
+//! events, `m<id>` its memberships; the timer's key is the profile id. Per partition: `s`, the
+//! fingerprint of the definitions its profiles were last all evaluated with.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -24,6 +25,9 @@ use serde_json::Value;
 use crate::avro::MembershipAvro;
 use crate::definitions::Definitions;
 use crate::membership::{MembershipChange, Status, Trigger};
+
+/// The state key of the definitions' fingerprint a partition was last swept with.
+const SWEPT: &[u8] = b"s";
 
 /// What the stage keeps of a profile besides its events.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -116,6 +120,51 @@ impl Processor for SegmentStage {
             self.update(ctx, at, update)?;
         }
         Ok(())
+    }
+
+    /// A new or changed streaming definition is evaluated for every profile already held, not
+    /// only for profiles that receive new events (seed 003's baseline). Each partition keeps
+    /// the fingerprint of the definitions it was last swept with (`s`), so a restart sweeps
+    /// only when the definitions changed meanwhile.
+    async fn sweep(
+        &mut self,
+        partitions: &[i32],
+        ctx: &mut Context<'_>,
+    ) -> Result<bool, ProcessError> {
+        let fingerprint = self
+            .definitions
+            .fingerprint(&self.catalog)
+            .to_be_bytes()
+            .to_vec();
+        let mut swept = false;
+        for &p in partitions {
+            if ctx.get(p, SWEPT)?.as_deref() == Some(fingerprint.as_slice()) {
+                continue;
+            }
+            let at = At {
+                partition: p,
+                cause: Cause::Timer(p),
+            };
+            let profiles: Vec<String> = ctx
+                .scan(p, b"a")?
+                .into_iter()
+                .filter_map(|(k, _)| String::from_utf8(k[1..].to_vec()).ok())
+                .collect();
+            for profile in &profiles {
+                if let Some(doc) = self.doc(ctx, at, profile)? {
+                    self.evaluate(ctx, at, profile, &doc, Trigger::Definition, None)?;
+                }
+            }
+            tracing::info!(
+                partition = p,
+                profiles = profiles.len(),
+                "segment definitions changed: profiles evaluated"
+            );
+            metrics::counter!("cdp_segment_sweeps_total").increment(1);
+            ctx.put(at.cause, SWEPT, fingerprint.clone());
+            swept = true;
+        }
+        Ok(swept)
     }
 
     async fn on_timers(

@@ -193,6 +193,19 @@ pub trait Processor: Send + Sync + 'static {
         ctx: &mut Context<'_>,
     ) -> impl Future<Output = Result<(), ProcessError>> + Send;
 
+    /// Work the stage starts on its own over the state of the input partitions it holds, e.g.
+    /// re-evaluating every profile when a definition changed. Called on each turn of the loop;
+    /// returns `false` at once when there is nothing to do. Changes (with `Cause::Timer(p)` for
+    /// partition `p`) commit in the open transaction, as timers' do.
+    fn sweep(
+        &mut self,
+        partitions: &[i32],
+        ctx: &mut Context<'_>,
+    ) -> impl Future<Output = Result<bool, ProcessError>> + Send {
+        let _ = (partitions, ctx);
+        async { Ok(false) }
+    }
+
     /// Timers that came due, in due order. The runtime removes them before calling.
     fn on_timers(
         &mut self,

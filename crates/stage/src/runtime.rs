@@ -347,6 +347,10 @@ impl<P: Processor> Runtime<P> {
                 self.fail(e).await?;
                 continue;
             }
+            if let Err(e) = self.sweep().await {
+                self.fail(e).await?;
+                continue;
+            }
             if self.commit_due(!full) {
                 if let Err(e) = self.start_commit() {
                     self.fail(e).await?;
@@ -641,14 +645,53 @@ impl<P: Processor> Runtime<P> {
         } = ctx;
         // Begun before the timers are taken out of the state, so a transaction that cannot
         // start leaves them due.
+        self.write_own_work(outputs, overlay).await?;
+        self.metrics.timers_fired(due.len());
+        Ok(())
+    }
+
+    /// Lets the processor sweep the state it holds ([`Processor::sweep`]), in the open
+    /// transaction.
+    async fn sweep(&mut self) -> Result<(), TxnError> {
+        let Some(state) = &self.state else {
+            return Ok(());
+        };
+        let partitions = state.partitions();
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let mut ctx = Context::new(&[], Some(state));
+        match self.processor.sweep(&partitions, &mut ctx).await {
+            Ok(false) => return Ok(()),
+            Ok(true) => {}
+            Err(ProcessError::Fatal(why)) => return Err(TxnError::Processor(why)),
+            Err(e) => {
+                drop(ctx);
+                tracing::warn!(stage = self.spec.stage, error = %e, "sweep failed; trying again");
+                tokio::time::sleep(RETRY_PAUSE).await;
+                return Ok(());
+            }
+        }
+        let Context {
+            outputs, overlay, ..
+        } = ctx;
+        self.write_own_work(outputs, overlay).await
+    }
+
+    /// Writes what timers or a sweep produced (no input record caused it) in the open
+    /// transaction: the state changes are applied only once it began.
+    async fn write_own_work(
+        &mut self,
+        outputs: Vec<(Cause, Output)>,
+        overlay: crate::state::Overlay,
+    ) -> Result<(), TxnError> {
         self.finish_commit().await?;
         self.begin()?;
         let changes = match &mut self.state {
-            // Not applied, the timers stay due.
+            // Not applied: timers stay due, a sweep is tried again.
             Some(state) => state.apply(overlay).map_err(TxnError::State)?,
             None => Vec::new(),
         };
-        self.metrics.timers_fired(due.len());
         if let Some(txn) = &mut self.txn {
             txn.touched
                 .extend(changes.iter().filter_map(|(_, o)| o.partition));
