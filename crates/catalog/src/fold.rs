@@ -49,6 +49,9 @@ impl CatalogState {
                 Some(("segment", id)) => {
                     self.segments.remove(id);
                 }
+                Some(("schedule", id)) => {
+                    self.schedules.remove(id);
+                }
                 Some(("schema", rest)) => {
                     if let Some((id, version)) = rest.rsplit_once('@') {
                         if let (Some(versions), Ok(v)) = (self.schemas.get_mut(id), version.parse())
@@ -88,6 +91,9 @@ impl CatalogState {
             }
             Ok(CatalogRecord::Segment(d)) => {
                 self.segments.insert(d.id.clone(), d);
+            }
+            Ok(CatalogRecord::Schedule(s)) => {
+                self.schedules.insert(s.id.clone(), s);
             }
             Err(e) => match serde_json::from_slice::<Conditional>(value) {
                 Ok(c) => self.decide(offset, c),

@@ -32,8 +32,8 @@ mod writer;
 pub use conditional::{Conditional, DatasetCreation, Decision, Refusal, SchemaChange};
 pub use model::{
     ApiKey, AttributeMerge, AttributeMergeKind, CatalogRecord, Dataset, IdentityGraphChoice,
-    IdentityGraphKind, IdentityNamespace, IdentityType, MergePolicy, PayloadType, SchemaRef,
-    SegmentDefinition, Stream, ValueFormat, XdmSchema,
+    IdentityGraphKind, IdentityNamespace, IdentityType, MergePolicy, PayloadType, Schedule,
+    SchemaRef, SegmentDefinition, Stream, ValueFormat, XdmSchema,
 };
 pub use namespaces::standard_namespaces;
 pub use state::CatalogState;

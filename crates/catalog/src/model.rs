@@ -236,6 +236,28 @@ pub struct SegmentDefinition {
     pub update_time: i64,
 }
 
+/// A schedule (seed 003, `/config/schedules`): one per org; `batch_segmentation` evaluates
+/// the batch segment definitions over every profile of the sandbox at its time each day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Schedule {
+    pub id: String,
+    pub name: String,
+    pub org_id: String,
+    pub sandbox: String,
+    /// `batch_segmentation` or `export`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Definition ids, or `["*"]` for all.
+    pub segments: Vec<String>,
+    /// Quartz cron (`0 0 1 * * ?`: every day at 01:00:00 UTC); at most once a day.
+    pub schedule: String,
+    /// `active` or `inactive`.
+    pub state: String,
+    pub create_epoch: i64,
+    pub update_epoch: i64,
+}
+
 /// One value in the catalog topic. The key is `<kind>/<id>`; a tombstone (null value) deletes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
@@ -247,6 +269,7 @@ pub enum CatalogRecord {
     Namespace(IdentityNamespace),
     MergePolicy(MergePolicy),
     Segment(SegmentDefinition),
+    Schedule(Schedule),
 }
 
 impl CatalogRecord {
@@ -263,6 +286,7 @@ impl CatalogRecord {
             ),
             CatalogRecord::MergePolicy(m) => merge_policy_key(&m.id),
             CatalogRecord::Segment(d) => segment_key(&d.id),
+            CatalogRecord::Schedule(s) => schedule_key(&s.id),
         }
     }
 }
@@ -282,6 +306,10 @@ pub fn stream_key(id: &str) -> String {
 /// `namespace/<org>/<sandbox>/<code>`.
 pub fn namespace_key(org: &str, sandbox: &str, code: &str) -> String {
     format!("namespace/{org}/{sandbox}/{code}")
+}
+
+pub fn schedule_key(id: &str) -> String {
+    format!("schedule/{id}")
 }
 
 pub fn segment_key(id: &str) -> String {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::conditional::Refusal;
 use crate::model::{
-    ApiKey, Dataset, IdentityNamespace, MergePolicy, SegmentDefinition, Stream, XdmSchema,
+    ApiKey, Dataset, IdentityNamespace, MergePolicy, Schedule, SegmentDefinition, Stream, XdmSchema,
 };
 
 /// The catalog as of the last record applied.
@@ -20,6 +20,7 @@ pub struct CatalogState {
     pub namespaces: HashMap<(String, String, String), IdentityNamespace>,
     pub merge_policies: HashMap<String, MergePolicy>,
     pub segments: HashMap<String, SegmentDefinition>,
+    pub schedules: HashMap<String, Schedule>,
     /// Schema id → version → its revision: the offset of the record that set its current
     /// definition, which conditional records compare against.
     pub(crate) revisions: HashMap<String, BTreeMap<u32, i64>>,
