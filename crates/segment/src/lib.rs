@@ -14,6 +14,7 @@ pub mod avro;
 pub mod definitions;
 pub mod membership;
 pub mod run;
+pub mod schedule;
 pub mod settings;
 pub mod stage;
 
