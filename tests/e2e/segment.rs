@@ -466,3 +466,96 @@ async fn a_definition_created_through_the_api_is_evaluated_for_the_profiles_that
         "{problem}"
     );
 }
+
+#[tokio::test]
+async fn an_active_schedule_evaluates_the_batch_definitions_at_its_time() {
+    let p = Pipeline::start().await;
+    let _profile = p.start_profile().await;
+    let _segment = p.start_segment().await;
+    let (dataset, stream) = event_stream(&p).await;
+    send(
+        &p,
+        &stream,
+        &dataset,
+        &[at(
+            "l1",
+            "lou",
+            "web.webpagedetails.pageViews",
+            chrono::Duration::seconds(1),
+        )],
+    )
+    .await;
+    eventually(Duration::from_secs(30), "lou's profile", async || {
+        crate::profile::api(&p, "/identity/cluster/members?xid=CRMID:lou")
+            .await
+            .0
+            == 200
+    })
+    .await;
+    let writer = cdp_control::CatalogWriter::new(
+        &p.config.kafka,
+        &p.config.topics,
+        p.control_running.catalog.clone(),
+    )
+    .expect("catalog writer");
+    let now = cdp_contract::clock::now_ms();
+    // A batch definition: no streaming evaluation touches it.
+    writer
+        .put(&CatalogRecord::Segment(SegmentDefinition {
+            id: "nightly-viewers".into(),
+            name: "nightly viewers".into(),
+            description: None,
+            org_id: ORG.into(),
+            sandbox: "prod".into(),
+            schema_name: "_xdm.context.profile".into(),
+            expression: r#"xEvent[eventType = "web.webpagedetails.pageViews"].count() >= 1"#.into(),
+            streaming: false,
+            classification: "batch".into(),
+            profile_only: false,
+            creation_time: now,
+            update_time: now,
+        }))
+        .await
+        .expect("definition");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        memberships(&p, 0).await.is_empty(),
+        "a batch definition waits for its schedule"
+    );
+    // Daily at a time four seconds from now.
+    let fire = chrono::Utc::now() + chrono::Duration::seconds(4);
+    writer
+        .put(&CatalogRecord::Schedule(cdp_catalog::Schedule {
+            id: "daily".into(),
+            name: "daily".into(),
+            org_id: ORG.into(),
+            sandbox: "prod".into(),
+            kind: "batch_segmentation".into(),
+            segments: vec!["*".into()],
+            schedule: fire.format("%S %M %H * * ?").to_string(),
+            state: "active".into(),
+            create_epoch: now / 1000,
+            update_epoch: now / 1000,
+        }))
+        .await
+        .expect("schedule");
+    let mut changes = Vec::new();
+    eventually(
+        Duration::from_secs(30),
+        "lou realized by the schedule",
+        async || {
+            changes = memberships(&p, 1).await;
+            !changes.is_empty()
+        },
+    )
+    .await;
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert!(
+        changes[0].time >= fire.timestamp() * 1000,
+        "not before the schedule's time ({} < {})",
+        changes[0].time,
+        fire.timestamp() * 1000
+    );
+    assert_eq!(changes[0].segment_id, "nightly-viewers");
+    assert_eq!(changes[0].trigger, Trigger::Schedule);
+}

@@ -42,6 +42,29 @@ impl Definitions {
         out
     }
 
+    /// The batch definitions of a sandbox a schedule evaluates: `selected` ids, or all for
+    /// `["*"]`.
+    pub fn batch(
+        &mut self,
+        catalog: &CatalogView,
+        org: &str,
+        sandbox: &str,
+        selected: &[String],
+    ) -> Vec<Arc<Compiled>> {
+        let all = selected.iter().any(|s| s == "*");
+        let defs: Vec<SegmentDefinition> = catalog
+            .read()
+            .segments
+            .values()
+            .filter(|d| !d.streaming && d.org_id == org && d.sandbox == sandbox)
+            .filter(|d| all || selected.contains(&d.id))
+            .cloned()
+            .collect();
+        let mut out: Vec<Arc<Compiled>> = defs.iter().filter_map(|d| self.plan(d)).collect();
+        out.sort_by(|a, b| (a.uses_segments, &a.id).cmp(&(b.uses_segments, &b.id)));
+        out
+    }
+
     /// Changes whenever a streaming definition is created, changed or deleted.
     pub fn fingerprint(&self, catalog: &CatalogView) -> u64 {
         let mut versions: Vec<(String, i64)> = catalog

@@ -41,6 +41,8 @@ pub enum Trigger {
     Merged,
     /// A definition was created or changed: every held profile was evaluated.
     Definition,
+    /// A batch segmentation schedule ran.
+    Schedule,
 }
 
 impl Trigger {
@@ -51,6 +53,7 @@ impl Trigger {
             Trigger::Timer => "timer",
             Trigger::Merged => "merged",
             Trigger::Definition => "definition",
+            Trigger::Schedule => "schedule",
         }
     }
 }

@@ -164,6 +164,7 @@ impl Processor for SegmentStage {
             ctx.put(at.cause, SWEPT, fingerprint.clone());
             swept = true;
         }
+        swept |= self.scheduled(partitions, ctx)?;
         Ok(swept)
     }
 
@@ -192,6 +193,90 @@ impl Processor for SegmentStage {
 }
 
 impl SegmentStage {
+    /// Batch segmentation: an active `batch_segmentation` schedule whose daily time passed since
+    /// a partition last ran it evaluates the sandbox's batch definitions over every profile of
+    /// the partition. Each partition keeps when it last ran each schedule (`b<schedule id>`), so
+    /// a restart neither misses nor repeats a run.
+    fn scheduled(
+        &mut self,
+        partitions: &[i32],
+        ctx: &mut Context<'_>,
+    ) -> Result<bool, ProcessError> {
+        let schedules: Vec<cdp_catalog::Schedule> = self
+            .catalog
+            .read()
+            .schedules
+            .values()
+            .filter(|s| s.state == "active" && s.kind == "batch_segmentation")
+            .cloned()
+            .collect();
+        let now = now_ms();
+        let Some(now_dt) = Utc.timestamp_millis_opt(now).single() else {
+            return Ok(false);
+        };
+        let mut ran = false;
+        for schedule in schedules {
+            let Ok(daily) = crate::schedule::Daily::parse(&schedule.schedule) else {
+                continue;
+            };
+            let fired = daily.last_before(now_dt).timestamp_millis();
+            // A firing before the schedule was set up (or last changed) is not owed.
+            if fired < schedule.update_epoch * 1000 {
+                continue;
+            }
+            let mut marker = b"b".to_vec();
+            marker.extend_from_slice(schedule.id.as_bytes());
+            let definitions = self.definitions.batch(
+                &self.catalog,
+                &schedule.org_id,
+                &schedule.sandbox,
+                &schedule.segments,
+            );
+            for &p in partitions {
+                let last = ctx
+                    .get(p, &marker)?
+                    .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+                    .map(i64::from_be_bytes);
+                if last.is_some_and(|l| l >= fired) {
+                    continue;
+                }
+                let at = At {
+                    partition: p,
+                    cause: Cause::Timer(p),
+                };
+                let profiles: Vec<String> = ctx
+                    .scan(p, b"a")?
+                    .into_iter()
+                    .filter_map(|(k, _)| String::from_utf8(k[1..].to_vec()).ok())
+                    .collect();
+                let mut evaluated = 0usize;
+                for profile in &profiles {
+                    let Some(doc) = self.doc(ctx, at, profile)? else {
+                        continue;
+                    };
+                    if doc.org_id != schedule.org_id || doc.sandbox != schedule.sandbox {
+                        continue;
+                    }
+                    self.evaluate_with(
+                        ctx,
+                        at,
+                        profile,
+                        &doc,
+                        &definitions,
+                        Trigger::Schedule,
+                        None,
+                    )?;
+                    evaluated += 1;
+                }
+                tracing::info!(schedule = %schedule.id, partition = p, profiles = evaluated, definitions = definitions.len(), "batch segmentation ran");
+                metrics::counter!("cdp_segment_batch_runs_total").increment(1);
+                ctx.put(at.cause, &marker, fired.to_be_bytes().to_vec());
+                ran = true;
+            }
+        }
+        Ok(ran)
+    }
+
     fn doc(&self, ctx: &Context<'_>, at: At, profile: &str) -> Result<Option<Doc>, ProcessError> {
         match ctx.get(at.partition, &key(b'a', profile))? {
             Some(v) => serde_json::from_slice(&v)
@@ -318,6 +403,7 @@ impl SegmentStage {
         Ok(())
     }
 
+    /// Evaluates the sandbox's streaming definitions for a profile, and sets its timer.
     fn evaluate(
         &mut self,
         ctx: &mut Context<'_>,
@@ -327,13 +413,29 @@ impl SegmentStage {
         trigger: Trigger,
         event_id: Option<String>,
     ) -> Result<(), ProcessError> {
+        let definitions = self
+            .definitions
+            .streaming(&self.catalog, &doc.org_id, &doc.sandbox);
+        self.evaluate_with(ctx, at, profile, doc, &definitions, trigger, event_id)
+    }
+
+    /// Evaluates `definitions` for a profile and writes the memberships that changed. With
+    /// streaming definitions (any trigger but a schedule) it also sets the profile's timer.
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate_with(
+        &mut self,
+        ctx: &mut Context<'_>,
+        at: At,
+        profile: &str,
+        doc: &Doc,
+        definitions: &[std::sync::Arc<crate::definitions::Compiled>],
+        trigger: Trigger,
+        event_id: Option<String>,
+    ) -> Result<(), ProcessError> {
         let now = now_ms();
         let Some(now_dt) = Utc.timestamp_millis_opt(now).single() else {
             return Err(ProcessError::Fatal(format!("the clock reads {now} ms")));
         };
-        let definitions = self
-            .definitions
-            .streaming(&self.catalog, &doc.org_id, &doc.sandbox);
         let mut members = self.members(ctx, at, profile)?;
         if definitions.is_empty() && members.is_empty() {
             return Ok(());
@@ -353,7 +455,7 @@ impl SegmentStage {
         let mut qualified: HashSet<String> = members.keys().cloned().collect();
         let mut next: Option<i64> = None;
         let mut changes = Vec::new();
-        for def in &definitions {
+        for def in definitions {
             let answer = {
                 let cx = Query::new(&doc.attributes, &events, &qualified, now_dt);
                 def.plan.evaluate(&cx)
@@ -405,6 +507,9 @@ impl SegmentStage {
             let value = serde_json::to_vec(&members)
                 .map_err(|e| fatal("memberships cannot be written", e))?;
             ctx.put(at.cause, &key(b'm', profile), value);
+        }
+        if trigger == Trigger::Schedule {
+            return Ok(());
         }
         match next {
             Some(due) => {
