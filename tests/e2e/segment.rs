@@ -559,3 +559,92 @@ async fn an_active_schedule_evaluates_the_batch_definitions_at_its_time() {
     assert_eq!(changes[0].segment_id, "nightly-viewers");
     assert_eq!(changes[0].trigger, Trigger::Schedule);
 }
+
+#[tokio::test]
+async fn segments_of_segments_follow_their_inner_segment_and_merged_profiles_move_their_memberships(
+) {
+    let p = Pipeline::start().await;
+    let _profile = p.start_profile().await;
+    let _segment = p.start_segment().await;
+    define(&p, "signed-up", r#"xEvent.any(eventType = "signup")"#).await;
+    define(&p, "of-signed-up", r#"inSegment("signed-up")"#).await;
+    let (dataset, stream) = event_stream(&p).await;
+    let device = crate::profile::ecid(99);
+    // The person's CRM profile first (older), then an anonymous signup on a device (newer).
+    send(
+        &p,
+        &stream,
+        &dataset,
+        &[at("m1", "max", "other", chrono::Duration::seconds(3))],
+    )
+    .await;
+    eventually(Duration::from_secs(30), "max's profile", async || {
+        crate::profile::api(&p, "/identity/cluster/members?xid=CRMID:max")
+            .await
+            .0
+            == 200
+    })
+    .await;
+    let signup = json!({"_id": "s1", "timestamp": chrono::Utc::now().to_rfc3339(), "eventType": "signup",
+                        "identityMap": {"ECID": [{"id": device, "primary": true}]}});
+    send(&p, &stream, &dataset, &[signup]).await;
+    let mut changes = Vec::new();
+    eventually(
+        Duration::from_secs(30),
+        "the device's profile in both segments",
+        async || {
+            changes = memberships(&p, 2).await;
+            changes.len() >= 2
+        },
+    )
+    .await;
+    let anonymous = changes[0].profile_id.clone();
+    let mut entered: Vec<&str> = changes.iter().map(|c| c.segment_id.as_str()).collect();
+    entered.sort();
+    assert_eq!(
+        entered,
+        vec!["of-signed-up", "signed-up"],
+        "the outer segment follows the inner one at once"
+    );
+
+    // The login joins them: the older CRM profile survives and takes the signup with it.
+    let login = json!({"_id": "l1", "timestamp": chrono::Utc::now().to_rfc3339(), "eventType": "login",
+                       "identityMap": {"CRMID": [{"id": "max", "primary": true}], "ECID": [{"id": device}]}});
+    send(&p, &stream, &dataset, &[login]).await;
+    eventually(
+        Duration::from_secs(30),
+        "memberships moved to the surviving profile",
+        async || {
+            changes = memberships(&p, 6).await;
+            changes.len() >= 6
+        },
+    )
+    .await;
+    let of = |profile: &str, status: Status| -> Vec<String> {
+        let mut v: Vec<String> = changes
+            .iter()
+            .filter(|c| c.profile_id == profile && c.status == status)
+            .map(|c| c.segment_id.clone())
+            .collect();
+        v.sort();
+        v
+    };
+    let survivor = changes
+        .iter()
+        .map(|c| c.profile_id.clone())
+        .find(|id| *id != anonymous)
+        .expect("the surviving profile's changes");
+    assert_eq!(
+        of(&anonymous, Status::Exited),
+        vec!["of-signed-up", "signed-up"]
+    );
+    assert!(changes
+        .iter()
+        .filter(|c| c.profile_id == anonymous && c.status == Status::Exited)
+        .all(|c| c.trigger == Trigger::Merged));
+    assert_eq!(
+        of(&survivor, Status::Realized),
+        vec!["of-signed-up", "signed-up"]
+    );
+    assert_eq!(changes.len(), 6, "{changes:?}");
+}
