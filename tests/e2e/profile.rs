@@ -788,3 +788,48 @@ async fn a_dataset_keeps_events_in_profiles_for_its_own_time_to_live() {
         ["fresh", "old-in-long"].map(String::from).into()
     );
 }
+
+#[tokio::test]
+async fn events_of_an_avro_dataset_hydrate_profiles_too() {
+    let p = Pipeline::start().await;
+    let _profile = p.start_profile().await;
+    let n = cdp_test_support::unique_name("avro");
+    let dataset = p
+        .create_dataset_adjusted(
+            ORG,
+            &format!("https://ns.adobe.com/acme/schemas/{n}"),
+            event_schema(),
+            |f| {
+                f.dataset.format = cdp_catalog::ValueFormat::Avro;
+            },
+        )
+        .await;
+    let stream = p
+        .create_stream(json!({"name": "avro", "orgId": ORG, "datasetId": dataset["id"]}))
+        .await;
+    send(
+        &p,
+        &stream,
+        &dataset,
+        &[event(
+            "avro-1",
+            json!({"CRMID": [{"id": "olga", "primary": true}]}),
+        )],
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "olga's profile with the Avro event",
+        async || events_of_maybe(&p, "CRMID", "olga").await == Some(["avro-1".to_string()].into()),
+    )
+    .await;
+    let valid = p
+        .broker
+        .read_committed(&p.config.topics.events_valid(), 1, Duration::from_secs(5))
+        .await;
+    assert_eq!(
+        valid[0].header("cdp-value-format"),
+        Some("avro"),
+        "the event really was Avro on events.valid"
+    );
+}
