@@ -9,6 +9,7 @@ mod identity_config;
 mod lake;
 mod outage;
 mod profile;
+mod schedules;
 mod segment;
 mod stream;
 mod validate;

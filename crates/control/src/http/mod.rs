@@ -1,9 +1,11 @@
-//! The management API: streams, API keys, tokens, identity namespaces and merge policies.
+//! The management API: streams, API keys, tokens, identity namespaces, merge policies and
+//! schedules (batch segmentation).
 //! Everything except token issuance needs the admin bearer token.
 
 mod api_keys;
 mod merge_policies;
 mod namespaces;
+mod schedules;
 mod streams;
 mod tokens;
 
@@ -55,6 +57,18 @@ pub fn router(state: ControlState) -> Router {
                 .put(merge_policies::replace)
                 .patch(merge_policies::patch)
                 .delete(merge_policies::delete),
+        )
+        // Likewise: `/config/schedules` is not a registry subject.
+        .route(
+            "/config/schedules",
+            get(schedules::list).post(schedules::create),
+        )
+        .route(
+            "/config/schedules/{id}",
+            get(schedules::get)
+                .post(schedules::update)
+                .patch(schedules::update)
+                .delete(schedules::delete),
         )
         .route_layer(axum::middleware::from_fn_with_state(
             state.admin_token.clone(),
