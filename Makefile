@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test lint bench bench-edge bench-validate broker-install build
+.PHONY: run test lint bench bench-edge bench-validate bench-profile broker-install build
 
 build:
 	$(CARGO) build -p cdp
@@ -22,13 +22,16 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Benchmarks; results go in docs/BENCHMARKS.md.
-bench: bench-edge bench-validate
+bench: bench-edge bench-validate bench-profile
 
 bench-edge:
 	scripts/bench.sh edge
 
 bench-validate:
 	scripts/bench.sh validate
+
+bench-profile:
+	scripts/bench.sh profile
 
 broker-install:
 	scripts/tansu.sh install

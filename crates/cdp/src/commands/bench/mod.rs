@@ -3,6 +3,7 @@
 mod copy_loop;
 mod edge;
 mod latency;
+mod profile;
 mod validate;
 
 use std::path::PathBuf;
@@ -19,12 +20,16 @@ pub enum BenchCommand {
     Edge(edge::EdgeBenchArgs),
     /// The validate stage with one and two instances vs a plain validation loop, in one run.
     Validate(validate::ValidateBenchArgs),
+    /// The profile stages (intake → identity → profile) vs the validate stage on the same
+    /// events, in one run; latency, restore, memory and disk per profile.
+    Profile(profile::ProfileBenchArgs),
 }
 
 pub async fn run(config: Option<PathBuf>, cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Edge(args) => edge::run(config, args).await,
         BenchCommand::Validate(args) => validate::run(config, args).await,
+        BenchCommand::Profile(args) => profile::run(config, args).await,
     }
 }
 

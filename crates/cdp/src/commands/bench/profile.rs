@@ -1,0 +1,1484 @@
+//! `cdp bench profile`: the profile stages (intake → identity → profile) against the validate
+//! stage on the same events, in one run, on one broker, each phase under its own namespace:
+//!
+//! - **validate reference**: the events as raw messages through one validate stage (exactly
+//!   once), until its group has committed the end of the raw topic — events/s;
+//! - **profile**: the events pre-produced to events.valid as validate writes them (dataset and
+//!   value-format headers, provenance headers, key = primary identity), then the three profile
+//!   stages started in-process, until every event has its `event` update on profile.updates
+//!   (read_committed) — events/s and the ratio to validate; resident memory and the state
+//!   directory's bytes per profile;
+//! - **latency** at an offered load on the running pipeline: per event, the time from producing
+//!   it to events.valid to reading its committed `event` update (matched by the event's `_id`);
+//! - **restore**: with the stages stopped, each partition of the profile (and identity)
+//!   changelog read into a fresh state store by the runtime's own restore code; then the stages
+//!   restarted with an empty state directory, timed until new events have their updates;
+//! - **changelog**: records per partition (log end − start) × the average record size of a
+//!   sample.
+//!
+//! Profiles: `--profiles` people with `--events-per-profile` events each, in rounds (one event
+//! of every person, then the next), so a profile's events are spread over the stream. A share
+//! of the people (`--stitched-pct`) are stitched: an anonymous part keyed by ECID, one login
+//! event carrying the ECID and a CRMID (keyed by the CRMID), then a part keyed by the CRMID.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use cdp_catalog::CatalogView;
+use cdp_contract::admin::{ensure_topics, TopicSpec};
+use cdp_contract::clock::now_ms;
+use cdp_contract::envelope::{self, Source};
+use cdp_contract::{KafkaSettings, RawHeaders, Topics};
+use cdp_profile::ProfileSettings;
+use cdp_stage::state::{PartitionState, StateStore};
+use cdp_stage::{Lineage, Recovery};
+use cdp_validate::ValidateSettings;
+use clap::Args;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::commands::load_config;
+
+#[derive(Args, Debug, Clone)]
+pub struct ProfileBenchArgs {
+    /// People, so profiles.
+    #[arg(long, default_value_t = 100_000)]
+    profiles: u64,
+    /// Events per person.
+    #[arg(long, default_value_t = 10)]
+    events_per_profile: u64,
+    /// Share of people stitched from an ECID part and a CRMID part by a login event, percent.
+    #[arg(long, default_value_t = 20)]
+    stitched_pct: u64,
+    /// Partitions of events.valid, profile.resolved and profile.updates (and so of the
+    /// profile stage's state).
+    #[arg(long, default_value_t = 3)]
+    partitions: i32,
+    /// Offered load of the latency phase, events per second.
+    #[arg(long, default_value_t = 5_000)]
+    latency_rate: u64,
+    /// Length of the latency phase; 0 skips it.
+    #[arg(long, default_value_t = 10)]
+    latency_seconds: u64,
+    /// No validate reference (saves the broker the raw copy of every event).
+    #[arg(long)]
+    skip_validate: bool,
+    /// No restore phase.
+    #[arg(long)]
+    skip_restore: bool,
+    /// The state store's block cache, MiB (profile.state_cache_mb).
+    #[arg(long, default_value_t = ProfileSettings::default().state_cache_mb)]
+    state_cache_mb: u64,
+}
+
+/// How long the runtime's restore may read a changelog partition before it gives up
+/// (`Recovery`'s timeout in crates/stage/src/runtime.rs).
+const RUNTIME_RESTORE_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn mix(mut x: u64) -> u64 {
+    // splitmix64
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The people and their events.
+#[derive(Clone, Copy)]
+struct Shape {
+    profiles: u64,
+    per: u64,
+    stitched_pct: u64,
+}
+
+/// Which identity an event names.
+#[derive(Clone, Copy, PartialEq)]
+enum Part {
+    Anonymous,
+    Login,
+    Known,
+}
+
+impl Shape {
+    fn total(&self) -> u64 {
+        self.profiles * self.per
+    }
+
+    fn stitched(&self, person: u64) -> bool {
+        mix(person ^ 0x5717_c4ed) % 100 < self.stitched_pct
+    }
+
+    fn stitched_count(&self) -> u64 {
+        (0..self.profiles).filter(|p| self.stitched(*p)).count() as u64
+    }
+
+    /// 38 digits, unique per person.
+    fn ecid(person: u64) -> String {
+        format!(
+            "{:019}{:019}",
+            mix(person) % 10_000_000_000_000_000_000,
+            person
+        )
+    }
+
+    fn crmid(person: u64) -> String {
+        format!("crm-{:016x}", mix(person ^ 0xc0ff_ee00))
+    }
+
+    /// What the `slot`-th event of a person is: a stitched person logs in half way.
+    fn part(&self, person: u64, slot: u64) -> Part {
+        if !self.stitched(person) {
+            return Part::Anonymous;
+        }
+        let login = self.per / 2;
+        match slot.cmp(&login) {
+            std::cmp::Ordering::Less => Part::Anonymous,
+            std::cmp::Ordering::Equal => Part::Login,
+            std::cmp::Ordering::Greater => Part::Known,
+        }
+    }
+
+    /// Event `i` of the stream (round `i / profiles`, person `i % profiles`): its key (the
+    /// primary identity) and value.
+    fn event(&self, i: u64) -> (String, Vec<u8>) {
+        let (person, slot) = (i % self.profiles, i / self.profiles);
+        self.event_of(person, slot, &format!("ev-{i}"))
+    }
+
+    fn event_of(&self, person: u64, slot: u64, id: &str) -> (String, Vec<u8>) {
+        let (ecid, crm) = (Self::ecid(person), Self::crmid(person));
+        let (key, identity_map) = match self.part(person, slot) {
+            Part::Anonymous => (
+                format!("ECID:{ecid}"),
+                json!({"ECID": [{"id": ecid, "primary": true}]}),
+            ),
+            Part::Login => (
+                format!("CRMID:{crm}"),
+                json!({"CRMID": [{"id": crm, "primary": true}], "ECID": [{"id": ecid}]}),
+            ),
+            Part::Known => (
+                format!("CRMID:{crm}"),
+                json!({"CRMID": [{"id": crm, "primary": true}]}),
+            ),
+        };
+        let h = mix(person.wrapping_mul(31).wrapping_add(slot));
+        let product = h % 500;
+        let timestamp = chrono::DateTime::from_timestamp_millis(now_ms())
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let value = json!({
+            "_id": id,
+            "timestamp": timestamp,
+            "eventType": if slot % 3 == 2 { "commerce.productViews" } else { "web.webpagedetails.pageViews" },
+            "identityMap": identity_map,
+            "web": {"webPageDetails": {"name": format!("product-{product}"), "URL": format!("https://shop.example.com/p/{product}"), "isHomePage": product == 0}},
+            "productListItems": [{"SKU": format!("SKU-{product:05}"), "name": "Fernie Snow", "quantity": 1 + h % 3, "priceTotal": (h % 10_000) as f64 / 100.0}],
+            "environment": {"browserDetails": {
+                "userAgent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0",
+                "acceptLanguage": "en-US"}}
+        });
+        (key, value.to_string().into_bytes())
+    }
+}
+
+/// The bench schema: what validate checks the events against.
+fn schema() -> Value {
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "required": ["_id", "timestamp"],
+        "properties": {
+            "_id": {"type": "string"},
+            "timestamp": {"type": "string", "format": "date-time"},
+            "eventType": {"type": "string"},
+            "identityMap": {"type": "object", "additionalProperties": {"type": "array", "items": {
+                "type": "object", "properties": {"id": {"type": "string"}, "primary": {"type": "boolean"}}}}},
+            "web": {"type": "object", "properties": {"webPageDetails": {"type": "object", "properties": {
+                "name": {"type": "string"}, "URL": {"type": "string"}, "isHomePage": {"type": "boolean"}}}}},
+            "productListItems": {"type": "array", "items": {"type": "object", "properties": {
+                "SKU": {"type": "string"}, "name": {"type": "string"}, "quantity": {"type": "integer"}, "priceTotal": {"type": "number"}}}},
+            "environment": {"type": "object", "properties": {"browserDetails": {"type": "object", "properties": {
+                "userAgent": {"type": "string"}, "acceptLanguage": {"type": "string"}}}}}
+        }
+    })
+}
+
+fn raw_headers(i: u64) -> RawHeaders {
+    RawHeaders {
+        stream_id: "bench".into(),
+        org_id: super::ORG.into(),
+        sandbox: "prod".into(),
+        batch_id: "bench".into(),
+        xaction_id: format!("bench:{i}"),
+        received_ms: now_ms(),
+        content_type: "application/json".into(),
+        source: Source::Stream,
+    }
+}
+
+/// The headers validate writes on events.valid.
+fn valid_headers(i: u64) -> OwnedHeaders {
+    raw_headers(i)
+        .to_kafka()
+        .insert(Header {
+            key: envelope::DATASET_ID,
+            value: Some("bench-dataset"),
+        })
+        .insert(Header {
+            key: envelope::VALUE_FORMAT,
+            value: Some("json"),
+        })
+}
+
+/// A fresh namespace with the bench catalog and `topics` (besides the catalog).
+async fn namespace(
+    kafka: &KafkaSettings,
+    partitions: i32,
+    topics_of: impl Fn(&Topics) -> Vec<String>,
+) -> anyhow::Result<(Topics, CatalogView)> {
+    let topics = Topics::new(format!(
+        "bench-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    ));
+    let mut specs = vec![TopicSpec {
+        name: topics.catalog(),
+        partitions: 1,
+        compacted: true,
+    }];
+    for name in topics_of(&topics) {
+        specs.push(TopicSpec {
+            name,
+            partitions,
+            compacted: false,
+        });
+    }
+    ensure_topics(kafka, &specs).await?;
+    let view = CatalogView::start(kafka, &topics)?;
+    view.caught_up(Duration::from_secs(30)).await?;
+    super::seed_catalog(kafka, &topics, &view, schema()).await?;
+    Ok((topics, view))
+}
+
+/// Writes `count` records (`record(i)`: key, value, headers) to `topic`, as fast as the
+/// producer takes them.
+async fn produce_all(
+    kafka: &KafkaSettings,
+    topic: &str,
+    count: u64,
+    record: impl Fn(u64) -> (String, Vec<u8>, OwnedHeaders),
+) -> anyhow::Result<()> {
+    let producer: FutureProducer = kafka.producer("bench-profile-load", 120_000).create()?;
+    let mut pending = std::collections::VecDeque::new();
+    for i in 0..count {
+        let (key, payload, headers) = record(i);
+        let mut rec = FutureRecord::to(topic)
+            .key(&key)
+            .payload(&payload)
+            .headers(headers);
+        loop {
+            match producer.send_result(rec) {
+                Ok(d) => {
+                    pending.push_back(d);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    rec = back;
+                    match pending.pop_front() {
+                        Some(d) => {
+                            d.await?.map_err(|(e, _)| e)?;
+                        }
+                        None => tokio::time::sleep(Duration::from_millis(1)).await,
+                    }
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+        while pending.len() > 50_000 {
+            if let Some(d) = pending.pop_front() {
+                d.await?.map_err(|(e, _)| e)?;
+            }
+        }
+    }
+    for d in pending {
+        d.await?.map_err(|(e, _)| e)?;
+    }
+    Ok(())
+}
+
+/// Throughput of one stage run.
+struct Rates {
+    /// From the first output to the last.
+    steady: f64,
+    /// From start, group joins included.
+    overall: f64,
+    /// Until the first output.
+    first: Duration,
+    took: Duration,
+    /// Where the CPU went.
+    cpu: String,
+}
+
+impl Rates {
+    fn of(count: u64, started: Instant, first: Instant, done: Instant) -> Rates {
+        Rates {
+            steady: count as f64 / (done - first).as_secs_f64().max(1e-3),
+            overall: count as f64 / (done - started).as_secs_f64().max(1e-3),
+            first: first - started,
+            took: done - started,
+            cpu: String::new(),
+        }
+    }
+}
+
+/// (b): the events as raw messages through one validate stage.
+async fn validate_reference(
+    kafka: &KafkaSettings,
+    shape: Shape,
+    partitions: i32,
+    broker: Option<&str>,
+) -> anyhow::Result<Rates> {
+    let (topics, view) = namespace(kafka, partitions, |t| {
+        vec![t.ingest_raw(), t.events_valid(), t.events_error()]
+    })
+    .await?;
+    produce_all(kafka, &topics.ingest_raw(), shape.total(), |i| {
+        let (key, value) = shape.event(i);
+        (key, value, raw_headers(i).to_kafka())
+    })
+    .await?;
+    println!("  {} raw events written", shape.total());
+
+    let group = format!("bench-validate-{}", uuid::Uuid::new_v4().simple());
+    let raw = topics.ingest_raw();
+    let probe: BaseConsumer = kafka.consumer("bench-probe", &group).create()?;
+    let mut ends = TopicPartitionList::new();
+    let mut total = 0i64;
+    for p in 0..partitions {
+        let (_, high) = probe.fetch_watermarks(&raw, p, Duration::from_secs(10))?;
+        ends.add_partition_offset(&raw, p, Offset::Offset(high))?;
+        total += high;
+    }
+    let (stop, stopped) = watch::channel(false);
+    let settings = ValidateSettings {
+        group_id: group.clone(),
+        instance_id: Some(format!("{group}-0")),
+        ..ValidateSettings::default()
+    };
+    let cpu = CpuMark::take(broker);
+    let started = Instant::now();
+    let stage = {
+        let (kafka, topics, view) = (kafka.clone(), topics.clone(), view.clone());
+        tokio::spawn(async move {
+            let identity = cdp_contract::IdentitySettings::default().namespaces;
+            cdp_validate::stage::run(&kafka, &topics, &settings, &identity, view, stopped).await
+        })
+    };
+    let mut first: Option<(Instant, i64)> = None;
+    loop {
+        let committed = probe.committed_offsets(ends.clone(), Duration::from_secs(10))?;
+        let done: i64 = committed
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            })
+            .sum();
+        if done > 0 && first.is_none() {
+            first = Some((Instant::now(), done));
+        }
+        if done >= total {
+            break;
+        }
+        if stage.is_finished() {
+            stage.await??;
+            bail!("the validate stage stopped at {done} of {total}");
+        }
+        if started.elapsed() > Duration::from_secs(1800) {
+            bail!("validate did not finish within 30 minutes ({done} of {total})");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let done = Instant::now();
+    let (first_at, first_done) = first.unwrap_or((started, 0));
+    let mut rates = Rates::of((total - first_done) as u64, started, first_at, done);
+    rates.overall = total as f64 / (done - started).as_secs_f64();
+    rates.cpu = cpu.since(broker, total as u64);
+    let _ = stop.send(true);
+    stage.await.context("validate task")??;
+    Ok(rates)
+}
+
+/// What the follower of profile.updates has seen.
+#[derive(Default)]
+struct Seen {
+    /// One bit per stream event (`ev-<i>`) with an `event` update.
+    bits: Vec<u64>,
+    distinct: u64,
+    updates: u64,
+    by_type: BTreeMap<String, u64>,
+    unreadable: u64,
+    first: Option<Instant>,
+    last_new: Option<Instant>,
+    /// Other events (latency, restart probes): when their update was read and when the
+    /// profile stage made it (epoch ms).
+    marks: HashMap<String, (i64, i64)>,
+}
+
+#[derive(Deserialize)]
+struct UpdateHead<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+    #[serde(rename = "timeMs", default)]
+    time_ms: i64,
+    #[serde(default, borrow)]
+    event: Option<EventHead<'a>>,
+}
+
+#[derive(Deserialize)]
+struct EventHead<'a> {
+    #[serde(rename = "itemId", borrow)]
+    item_id: &'a str,
+}
+
+/// Reads profile.updates (read_committed, from the beginning) on its own thread.
+struct Follower {
+    seen: Arc<Mutex<Seen>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Follower {
+    fn start(
+        kafka: &KafkaSettings,
+        topic: &str,
+        partitions: i32,
+        events: u64,
+    ) -> anyhow::Result<Follower> {
+        let reader: BaseConsumer = kafka.reader("bench-profile-updates").create()?;
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+        }
+        reader.assign(&tpl)?;
+        let seen = Arc::new(Mutex::new(Seen {
+            bits: vec![0; events.div_ceil(64) as usize],
+            ..Seen::default()
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (seen, stop) = (seen.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let Some(m) = reader.poll(Duration::from_millis(100)) else {
+                        continue;
+                    };
+                    let Ok(m) = m else {
+                        continue;
+                    };
+                    let at = Instant::now();
+                    let at_ms = now_ms();
+                    let head: Option<UpdateHead> =
+                        m.payload().and_then(|p| serde_json::from_slice(p).ok());
+                    let mut s = seen.lock().unwrap_or_else(|e| e.into_inner());
+                    s.updates += 1;
+                    let Some(head) = head else {
+                        s.unreadable += 1;
+                        continue;
+                    };
+                    *s.by_type.entry(head.kind.to_string()).or_default() += 1;
+                    let Some(event) = head.event.filter(|_| head.kind == "event") else {
+                        continue;
+                    };
+                    if let Some(i) = event
+                        .item_id
+                        .strip_prefix("ev-")
+                        .and_then(|n| n.parse::<u64>().ok())
+                    {
+                        let (word, bit) = ((i / 64) as usize, 1u64 << (i % 64));
+                        if let Some(w) = s.bits.get_mut(word) {
+                            if *w & bit == 0 {
+                                *w |= bit;
+                                s.distinct += 1;
+                                s.first.get_or_insert(at);
+                                s.last_new = Some(at);
+                            }
+                        }
+                    } else {
+                        s.marks
+                            .entry(event.item_id.to_string())
+                            .or_insert((at_ms, head.time_ms));
+                    }
+                }
+            })
+        };
+        Ok(Follower {
+            seen,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Seen) -> T) -> T {
+        f(&self.seen.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat` (USER_HZ = 100).
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces), from field 3 on.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// CPU seconds of this process's threads, by thread name with digits dropped (`rdk:broker`,
+/// `tokio-runtime-w`, …). Threads that ended are not counted.
+fn cpu_by_thread() -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let tid = t.file_name().to_string_lossy().into_owned();
+        let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        let name: String = name
+            .trim()
+            .chars()
+            .filter(|c| !c.is_ascii_digit())
+            .collect();
+        if let Some(cpu) = cpu_seconds(&format!("self/task/{tid}")) {
+            *out.entry(name).or_default() += cpu;
+        }
+    }
+    out
+}
+
+/// CPU seconds between two readings, largest first.
+fn cpu_spent(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> String {
+    let mut spent: Vec<(String, f64)> = after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, v)| *v >= 0.05)
+        .collect();
+    spent.sort_by(|a, b| b.1.total_cmp(&a.1));
+    spent
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.1}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// CPU used from here on, by this process (per thread name) and by the broker.
+struct CpuMark {
+    at: Instant,
+    own: f64,
+    broker: f64,
+    threads: BTreeMap<String, f64>,
+}
+
+impl CpuMark {
+    fn take(broker: Option<&str>) -> CpuMark {
+        CpuMark {
+            at: Instant::now(),
+            own: cpu_seconds("self").unwrap_or(0.0),
+            broker: broker.and_then(cpu_seconds).unwrap_or(0.0),
+            threads: cpu_by_thread(),
+        }
+    }
+
+    /// CPU seconds since the mark: this process, the broker, and this process by thread.
+    fn since(&self, broker: Option<&str>, events: u64) -> String {
+        let wall = self.at.elapsed().as_secs_f64().max(1e-3);
+        let own = cpu_seconds("self").unwrap_or(0.0) - self.own;
+        let b = broker.and_then(cpu_seconds).unwrap_or(0.0) - self.broker;
+        format!(
+            "CPU over {wall:.1} s: this process {own:.1} s ({:.0} µs/event), broker {b:.1} s ({:.0} µs/event), {:.0} % of {} cores in all; by thread: {}",
+            own * 1e6 / events.max(1) as f64,
+            b * 1e6 / events.max(1) as f64,
+            (own + b) * 100.0 / (wall * cores() as f64),
+            cores(),
+            cpu_spent(&self.threads, &cpu_by_thread())
+        )
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// A `/proc/<pid>/status` field in kB.
+fn status_kb(pid: &str, field: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn mib(kb: Option<u64>) -> String {
+    kb.map_or("?".into(), |kb| format!("{:.0} MiB", kb as f64 / 1024.0))
+}
+
+/// Resets this process's peak resident memory (VmHWM) to the current one.
+fn reset_peak() {
+    if let Err(e) = std::fs::write("/proc/self/clear_refs", "5") {
+        println!("  cannot reset VmHWM ({e}): the peak below includes earlier phases");
+    }
+}
+
+/// The broker's process id: the tansu process listening at the bootstrap address.
+fn broker_pid(bootstrap: &str) -> Option<String> {
+    let address = bootstrap.split(',').next()?;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if cmdline.contains("tansu") && cmdline.contains(address) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// Bytes under `dir`: allocated, apparent, and allocated in the store's journal (write-ahead
+/// log) files.
+fn du_split(dir: &Path, in_journal: bool) -> (u64, u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = (0, 0, 0);
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            let journal = in_journal || e.file_name().to_string_lossy().contains("journal");
+            if m.is_dir() {
+                let (a, b, j) = du_split(&e.path(), journal);
+                total = (total.0 + a, total.1 + b, total.2 + j);
+            } else {
+                let allocated = m.blocks() * 512;
+                let j = if journal || e.path().extension().is_some_and(|x| x == "jnl") {
+                    allocated
+                } else {
+                    0
+                };
+                total = (total.0 + allocated, total.1 + m.len(), total.2 + j);
+            }
+        }
+    }
+    total
+}
+
+/// Bytes of each stage's state directory under `base` (`<stage>-<instance>-<pid>`):
+/// allocated, apparent, of which journal.
+fn state_bytes(base: &Path) -> BTreeMap<String, (u64, u64, u64)> {
+    let mut out = BTreeMap::new();
+    if let Ok(entries) = std::fs::read_dir(base) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stage = name.split('-').next().unwrap_or_default().to_string();
+            out.insert(stage, du_split(&e.path(), false));
+        }
+    }
+    out
+}
+
+/// The sum of a metric's series whose line contains `labels`.
+fn metric(page: &str, name: &str, labels: &str) -> f64 {
+    page.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+                && l.contains(labels)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn page() -> String {
+    cdp_contract::prometheus::render().unwrap_or_default()
+}
+
+/// Records in per profile stage so far, from the runtime's metrics.
+fn stage_inputs(page: &str) -> String {
+    ["intake", "identity", "profile"]
+        .iter()
+        .map(|s| {
+            format!(
+                "{s} {:.0}",
+                metric(page, &format!("cdp_{s}_records_in_total"), "")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What each stage's transactions did between two metric pages.
+fn transactions(before: &str, after: &str) -> Vec<String> {
+    ["intake", "identity", "profile"]
+        .iter()
+        .map(|s| {
+            let d = |name: &str| {
+                let n = format!("cdp_{s}_{name}");
+                metric(after, &n, "") - metric(before, &n, "")
+            };
+            let n = d("transaction_duration_seconds_count").max(1.0);
+            format!(
+                "{s}: {:.0} records in, {:.0} transactions of {:.0} records, {:.0} ms open, {:.0} ms committing",
+                d("records_in_total"),
+                d("transaction_duration_seconds_count"),
+                d("transaction_records_sum") / n,
+                d("transaction_duration_seconds_sum") * 1000.0 / n,
+                d("commit_duration_seconds_sum") * 1000.0 / n,
+            )
+        })
+        .collect()
+}
+
+/// A running profile pipeline (the three stages, in-process).
+struct Pipeline {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), cdp_profile::ProfileError>>,
+}
+
+impl Pipeline {
+    fn start(
+        kafka: &KafkaSettings,
+        topics: &Topics,
+        settings: &ProfileSettings,
+        view: &CatalogView,
+    ) -> Pipeline {
+        let (stop, stopped) = watch::channel(false);
+        let (kafka, topics, settings, view) = (
+            kafka.clone(),
+            topics.clone(),
+            settings.clone(),
+            view.clone(),
+        );
+        let task = tokio::spawn(async move {
+            cdp_profile::run(&kafka, &topics, &settings, view, stopped).await
+        });
+        Pipeline { stop, task }
+    }
+
+    /// Fails if the stages stopped by themselves.
+    async fn check(&mut self) -> anyhow::Result<()> {
+        if self.task.is_finished() {
+            (&mut self.task).await??;
+            bail!("the profile stages stopped");
+        }
+        Ok(())
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(Duration::from_secs(120), self.task)
+            .await
+            .context("the profile stages did not stop within 2 minutes")???;
+        Ok(())
+    }
+}
+
+/// p50 / p90 / p99 / max in ms.
+struct Latency {
+    samples: usize,
+    offered: f64,
+    p50: i64,
+    p90: i64,
+    p99: i64,
+    max: i64,
+    /// Produced → the profile stage made the update (before its transaction committed).
+    made_p50: i64,
+    made_p99: i64,
+    /// Events slower than 500 ms in the first tenth of the run, and in the rest.
+    slow_first: usize,
+    slow_rest: usize,
+}
+
+/// The `q` quantile of sorted values.
+fn quantile(sorted: &[i64], q: f64) -> i64 {
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted.get(i).copied().unwrap_or(0)
+}
+
+/// (d): events at `rate` for `seconds` into the running pipeline, for existing profiles.
+async fn latency(
+    kafka: &KafkaSettings,
+    topics: &Topics,
+    shape: Shape,
+    follower: &Follower,
+    rate: u64,
+    seconds: u64,
+) -> anyhow::Result<Latency> {
+    let producer: FutureProducer = kafka.producer("bench-profile-latency", 60_000).create()?;
+    let topic = topics.events_valid();
+    let record = |j: u64, id: &str| {
+        let person = mix(j ^ 0x1a7e_0c1e) % shape.profiles;
+        // The person's last kind of event: CRMID for a stitched person, else ECID.
+        shape.event_of(person, shape.per.saturating_sub(1), id)
+    };
+    // One acknowledged record first: a new idempotent producer holds what it is given until
+    // it has its producer id (see latency.rs).
+    let (key, value) = record(u64::MAX, "lat-warm");
+    producer
+        .send(
+            FutureRecord::to(&topic)
+                .key(&key)
+                .payload(&value)
+                .headers(valid_headers(0)),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(e, _)| e)?;
+    let count = (rate * seconds) as usize;
+    let per_tick = (rate / 100).max(1) as usize;
+    let started = Instant::now();
+    let mut sends = Vec::with_capacity(count);
+    for j in 0..count {
+        if j % per_tick == 0 {
+            let tick = (j / per_tick) as u32;
+            tokio::time::sleep_until((started + Duration::from_millis(10) * tick).into()).await;
+        }
+        let id = format!("lat-{j}");
+        let (key, value) = record(j as u64, &id);
+        let ts = now_ms();
+        let delivery = producer
+            .send_result(
+                FutureRecord::to(&topic)
+                    .key(&key)
+                    .payload(&value)
+                    .headers(valid_headers(j as u64))
+                    .timestamp(ts),
+            )
+            .map_err(|(e, _)| e)?;
+        sends.push((id, ts, delivery));
+    }
+    let offered = count as f64 / started.elapsed().as_secs_f64();
+    let mut sent = Vec::with_capacity(count);
+    for (id, ts, d) in sends {
+        d.await?.map_err(|(e, _)| e)?;
+        sent.push((id, ts));
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let pairs = loop {
+        let got: Vec<(i64, i64)> = follower.with(|s| {
+            sent.iter()
+                .filter_map(|(id, ts)| s.marks.get(id).map(|(at, made)| (at - ts, made - ts)))
+                .collect()
+        });
+        if got.len() == sent.len() {
+            break got;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {} latency events had their update within 2 minutes",
+                got.len(),
+                sent.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // In send order: where the slow ones fall.
+    let tenth = pairs.len() / 10;
+    let slow = |part: &[(i64, i64)]| part.iter().filter(|(l, _)| *l > 500).count();
+    let (slow_first, slow_rest) = (slow(&pairs[..tenth]), slow(&pairs[tenth..]));
+    let mut latencies: Vec<i64> = pairs.iter().map(|(l, _)| *l).collect();
+    let mut made: Vec<i64> = pairs.iter().map(|(_, m)| *m).collect();
+    latencies.sort_unstable();
+    made.sort_unstable();
+    Ok(Latency {
+        samples: latencies.len(),
+        offered,
+        p50: quantile(&latencies, 0.5),
+        p90: quantile(&latencies, 0.9),
+        p99: quantile(&latencies, 0.99),
+        max: latencies.last().copied().unwrap_or(0),
+        made_p50: quantile(&made, 0.5),
+        made_p99: quantile(&made, 0.99),
+        slow_first,
+        slow_rest,
+    })
+}
+
+/// One changelog partition restored into a fresh store by the runtime's restore code.
+struct Restored {
+    partition: i32,
+    keys: usize,
+    records: usize,
+    took: Duration,
+    /// The store's directory after the restore (allocated bytes), and its journal's.
+    bytes: u64,
+    journal: u64,
+}
+
+/// The live state of a sample of profiles: keys + values, by kind.
+#[derive(Default)]
+struct Logical {
+    profiles: usize,
+    meta: usize,
+    events: usize,
+    event_bytes: usize,
+    fragment_bytes: usize,
+}
+
+impl Logical {
+    fn per_profile(&self) -> f64 {
+        (self.meta + self.event_bytes + self.fragment_bytes) as f64 / self.profiles.max(1) as f64
+    }
+}
+
+/// Sums the keys and values of the profiles whose id starts with `00` (1/256 of them), by the
+/// profile stage's key layout (crates/profile/src/profiles/keys.rs: `m<id>` → meta,
+/// `e<id>/<time>/<item>` → events, `f<id>/…` → fragments).
+fn sample_logical(store: &StateStore, partition: i32, into: &mut Logical) -> anyhow::Result<()> {
+    for (key, value) in store.scan(partition, b"m00")? {
+        let id = &key[1..];
+        into.profiles += 1;
+        into.meta += key.len() + value.len();
+        for kind in [b'e', b'f'] {
+            let mut prefix = vec![kind];
+            prefix.extend_from_slice(id);
+            prefix.push(b'/');
+            for (k, v) in store.scan(partition, &prefix)? {
+                if kind == b'e' {
+                    into.events += 1;
+                    into.event_bytes += k.len() + v.len();
+                } else {
+                    into.fragment_bytes += k.len() + v.len();
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// (e): every partition of `changelog` read into a fresh state store, one after the other, as
+/// the runtime does after an assignment; with `logical`, the live state of a sample of
+/// profiles is measured too.
+async fn restore(
+    kafka: &KafkaSettings,
+    changelog: &str,
+    partitions: i32,
+    dir: &Path,
+    cache_mb: u64,
+    mut logical: Option<&mut Logical>,
+) -> anyhow::Result<Vec<Restored>> {
+    let recovery = Arc::new(Recovery::new(
+        kafka,
+        "bench-profile-restore",
+        "bench-profile-restore",
+        Lineage::INPUT,
+        format!("{changelog}.unused-checkpoints"),
+        Vec::new(),
+        // Longer than the runtime's, to measure restores it would give up on.
+        Duration::from_secs(1800),
+    )?);
+    let mut store = StateStore::open(changelog.to_string(), dir, cache_mb)?;
+    let mut out = Vec::new();
+    for partition in 0..partitions {
+        let loader = store.loader(partition)?;
+        let (r, c) = (recovery.clone(), changelog.to_string());
+        let started = Instant::now();
+        let state =
+            tokio::task::spawn_blocking(move || PartitionState::load(&r, &c, loader)).await??;
+        let took = started.elapsed();
+        let (keys, records) = (state.approximate_len(), state.records());
+        store.install(partition, state);
+        if let Some(l) = logical.as_deref_mut() {
+            sample_logical(&store, partition, l)?;
+        }
+        let disk = du_split(dir, false);
+        out.push(Restored {
+            partition,
+            keys,
+            records,
+            took,
+            bytes: disk.0,
+            journal: disk.2,
+        });
+    }
+    Ok(out)
+}
+
+/// Records and approximate bytes of a topic: per partition log end − log start, times the
+/// average key + value size of up to `sample` records read from each partition's start.
+fn topic_size(
+    kafka: &KafkaSettings,
+    topic: &str,
+    partitions: i32,
+    sample: usize,
+) -> anyhow::Result<(i64, f64)> {
+    let reader: BaseConsumer = kafka.reader("bench-profile-size").create()?;
+    let (mut records, mut bytes) = (0i64, 0f64);
+    for p in 0..partitions {
+        let (low, high) = reader.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+        let n = high - low;
+        records += n;
+        if n <= 0 {
+            continue;
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, p, Offset::Offset(low))?;
+        reader.assign(&tpl)?;
+        let want = (n as usize).min(sample);
+        let (mut got, mut size) = (0usize, 0usize);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while got < want && Instant::now() < deadline {
+            if let Some(Ok(m)) = reader.poll(Duration::from_millis(200)) {
+                got += 1;
+                size += m.key().map_or(0, <[u8]>::len) + m.payload().map_or(0, <[u8]>::len);
+            }
+        }
+        if got > 0 {
+            bytes += n as f64 * size as f64 / got as f64;
+        }
+    }
+    Ok((records, bytes))
+}
+
+fn per_profile(bytes: f64, profiles: u64) -> String {
+    format!("{:.0} B/profile", bytes / profiles.max(1) as f64)
+}
+
+pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Result<()> {
+    let config = load_config(config)?;
+    if config.kafka.bootstrap_servers.is_empty() {
+        bail!("no broker configured (CDP_KAFKA__BOOTSTRAP_SERVERS); `make bench` starts one");
+    }
+    if args.profiles == 0 || args.events_per_profile == 0 {
+        bail!("--profiles and --events-per-profile must be at least 1");
+    }
+    let kafka = config.kafka.clone();
+    let bootstrap = kafka.bootstrap_servers.clone();
+    let shape = Shape {
+        profiles: args.profiles,
+        per: args.events_per_profile,
+        stitched_pct: args.stitched_pct.min(100),
+    };
+    let total = shape.total();
+    let stitched = shape.stitched_count();
+    let sizes: Vec<usize> = (0..1000.min(total))
+        .map(|i| shape.event(i).1.len())
+        .collect();
+    let average = sizes.iter().sum::<usize>() / sizes.len().max(1);
+    println!(
+        "cdp bench profile: {} profiles × {} events = {total} events of ~{average} B, {stitched} profiles ({:.1} %) stitched from ECID + CRMID by a login event, {} partitions, broker {bootstrap}",
+        args.profiles,
+        args.events_per_profile,
+        stitched as f64 * 100.0 / args.profiles as f64,
+        args.partitions,
+    );
+    let broker_pid = broker_pid(&bootstrap);
+    let broker = || mib(broker_pid.as_deref().and_then(|p| status_kb(p, "VmRSS:")));
+    println!("broker RSS at start: {}", broker());
+
+    // (b) The validate stage on the same events, as raw messages.
+    let validate = if args.skip_validate {
+        None
+    } else {
+        println!("(b) validate reference: raw events → one validate stage, exactly once");
+        let r = validate_reference(&kafka, shape, args.partitions, broker_pid.as_deref()).await?;
+        println!(
+            "(b) validate stage, 1 instance:   {:>9.0} events/s steady; {:.0} events/s including {:.1} s to the first commit ({:.1} s in all); broker RSS {}",
+            r.steady, r.overall, r.first.as_secs_f64(), r.took.as_secs_f64(), broker()
+        );
+        println!("    {}", r.cpu);
+        Some(r)
+    };
+
+    // (a) The events on events.valid of a fresh namespace, as validate writes them.
+    let (topics, view) = namespace(&kafka, args.partitions, |t| {
+        vec![t.events_valid(), t.events_error()]
+    })
+    .await?;
+    let state_base = std::env::temp_dir().join(format!("cdp-bench-profile-{}", topics.namespace));
+    let settings = ProfileSettings {
+        group_prefix: format!("{}-profile", topics.namespace),
+        instance_id: Some("bench".into()),
+        partitions: args.partitions,
+        state_dir: Some(state_base.join("run").display().to_string()),
+        state_cache_mb: args.state_cache_mb,
+        ..ProfileSettings::default()
+    };
+    ensure_topics(&kafka, &cdp_profile::run::topic_specs(&topics, &settings)).await?;
+    let started = Instant::now();
+    produce_all(&kafka, &topics.events_valid(), total, |i| {
+        let (key, value) = shape.event(i);
+        (key, value, valid_headers(i))
+    })
+    .await?;
+    println!(
+        "(a) {total} events written to {} in {:.1} s (not timed); broker RSS {}",
+        topics.events_valid(),
+        started.elapsed().as_secs_f64(),
+        broker()
+    );
+
+    // (c) The three profile stages until every event has its committed update.
+    let follower = Follower::start(&kafka, &topics.profile_updates(), args.partitions, total)?;
+    reset_peak();
+    let rss_before = status_kb("self", "VmRSS:");
+    let page_before = page();
+    let cpu = CpuMark::take(broker_pid.as_deref());
+    let started = Instant::now();
+    let mut pipeline = Pipeline::start(&kafka, &topics, &settings, &view);
+    let mut progress = (0u64, Instant::now());
+    let mut printed = Instant::now();
+    loop {
+        let distinct = follower.with(|s| s.distinct);
+        if distinct >= total {
+            break;
+        }
+        pipeline.check().await?;
+        if distinct > progress.0 {
+            progress = (distinct, Instant::now());
+        } else if progress.1.elapsed() > Duration::from_secs(300) {
+            bail!(
+                "no progress for 5 minutes: {distinct} of {total} events have their update; records in: {}",
+                stage_inputs(&page())
+            );
+        }
+        if printed.elapsed() >= Duration::from_secs(10) {
+            printed = Instant::now();
+            println!(
+                "  {:>5.0} s: {distinct} of {total} events have their update; records in: {}; RSS {}, broker {}",
+                started.elapsed().as_secs_f64(),
+                stage_inputs(&page()),
+                mib(status_kb("self", "VmRSS:")),
+                broker()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let done = Instant::now();
+    let (first, last, by_type, updates, unreadable) = follower.with(|s| {
+        (
+            s.first,
+            s.last_new,
+            s.by_type.clone(),
+            s.updates,
+            s.unreadable,
+        )
+    });
+    let profile = Rates::of(
+        total,
+        started,
+        first.unwrap_or(started),
+        last.unwrap_or(done),
+    );
+    let cpu = cpu.since(broker_pid.as_deref(), total);
+    let rss_after = status_kb("self", "VmRSS:");
+    let rss_peak = status_kb("self", "VmHWM:");
+    let page_after = page();
+    let state = state_bytes(&state_base.join("run"));
+    println!(
+        "(c) profile stages (intake → identity → profile): {:>9.0} events/s steady{}; {:.0} events/s including {:.1} s to the first update ({:.1} s in all)",
+        profile.steady,
+        validate
+            .as_ref()
+            .map(|v| format!(" ({:.2} of validate)", profile.steady / v.steady))
+            .unwrap_or_default(),
+        profile.overall,
+        profile.first.as_secs_f64(),
+        profile.took.as_secs_f64()
+    );
+    for line in transactions(&page_before, &page_after) {
+        println!("    {line}");
+    }
+    println!("    {cpu}");
+    let changes = |op: &str| {
+        metric(
+            &page_after,
+            "cdp_identity_graph_changes_total",
+            &format!("op=\"{op}\""),
+        ) - metric(
+            &page_before,
+            "cdp_identity_graph_changes_total",
+            &format!("op=\"{op}\""),
+        )
+    };
+    println!(
+        "    updates read: {updates} ({by_type:?}, {unreadable} unreadable); graph: {:.0} created, {:.0} linked, {:.0} merged, {:.0} split",
+        changes("created"),
+        changes("linked"),
+        changes("merged"),
+        changes("split")
+    );
+    println!(
+        "(f) resident memory of this process: {} before the stages, peak {} while they ran, {} after (anonymous {}, file-backed {}); broker {}",
+        mib(rss_before),
+        mib(rss_peak),
+        mib(rss_after),
+        mib(status_kb("self", "RssAnon:")),
+        mib(status_kb("self", "RssFile:")),
+        broker()
+    );
+    for (stage, (allocated, apparent, journal)) in &state {
+        println!(
+            "(f) {stage} state directory: {:.1} MiB on disk ({:.1} MiB apparent), of which {:.1} MiB journal; {}",
+            *allocated as f64 / 1048576.0,
+            *apparent as f64 / 1048576.0,
+            *journal as f64 / 1048576.0,
+            per_profile(*allocated as f64, args.profiles)
+        );
+    }
+
+    // Changelogs: records and approximate bytes.
+    let (profile_records, profile_bytes) =
+        topic_size(&kafka, &topics.profile_changelog(), args.partitions, 2_000)?;
+    let (identity_records, identity_bytes) =
+        topic_size(&kafka, &topics.identity_changelog(), 1, 2_000)?;
+    println!(
+        "(f) profile.changelog: {profile_records} records, ~{:.1} MiB ({}); identity.changelog: {identity_records} records, ~{:.1} MiB ({}) after (c) (records = log end − log start, bytes = records × the average key + value of the first 2,000 per partition)",
+        profile_bytes / 1048576.0,
+        per_profile(profile_bytes, args.profiles),
+        identity_bytes / 1048576.0,
+        per_profile(identity_bytes, args.profiles),
+    );
+
+    // (d) Latency on the running pipeline.
+    let lat = if args.latency_seconds > 0 {
+        let page_before = page();
+        let cpu = CpuMark::take(broker_pid.as_deref());
+        let l = latency(
+            &kafka,
+            &topics,
+            shape,
+            &follower,
+            args.latency_rate,
+            args.latency_seconds,
+        )
+        .await?;
+        println!(
+            "(d) latency events.valid → committed profile update at {:.0} events/s for {} s: p50 {} ms, p90 {} ms, p99 {} ms, max {} ms ({} events)",
+            l.offered, args.latency_seconds, l.p50, l.p90, l.p99, l.max, l.samples
+        );
+        println!(
+            "    events.valid → the profile stage made the update (before its commit): p50 {} ms, p99 {} ms; slower than 500 ms: {} in the first tenth of the run, {} in the rest",
+            l.made_p50, l.made_p99, l.slow_first, l.slow_rest
+        );
+        for line in transactions(&page_before, &page()) {
+            println!("    {line}");
+        }
+        println!("    {}", cpu.since(broker_pid.as_deref(), l.samples as u64));
+        Some(l)
+    } else {
+        None
+    };
+    pipeline.stop().await?;
+
+    // (e) Restore.
+    let mut restored = Vec::new();
+    let mut restart = None;
+    let mut logical = Logical::default();
+    if !args.skip_restore {
+        for (name, changelog, partitions) in [
+            ("profile", topics.profile_changelog(), args.partitions),
+            ("identity", topics.identity_changelog(), 1),
+        ] {
+            let dir = state_base.join(format!("restore-{name}"));
+            let sample = (name == "profile").then_some(&mut logical);
+            let parts = restore(
+                &kafka,
+                &changelog,
+                partitions,
+                &dir,
+                args.state_cache_mb,
+                sample,
+            )
+            .await?;
+            for r in &parts {
+                println!(
+                    "(e) {name} state, partition {}: {} keys from {} changelog records in {:.2} s ({:.0} records/s){}; store {:.1} MiB after ({:.1} MiB journal)",
+                    r.partition,
+                    r.keys,
+                    r.records,
+                    r.took.as_secs_f64(),
+                    r.records as f64 / r.took.as_secs_f64().max(1e-3),
+                    if r.took > RUNTIME_RESTORE_TIMEOUT {
+                        " — longer than the runtime's 30 s restore timeout"
+                    } else {
+                        ""
+                    },
+                    r.bytes as f64 / 1048576.0,
+                    r.journal as f64 / 1048576.0,
+                );
+            }
+            restored.push((name, parts));
+        }
+        println!(
+            "(f) live profile state (keys + values, uncompressed) of {} sampled profiles: {:.0} B/profile = meta {:.0} B + {:.1} events × {:.0} B{}",
+            logical.profiles,
+            logical.per_profile(),
+            logical.meta as f64 / logical.profiles.max(1) as f64,
+            logical.events as f64 / logical.profiles.max(1) as f64,
+            logical.event_bytes as f64 / logical.events.max(1) as f64,
+            if logical.fragment_bytes > 0 {
+                format!(" + fragments {:.0} B", logical.fragment_bytes as f64 / logical.profiles.max(1) as f64)
+            } else {
+                String::new()
+            }
+        );
+        // The stages again with an empty state directory: time until new events have their
+        // updates (group joins, both restores, processing).
+        let settings = ProfileSettings {
+            state_dir: Some(state_base.join("restart").display().to_string()),
+            ..settings.clone()
+        };
+        let probes = (args.partitions as u64 * 4).max(8);
+        let started = Instant::now();
+        let mut pipeline = Pipeline::start(&kafka, &topics, &settings, &view);
+        produce_all(&kafka, &topics.events_valid(), probes, |j| {
+            let person = mix(j ^ 0x04e5_7a47) % shape.profiles;
+            let (key, value) = shape.event_of(person, 0, &format!("rst-{j}"));
+            (key, value, valid_headers(j))
+        })
+        .await?;
+        let deadline = Instant::now() + Duration::from_secs(1800);
+        loop {
+            let got = follower.with(|s| {
+                (0..probes)
+                    .filter(|j| s.marks.contains_key(&format!("rst-{j}")))
+                    .count() as u64
+            });
+            if got == probes {
+                break;
+            }
+            pipeline.check().await?;
+            if Instant::now() > deadline {
+                bail!("after the restart only {got} of {probes} new events had their update within 30 minutes");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let took = started.elapsed();
+        println!(
+            "(e) restart with an empty state directory → {probes} new events have their updates: {:.1} s",
+            took.as_secs_f64()
+        );
+        restart = Some(took);
+        pipeline.stop().await?;
+    }
+    drop(follower);
+    let _ = std::fs::remove_dir_all(&state_base);
+
+    // The table.
+    println!();
+    println!(
+        "| {} profiles × {} events ({total} events, {:.0} % stitched, {} partitions) | result |",
+        args.profiles,
+        args.events_per_profile,
+        stitched as f64 * 100.0 / args.profiles as f64,
+        args.partitions
+    );
+    println!("|---|---|");
+    if let Some(v) = &validate {
+        println!(
+            "| (b) validate stage, 1 instance, events/s | {:.0} |",
+            v.steady
+        );
+    }
+    println!(
+        "| (c) profile stages, events/s | {:.0}{} |",
+        profile.steady,
+        validate
+            .as_ref()
+            .map(|v| format!(" (**{:.2}** of validate)", profile.steady / v.steady))
+            .unwrap_or_default()
+    );
+    if let Some(l) = &lat {
+        println!(
+            "| (d) latency at {:.0} events/s, p50 / p90 / p99 / max | {} / {} / **{}** / {} ms |",
+            l.offered, l.p50, l.p90, l.p99, l.max
+        );
+    }
+    for (name, parts) in &restored {
+        let keys: usize = parts.iter().map(|r| r.keys).sum();
+        let records: usize = parts.iter().map(|r| r.records).sum();
+        let slowest = parts.iter().map(|r| r.took).max().unwrap_or_default();
+        println!(
+            "| (e) {name} restore, per partition (slowest of {}) | {:.1} s ({:.0} keys, {:.0} records per partition on average) |",
+            parts.len(),
+            slowest.as_secs_f64(),
+            keys as f64 / parts.len().max(1) as f64,
+            records as f64 / parts.len().max(1) as f64
+        );
+    }
+    if let Some(t) = restart {
+        println!(
+            "| (e) restart with empty state → first new updates | {:.1} s |",
+            t.as_secs_f64()
+        );
+    }
+    println!(
+        "| (f) RSS before / peak during / after (c) | {} / **{}** / {} |",
+        mib(rss_before),
+        mib(rss_peak),
+        mib(rss_after)
+    );
+    if let Some((allocated, _, _)) = state.get("profile") {
+        println!(
+            "| (f) profile state on disk after (c) | {:.1} MiB, **{}** |",
+            *allocated as f64 / 1048576.0,
+            per_profile(*allocated as f64, args.profiles)
+        );
+    }
+    if let Some((_, parts)) = restored.iter().find(|(n, _)| *n == "profile") {
+        if let Some(last) = parts.last() {
+            println!(
+                "| (f) profile state on disk after a restore | {:.1} MiB, {} |",
+                last.bytes as f64 / 1048576.0,
+                per_profile(last.bytes as f64, args.profiles)
+            );
+        }
+    }
+    if logical.profiles > 0 {
+        println!(
+            "| (f) live profile state, keys + values uncompressed (sample of {}) | {:.0} B/profile ({:.1} events of {:.0} B) |",
+            logical.profiles,
+            logical.per_profile(),
+            logical.events as f64 / logical.profiles as f64,
+            logical.event_bytes as f64 / logical.events.max(1) as f64
+        );
+    }
+    if let Some((allocated, _, _)) = state.get("identity") {
+        println!(
+            "| (f) identity state on disk after (c) | {:.1} MiB, {} |",
+            *allocated as f64 / 1048576.0,
+            per_profile(*allocated as f64, args.profiles)
+        );
+    }
+    println!(
+        "| (f) profile.changelog | {profile_records} records, ~{:.0} MiB, {} |",
+        profile_bytes / 1048576.0,
+        per_profile(profile_bytes, args.profiles)
+    );
+    Ok(())
+}
