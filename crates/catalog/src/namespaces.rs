@@ -44,29 +44,63 @@ const STANDARD: &[(&str, &str, IdentityType, bool)] = &[
 
 /// The standard namespaces, as the API shows them.
 pub fn standard_namespaces() -> Vec<IdentityNamespace> {
-    STANDARD
-        .iter()
-        .map(|(code, name, id_type, unique)| IdentityNamespace {
-            code: (*code).to_string(),
-            name: (*name).to_string(),
-            description: None,
-            id_type: *id_type,
-            unique: *unique,
-            priority: unique.then_some(1),
-            org_id: None,
-            sandbox: None,
-            created_at: 0,
-        })
-        .collect()
+    STANDARD.iter().map(standard).collect()
+}
+
+fn standard(
+    &(code, name, id_type, unique): &(&str, &str, IdentityType, bool),
+) -> IdentityNamespace {
+    IdentityNamespace {
+        code: code.to_string(),
+        name: name.to_string(),
+        description: None,
+        id_type,
+        unique,
+        priority: unique.then_some(1),
+        org_id: None,
+        sandbox: None,
+        created_at: 0,
+    }
 }
 
 impl CatalogState {
-    /// The namespace `code` means in a sandbox: the tenant's own, else the standard one.
+    /// The namespace `code` means in a sandbox: the tenant's own, else the standard one. Called
+    /// for every identity of every profile event: no allocation unless tenants have their own.
     pub fn namespace(&self, org: &str, sandbox: &str, code: &str) -> Option<IdentityNamespace> {
-        self.namespaces
-            .get(&(org.to_string(), sandbox.to_string(), code.to_string()))
-            .cloned()
-            .or_else(|| standard_namespaces().into_iter().find(|n| n.code == code))
+        if !self.namespaces.is_empty() {
+            let own =
+                self.namespaces
+                    .get(&(org.to_string(), sandbox.to_string(), code.to_string()));
+            if let Some(n) = own {
+                return Some(n.clone());
+            }
+        }
+        STANDARD.iter().find(|s| s.0 == code).map(standard)
+    }
+
+    /// What the identity graph needs of a namespace: its type, and its priority if it is
+    /// unique (a lower number wins). Allocates nothing when tenants have no namespaces.
+    pub fn namespace_kind(
+        &self,
+        org: &str,
+        sandbox: &str,
+        code: &str,
+    ) -> Option<(IdentityType, Option<u32>)> {
+        if !self.namespaces.is_empty() {
+            let own =
+                self.namespaces
+                    .get(&(org.to_string(), sandbox.to_string(), code.to_string()));
+            if let Some(n) = own {
+                return Some((
+                    n.id_type,
+                    n.unique.then_some(n.priority.unwrap_or(u32::MAX)),
+                ));
+            }
+        }
+        STANDARD
+            .iter()
+            .find(|s| s.0 == code)
+            .map(|s| (s.2, s.3.then_some(1)))
     }
 
     /// Every namespace of a sandbox: the standard ones (unless replaced) and the tenant's.

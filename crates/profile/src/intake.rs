@@ -170,8 +170,8 @@ impl Intake {
             let catalog = self.catalog.read();
             extract(&entity, |ns| {
                 catalog
-                    .namespace(&raw.org_id, &raw.sandbox, ns)
-                    .map(|n| NamespaceTraits::from(&n))
+                    .namespace_kind(&raw.org_id, &raw.sandbox, ns)
+                    .map(|(id_type, unique)| NamespaceTraits { id_type, unique })
             })
         };
         if extracted.identities.is_empty() {

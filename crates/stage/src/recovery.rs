@@ -47,7 +47,7 @@ pub enum RecoveryError {
         partition: i32,
         source: KafkaError,
     },
-    #[error("recovery did not reach the end of the outputs within {0:?} (an open transaction?)")]
+    #[error("recovery read nothing for {0:?} before the end of the outputs (an open transaction?)")]
     Timeout(Duration),
 }
 
@@ -306,7 +306,9 @@ impl Recovery {
         ranges: &[(String, i32, i64, i64)],
         mut each: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
     ) -> Result<(), RecoveryError> {
-        let deadline = Instant::now() + self.timeout;
+        // The timeout is for reading *nothing* (an open transaction holding the read_committed
+        // end back), not for the whole read: a large changelog takes as long as it takes.
+        let mut deadline = Instant::now() + self.timeout;
         let mut topics: Vec<&str> = ranges.iter().map(|r| r.0.as_str()).collect();
         topics.dedup();
         for topic in topics {
@@ -331,6 +333,7 @@ impl Recovery {
                 }
                 match self.reader.poll(Duration::from_millis(100)) {
                     Some(Ok(m)) => {
+                        deadline = Instant::now() + self.timeout;
                         if let Some(to) = open.get(&m.partition()).copied() {
                             if m.offset() < to {
                                 each(&m);
