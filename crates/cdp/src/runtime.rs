@@ -231,12 +231,14 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             catalog.clone(),
             admin_token.clone(),
         ))
-        .merge(cdp_control::segments::router(cdp_control::segments::SegmentApi {
-            view: catalog.clone(),
-            writer: segment_writer,
-            profiles,
-            admin_token: admin_token.clone(),
-        }))
+        .merge(cdp_control::segments::router(
+            cdp_control::segments::SegmentApi {
+                view: catalog.clone(),
+                writer: segment_writer,
+                profiles,
+                admin_token: admin_token.clone(),
+            },
+        ))
         .merge(cdp_stage::health::metrics_router())
         .merge(cdp_http::admin_only(
             cdp_lake::router(lake_api).merge(cdp_registry::xdm_router(registry)),
