@@ -47,7 +47,9 @@ pub enum RecoveryError {
         partition: i32,
         source: KafkaError,
     },
-    #[error("recovery read nothing for {0:?} before the end of the outputs (an open transaction?)")]
+    #[error(
+        "recovery read nothing for {0:?} before the end of the outputs (an open transaction?)"
+    )]
     Timeout(Duration),
 }
 
