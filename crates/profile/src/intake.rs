@@ -151,7 +151,12 @@ impl Intake {
                 );
             }
         };
-        let text = entity.to_string();
+        // A JSON value is the entity's text already: kept as it came rather than written again.
+        let json_value = header(m, envelope::VALUE_FORMAT).is_none_or(|f| f == "json");
+        let text = match std::str::from_utf8(bytes) {
+            Ok(t) if json_value => t.to_string(),
+            _ => entity.to_string(),
+        };
         let (limit, what) = match kind {
             ItemKind::Event => (self.limits.max_event_bytes, "event"),
             ItemKind::Record => (self.limits.max_record_bytes, "profile record"),
