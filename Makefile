@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test lint bench bench-edge bench-validate bench-profile broker-install build
+.PHONY: run test lint bench bench-edge bench-validate bench-profile bench-pipeline broker-install build
 
 build:
 	$(CARGO) build -p cdp
@@ -22,7 +22,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Benchmarks; results go in docs/BENCHMARKS.md.
-bench: bench-edge bench-validate bench-profile
+bench: bench-edge bench-validate bench-profile bench-pipeline
 
 bench-edge:
 	scripts/bench.sh edge
@@ -32,6 +32,9 @@ bench-validate:
 
 bench-profile:
 	scripts/bench.sh profile
+
+bench-pipeline:
+	scripts/bench.sh pipeline
 
 broker-install:
 	scripts/tansu.sh install

@@ -3,6 +3,7 @@
 mod copy_loop;
 mod edge;
 mod latency;
+mod pipeline;
 mod profile;
 mod validate;
 
@@ -23,6 +24,9 @@ pub enum BenchCommand {
     /// The profile stages (intake → identity → profile) vs the validate stage on the same
     /// events, in one run; latency, restore, memory and disk per profile.
     Profile(profile::ProfileBenchArgs),
+    /// The whole pipeline (edge → validate → profile → segment) with streaming segments of the
+    /// five types: sustained events/s, edge-ack → membership latency, exit-timer lateness.
+    Pipeline(pipeline::PipelineBenchArgs),
 }
 
 pub async fn run(config: Option<PathBuf>, cmd: BenchCommand) -> anyhow::Result<()> {
@@ -30,6 +34,7 @@ pub async fn run(config: Option<PathBuf>, cmd: BenchCommand) -> anyhow::Result<(
         BenchCommand::Edge(args) => edge::run(config, args).await,
         BenchCommand::Validate(args) => validate::run(config, args).await,
         BenchCommand::Profile(args) => profile::run(config, args).await,
+        BenchCommand::Pipeline(args) => pipeline::run(config, args).await,
     }
 }
 
