@@ -648,3 +648,70 @@ async fn segments_of_segments_follow_their_inner_segment_and_merged_profiles_mov
     );
     assert_eq!(changes.len(), 6, "{changes:?}");
 }
+
+#[tokio::test]
+async fn profile_attributes_qualify_with_events_and_a_changed_attribute_exits() {
+    let p = Pipeline::start().await;
+    let _profile = p.start_profile().await;
+    let _segment = p.start_segment().await;
+    // Single event with a profile attribute; profile only.
+    define(
+        &p,
+        "gold-buyers",
+        r#"loyalty.tier = "gold" and xEvent.any(eventType = "commerce.purchases")"#,
+    )
+    .await;
+    define(&p, "gold", r#"loyalty.tier = "gold""#).await;
+    let n = cdp_test_support::unique_name("crm");
+    let crm = p
+        .create_dataset_adjusted(
+            ORG,
+            &format!("https://ns.adobe.com/acme/schemas/{n}"),
+            json!({"type": "object"}),
+            |f| {
+                f.schema.class = "_xdm.context.profile".into();
+            },
+        )
+        .await;
+    let crm_stream = p
+        .create_stream(json!({"name": "crm", "orgId": ORG, "datasetId": crm["id"]}))
+        .await;
+    let (dataset, stream) = event_stream(&p).await;
+    let tier = |t: &str| json!({"identityMap": {"CRMID": [{"id": "nia", "primary": true}]}, "loyalty": {"tier": t}});
+    send(&p, &crm_stream, &crm, &[tier("gold")]).await;
+    send(
+        &p,
+        &stream,
+        &dataset,
+        &[at(
+            "n1",
+            "nia",
+            "commerce.purchases",
+            chrono::Duration::seconds(1),
+        )],
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "nia in both segments",
+        async || {
+            members_by_person(&memberships(&p, 2).await)
+                .get("nia")
+                .is_some_and(|s| s.len() == 2)
+        },
+    )
+    .await;
+    // The tier changes: both exit, with no event needed.
+    send(&p, &crm_stream, &crm, &[tier("silver")]).await;
+    eventually(Duration::from_secs(30), "nia out of both", async || {
+        members_by_person(&memberships(&p, 4).await)
+            .get("nia")
+            .is_some_and(|s| s.is_empty())
+    })
+    .await;
+    let changes = memberships(&p, 4).await;
+    assert_eq!(changes.len(), 4, "{changes:?}");
+    assert!(changes[2..]
+        .iter()
+        .all(|c| c.status == Status::Exited && c.trigger == Trigger::Profile));
+}
