@@ -304,7 +304,7 @@ async fn a_profile_answers_for_each_identity_and_a_merged_one_for_the_survivor()
             p["entity"]["identityMap"],
             json!({"CRMID": [{"id": crm().id}], "ECID": [{"id": ecid().id}]})
         );
-        assert_eq!(p["entity"]["segmentMembership"], json!({}));
+        assert_eq!(p["entity"]["segmentMembership"], json!({"ups": {}}));
         assert!(p["lastModifiedAt"]
             .as_str()
             .is_some_and(|t| t.starts_with("2023-11-14T")));
