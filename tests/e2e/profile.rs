@@ -112,6 +112,26 @@ pub async fn event_stream(p: &Pipeline) -> (Value, Value) {
     (dataset, stream)
 }
 
+/// A stream into its own dataset of a profile-class (`_xdm.context.profile`) schema: profile
+/// records, not events.
+pub async fn record_stream(p: &Pipeline, name: &str) -> (Value, Value) {
+    let n = cdp_test_support::unique_name(name);
+    let dataset = p
+        .create_dataset_adjusted(
+            ORG,
+            &format!("https://ns.adobe.com/acme/schemas/{n}"),
+            json!({"type": "object", "properties": {"identityMap": {"type": "object"}}}),
+            |f| {
+                f.schema.class = "_xdm.context.profile".into();
+            },
+        )
+        .await;
+    let stream = p
+        .create_stream(json!({"name": name, "orgId": ORG, "datasetId": dataset["id"]}))
+        .await;
+    (dataset, stream)
+}
+
 pub async fn api(p: &Pipeline, path_and_query: &str) -> (u16, Value) {
     let resp = p
         .http
@@ -626,27 +646,8 @@ async fn events_of_maybe(p: &Pipeline, ns: &str, value: &str) -> Option<BTreeSet
 async fn profile_records_merge_under_the_default_policy_and_on_request_by_precedence() {
     let p = Pipeline::start().await;
     let _profile = p.start_profile().await;
-    let profile_schema =
-        json!({"type": "object", "properties": {"identityMap": {"type": "object"}}});
-    let record_stream = async |name: &str| {
-        let n = cdp_test_support::unique_name(name);
-        let dataset = p
-            .create_dataset_adjusted(
-                ORG,
-                &format!("https://ns.adobe.com/acme/schemas/{n}"),
-                profile_schema.clone(),
-                |f| {
-                    f.schema.class = "_xdm.context.profile".into();
-                },
-            )
-            .await;
-        let stream = p
-            .create_stream(json!({"name": name, "orgId": ORG, "datasetId": dataset["id"]}))
-            .await;
-        (dataset, stream)
-    };
-    let (crm, crm_stream) = record_stream("crm").await;
-    let (web, web_stream) = record_stream("web").await;
+    let (crm, crm_stream) = record_stream(&p, "crm").await;
+    let (web, web_stream) = record_stream(&p, "web").await;
     let frank = || json!({"CRMID": [{"id": "frank", "primary": true}]});
     send(&p, &crm_stream, &crm, &[json!({"identityMap": frank(), "person": {"name": {"firstName": "Frank", "lastName": "Moe"}}, "loyalty": {"tier": "gold"}})]).await;
     // Ingested later: wins under timestamp order.

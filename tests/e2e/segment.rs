@@ -9,16 +9,20 @@ use cdp_segment::membership::{MembershipChange, Status, Trigger};
 use cdp_test_support::eventually;
 use serde_json::json;
 
-use crate::profile::{event, event_stream, send, ORG};
+use crate::profile::{event, event_stream, record_stream, send, ORG};
 
-/// Writes a streaming definition to the catalog as the definitions API does.
-async fn define(p: &Pipeline, id: &str, expression: &str) {
-    let writer = cdp_control::CatalogWriter::new(
+fn catalog_writer(p: &Pipeline) -> cdp_control::CatalogWriter {
+    cdp_control::CatalogWriter::new(
         &p.config.kafka,
         &p.config.topics,
         p.control_running.catalog.clone(),
     )
-    .expect("catalog writer");
+    .expect("catalog writer")
+}
+
+/// Writes a streaming definition to the catalog as the definitions API does.
+async fn define(p: &Pipeline, id: &str, expression: &str) {
+    let writer = catalog_writer(p);
     let now = cdp_contract::clock::now_ms();
     writer
         .put(&CatalogRecord::Segment(SegmentDefinition {
@@ -288,20 +292,7 @@ async fn seed_003_rules_chains_counts_profile_attributes_the_day_and_bots() {
         .collect();
     send(&p, &stream, &dataset, &burst).await;
     // A profile attribute, from a profile record.
-    let n = cdp_test_support::unique_name("crm");
-    let crm = p
-        .create_dataset_adjusted(
-            ORG,
-            &format!("https://ns.adobe.com/acme/schemas/{n}"),
-            json!({"type": "object"}),
-            |f| {
-                f.schema.class = "_xdm.context.profile".into();
-            },
-        )
-        .await;
-    let crm_stream = p
-        .create_stream(json!({"name": "crm", "orgId": ORG, "datasetId": crm["id"]}))
-        .await;
+    let (crm, crm_stream) = record_stream(&p, "crm").await;
     send(&p, &crm_stream, &crm, &[json!({"identityMap": {"CRMID": [{"id": "gus", "primary": true}]}, "loyalty": {"tier": "gold"}})]).await;
     // A marker: when it is in, every earlier event of these people has been evaluated.
     define(&p, "marker", r#"xEvent.any(eventType = "marker")"#).await;
@@ -492,12 +483,7 @@ async fn an_active_schedule_evaluates_the_batch_definitions_at_its_time() {
             == 200
     })
     .await;
-    let writer = cdp_control::CatalogWriter::new(
-        &p.config.kafka,
-        &p.config.topics,
-        p.control_running.catalog.clone(),
-    )
-    .expect("catalog writer");
+    let writer = catalog_writer(&p);
     let now = cdp_contract::clock::now_ms();
     // A batch definition: no streaming evaluation touches it.
     writer
@@ -662,20 +648,7 @@ async fn profile_attributes_qualify_with_events_and_a_changed_attribute_exits() 
     )
     .await;
     define(&p, "gold", r#"loyalty.tier = "gold""#).await;
-    let n = cdp_test_support::unique_name("crm");
-    let crm = p
-        .create_dataset_adjusted(
-            ORG,
-            &format!("https://ns.adobe.com/acme/schemas/{n}"),
-            json!({"type": "object"}),
-            |f| {
-                f.schema.class = "_xdm.context.profile".into();
-            },
-        )
-        .await;
-    let crm_stream = p
-        .create_stream(json!({"name": "crm", "orgId": ORG, "datasetId": crm["id"]}))
-        .await;
+    let (crm, crm_stream) = record_stream(&p, "crm").await;
     let (dataset, stream) = event_stream(&p).await;
     let tier = |t: &str| json!({"identityMap": {"CRMID": [{"id": "nia", "primary": true}]}, "loyalty": {"tier": t}});
     send(&p, &crm_stream, &crm, &[tier("gold")]).await;

@@ -23,23 +23,17 @@ pub struct Definitions {
 }
 
 impl Definitions {
-    /// The streaming definitions of a sandbox, the ones reading other segments last.
+    /// The streaming definitions of a sandbox, the ones reading other segments last. Called on
+    /// every profile update: definitions are only read, plans compiled once per version.
     pub fn streaming(
         &mut self,
         catalog: &CatalogView,
         org: &str,
         sandbox: &str,
     ) -> Vec<Arc<Compiled>> {
-        let defs: Vec<SegmentDefinition> = catalog
-            .read()
-            .segments
-            .values()
-            .filter(|d| d.streaming && d.org_id == org && d.sandbox == sandbox)
-            .cloned()
-            .collect();
-        let mut out: Vec<Arc<Compiled>> = defs.iter().filter_map(|d| self.plan(d)).collect();
-        out.sort_by(|a, b| (a.uses_segments, &a.id).cmp(&(b.uses_segments, &b.id)));
-        out
+        self.select(catalog, |d| {
+            d.streaming && d.org_id == org && d.sandbox == sandbox
+        })
     }
 
     /// The batch definitions of a sandbox a schedule evaluates: `selected` ids, or all for
@@ -52,15 +46,26 @@ impl Definitions {
         selected: &[String],
     ) -> Vec<Arc<Compiled>> {
         let all = selected.iter().any(|s| s == "*");
-        let defs: Vec<SegmentDefinition> = catalog
-            .read()
+        self.select(catalog, |d| {
+            !d.streaming
+                && d.org_id == org
+                && d.sandbox == sandbox
+                && (all || selected.contains(&d.id))
+        })
+    }
+
+    fn select(
+        &mut self,
+        catalog: &CatalogView,
+        keep: impl Fn(&SegmentDefinition) -> bool,
+    ) -> Vec<Arc<Compiled>> {
+        let state = catalog.read();
+        let mut out: Vec<Arc<Compiled>> = state
             .segments
             .values()
-            .filter(|d| !d.streaming && d.org_id == org && d.sandbox == sandbox)
-            .filter(|d| all || selected.contains(&d.id))
-            .cloned()
+            .filter(|d| keep(d))
+            .filter_map(|d| self.plan(d))
             .collect();
-        let mut out: Vec<Arc<Compiled>> = defs.iter().filter_map(|d| self.plan(d)).collect();
         out.sort_by(|a, b| (a.uses_segments, &a.id).cmp(&(b.uses_segments, &b.id)));
         out
     }

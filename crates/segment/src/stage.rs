@@ -89,6 +89,15 @@ fn event_of_key(profile: &str, k: &[u8]) -> Option<(i64, String)> {
     Some((ts, id))
 }
 
+/// The ids of every profile a partition holds.
+fn held_profiles(ctx: &Context<'_>, partition: i32) -> Result<Vec<String>, ProcessError> {
+    Ok(ctx
+        .scan(partition, b"a")?
+        .into_iter()
+        .filter_map(|(k, _)| String::from_utf8(k[1..].to_vec()).ok())
+        .collect())
+}
+
 /// One unit of work: the profile's partition and what caused it.
 #[derive(Clone, Copy)]
 struct At {
@@ -145,11 +154,7 @@ impl Processor for SegmentStage {
                 partition: p,
                 cause: Cause::Timer(p),
             };
-            let profiles: Vec<String> = ctx
-                .scan(p, b"a")?
-                .into_iter()
-                .filter_map(|(k, _)| String::from_utf8(k[1..].to_vec()).ok())
-                .collect();
+            let profiles = held_profiles(ctx, p)?;
             for profile in &profiles {
                 if let Some(doc) = self.doc(ctx, at, profile)? {
                     self.evaluate(ctx, at, profile, &doc, Trigger::Definition, None)?;
@@ -244,11 +249,7 @@ impl SegmentStage {
                     partition: p,
                     cause: Cause::Timer(p),
                 };
-                let profiles: Vec<String> = ctx
-                    .scan(p, b"a")?
-                    .into_iter()
-                    .filter_map(|(k, _)| String::from_utf8(k[1..].to_vec()).ok())
-                    .collect();
+                let profiles = held_profiles(ctx, p)?;
                 let mut evaluated = 0usize;
                 for profile in &profiles {
                     let Some(doc) = self.doc(ctx, at, profile)? else {

@@ -4,6 +4,7 @@ mod copy_loop;
 mod edge;
 mod latency;
 mod pipeline;
+mod procfs;
 mod profile;
 mod validate;
 

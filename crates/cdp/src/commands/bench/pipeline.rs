@@ -19,6 +19,7 @@
 //! for the disk and the two cores); control is not either (its Profile API follows the same
 //! topics).
 
+use super::procfs::{broker_pid, status_kb};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -432,36 +433,6 @@ impl Drop for Follower {
             let _ = t.join();
         }
     }
-}
-
-fn status_kb(pid: &str, field: &str) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find(|l| l.starts_with(field))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-/// The tansu process listening at the bootstrap address.
-fn broker_pid(bootstrap: &str) -> Option<String> {
-    let address = bootstrap.split(',').next()?;
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let pid = entry.file_name().to_string_lossy().into_owned();
-        if !pid.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&cmdline);
-        if cmdline.contains("tansu") && cmdline.contains(address) {
-            return Some(pid);
-        }
-    }
-    None
 }
 
 /// Cumulative bucket counts of a histogram (`le` → count, summed over label sets) and its count.

@@ -21,6 +21,7 @@
 //! of the people (`--stitched-pct`) are stitched: an anonymous part keyed by ECID, one login
 //! event carrying the ECID and a CRMID (keyed by the CRMID), then a part keyed by the CRMID.
 
+use super::procfs::{broker_pid, status_kb};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -629,18 +630,6 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// A `/proc/<pid>/status` field in kB.
-fn status_kb(pid: &str, field: &str) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find(|l| l.starts_with(field))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 fn mib(kb: Option<u64>) -> String {
     kb.map_or("?".into(), |kb| format!("{:.0} MiB", kb as f64 / 1024.0))
 }
@@ -650,25 +639,6 @@ fn reset_peak() {
     if let Err(e) = std::fs::write("/proc/self/clear_refs", "5") {
         println!("  cannot reset VmHWM ({e}): the peak below includes earlier phases");
     }
-}
-
-/// The broker's process id: the tansu process listening at the bootstrap address.
-fn broker_pid(bootstrap: &str) -> Option<String> {
-    let address = bootstrap.split(',').next()?;
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let pid = entry.file_name().to_string_lossy().into_owned();
-        if !pid.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&cmdline);
-        if cmdline.contains("tansu") && cmdline.contains(address) {
-            return Some(pid);
-        }
-    }
-    None
 }
 
 /// Bytes under `dir`: allocated, apparent, and allocated in the store's journal (write-ahead
