@@ -52,6 +52,18 @@ impl CatalogState {
                 Some(("schedule", id)) => {
                     self.schedules.remove(id);
                 }
+                Some(("connection", id)) => {
+                    self.connections.remove(id);
+                }
+                Some(("sourceConnection", id)) => {
+                    self.source_connections.remove(id);
+                }
+                Some(("targetConnection", id)) => {
+                    self.target_connections.remove(id);
+                }
+                Some(("flow", id)) => {
+                    self.flows.remove(id);
+                }
                 Some(("schema", rest)) => {
                     if let Some((id, version)) = rest.rsplit_once('@') {
                         if let (Some(versions), Ok(v)) = (self.schemas.get_mut(id), version.parse())
@@ -94,6 +106,18 @@ impl CatalogState {
             }
             Ok(CatalogRecord::Schedule(s)) => {
                 self.schedules.insert(s.id.clone(), s);
+            }
+            Ok(CatalogRecord::Connection(c)) => {
+                self.connections.insert(c.id.clone(), c);
+            }
+            Ok(CatalogRecord::SourceConnection(c)) => {
+                self.source_connections.insert(c.id.clone(), c);
+            }
+            Ok(CatalogRecord::TargetConnection(c)) => {
+                self.target_connections.insert(c.id.clone(), c);
+            }
+            Ok(CatalogRecord::Flow(f)) => {
+                self.flows.insert(f.id.clone(), f);
             }
             Err(e) => match serde_json::from_slice::<Conditional>(value) {
                 Ok(c) => self.decide(offset, c),
@@ -188,6 +212,95 @@ mod tests {
         assert!(s.streams.contains_key("a"));
         s.apply_record(1, "stream/a", None);
         assert!(s.streams.is_empty());
+    }
+
+    #[test]
+    fn flow_service_records_apply_and_tombstones_delete() {
+        use crate::flows::{Flow, SourceConnection, TargetConnection, PROFILE_FLOW_SPEC};
+        use crate::model::{
+            connection_key, flow_key, source_connection_key, target_connection_key,
+        };
+        let source = SourceConnection {
+            id: "s".into(),
+            name: "profiles".into(),
+            description: None,
+            org_id: "o".into(),
+            sandbox: "prod".into(),
+            connection_spec_id: crate::flows::PROFILE_SOURCE_SPEC.into(),
+            base_connection_id: "c".into(),
+            format: "json".into(),
+            params: serde_json::json!({}),
+            etag: "e".into(),
+            created_at: 0,
+            updated_at: 0,
+        };
+        let target = TargetConnection {
+            id: "t".into(),
+            name: "topic".into(),
+            description: None,
+            org_id: "o".into(),
+            sandbox: "prod".into(),
+            connection_spec_id: crate::flows::KAFKA_SPEC.into(),
+            base_connection_id: "c".into(),
+            format: "json".into(),
+            params: serde_json::json!({"topic": "out"})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            etag: "e".into(),
+            created_at: 0,
+            updated_at: 0,
+        };
+        let flow = Flow {
+            id: "f".into(),
+            name: "flow".into(),
+            description: None,
+            org_id: "o".into(),
+            sandbox: "prod".into(),
+            flow_spec_id: PROFILE_FLOW_SPEC.into(),
+            source_connection_ids: vec!["s".into()],
+            target_connection_ids: vec!["t".into()],
+            transformations: Flow::initial_transformations(),
+            etag: "e".into(),
+            state: "enabled".into(),
+            created_at: 0,
+            updated_at: 0,
+        };
+        let connection = crate::flows::Connection {
+            id: "c".into(),
+            name: "base".into(),
+            description: None,
+            org_id: "o".into(),
+            sandbox: "prod".into(),
+            connection_spec_id: crate::flows::PROFILE_SOURCE_SPEC.into(),
+            auth: None,
+            etag: "e".into(),
+            created_at: 0,
+            updated_at: 0,
+        };
+        let mut s = fold(&[
+            plain(CatalogRecord::Connection(connection.clone())),
+            plain(CatalogRecord::SourceConnection(source.clone())),
+            plain(CatalogRecord::TargetConnection(target.clone())),
+            plain(CatalogRecord::Flow(flow.clone())),
+        ]);
+        assert_eq!(s.connections.get("c"), Some(&connection));
+        assert_eq!(s.source_connections.get("s"), Some(&source));
+        assert_eq!(s.target_connections.get("t"), Some(&target));
+        assert_eq!(s.flows.get("f"), Some(&flow));
+        for (offset, key) in [
+            connection_key("c"),
+            source_connection_key("s"),
+            target_connection_key("t"),
+            flow_key("f"),
+        ]
+        .iter()
+        .enumerate()
+        {
+            s.apply_record(10 + offset as i64, key, None);
+        }
+        assert!(s.connections.is_empty() && s.source_connections.is_empty());
+        assert!(s.target_connections.is_empty() && s.flows.is_empty());
     }
 
     #[test]

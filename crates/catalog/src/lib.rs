@@ -8,6 +8,9 @@
 //!   [`CatalogView`] that follows the topic, and the [`CatalogWriter`] (read-your-writes);
 //! - access tokens ([`tokens`]): API-key authentication, and HS256 JWTs issued from a key and
 //!   verified against the catalog (a deleted or rotated key invalidates its tokens at once);
+//! - destinations ([`flows`], seed 004): base, source and target connections and dataflows of
+//!   the Flow Service API, the connection specs; credentials sealed with a [`SecretKey`]
+//!   ([`secrets`]) so the catalog topic never holds a secret in clear;
 //! - clock helpers ([`clock`], the contract's, re-exported for the catalog's users).
 //!
 //! It serves no HTTP: the management API is `cdp-control`, the HTTP helpers every API shares are
@@ -15,27 +18,35 @@
 //!
 //! The catalog topic has one partition, is compacted, and is keyed `<kind>/<id>`.
 //!
-//! Modules depend on each other in one direction only: `model` ← `conditional` ← `state` ←
-//! `fold`; `state` ← `view` ← `writer` (which also names `conditional` and `model`); `model`,
-//! `state` ← `tokens`; `clock` depends on nothing.
+//! Modules depend on each other in one direction only: `secrets` ← `flows` ← `model` ←
+//! `conditional` ← `state` ← `fold`; `state` ← `view` ← `writer` (which also names
+//! `conditional` and `model`); `model`, `state` ← `tokens`; `clock` depends on nothing.
 
 pub use cdp_contract::clock;
 mod conditional;
+pub mod flows;
 mod fold;
 pub mod model;
 mod namespaces;
+pub mod secrets;
 mod state;
 pub mod tokens;
 mod view;
 mod writer;
 
 pub use conditional::{Conditional, DatasetCreation, Decision, Refusal, SchemaChange};
+pub use flows::{
+    Connection, ConnectionAuth, ConnectionSpec, DestinationKind, Flow, SourceConnection,
+    TargetConnection, EVENT_HUBS_SPEC, KAFKA_SPEC, KINESIS_SPEC, PROFILE_FLOW_SPEC,
+    PROFILE_SOURCE_SPEC,
+};
 pub use model::{
     ApiKey, AttributeMerge, AttributeMergeKind, CatalogRecord, Dataset, IdentityGraphChoice,
     IdentityGraphKind, IdentityNamespace, IdentityType, MergePolicy, PayloadType, Schedule,
     SchemaRef, SegmentDefinition, Stream, ValueFormat, XdmSchema,
 };
 pub use namespaces::standard_namespaces;
+pub use secrets::{Sealed, SecretError, SecretKey};
 pub use state::CatalogState;
 pub use view::{CatalogError, CatalogView};
 pub use writer::{CatalogWriter, WriteError};

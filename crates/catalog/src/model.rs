@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::flows::{Connection, Flow, SourceConnection, TargetConnection};
+
 /// The one payload type a stream accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -270,6 +272,11 @@ pub enum CatalogRecord {
     MergePolicy(MergePolicy),
     Segment(SegmentDefinition),
     Schedule(Schedule),
+    /// A base connection of the Flow Service API (seed 004), its credentials sealed.
+    Connection(Connection),
+    SourceConnection(SourceConnection),
+    TargetConnection(TargetConnection),
+    Flow(Flow),
 }
 
 impl CatalogRecord {
@@ -287,6 +294,10 @@ impl CatalogRecord {
             CatalogRecord::MergePolicy(m) => merge_policy_key(&m.id),
             CatalogRecord::Segment(d) => segment_key(&d.id),
             CatalogRecord::Schedule(s) => schedule_key(&s.id),
+            CatalogRecord::Connection(c) => connection_key(&c.id),
+            CatalogRecord::SourceConnection(c) => source_connection_key(&c.id),
+            CatalogRecord::TargetConnection(c) => target_connection_key(&c.id),
+            CatalogRecord::Flow(f) => flow_key(&f.id),
         }
     }
 }
@@ -322,6 +333,22 @@ pub fn merge_policy_key(id: &str) -> String {
 
 pub fn api_key_key(id: &str) -> String {
     format!("apiKey/{id}")
+}
+
+pub fn connection_key(id: &str) -> String {
+    format!("connection/{id}")
+}
+
+pub fn source_connection_key(id: &str) -> String {
+    format!("sourceConnection/{id}")
+}
+
+pub fn target_connection_key(id: &str) -> String {
+    format!("targetConnection/{id}")
+}
+
+pub fn flow_key(id: &str) -> String {
+    format!("flow/{id}")
 }
 
 #[cfg(test)]

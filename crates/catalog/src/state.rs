@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::conditional::Refusal;
+use crate::flows::{Connection, Flow, SourceConnection, TargetConnection};
 use crate::model::{
     ApiKey, Dataset, IdentityNamespace, MergePolicy, Schedule, SegmentDefinition, Stream, XdmSchema,
 };
@@ -21,6 +22,12 @@ pub struct CatalogState {
     pub merge_policies: HashMap<String, MergePolicy>,
     pub segments: HashMap<String, SegmentDefinition>,
     pub schedules: HashMap<String, Schedule>,
+    /// Flow Service (seed 004): base connections (credentials sealed), source and target
+    /// connections, and dataflows, by id.
+    pub connections: HashMap<String, Connection>,
+    pub source_connections: HashMap<String, SourceConnection>,
+    pub target_connections: HashMap<String, TargetConnection>,
+    pub flows: HashMap<String, Flow>,
     /// Schema id → version → its revision: the offset of the record that set its current
     /// definition, which conditional records compare against.
     pub(crate) revisions: HashMap<String, BTreeMap<u32, i64>>,

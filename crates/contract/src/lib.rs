@@ -10,6 +10,7 @@ pub mod admin;
 pub mod clock;
 pub mod config;
 pub mod envelope;
+pub mod flow_run;
 pub mod follower;
 pub mod identity;
 pub mod kafka;

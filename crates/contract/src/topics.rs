@@ -104,6 +104,23 @@ impl Topics {
         self.name("segment.membership.json")
     }
 
+    /// Keyed by profile id, header `cdp-flow`: the documents destination flows export (seed
+    /// 004's format), written by the segment stage, delivered by the sinks stage.
+    pub fn segment_exports(&self) -> String {
+        self.name("segment.exports")
+    }
+
+    /// Compacted, keyed by `<flow id>/<target connection id>`: each flow target's delivery
+    /// status and counts, written by the sinks stage, served by control.
+    pub fn sinks_status(&self) -> String {
+        self.name("sinks.status")
+    }
+
+    /// Exports a destination refused permanently, with the reason in headers.
+    pub fn sinks_deadletter(&self) -> String {
+        self.name("sinks.deadletter")
+    }
+
     /// Compacted: the segment stage's state (what segments need of each profile).
     pub fn segment_changelog(&self) -> String {
         self.name("segment.changelog")

@@ -1,5 +1,6 @@
 //! The management API: streaming connections (streams), API keys and access tokens, served over
-//! HTTP ([`http::router`]), and its configuration ([`settings`]).
+//! HTTP ([`http::router`]), the Flow Service API for streaming destinations ([`flows::router`]),
+//! and its configuration ([`settings`]).
 //!
 //! What it manages lives in the catalog (`cdp-catalog`): control writes catalog records through a
 //! `CatalogWriter`, and every stage (the edge first) follows the catalog topic with a
@@ -7,6 +8,7 @@
 //! it shares with the other APIs (problem+json, JSON extractors, the admin-token guard) are in
 //! `cdp-http`.
 
+pub mod flows;
 pub mod http;
 pub mod profiles;
 pub mod segments;

@@ -1,5 +1,6 @@
 //! Control's configuration (`[control]` and `[auth]` in the configuration file).
 
+use cdp_catalog::secrets::{SecretError, SecretKey, DEV_SECRET_KEY_HEX};
 use serde::{Deserialize, Serialize};
 
 /// Used when no admin token is configured: fine on a laptop, refused by nothing — so the
@@ -7,13 +8,18 @@ use serde::{Deserialize, Serialize};
 pub const DEV_ADMIN_TOKEN: &str = "dev-admin-token";
 pub const DEV_TOKEN_SECRET: &str = "dev-insecure-token-secret-change-me";
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ControlSettings {
     /// Address the management API listens on.
     pub listen: String,
     /// Bearer token for the management API (streams, keys).
     pub admin_token: String,
+    /// The key sealing destination credentials in the catalog (`POST /connections`): 64 hex
+    /// characters or the base64 of 32 bytes (`openssl rand -hex 32`); `CDP_CONTROL__SECRET_KEY`.
+    /// The sink stage needs the same key to open them. Default: the public, insecure
+    /// development key.
+    pub secret_key: String,
 }
 
 impl Default for ControlSettings {
@@ -21,7 +27,31 @@ impl Default for ControlSettings {
         Self {
             listen: "127.0.0.1:8081".to_string(),
             admin_token: DEV_ADMIN_TOKEN.to_string(),
+            secret_key: DEV_SECRET_KEY_HEX.to_string(),
         }
+    }
+}
+
+/// Shows no token or key.
+impl std::fmt::Debug for ControlSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlSettings")
+            .field("listen", &self.listen)
+            .field("admin_token", &"<redacted>")
+            .field("secret_key", &"<redacted>")
+            .finish()
+    }
+}
+
+impl ControlSettings {
+    /// `secret_key` parsed; an error says what is expected without repeating the setting.
+    pub fn secret_key(&self) -> Result<SecretKey, SecretError> {
+        SecretKey::from_config(&self.secret_key)
+    }
+
+    /// Whether the secret key is the development one (start-up should warn).
+    pub fn is_dev_secret_key(&self) -> bool {
+        self.secret_key().is_ok_and(|k| k.is_development())
     }
 }
 
@@ -47,5 +77,26 @@ impl Default for AuthSettings {
 impl AuthSettings {
     pub fn is_dev_secret(&self) -> bool {
         self.token_secret == DEV_TOKEN_SECRET
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_secret_key_defaults_to_the_development_key_and_is_never_shown() {
+        let mut s = ControlSettings::default();
+        assert!(s.is_dev_secret_key());
+        assert!(s.secret_key().unwrap().is_development());
+        s.secret_key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff".into();
+        assert!(!s.is_dev_secret_key());
+        s.secret_key = "too-short".into();
+        assert!(s.secret_key().is_err());
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("too-short") && !shown.contains(DEV_ADMIN_TOKEN),
+            "{shown}"
+        );
     }
 }

@@ -1,0 +1,127 @@
+//! The Flow Service API for streaming destinations (seed 004), shaped after AEP's, behind the
+//! admin token and AEP's org and sandbox headers:
+//!
+//! - `GET /connectionSpecs[/{id}]`: the profile source ("Unified Profile Service") and the
+//!   destinations Amazon Kinesis, Azure Event Hubs and Kafka (this platform's own), with the
+//!   JSON Schema of their `auth.params` and target `params` ([`specs`]);
+//! - `POST /connections`: a base connection; a destination's `auth.params` are checked against
+//!   its spec and sealed with control's secret key before they reach the catalog, and
+//!   `GET /connections[/{id}]` never shows a secret ([`connections`]);
+//! - `POST /sourceConnections` (on a base connection of the profile source),
+//!   `POST /targetConnections` (on a destination's base connection: where inside it, which
+//!   format), and their `GET`s;
+//! - `POST /flows` joins source and target connections; `GET /flows[/{id}]`;
+//!   `PATCH /flows/{id}` (a JSON Patch, RFC 6902, under `If-Match`) selects the segments and
+//!   profile attributes to export in `transformations` ([`patch`]); `DELETE /flows/{id}`;
+//! - `GET /flows/{id}/runs`: each target's delivery status from the sinks stage ([`runs`]).
+//!
+//! Every object belongs to the org and sandbox it was created in: another sandbox's ids are
+//! 404s. The records are catalog records (`cdp_catalog::flows`); the sink stage follows them.
+
+mod connections;
+mod dataflows;
+mod error;
+pub mod patch;
+pub mod runs;
+pub mod specs;
+
+pub use connections::{ConnectionView, SourceConnectionView, TargetConnectionView};
+pub use dataflows::FlowView;
+pub use error::FlowError;
+
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+use cdp_catalog::{CatalogView, CatalogWriter, SecretKey};
+
+/// What the Flow Service handlers share.
+#[derive(Clone)]
+pub struct FlowApi {
+    /// The catalog: connections, flows, and the segment definitions flows select.
+    pub view: CatalogView,
+    /// Where connections and flows are written (read-your-writes through `view`).
+    pub writer: CatalogWriter,
+    /// Seals destination credentials before they are written, opens them to show the
+    /// non-secret ones (`control.secret_key`).
+    pub secrets: SecretKey,
+    pub admin_token: Arc<str>,
+}
+
+/// The Flow Service routes, every one behind the admin token.
+pub fn router(api: FlowApi) -> Router {
+    Router::new()
+        .route("/connectionSpecs", get(specs::list))
+        .route("/connectionSpecs/{id}", get(specs::get))
+        .route(
+            "/connections",
+            get(connections::list).post(connections::create),
+        )
+        .route("/connections/{id}", get(connections::get))
+        .route(
+            "/sourceConnections",
+            get(connections::list_sources).post(connections::create_source),
+        )
+        .route("/sourceConnections/{id}", get(connections::get_source))
+        .route(
+            "/targetConnections",
+            get(connections::list_targets).post(connections::create_target),
+        )
+        .route("/targetConnections/{id}", get(connections::get_target))
+        .route("/flows", get(dataflows::list).post(dataflows::create))
+        .route(
+            "/flows/{id}",
+            get(dataflows::get)
+                .patch(dataflows::patch)
+                .delete(dataflows::delete),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            api.admin_token.clone(),
+            cdp_http::require_admin,
+        ))
+        .with_state(api)
+}
+
+/// The `connectionSpec` / `flowSpec` reference of bodies and views.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SpecRef {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// The only spec version there is.
+pub const SPEC_VERSION: &str = "1.0";
+
+impl SpecRef {
+    pub fn of(id: &str) -> SpecRef {
+        SpecRef {
+            id: Some(id.to_string()),
+            version: Some(SPEC_VERSION.to_string()),
+        }
+    }
+}
+
+/// A fresh etag: a random UUID.
+fn new_etag() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// `name`: required, not blank.
+fn check_name(name: Option<String>, what: &str) -> Result<String, FlowError> {
+    match name {
+        Some(n) if !n.trim().is_empty() => Ok(n),
+        Some(_) => Err(FlowError::bad_request(format!(
+            "name must not be empty: the {what}'s name"
+        ))),
+        None => Err(FlowError::bad_request(format!(
+            "name is required: the {what}'s name"
+        ))),
+    }
+}
+
+/// `description`: optional; an empty one is none.
+fn description(d: Option<String>) -> Option<String> {
+    d.filter(|d| !d.trim().is_empty())
+}
