@@ -14,6 +14,7 @@ run:
 ## Every test of the workspace, against a real broker the tests start themselves.
 test: broker-install
 	scripts/s3.sh install
+	scripts/kinesalite.sh install
 	$(CARGO) test --workspace --no-fail-fast
 
 ## Formatting and lints, as CI checks them.

@@ -8,10 +8,12 @@
 //! process dies without dropping it. If the binary is missing, tests fail loudly with the
 //! command that installs it.
 
+mod kinesalite;
 mod process;
 mod wait;
 mod xdm;
 
+pub use kinesalite::{Kinesalite, StreamRecord};
 pub use process::ChildGuard;
 pub use wait::{eventually, eventually_every, Observation};
 pub use xdm::XdmFixture;

@@ -1,0 +1,179 @@
+//! The sinks stage: one delivery worker per enabled flow and target connection, started,
+//! restarted and stopped as the catalog changes. Each worker is its own consumer group on
+//! `<ns>.segment.exports`, so a destination that is slow, throttles or refuses the credentials
+//! holds back only its own position ([`worker`]); its status goes to `<ns>.sinks.status`
+//! ([`status`]) and its refusals to `<ns>.sinks.deadletter`.
+
+pub mod status;
+pub mod targets;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cdp_catalog::{CatalogView, SecretKey};
+use cdp_contract::admin::{ensure_topics, AdminError, TopicSpec};
+use cdp_contract::{KafkaSettings, Topics};
+use rdkafka::producer::FutureProducer;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::delivery::RetryPolicy;
+use crate::settings::SinksSettings;
+use status::StatusReporter;
+use worker::Worker;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinksError {
+    #[error("cannot create the sinks topics: {0}")]
+    Topics(#[from] AdminError),
+    #[error("cannot create the status producer: {0}")]
+    Producer(rdkafka::error::KafkaError),
+}
+
+/// The topics the stage writes (`partitions`: as many as `profile.updates`). The exports it
+/// reads are the segment stage's topic (`cdp_segment::run::topic_specs`).
+pub fn topic_specs(topics: &Topics, partitions: i32) -> Vec<TopicSpec> {
+    vec![
+        TopicSpec {
+            name: topics.sinks_deadletter(),
+            partitions,
+            compacted: false,
+        },
+        TopicSpec {
+            name: topics.sinks_status(),
+            partitions: 1,
+            compacted: true,
+        },
+    ]
+}
+
+struct Running {
+    fingerprint: String,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// Runs the stage until `shutdown` turns true. `key`: control's secret key, which opens the
+/// connections' credentials.
+pub async fn run(
+    kafka: &KafkaSettings,
+    topics: &Topics,
+    settings: &SinksSettings,
+    partitions: i32,
+    key: SecretKey,
+    catalog: CatalogView,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), SinksError> {
+    ensure_topics(kafka, &topic_specs(topics, partitions)).await?;
+    let producer: FutureProducer = kafka
+        .producer("cdp-sinks", 30_000)
+        .create()
+        .map_err(SinksError::Producer)?;
+    let mut running: HashMap<(String, String), Running> = HashMap::new();
+    // Targets that could not be set up, with the fingerprint they failed at: not tried again
+    // until their configuration changes.
+    let mut broken: HashMap<(String, String), String> = HashMap::new();
+    tracing::info!("sinks stage following the catalog's flows");
+    loop {
+        let wanted = wanted(&catalog);
+        // Stop what is gone or changed.
+        let stale: Vec<(String, String)> = running
+            .iter()
+            .filter(|(k, r)| wanted.get(*k) != Some(&r.fingerprint))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in stale {
+            if let Some(r) = running.remove(&k) {
+                tracing::info!(flow = %k.0, target = %k.1, "flow changed or removed: its delivery stops");
+                let _ = r.stop.send(true);
+                let _ = r.task.await;
+            }
+        }
+        broken.retain(|k, f| wanted.get(k) == Some(f));
+        for ((flow, target), fingerprint) in &wanted {
+            let k = (flow.clone(), target.clone());
+            if running.contains_key(&k) || broken.get(&k) == Some(fingerprint) {
+                continue;
+            }
+            let policy = RetryPolicy {
+                initial: Duration::from_millis(settings.retry_initial_ms.min(200)),
+                ..RetryPolicy::default()
+            };
+            let resolved = targets::resolve(&catalog.read(), &key, target, policy);
+            let mut status = StatusReporter::new(
+                producer.clone(),
+                topics.sinks_status(),
+                Duration::from_millis(settings.status_interval_ms),
+                flow,
+                target,
+                resolved.as_ref().map_or("unknown", |r| r.name),
+            );
+            let resolved = match resolved {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(flow = %flow, target = %target, error = %e, "cannot set up the flow's destination");
+                    status.failed(&e.to_string(), 0);
+                    status.flush(true).await;
+                    broken.insert(k, fingerprint.clone());
+                    continue;
+                }
+            };
+            let worker = Worker {
+                flow_id: flow.clone(),
+                target_id: target.clone(),
+                destination: resolved.destination,
+                exports_topic: topics.segment_exports(),
+                deadletter_topic: topics.sinks_deadletter(),
+                producer: producer.clone(),
+                status,
+                settings: settings.clone(),
+            };
+            let (stop, stopped) = watch::channel(false);
+            let kafka = kafka.clone();
+            let (f, t) = (flow.clone(), target.clone());
+            let task = tokio::spawn(async move {
+                if let Err(e) = worker.run(&kafka, stopped).await {
+                    tracing::error!(flow = %f, target = %t, error = %e, "flow delivery stopped");
+                }
+            });
+            running.insert(
+                k,
+                Running {
+                    fingerprint: fingerprint.clone(),
+                    stop,
+                    task,
+                },
+            );
+        }
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => break,
+            _ = tokio::time::sleep(Duration::from_millis(settings.refresh_ms)) => {}
+        }
+    }
+    for (_, r) in running.drain() {
+        let _ = r.stop.send(true);
+        let _ = r.task.await;
+    }
+    tracing::info!("sinks stage stopped");
+    Ok(())
+}
+
+/// Every enabled flow with a segment and each of its targets, with the fingerprint of their
+/// configuration.
+fn wanted(catalog: &CatalogView) -> HashMap<(String, String), String> {
+    let state = catalog.read();
+    let mut out = HashMap::new();
+    for flow in state.flows.values() {
+        if flow.state != cdp_catalog::flows::FLOW_ENABLED || flow.segment_ids().is_empty() {
+            continue;
+        }
+        for target in &flow.target_connection_ids {
+            out.insert(
+                (flow.id.clone(), target.clone()),
+                targets::fingerprint(&state, &flow.etag, target),
+            );
+        }
+    }
+    out
+}
