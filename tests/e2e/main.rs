@@ -11,5 +11,6 @@ mod outage;
 mod profile;
 mod schedules;
 mod segment;
+mod sinks;
 mod stream;
 mod validate;

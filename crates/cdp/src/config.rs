@@ -22,4 +22,5 @@ pub struct CdpConfig {
     pub lake: LakeSettings,
     pub profile: cdp_profile::ProfileSettings,
     pub segment: cdp_segment::SegmentSettings,
+    pub sinks: cdp_sinks::SinksSettings,
 }

@@ -40,6 +40,9 @@ enum Command {
     /// Run the segment stage: streaming segment evaluation on profile.updates, membership
     /// changes to segment.membership (Avro) and segment.membership.json, exits by timer.
     Segment,
+    /// Run the sinks: deliver what the destination flows export (segment.exports) to Amazon
+    /// Kinesis, Azure Event Hubs or Kafka, one consumer group per flow target, at least once.
+    Sinks,
     /// Run every stage built so far in one process (development).
     Up {
         /// Create a demo stream and print curl lines to try.
@@ -74,6 +77,7 @@ async fn main() -> std::process::ExitCode {
         Command::Lake => commands::run::stage(config_path, cdp::Stages::LAKE, false).await,
         Command::Profile => commands::run::stage(config_path, cdp::Stages::PROFILE, false).await,
         Command::Segment => commands::run::stage(config_path, cdp::Stages::SEGMENT, false).await,
+        Command::Sinks => commands::run::stage(config_path, cdp::Stages::SINKS, false).await,
         Command::Up { demo } => commands::run::stage(config_path, cdp::Stages::ALL, demo).await,
         Command::Streams(c) => commands::manage::streams(config_path, c).await,
         Command::Keys(c) => commands::manage::keys(config_path, c).await,

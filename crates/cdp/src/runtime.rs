@@ -36,6 +36,10 @@ pub enum StartError {
     Registry(#[from] cdp_registry::RegistryError),
     #[error(transparent)]
     ProfileView(#[from] cdp_control::profiles::ProfileViewError),
+    #[error("control.secret_key (CDP_CONTROL__SECRET_KEY): {0}")]
+    SecretKey(#[from] cdp_catalog::SecretError),
+    #[error("cannot follow the flow statuses: {0}")]
+    FlowRuns(#[from] cdp_contract::follower::FollowError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -53,9 +57,20 @@ pub struct Stages {
     /// The intake, identity and profile stages.
     pub profile: bool,
     pub segment: bool,
+    /// Delivery of the destination flows (Kinesis, Event Hubs, Kafka).
+    pub sinks: bool,
 }
 
 impl Stages {
+    pub const NONE: Stages = Stages {
+        edge: false,
+        control: false,
+        validate: false,
+        lake: false,
+        profile: false,
+        segment: false,
+        sinks: false,
+    };
     pub const ALL: Stages = Stages {
         edge: true,
         control: true,
@@ -63,54 +78,35 @@ impl Stages {
         lake: true,
         profile: true,
         segment: true,
+        sinks: true,
     };
     pub const EDGE: Stages = Stages {
         edge: true,
-        control: false,
-        validate: false,
-        lake: false,
-        profile: false,
-        segment: false,
+        ..Stages::NONE
     };
     pub const CONTROL: Stages = Stages {
-        edge: false,
         control: true,
-        validate: false,
-        lake: false,
-        profile: false,
-        segment: false,
+        ..Stages::NONE
     };
     pub const VALIDATE: Stages = Stages {
-        edge: false,
-        control: false,
         validate: true,
-        lake: false,
-        profile: false,
-        segment: false,
+        ..Stages::NONE
     };
     pub const PROFILE: Stages = Stages {
-        edge: false,
-        control: false,
-        validate: false,
-        lake: false,
         profile: true,
-        segment: false,
+        ..Stages::NONE
     };
     pub const SEGMENT: Stages = Stages {
-        edge: false,
-        control: false,
-        validate: false,
-        lake: false,
-        profile: false,
         segment: true,
+        ..Stages::NONE
+    };
+    pub const SINKS: Stages = Stages {
+        sinks: true,
+        ..Stages::NONE
     };
     pub const LAKE: Stages = Stages {
-        edge: false,
-        control: false,
-        validate: false,
         lake: true,
-        profile: false,
-        segment: false,
+        ..Stages::NONE
     };
 }
 
@@ -178,8 +174,15 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         // segment stage reads profile.updates.
         specs.extend(cdp_profile::run::topic_specs(topics, &config.profile));
     }
-    if stages.segment || stages.control {
+    if stages.segment || stages.control || stages.sinks {
         specs.extend(cdp_segment::run::topic_specs(
+            topics,
+            config.profile.partitions,
+        ));
+    }
+    if stages.sinks || stages.control {
+        // Control's flow runs read sinks.status.
+        specs.extend(cdp_sinks::flows::topic_specs(
             topics,
             config.profile.partitions,
         ));
@@ -202,8 +205,19 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         if config.control.admin_token == cdp_control::settings::DEV_ADMIN_TOKEN {
             tracing::warn!("control.admin_token is the development default: set CDP_CONTROL__ADMIN_TOKEN in production");
         }
+        if config.control.is_dev_secret_key() {
+            tracing::warn!("control.secret_key is the public development key: destination credentials in the catalog are not protected; set CDP_CONTROL__SECRET_KEY (openssl rand -hex 32) in production");
+        }
+        let secrets = config.control.secret_key()?;
         let writer = CatalogWriter::new(&config.kafka, topics, catalog.clone())?;
         let segment_writer = writer.clone();
+        let flow_writer = writer.clone();
+        let runs = cdp_control::flows::runs::FlowRuns::start(
+            &config.kafka,
+            topics,
+            catalog.clone(),
+            Arc::from(config.control.admin_token.as_str()),
+        )?;
         // Control's server also answers for the datasets' contents and batches.
         let lake_api =
             cdp_lake::LakeApi::start(&config.kafka, topics, &config.lake, catalog.clone()).await?;
@@ -239,6 +253,13 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
                 admin_token: admin_token.clone(),
             },
         ))
+        .merge(cdp_control::flows::router(cdp_control::flows::FlowApi {
+            view: catalog.clone(),
+            writer: flow_writer,
+            secrets,
+            admin_token: admin_token.clone(),
+        }))
+        .merge(cdp_control::flows::runs::router(runs))
         .merge(cdp_stage::health::metrics_router())
         .merge(cdp_http::admin_only(
             cdp_lake::router(lake_api).merge(cdp_registry::xdm_router(registry)),
@@ -268,7 +289,7 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         running.edge_addr = Some(addr);
         running.tasks.push(task);
     }
-    if stages.validate || stages.lake || stages.profile || stages.segment {
+    if stages.validate || stages.lake || stages.profile || stages.segment || stages.sinks {
         // One port for every consumer stage of the process (`cdp up` included).
         let (addr, task) = serve(
             "health",
@@ -335,6 +356,25 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
                 cdp_segment::run(&kafka, &topics, &settings, partitions, view, stop).await
             {
                 tracing::error!(error = %e, "segment stage stopped");
+            }
+        }));
+    }
+    if stages.sinks {
+        // The key control sealed the connections' credentials with.
+        let secrets = config.control.secret_key()?;
+        let (kafka, topics, settings, partitions) = (
+            config.kafka.clone(),
+            config.topics.clone(),
+            config.sinks.clone(),
+            config.profile.partitions,
+        );
+        let (view, stop) = (catalog.clone(), shutdown_rx.clone());
+        running.tasks.push(tokio::spawn(async move {
+            if let Err(e) =
+                cdp_sinks::flows::run(&kafka, &topics, &settings, partitions, secrets, view, stop)
+                    .await
+            {
+                tracing::error!(error = %e, "sinks stage stopped");
             }
         }));
     }

@@ -5,11 +5,14 @@
 //! as `<topic>-value`) and `<ns>.segment.membership.json`. A timer per profile at the earliest
 //! instant an answer can change with no new data makes exits happen on time ("bought in the
 //! last three hours" exits three hours after the purchase), also on an idle partition and
-//! after a restart.
+//! after a restart. For the sandbox's destination flows it writes what they export to
+//! `<ns>.segment.exports`, in the same transaction.
 //!
 //! - [`stage`]: the processor; [`definitions`]: compiled plans per definition version;
-//!   [`membership`]: the record; [`avro`]: its Avro form; [`run`]: the stage's topics and start.
+//!   [`membership`]: the record; [`avro`]: its Avro form; [`activation`]: what destination flows
+//!   export; [`run`]: the stage's topics and start.
 
+pub mod activation;
 pub mod avro;
 pub mod definitions;
 pub mod membership;

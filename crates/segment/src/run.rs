@@ -30,6 +30,7 @@ pub fn topic_specs(topics: &Topics, partitions: i32) -> Vec<TopicSpec> {
     [
         topics.segment_membership(),
         topics.segment_membership_json(),
+        topics.segment_exports(),
     ]
     .into_iter()
     .map(|name| TopicSpec {
@@ -50,6 +51,7 @@ pub fn spec(topics: &Topics, settings: &SegmentSettings, instance: &str) -> Stag
         outputs: vec![
             topics.segment_membership(),
             topics.segment_membership_json(),
+            topics.segment_exports(),
         ],
         checkpoints: topics.checkpoints("segment"),
         changelog: Some(topics.segment_changelog()),
@@ -79,6 +81,7 @@ pub async fn run(
         avro,
         avro_topic: topics.segment_membership(),
         json_topic: topics.segment_membership_json(),
+        exports_topic: topics.segment_exports(),
         lookback_ms: settings.lookback_ms,
         bot_events_per_second: settings.bot_events_per_second,
     };

@@ -22,6 +22,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::activation;
 use crate::avro::MembershipAvro;
 use crate::definitions::Definitions;
 use crate::membership::{MembershipChange, Status, Trigger};
@@ -40,6 +41,15 @@ struct Doc {
     flagged: bool,
 }
 
+impl Doc {
+    fn snapshot(&self) -> activation::Snapshot<'_> {
+        activation::Snapshot {
+            identities: &self.identities,
+            attributes: &self.attributes,
+        }
+    }
+}
+
 /// A current membership: since when the profile qualifies.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -53,6 +63,8 @@ pub struct SegmentStage {
     pub avro: MembershipAvro,
     pub avro_topic: String,
     pub json_topic: String,
+    /// Where activation writes the documents destination flows deliver.
+    pub exports_topic: String,
     pub lookback_ms: i64,
     pub bot_events_per_second: u32,
 }
@@ -157,7 +169,7 @@ impl Processor for SegmentStage {
             let profiles = held_profiles(ctx, p)?;
             for profile in &profiles {
                 if let Some(doc) = self.doc(ctx, at, profile)? {
-                    self.evaluate(ctx, at, profile, &doc, Trigger::Definition, None)?;
+                    self.evaluate(ctx, at, profile, &doc, None, Trigger::Definition, None)?;
                 }
             }
             tracing::info!(
@@ -190,7 +202,7 @@ impl Processor for SegmentStage {
             metrics::histogram!("cdp_segment_timer_lateness_seconds")
                 .record(lateness.max(0) as f64 / 1000.0);
             if let Some(doc) = self.doc(ctx, at, &profile)? {
-                self.evaluate(ctx, at, &profile, &doc, Trigger::Timer, None)?;
+                self.evaluate(ctx, at, &profile, &doc, None, Trigger::Timer, None)?;
             }
         }
         Ok(())
@@ -263,6 +275,7 @@ impl SegmentStage {
                         at,
                         profile,
                         &doc,
+                        None,
                         &definitions,
                         Trigger::Schedule,
                         None,
@@ -310,7 +323,8 @@ impl SegmentStage {
         if let Change::Merged { .. } = u.change {
             return self.gone(ctx, at, &profile, &u);
         }
-        let mut doc = self.doc(ctx, at, &profile)?.unwrap_or_else(|| Doc {
+        let before = self.doc(ctx, at, &profile)?;
+        let mut doc = before.clone().unwrap_or_else(|| Doc {
             org_id: u.org_id.clone(),
             sandbox: u.sandbox.clone(),
             attributes: Value::Object(Default::default()),
@@ -364,7 +378,7 @@ impl SegmentStage {
         let value =
             serde_json::to_vec(&doc).map_err(|e| fatal("a profile cannot be written", e))?;
         ctx.put(at.cause, &key(b'a', &profile), value);
-        self.evaluate(ctx, at, &profile, &doc, trigger, event_id)
+        self.evaluate(ctx, at, &profile, &doc, before.as_ref(), trigger, event_id)
     }
 
     /// The profile joined another: its memberships end, its state goes.
@@ -377,6 +391,7 @@ impl SegmentStage {
     ) -> Result<(), ProcessError> {
         let now = now_ms();
         let doc = self.doc(ctx, at, profile)?;
+        let mut exits = Vec::new();
         for (segment, member) in self.members(ctx, at, profile)? {
             let change = MembershipChange {
                 profile_id: profile.to_string(),
@@ -394,6 +409,10 @@ impl SegmentStage {
                 event_id: None,
             };
             self.emit(ctx, at, &change)?;
+            exits.push(change);
+        }
+        if let Some(doc) = &doc {
+            self.activate(ctx, at, profile, doc, None, &BTreeMap::new(), &exits)?;
         }
         for (k, _) in ctx.scan(at.partition, &events_prefix(profile))? {
             ctx.delete(at.cause, &k);
@@ -405,19 +424,31 @@ impl SegmentStage {
     }
 
     /// Evaluates the sandbox's streaming definitions for a profile, and sets its timer.
+    /// `before`: the profile before this update, when the update may have changed it.
+    #[allow(clippy::too_many_arguments)]
     fn evaluate(
         &mut self,
         ctx: &mut Context<'_>,
         at: At,
         profile: &str,
         doc: &Doc,
+        before: Option<&Doc>,
         trigger: Trigger,
         event_id: Option<String>,
     ) -> Result<(), ProcessError> {
         let definitions = self
             .definitions
             .streaming(&self.catalog, &doc.org_id, &doc.sandbox);
-        self.evaluate_with(ctx, at, profile, doc, &definitions, trigger, event_id)
+        self.evaluate_with(
+            ctx,
+            at,
+            profile,
+            doc,
+            before,
+            &definitions,
+            trigger,
+            event_id,
+        )
     }
 
     /// Evaluates `definitions` for a profile and writes the memberships that changed. With
@@ -429,6 +460,7 @@ impl SegmentStage {
         at: At,
         profile: &str,
         doc: &Doc,
+        before: Option<&Doc>,
         definitions: &[std::sync::Arc<crate::definitions::Compiled>],
         trigger: Trigger,
         event_id: Option<String>,
@@ -504,6 +536,9 @@ impl SegmentStage {
             metrics::counter!("cdp_segment_membership_changes_total", "status" => change.status.as_str()).increment(1);
             self.emit(ctx, at, change)?;
         }
+        if !changes.is_empty() || !members.is_empty() {
+            self.activate(ctx, at, profile, doc, before, &members, &changes)?;
+        }
         if !changes.is_empty() {
             let value = serde_json::to_vec(&members)
                 .map_err(|e| fatal("memberships cannot be written", e))?;
@@ -523,6 +558,48 @@ impl SegmentStage {
                     ctx.cancel_timer(at.cause, profile.as_bytes());
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Writes the exports this change causes for the sandbox's destination flows
+    /// ([`crate::activation`]).
+    #[allow(clippy::too_many_arguments)]
+    fn activate(
+        &self,
+        ctx: &mut Context<'_>,
+        at: At,
+        profile: &str,
+        doc: &Doc,
+        before: Option<&Doc>,
+        members: &BTreeMap<String, Member>,
+        changes: &[MembershipChange],
+    ) -> Result<(), ProcessError> {
+        let flows = activation::activations(&self.catalog, &doc.org_id, &doc.sandbox);
+        if flows.is_empty() {
+            return Ok(());
+        }
+        let since: BTreeMap<String, i64> = members
+            .iter()
+            .map(|(s, m)| (s.clone(), m.last_qualification_time))
+            .collect();
+        for export in activation::exports(
+            &flows,
+            before.map(Doc::snapshot),
+            doc.snapshot(),
+            &since,
+            changes,
+        ) {
+            let value = serde_json::to_vec(&export.document)
+                .map_err(|e| fatal("an export cannot be written", e))?;
+            let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+                key: activation::FLOW_HEADER,
+                value: Some(export.flow_id.as_str()),
+            });
+            let mut output = Output::new(&self.exports_topic, profile.as_bytes().to_vec(), value);
+            output.headers = headers;
+            ctx.emit(at.cause, output);
+            metrics::counter!("cdp_segment_exports_total").increment(1);
         }
         Ok(())
     }

@@ -79,10 +79,7 @@ pub async fn run(config: Option<PathBuf>, args: EdgeBenchArgs) -> anyhow::Result
     let stages = cdp::Stages {
         edge: true,
         control: true,
-        validate: false,
-        lake: false,
-        profile: false,
-        segment: false,
+        ..cdp::Stages::NONE
     };
     let running = cdp::start(&config, stages)
         .await

@@ -542,11 +542,10 @@ pub async fn run(config: Option<PathBuf>, args: PipelineBenchArgs) -> anyhow::Re
 
     let stages = cdp::Stages {
         edge: true,
-        control: false,
         validate: true,
-        lake: false,
         profile: true,
         segment: true,
+        ..cdp::Stages::NONE
     };
     let running = cdp::start(&config, stages)
         .await
