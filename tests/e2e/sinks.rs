@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use cdp::Stages;
-use cdp_catalog::flows::{EVENT_HUBS_SPEC, KINESIS_SPEC, PROFILE_FLOW_SPEC, PROFILE_SOURCE_SPEC};
+use cdp_catalog::flows::{
+    EVENT_HUBS_SPEC, KAFKA_SPEC, KINESIS_SPEC, PROFILE_FLOW_SPEC, PROFILE_SOURCE_SPEC,
+};
 use cdp_e2e::{Pipeline, ADMIN};
 use cdp_test_support::{eventually, Broker, Kinesalite};
 use serde_json::{json, Value};
@@ -281,4 +283,185 @@ async fn an_activated_flow_delivers_a_qualifying_profile_to_kinesis_and_event_hu
         },
     )
     .await;
+}
+
+async fn kafka_target(p: &Pipeline, topic: &str) -> String {
+    let connection = create(
+        p,
+        "/connections",
+        json!({"name": "Data team's Kafka",
+               "connectionSpec": {"id": KAFKA_SPEC, "version": "1.0"},
+               "auth": {"specName": "Kafka authentication credentials",
+                        "params": {"bootstrapServers": p.broker.bootstrap()}}}),
+    )
+    .await;
+    create(
+        p,
+        "/targetConnections",
+        json!({"name": "Kafka topic", "baseConnection": connection,
+               "connectionSpec": {"id": KAFKA_SPEC, "version": "1.0"},
+               "data": {"format": "json"}, "params": {"topic": topic}}),
+    )
+    .await
+}
+
+/// A flow activated after its segment has members exports them at once (AEP's first export),
+/// here to the plain Kafka destination; a member's change of a selected attribute is exported
+/// again, a change of an attribute the flow does not select is not.
+#[tokio::test]
+async fn a_flow_activated_later_exports_the_members_already_there_to_kafka() {
+    let p = Pipeline::start().await;
+    let _profile = p.start_profile().await;
+    let _segment = p.start_segment().await;
+    let _sinks = start_sinks(&p).await;
+    let topic = cdp_test_support::unique_name("data-team-exports");
+    p.broker.create_topic(&topic, 3).await;
+
+    let (status, segment, _) = call(
+        &p,
+        reqwest::Method::POST,
+        "/segment/definitions",
+        Some(
+            json!({"name": "Gold", "schema": {"name": "_xdm.context.profile"},
+                    "expression": {"type": "PQL", "format": "pql/text",
+                                   "value": "loyalty.tier = \"gold\""}}),
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "POST /segment/definitions: {segment}");
+    let segment_id = segment["id"].as_str().expect("segment id").to_string();
+    let (crm, crm_stream) = record_stream(&p, "crm").await;
+    let record = |who: &str, tier: &str, email: &str, city: &str| {
+        json!({"identityMap": {"CRMID": [{"id": who, "primary": true}]},
+               "loyalty": {"tier": tier},
+               "person": {"email": email},
+               "homeAddress": {"city": city}})
+    };
+    send(
+        &p,
+        &crm_stream,
+        &crm,
+        &[
+            record("gil", "gold", "gil@example.com", "Oslo"),
+            record("sam", "silver", "sam@example.com", "Rome"),
+        ],
+    )
+    .await;
+    // gil is a member before any flow exists.
+    eventually(
+        Duration::from_secs(30),
+        "gil to enter the segment",
+        async || {
+            p.broker
+                .read_committed_settle(
+                    &p.config.topics.segment_membership_json(),
+                    1,
+                    Duration::from_secs(2),
+                    Duration::from_millis(100),
+                )
+                .await
+                .iter()
+                .any(|r| r.json()["segmentId"] == segment_id.as_str())
+        },
+    )
+    .await;
+
+    let target = kafka_target(&p, &topic).await;
+    let (flow, etag) = flow_to(&p, &[target]).await;
+    let (status, answer, _) = call(
+        &p,
+        reqwest::Method::PATCH,
+        &format!("/flows/{flow}"),
+        Some(json!([
+            {"op": "add", "path": "/transformations/0/params/segmentSelectors/selectors/-",
+             "value": {"type": "PLATFORM_SEGMENT", "value": {"name": "Gold", "id": segment_id}}},
+            {"op": "add", "path": "/transformations/0/params/profileSelectors/selectors/-",
+             "value": {"type": "JSON_PATH", "value": {"operator": "EXISTS", "path": "person.email"}}}
+        ])),
+        Some(&etag),
+    )
+    .await;
+    assert_eq!(status, 202, "PATCH /flows/{flow}: {answer}");
+
+    let exports = |n: usize| {
+        let (broker, topic) = (&p.broker, topic.clone());
+        async move {
+            broker
+                .read_committed_settle(
+                    &topic,
+                    n,
+                    Duration::from_secs(30),
+                    Duration::from_millis(500),
+                )
+                .await
+        }
+    };
+    let first = exports(1).await;
+    assert_eq!(first.len(), 1, "gil only (sam is not a member)");
+    let document = first[0].json();
+    assert_eq!(
+        document["person"],
+        json!({"email": "gil@example.com"}),
+        "{document}"
+    );
+    assert_eq!(
+        document["segmentMembership"]["ups"][&segment_id]["status"], "existing",
+        "{document}"
+    );
+    assert_eq!(document["identityMap"]["crmid"], json!([{"id": "gil"}]));
+
+    // A selected attribute changes: exported; an unselected one: not. A marker profile entering
+    // the segment afterwards shows the stage is past both changes.
+    send(
+        &p,
+        &crm_stream,
+        &crm,
+        &[record("gil", "gold", "gil@new.example.com", "Oslo")],
+    )
+    .await;
+    send(
+        &p,
+        &crm_stream,
+        &crm,
+        &[record("gil", "gold", "gil@new.example.com", "Bergen")],
+    )
+    .await;
+    send(
+        &p,
+        &crm_stream,
+        &crm,
+        &[record("zoe", "gold", "zoe@example.com", "Lima")],
+    )
+    .await;
+    let mut all = Vec::new();
+    eventually(
+        Duration::from_secs(30),
+        "zoe's export after gil's changes",
+        async || {
+            all = exports(3).await;
+            all.iter()
+                .any(|r| r.json()["identityMap"]["crmid"][0]["id"] == "zoe")
+        },
+    )
+    .await;
+    let gil: Vec<Value> = all
+        .iter()
+        .map(|r| r.json())
+        .filter(|d| d["identityMap"]["crmid"][0]["id"] == "gil")
+        .collect();
+    assert_eq!(
+        gil.len(),
+        2,
+        "the first export and the email change, not the city: {gil:?}"
+    );
+    assert_eq!(gil[1]["person"]["email"], "gil@new.example.com");
+    assert!(
+        gil[1].get("homeAddress").is_none(),
+        "only selected attributes"
+    );
+    assert_eq!(
+        gil[1]["segmentMembership"]["ups"][&segment_id]["status"],
+        "existing"
+    );
 }

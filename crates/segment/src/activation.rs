@@ -25,6 +25,9 @@ pub struct Activation {
     pub flow_id: String,
     pub segments: BTreeSet<String>,
     pub paths: Vec<String>,
+    /// When the flow last changed (epoch ms): members that qualified since were exported when
+    /// they entered, so a first export is only for those that qualified before.
+    pub updated_at: i64,
 }
 
 /// The enabled flows of a sandbox that map at least one segment.
@@ -38,11 +41,55 @@ pub fn activations(catalog: &CatalogView, org: &str, sandbox: &str) -> Vec<Activ
             flow_id: f.id.clone(),
             segments: f.segment_ids().into_iter().collect(),
             paths: f.profile_paths(),
+            updated_at: f.updated_at,
         })
         .filter(|a| !a.segments.is_empty())
         .collect();
     found.sort_by(|a, b| a.flow_id.cmp(&b.flow_id));
     found
+}
+
+/// What every enabled flow selects now, flow id → its segments: kept per partition so that a
+/// flow's new segments can be exported for the members already held ([`initial`]).
+pub fn selections(catalog: &CatalogView) -> BTreeMap<String, BTreeSet<String>> {
+    let state = catalog.read();
+    state
+        .flows
+        .values()
+        .filter(|f| f.state == "enabled")
+        .map(|f| (f.id.clone(), f.segment_ids().into_iter().collect()))
+        .collect()
+}
+
+/// The segments each flow selects now but did not in `before`.
+pub fn added(
+    before: &BTreeMap<String, BTreeSet<String>>,
+    now: &BTreeMap<String, BTreeSet<String>>,
+) -> BTreeMap<String, BTreeSet<String>> {
+    now.iter()
+        .filter_map(|(flow, segments)| {
+            let old = before.get(flow);
+            let new: BTreeSet<String> = segments
+                .iter()
+                .filter(|s| !old.is_some_and(|o| o.contains(*s)))
+                .cloned()
+                .collect();
+            (!new.is_empty()).then(|| (flow.clone(), new))
+        })
+        .collect()
+}
+
+/// The first export of a profile that is a member of segments a flow has just selected (a flow
+/// activated after its segments have members): AEP's first full export, statuses `existing`.
+pub fn initial(
+    flow: &Activation,
+    profile: Snapshot<'_>,
+    members: &BTreeMap<String, i64>,
+) -> Export {
+    Export {
+        flow_id: flow.flow_id.clone(),
+        document: document(flow, profile, members, &[]),
+    }
 }
 
 /// A profile as activation sees it, before or after a change.
@@ -217,6 +264,7 @@ mod tests {
             flow_id: "f1".into(),
             segments: ["s1".to_string(), "s2".to_string()].into(),
             paths: vec!["person.email".into()],
+            updated_at: 0,
         }
     }
 
@@ -316,6 +364,24 @@ mod tests {
             &[],
         );
         assert!(same.is_empty());
+    }
+
+    #[test]
+    fn newly_selected_segments_are_found_per_flow() {
+        let set = |v: &[&str]| {
+            v.iter()
+                .map(|s| s.to_string())
+                .collect::<BTreeSet<String>>()
+        };
+        let before = BTreeMap::from([("f1".to_string(), set(&["s1"]))]);
+        let now = BTreeMap::from([
+            ("f1".to_string(), set(&["s1", "s2"])),
+            ("f2".to_string(), set(&["s1"])),
+        ]);
+        let added = added(&before, &now);
+        assert_eq!(added["f1"], set(&["s2"]));
+        assert_eq!(added["f2"], set(&["s1"]));
+        assert!(super::added(&now, &now).is_empty());
     }
 
     #[test]

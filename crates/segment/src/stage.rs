@@ -29,6 +29,9 @@ use crate::membership::{MembershipChange, Status, Trigger};
 
 /// The state key of the definitions' fingerprint a partition was last swept with.
 const SWEPT: &[u8] = b"s";
+/// The state key of what the flows selected when a partition's members were last exported for
+/// newly selected segments ([`activation::selections`]).
+const ACTIVATED: &[u8] = b"f";
 
 /// What the stage keeps of a profile besides its events.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -181,6 +184,7 @@ impl Processor for SegmentStage {
             ctx.put(at.cause, SWEPT, fingerprint.clone());
             swept = true;
         }
+        swept |= self.activated(partitions, ctx)?;
         swept |= self.scheduled(partitions, ctx)?;
         Ok(swept)
     }
@@ -287,6 +291,75 @@ impl SegmentStage {
                 ctx.put(at.cause, &marker, fired.to_be_bytes().to_vec());
                 ran = true;
             }
+        }
+        Ok(ran)
+    }
+
+    /// A flow that selects a segment it did not before exports the segment's members already
+    /// held (AEP's first export after activation); later changes export as they happen.
+    fn activated(
+        &mut self,
+        partitions: &[i32],
+        ctx: &mut Context<'_>,
+    ) -> Result<bool, ProcessError> {
+        let now = activation::selections(&self.catalog);
+        let value =
+            serde_json::to_vec(&now).map_err(|e| fatal("flow selections cannot be written", e))?;
+        let mut ran = false;
+        for &p in partitions {
+            let stored = ctx.get(p, ACTIVATED)?;
+            if stored.as_deref() == Some(value.as_slice()) {
+                continue;
+            }
+            let before = stored
+                .and_then(|v| serde_json::from_slice(&v).ok())
+                .unwrap_or_default();
+            let added = activation::added(&before, &now);
+            let at = At {
+                partition: p,
+                cause: Cause::Timer(p),
+            };
+            let mut exported = 0usize;
+            if !added.is_empty() {
+                for profile in held_profiles(ctx, p)? {
+                    let members = self.members(ctx, at, &profile)?;
+                    if !members
+                        .keys()
+                        .any(|s| added.values().any(|a| a.contains(s)))
+                    {
+                        continue;
+                    }
+                    let Some(doc) = self.doc(ctx, at, &profile)? else {
+                        continue;
+                    };
+                    let since: BTreeMap<String, i64> = members
+                        .iter()
+                        .map(|(s, m)| (s.clone(), m.last_qualification_time))
+                        .collect();
+                    for flow in activation::activations(&self.catalog, &doc.org_id, &doc.sandbox) {
+                        // Members that qualified after the flow changed were exported as they
+                        // entered (the change and the sweep may be seen in either order).
+                        let fresh = added.get(&flow.flow_id);
+                        if !since.iter().any(|(s, at)| {
+                            fresh.is_some_and(|f| f.contains(s)) && *at < flow.updated_at
+                        }) {
+                            continue;
+                        }
+                        let export = activation::initial(&flow, doc.snapshot(), &since);
+                        self.write_export(ctx, at, &profile, export)?;
+                        exported += 1;
+                    }
+                }
+            }
+            if exported > 0 {
+                tracing::info!(
+                    partition = p,
+                    exports = exported,
+                    "flows selected new segments: their members exported"
+                );
+            }
+            ctx.put(at.cause, ACTIVATED, value.clone());
+            ran = true;
         }
         Ok(ran)
     }
@@ -590,17 +663,27 @@ impl SegmentStage {
             &since,
             changes,
         ) {
-            let value = serde_json::to_vec(&export.document)
-                .map_err(|e| fatal("an export cannot be written", e))?;
-            let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
-                key: activation::FLOW_HEADER,
-                value: Some(export.flow_id.as_str()),
-            });
-            let mut output = Output::new(&self.exports_topic, profile.as_bytes().to_vec(), value);
-            output.headers = headers;
-            ctx.emit(at.cause, output);
-            metrics::counter!("cdp_segment_exports_total").increment(1);
+            self.write_export(ctx, at, profile, export)?;
         }
+        Ok(())
+    }
+
+    fn write_export(
+        &self,
+        ctx: &mut Context<'_>,
+        at: At,
+        profile: &str,
+        export: activation::Export,
+    ) -> Result<(), ProcessError> {
+        let value = serde_json::to_vec(&export.document)
+            .map_err(|e| fatal("an export cannot be written", e))?;
+        let mut output = Output::new(&self.exports_topic, profile.as_bytes().to_vec(), value);
+        output.headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+            key: activation::FLOW_HEADER,
+            value: Some(export.flow_id.as_str()),
+        });
+        ctx.emit(at.cause, output);
+        metrics::counter!("cdp_segment_exports_total").increment(1);
         Ok(())
     }
 
