@@ -165,7 +165,14 @@ impl Worker {
         }
         let mut pause = Duration::from_millis(self.settings.retry_initial_ms);
         loop {
-            match self.destination.deliver(batch.records.clone()).await {
+            // A delivery can take minutes (a destination that does not answer, retries within
+            // the delivery): a stop does not wait for it, as the stage's loop waits for the
+            // stop. Dropped half-way, the batch is simply delivered again (at least once).
+            let attempt = tokio::select! {
+                _ = stop.wait_for(|s| *s) => return false,
+                r = self.destination.deliver(batch.records.clone()) => r,
+            };
+            match attempt {
                 Ok(report) => {
                     for rejected in &report.rejected {
                         if let Some(record) = batch.records.get(rejected.index) {
