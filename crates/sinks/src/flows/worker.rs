@@ -13,7 +13,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-use crate::delivery::{Destination, OutRecord};
+use crate::delivery::{DeliveryReport, Destination, OutRecord};
 use crate::flows::status::StatusReporter;
 use crate::settings::SinksSettings;
 use cdp_contract::flow_run::FLOW_HEADER;
@@ -159,51 +159,69 @@ impl Worker {
 
     /// Delivers the batch, trying again with back-off until it is acknowledged; false when
     /// told to stop first (the position stays: the batch is delivered again after a restart).
+    /// After a failure only what the destination did not settle is sent again, when the error
+    /// accounts for every record (a partial success is not repeated).
     async fn deliver(&mut self, batch: &Batch, stop: &mut watch::Receiver<bool>) -> bool {
-        if batch.records.is_empty() {
-            return true;
-        }
+        let mut remaining = batch.records.clone();
         let mut pause = Duration::from_millis(self.settings.retry_initial_ms);
-        loop {
+        while !remaining.is_empty() {
             // A delivery can take minutes (a destination that does not answer, retries within
             // the delivery): a stop does not wait for it, as the stage's loop waits for the
             // stop. Dropped half-way, the batch is simply delivered again (at least once).
             let attempt = tokio::select! {
                 _ = stop.wait_for(|s| *s) => return false,
-                r = self.destination.deliver(batch.records.clone()) => r,
+                r = self.destination.deliver(remaining.clone()) => r,
             };
-            match attempt {
+            let e = match attempt {
                 Ok(report) => {
-                    for rejected in &report.rejected {
-                        if let Some(record) = batch.records.get(rejected.index) {
-                            self.dead_letter(record, &rejected.reason).await;
-                        }
-                    }
-                    self.status
-                        .delivered(report.delivered, report.retried, report.rejected.len());
+                    self.settle(&remaining, &report).await;
                     self.status.flush(false).await;
                     return true;
                 }
-                Err(e) => {
-                    tracing::warn!(
-                        flow = %self.flow_id,
-                        target = %self.target_id,
-                        records = batch.records.len(),
-                        transient = e.is_transient(),
-                        error = %e,
-                        retry_in_ms = pause.as_millis() as u64,
-                        "delivery failed; trying again"
-                    );
-                    self.status.failed(&e.to_string(), batch.records.len());
-                    self.status.flush(true).await;
-                    tokio::select! {
-                        _ = stop.wait_for(|s| *s) => return false,
-                        _ = tokio::time::sleep(pause) => {}
-                    }
-                    pause = (pause * 2).min(Duration::from_millis(self.settings.retry_max_ms));
-                }
+                Err(e) => e,
+            };
+            tracing::warn!(
+                flow = %self.flow_id,
+                target = %self.target_id,
+                records = remaining.len(),
+                pending = e.pending.len(),
+                transient = e.is_transient(),
+                error = %e,
+                retry_in_ms = pause.as_millis() as u64,
+                "delivery failed; trying again"
+            );
+            let accounted = e.partial.delivered + e.partial.rejected.len() + e.pending.len();
+            if accounted == remaining.len() && !e.pending.is_empty() {
+                self.settle(&remaining, &e.partial).await;
+                remaining = e
+                    .pending
+                    .iter()
+                    .filter_map(|i| remaining.get(*i).cloned())
+                    .collect();
+            }
+            self.status.failed(&e.to_string(), remaining.len());
+            self.status.flush(true).await;
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return false,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(Duration::from_millis(self.settings.retry_max_ms));
+        }
+        true
+    }
+
+    /// Counts what a (partial) delivery settled and dead-letters what it refused.
+    async fn settle(&mut self, sent: &[OutRecord], report: &DeliveryReport) {
+        if report.delivered == 0 && report.rejected.is_empty() {
+            return;
+        }
+        for rejected in &report.rejected {
+            if let Some(record) = sent.get(rejected.index) {
+                self.dead_letter(record, &rejected.reason).await;
             }
         }
+        self.status
+            .delivered(report.delivered, report.retried, report.rejected.len());
     }
 
     /// Writes a refused record to the dead-letter topic, waiting for the broker: it is the
