@@ -285,7 +285,7 @@ async fn an_activated_flow_delivers_a_qualifying_profile_to_kinesis_and_event_hu
     .await;
 }
 
-async fn kafka_target(p: &Pipeline, topic: &str) -> String {
+async fn kafka_target(p: &Pipeline, topic: &str, format: &str) -> String {
     let connection = create(
         p,
         "/connections",
@@ -300,14 +300,15 @@ async fn kafka_target(p: &Pipeline, topic: &str) -> String {
         "/targetConnections",
         json!({"name": "Kafka topic", "baseConnection": connection,
                "connectionSpec": {"id": KAFKA_SPEC, "version": "1.0"},
-               "data": {"format": "json"}, "params": {"topic": topic}}),
+               "data": {"format": format}, "params": {"topic": topic}}),
     )
     .await
 }
 
 /// A flow activated after its segment has members exports them at once (AEP's first export),
-/// here to the plain Kafka destination; a member's change of a selected attribute is exported
-/// again, a change of an attribute the flow does not select is not.
+/// here to the plain Kafka destination in JSON and in Avro (read through the project's
+/// registry); a member's change of a selected attribute is exported again, a change of an
+/// attribute the flow does not select is not.
 #[tokio::test]
 async fn a_flow_activated_later_exports_the_members_already_there_to_kafka() {
     let p = Pipeline::start().await;
@@ -316,6 +317,8 @@ async fn a_flow_activated_later_exports_the_members_already_there_to_kafka() {
     let _sinks = start_sinks(&p).await;
     let topic = cdp_test_support::unique_name("data-team-exports");
     p.broker.create_topic(&topic, 3).await;
+    let avro_topic = format!("{topic}-avro");
+    p.broker.create_topic(&avro_topic, 3).await;
 
     let (status, segment, _) = call(
         &p,
@@ -367,8 +370,11 @@ async fn a_flow_activated_later_exports_the_members_already_there_to_kafka() {
     )
     .await;
 
-    let target = kafka_target(&p, &topic).await;
-    let (flow, etag) = flow_to(&p, &[target]).await;
+    let targets = vec![
+        kafka_target(&p, &topic, "json").await,
+        kafka_target(&p, &avro_topic, "avro").await,
+    ];
+    let (flow, etag) = flow_to(&p, &targets).await;
     let (status, answer, _) = call(
         &p,
         reqwest::Method::PATCH,
@@ -410,6 +416,45 @@ async fn a_flow_activated_later_exports_the_members_already_there_to_kafka() {
         "{document}"
     );
     assert_eq!(document["identityMap"]["crmid"], json!([{"id": "gil"}]));
+
+    // The same export in Avro, subject `<topic>-value` in the project's registry.
+    let avro = p
+        .broker
+        .read_committed(&avro_topic, 1, Duration::from_secs(30))
+        .await;
+    assert_eq!(avro.len(), 1);
+    let decoder = schema_registry_converter::async_impl::avro::AvroDecoder::new(
+        schema_registry_converter::async_impl::schema_registry::SrSettings::new(p.control.clone()),
+    );
+    let decoded = decoder
+        .decode(Some(&avro[0].value))
+        .await
+        .expect("decoded through the registry");
+    let apache_avro::types::Value::Record(fields) = decoded.value else {
+        panic!("a record")
+    };
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        field("attributes"),
+        Some(apache_avro::types::Value::String(
+            r#"{"person":{"email":"gil@example.com"}}"#.into()
+        ))
+    );
+    let Some(apache_avro::types::Value::Map(segments)) = field("segmentMembership") else {
+        panic!("memberships: {fields:?}")
+    };
+    let Some(apache_avro::types::Value::Record(membership)) = segments.get(&segment_id) else {
+        panic!("gil's membership: {segments:?}")
+    };
+    assert_eq!(
+        membership[0].1,
+        apache_avro::types::Value::Enum(1, "existing".into())
+    );
 
     // A selected attribute changes: exported; an unselected one: not. A marker profile entering
     // the segment afterwards shows the stage is past both changes.

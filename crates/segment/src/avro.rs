@@ -5,7 +5,7 @@
 use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
-use cdp_registry::confluent::{Outcome, SchemaLog, SchemaLogError};
+use cdp_registry::confluent::{RegisterError, SchemaLog};
 
 use crate::membership::{MembershipChange, Status, AVRO_SCHEMA};
 
@@ -13,14 +13,8 @@ use crate::membership::{MembershipChange, Status, AVRO_SCHEMA};
 pub enum AvroError {
     #[error("the membership schema does not parse: {0}")]
     Schema(String),
-    #[error("the registry refused {subject}: {reason}")]
-    Refused { subject: String, reason: String },
-    #[error("cannot register {subject}: {source}")]
-    Registry {
-        subject: String,
-        #[source]
-        source: Box<SchemaLogError>,
-    },
+    #[error(transparent)]
+    Register(#[from] RegisterError),
     #[error("a membership record does not encode: {0}")]
     Encode(String),
 }
@@ -35,23 +29,9 @@ impl MembershipAvro {
     pub async fn register(log: &SchemaLog, topic: &str) -> Result<Self, AvroError> {
         let schema =
             Schema::parse_str(AVRO_SCHEMA).map_err(|e| AvroError::Schema(e.to_string()))?;
-        let subject = format!("{topic}-value");
-        let id = match log.register(&subject, AVRO_SCHEMA).await {
-            Ok(Outcome::Registered { id, .. }) => id,
-            Ok(Outcome::Invalid(reason)) => return Err(AvroError::Refused { subject, reason }),
-            Ok(Outcome::Incompatible(reasons)) => {
-                return Err(AvroError::Refused {
-                    subject,
-                    reason: reasons.join("; "),
-                })
-            }
-            Err(source) => {
-                return Err(AvroError::Registry {
-                    subject,
-                    source: Box::new(source),
-                })
-            }
-        };
+        let id = log
+            .register_id(&format!("{topic}-value"), AVRO_SCHEMA)
+            .await?;
         Ok(Self { schema, id })
     }
 

@@ -90,6 +90,26 @@ impl SchemaLog {
         outcome.ok_or(SchemaLogError::NoOutcome(offset))
     }
 
+    /// Registers an Avro `schema` under `subject` and answers its id (an identical schema gets
+    /// its existing id); a schema the registry refuses is an error saying why.
+    pub async fn register_id(&self, subject: &str, schema: &str) -> Result<u32, RegisterError> {
+        match self.register(subject, schema).await {
+            Ok(Outcome::Registered { id, .. }) => Ok(id),
+            Ok(Outcome::Invalid(reason)) => Err(RegisterError::Refused {
+                subject: subject.to_string(),
+                reason,
+            }),
+            Ok(Outcome::Incompatible(reasons)) => Err(RegisterError::Refused {
+                subject: subject.to_string(),
+                reason: reasons.join("; "),
+            }),
+            Err(source) => Err(RegisterError::Registry {
+                subject: subject.to_string(),
+                source: Box::new(source),
+            }),
+        }
+    }
+
     pub async fn set_level(
         &self,
         subject: Option<&str>,
@@ -131,4 +151,17 @@ impl SchemaLog {
     pub async fn caught_up(&self, timeout: Duration) -> Result<(), SchemaLogError> {
         Ok(self.log.caught_up(timeout).await?)
     }
+}
+
+/// Why a stage could not register the schema of what it writes.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("the registry refused {subject}: {reason}")]
+    Refused { subject: String, reason: String },
+    #[error("cannot register {subject}: {source}")]
+    Registry {
+        subject: String,
+        #[source]
+        source: Box<SchemaLogError>,
+    },
 }

@@ -9,6 +9,6 @@ mod http;
 mod state;
 
 pub use compat::Level;
-pub use follower::{SchemaLog, SchemaLogError};
+pub use follower::{RegisterError, SchemaLog, SchemaLogError};
 pub use http::routes;
 pub use state::{Outcome, SrState, StoredSchema};

@@ -4,6 +4,7 @@
 //! holds back only its own position ([`worker`]); its status goes to `<ns>.sinks.status`
 //! ([`status`]) and its refusals to `<ns>.sinks.deadletter`.
 
+pub mod avro;
 pub mod status;
 pub mod targets;
 pub mod worker;
@@ -20,6 +21,8 @@ use tokio::task::JoinHandle;
 
 use crate::delivery::RetryPolicy;
 use crate::settings::SinksSettings;
+use avro::ExportAvro;
+use cdp_registry::confluent::SchemaLog;
 use status::StatusReporter;
 use worker::Worker;
 
@@ -29,6 +32,8 @@ pub enum SinksError {
     Topics(#[from] AdminError),
     #[error("cannot create the status producer: {0}")]
     Producer(rdkafka::error::KafkaError),
+    #[error("cannot follow the schemas log (for Avro targets): {0}")]
+    Schemas(#[from] cdp_registry::confluent::SchemaLogError),
 }
 
 /// The topics the stage writes (`partitions`: as many as `profile.updates`). The exports it
@@ -70,6 +75,8 @@ pub async fn run(
         .producer("cdp-sinks", 30_000)
         .create()
         .map_err(SinksError::Producer)?;
+    // The project's registry, followed once an Avro target needs it.
+    let mut schemas: Option<SchemaLog> = None;
     let mut running: HashMap<(String, String), Running> = HashMap::new();
     // Targets that could not be set up, with the fingerprint they failed at: not tried again
     // until their configuration changes.
@@ -119,6 +126,25 @@ pub async fn run(
                     continue;
                 }
             };
+            let avro = match &resolved.avro_topic {
+                None => None,
+                Some(topic) => {
+                    if schemas.is_none() {
+                        schemas = Some(SchemaLog::start(kafka, topics).await?);
+                    }
+                    let Some(log) = &schemas else { continue };
+                    match ExportAvro::register(log, topic).await {
+                        Ok(a) => Some(a),
+                        Err(e) => {
+                            tracing::error!(flow = %flow, target = %target, error = %e, "cannot register the export schema");
+                            status.failed(&e.to_string(), 0);
+                            status.flush(true).await;
+                            broken.insert(k, fingerprint.clone());
+                            continue;
+                        }
+                    }
+                }
+            };
             let worker = Worker {
                 flow_id: flow.clone(),
                 target_id: target.clone(),
@@ -128,6 +154,7 @@ pub async fn run(
                 producer: producer.clone(),
                 status,
                 settings: settings.clone(),
+                avro,
             };
             let (stop, stopped) = watch::channel(false);
             let kafka = kafka.clone();

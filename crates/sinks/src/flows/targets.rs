@@ -1,7 +1,7 @@
 //! From the catalog to a destination client: a flow's target connection, its base
 //! connection's credentials (opened with the secret key) and the delivery settings.
 
-use cdp_catalog::flows::{param, DestinationKind, TargetConnection, FORMAT_JSON};
+use cdp_catalog::flows::{param, DestinationKind, TargetConnection, FORMAT_AVRO, FORMAT_JSON};
 use cdp_catalog::{CatalogState, SecretKey};
 use serde_json::{Map, Value};
 
@@ -22,7 +22,7 @@ pub enum TargetError {
     Secrets(#[from] cdp_catalog::SecretError),
     #[error("the connection lacks `{0}`")]
     Missing(&'static str),
-    #[error("data format `{0}` is not delivered yet; use json")]
+    #[error("data format `{0}` is not delivered to this destination; use json")]
     Format(String),
     #[error("unknown SASL mechanism `{0}`")]
     Mechanism(String),
@@ -36,6 +36,8 @@ pub struct Resolved {
     pub destination: Destination,
     /// `Amazon Kinesis`, `Azure Event Hubs`, `Kafka`.
     pub name: &'static str,
+    /// The destination topic, when exports go there in Avro (`data.format: avro`, Kafka only).
+    pub avro_topic: Option<String>,
 }
 
 /// The etags that, changed, mean a target must be set up again.
@@ -63,26 +65,34 @@ pub fn resolve(
         .connections
         .get(&target.base_connection_id)
         .ok_or_else(|| TargetError::NoConnection(target.base_connection_id.clone()))?;
-    if target.format != FORMAT_JSON {
-        return Err(TargetError::Format(target.format.clone()));
-    }
     let auth = connection.open_auth(key)?.unwrap_or_default();
     let kind = target
         .destination()
         .ok_or_else(|| TargetError::NotDestination(target_id.to_string()))?;
+    let avro = match (kind, target.format.as_str()) {
+        (_, FORMAT_JSON) => false,
+        (DestinationKind::Kafka, FORMAT_AVRO) => true,
+        (_, other) => return Err(TargetError::Format(other.to_string())),
+    };
     Ok(match kind {
         DestinationKind::Kinesis => Resolved {
             destination: Destination::kinesis(kinesis(target, &auth)?, policy)?,
             name: "Amazon Kinesis",
+            avro_topic: None,
         },
         DestinationKind::EventHubs => Resolved {
             destination: Destination::event_hubs(&event_hubs(target, &auth)?, policy)?,
             name: "Azure Event Hubs",
+            avro_topic: None,
         },
-        DestinationKind::Kafka => Resolved {
-            destination: Destination::kafka(kafka(target, &auth)?, policy)?,
-            name: "Kafka",
-        },
+        DestinationKind::Kafka => {
+            let target = kafka(target, &auth)?;
+            Resolved {
+                avro_topic: avro.then(|| target.topic.clone()),
+                destination: Destination::kafka(target, policy)?,
+                name: "Kafka",
+            }
+        }
     })
 }
 

@@ -14,6 +14,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
 use crate::delivery::{DeliveryReport, Destination, OutRecord};
+use crate::flows::avro::ExportAvro;
 use crate::flows::status::StatusReporter;
 use crate::settings::SinksSettings;
 use cdp_contract::flow_run::FLOW_HEADER;
@@ -42,11 +43,15 @@ pub struct Worker {
     pub producer: FutureProducer,
     pub status: StatusReporter,
     pub settings: SinksSettings,
+    /// Set when the target takes Avro: each export is encoded before delivery.
+    pub avro: Option<ExportAvro>,
 }
 
 /// A batch read from the exports topic: the flow's records and where to commit after them.
 struct Batch {
     records: Vec<OutRecord>,
+    /// Records that cannot be delivered in the target's format, with why: dead-lettered.
+    refused: Vec<(OutRecord, String)>,
     /// Per partition, the offset after the last record read (this flow's or not).
     next: HashMap<i32, i64>,
 }
@@ -120,6 +125,7 @@ impl Worker {
         };
         let mut batch = Batch {
             records: Vec::new(),
+            refused: Vec::new(),
             next: HashMap::new(),
         };
         let deadline =
@@ -139,10 +145,16 @@ impl Worker {
                     .key()
                     .map(|k| String::from_utf8_lossy(k).into_owned())
                     .unwrap_or_default();
-                batch.records.push(OutRecord::new(
-                    key,
-                    m.payload().unwrap_or_default().to_vec(),
-                ));
+                let payload = m.payload().unwrap_or_default();
+                match &self.avro {
+                    None => batch.records.push(OutRecord::new(key, payload.to_vec())),
+                    Some(avro) => match avro.encode(&key, payload) {
+                        Ok(encoded) => batch.records.push(OutRecord::new(key, encoded)),
+                        Err(e) => batch
+                            .refused
+                            .push((OutRecord::new(key, payload.to_vec()), e.to_string())),
+                    },
+                }
             }
             // Other flows' records are only skipped, but bound them too so that a commit is
             // never far behind.
@@ -162,6 +174,12 @@ impl Worker {
     /// After a failure only what the destination did not settle is sent again, when the error
     /// accounts for every record (a partial success is not repeated).
     async fn deliver(&mut self, batch: &Batch, stop: &mut watch::Receiver<bool>) -> bool {
+        for (record, reason) in &batch.refused {
+            self.dead_letter(record, reason).await;
+        }
+        if !batch.refused.is_empty() {
+            self.status.delivered(0, 0, batch.refused.len());
+        }
         let mut remaining = batch.records.clone();
         let mut pause = Duration::from_millis(self.settings.retry_initial_ms);
         while !remaining.is_empty() {
