@@ -70,11 +70,23 @@ pub async fn run(
     catalog: CatalogView,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), SinksError> {
-    ensure_topics(kafka, &topic_specs(topics, partitions)).await?;
-    let producer: FutureProducer = kafka
-        .producer("cdp-sinks", 30_000)
-        .create()
-        .map_err(SinksError::Producer)?;
+    // On `/readyz` with the other stages of the process; a failure to start stays there.
+    let health = cdp_stage::health::Registration::new("sinks");
+    let started = async {
+        ensure_topics(kafka, &topic_specs(topics, partitions)).await?;
+        kafka
+            .producer("cdp-sinks", 30_000)
+            .create::<FutureProducer>()
+            .map_err(SinksError::Producer)
+    };
+    let producer = match started.await {
+        Ok(p) => p,
+        Err(e) => {
+            health.set(cdp_stage::health::Status::Failed);
+            return Err(e);
+        }
+    };
+    health.set(cdp_stage::health::Status::Ready);
     // The project's registry, followed once an Avro target needs it.
     let mut schemas: Option<SchemaLog> = None;
     let mut running: HashMap<(String, String), Running> = HashMap::new();
