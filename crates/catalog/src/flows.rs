@@ -388,6 +388,42 @@ impl TargetConnection {
     }
 }
 
+/// A record of the Flow Service API: it belongs to one org and sandbox, is found there by id,
+/// and is listed oldest first (then by id).
+pub trait Owned {
+    fn id(&self) -> &str;
+    fn org_id(&self) -> &str;
+    fn sandbox(&self) -> &str;
+    /// Unix milliseconds.
+    fn created_at(&self) -> i64;
+
+    /// Whether the record belongs to `org`'s `sandbox`.
+    fn belongs_to(&self, org: &str, sandbox: &str) -> bool {
+        self.org_id() == org && self.sandbox() == sandbox
+    }
+}
+
+macro_rules! owned {
+    ($($record:ty),+) => {$(
+        impl Owned for $record {
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn org_id(&self) -> &str {
+                &self.org_id
+            }
+            fn sandbox(&self) -> &str {
+                &self.sandbox
+            }
+            fn created_at(&self) -> i64 {
+                self.created_at
+            }
+        }
+    )+};
+}
+
+owned!(Connection, SourceConnection, TargetConnection, Flow);
+
 /// A dataflow from source connections to target connections: which segments' members, with
 /// which profile attributes, are exported.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -505,6 +541,15 @@ mod tests {
         assert!(f.segment_ids().is_empty());
         assert!(f.profile_paths().is_empty());
         assert!(f.is_enabled());
+    }
+
+    #[test]
+    fn a_record_belongs_to_its_org_and_sandbox() {
+        let f = flow(Flow::initial_transformations());
+        assert_eq!((f.id(), f.created_at()), ("f", 1));
+        assert!(f.belongs_to("o", "prod"));
+        assert!(!f.belongs_to("o", "dev"));
+        assert!(!f.belongs_to("other", "prod"));
     }
 
     #[test]

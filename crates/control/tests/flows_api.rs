@@ -121,8 +121,7 @@ impl Harness {
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
-        let (s, b, _) = self.send(self.req(Method::GET, path, "prod")).await;
-        (s, b)
+        self.get_in(path, "prod").await
     }
 
     async fn get_in(&self, path: &str, sandbox: &str) -> (u16, Value) {
@@ -130,11 +129,28 @@ impl Harness {
         (s, b)
     }
 
-    async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let (s, b, _) = self
-            .send(self.req(Method::POST, path, "prod").json(body))
+    /// POSTs `body` to `path` in `prod` and expects a 400 whose detail names each of `expected`.
+    async fn refuses(&self, path: &str, body: Value, expected: &[&str]) {
+        self.refuses_in("prod", path, body, expected).await
+    }
+
+    async fn refuses_in(&self, sandbox: &str, path: &str, body: Value, expected: &[&str]) {
+        let (status, answer, _) = self
+            .send(self.req(Method::POST, path, sandbox).json(&body))
             .await;
-        (s, b)
+        assert_eq!(status, 400, "POST {path} {body} answered {answer}");
+        for e in expected {
+            assert!(detail(&answer).contains(e), "{e:?} not in {answer}");
+        }
+    }
+
+    /// `DELETE /flows/{id}`, with `If-Match` if given; answers the status.
+    async fn delete_flow(&self, id: &str, if_match: Option<&str>) -> u16 {
+        let mut req = self.req(Method::DELETE, &format!("/flows/{id}"), "prod");
+        if let Some(tag) = if_match {
+            req = req.header("If-Match", tag);
+        }
+        self.send(req).await.0
     }
 
     /// POSTs and expects a 201 with `{id, etag}`; answers the id.
@@ -212,6 +228,21 @@ impl Harness {
                     "params": {"accessKeyId": "AKIATESTACCESSID", "secretKey": SECRET, "region": "eu-west-1"}
                 }
             }),
+        )
+        .await
+    }
+
+    /// An Event Hubs base connection (its key is [`SAS_KEY`]), with a Kafka `endpoint` if given.
+    async fn hubs_connection(&self, endpoint: Option<&str>) -> String {
+        let mut params = json!({"sasKeyName": "send", "sasKey": SAS_KEY, "namespace": "acme"});
+        if let Some(endpoint) = endpoint {
+            params["endpoint"] = json!(endpoint);
+        }
+        self.create(
+            "/connections",
+            &json!({"name": "hubs", "connectionSpec": {"id": EVENT_HUBS_SPEC, "version": "1.0"},
+                    "auth": {"specName": "Azure Event Hubs authentication credentials",
+                             "params": params}}),
         )
         .await
     }
@@ -409,16 +440,10 @@ async fn the_seed_sequence_activates_segments_and_attributes() {
     assert_eq!(status, 200);
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     assert_eq!(list["items"][0]["id"], flow);
-    let (status, _, _) = h
-        .send(h.req(Method::DELETE, &format!("/flows/{flow}"), "prod"))
-        .await;
-    assert_eq!(status, 204);
+    assert_eq!(h.delete_flow(&flow, None).await, 204);
     assert_eq!(h.get(&format!("/flows/{flow}")).await.0, 404);
     assert!(h.view.read().flows.is_empty());
-    let (status, _, _) = h
-        .send(h.req(Method::DELETE, &format!("/flows/{flow}"), "prod"))
-        .await;
-    assert_eq!(status, 404);
+    assert_eq!(h.delete_flow(&flow, None).await, 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -546,13 +571,7 @@ async fn patches_need_the_current_etag_and_valid_selectors() {
     assert_eq!(statuses, [202, 412]);
 
     // DELETE under a stale If-Match is refused.
-    let (status, _, _) = h
-        .send(
-            h.req(Method::DELETE, &format!("/flows/{flow}"), "prod")
-                .header("If-Match", current.as_str()),
-        )
-        .await;
-    assert_eq!(status, 412);
+    assert_eq!(h.delete_flow(&flow, Some(&current)).await, 412);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -560,40 +579,32 @@ async fn connections_are_checked_against_their_spec_and_sandbox() {
     let h = Harness::start().await;
 
     // Unknown spec; missing credentials, named.
-    let (status, body) = h
-        .post(
-            "/connections",
-            &json!({"name": "x", "connectionSpec": {"id": "no-such-spec", "version": "1.0"}}),
-        )
-        .await;
-    assert_eq!(status, 400, "{body}");
-    assert!(detail(&body).contains("no-such-spec"), "{body}");
-    let (status, body) = h
-        .post(
-            "/connections",
-            &json!({"name": "x", "connectionSpec": {"id": KINESIS_SPEC, "version": "1.0"},
-                    "auth": {"specName": "Amazon Kinesis authentication credentials",
-                             "params": {"region": "eu-west-1"}}}),
-        )
-        .await;
-    assert_eq!(status, 400, "{body}");
-    assert!(detail(&body).contains("accessKeyId, secretKey"), "{body}");
-    let (status, body) = h
-        .post(
-            "/connections",
-            &json!({"name": "x", "connectionSpec": {"id": EVENT_HUBS_SPEC, "version": "1.0"}}),
-        )
-        .await;
-    assert_eq!(status, 400, "{body}");
-    assert!(detail(&body).contains("auth is required"), "{body}");
-    let (status, body) = h
-        .post(
-            "/connections",
-            &json!({"connectionSpec": {"id": PROFILE_SOURCE_SPEC, "version": "1.0"}}),
-        )
-        .await;
-    assert_eq!(status, 400, "{body}");
-    assert!(detail(&body).contains("name is required"), "{body}");
+    h.refuses(
+        "/connections",
+        json!({"name": "x", "connectionSpec": {"id": "no-such-spec", "version": "1.0"}}),
+        &["no-such-spec"],
+    )
+    .await;
+    h.refuses(
+        "/connections",
+        json!({"name": "x", "connectionSpec": {"id": KINESIS_SPEC, "version": "1.0"},
+               "auth": {"specName": "Amazon Kinesis authentication credentials",
+                        "params": {"region": "eu-west-1"}}}),
+        &["accessKeyId, secretKey"],
+    )
+    .await;
+    h.refuses(
+        "/connections",
+        json!({"name": "x", "connectionSpec": {"id": EVENT_HUBS_SPEC, "version": "1.0"}}),
+        &["auth is required"],
+    )
+    .await;
+    h.refuses(
+        "/connections",
+        json!({"connectionSpec": {"id": PROFILE_SOURCE_SPEC, "version": "1.0"}}),
+        &["name is required"],
+    )
+    .await;
 
     let source = h.source_connection().await;
     let profile_base = h.get("/sourceConnections").await.1["items"][0]["baseConnectionId"]
@@ -601,70 +612,48 @@ async fn connections_are_checked_against_their_spec_and_sandbox() {
         .unwrap()
         .to_string();
     let kinesis = h.kinesis_connection().await;
-    let hubs = h
-        .create(
-            "/connections",
-            &json!({"name": "hubs", "connectionSpec": {"id": EVENT_HUBS_SPEC, "version": "1.0"},
-                    "auth": {"specName": "Azure Event Hubs authentication credentials",
-                             "params": {"sasKeyName": "send", "sasKey": SAS_KEY, "namespace": "acme",
-                                        "endpoint": "127.0.0.1:9092"}}}),
-        )
-        .await;
+    let hubs = h.hubs_connection(Some("127.0.0.1:9092")).await;
 
     // A source connection on a destination's connection: 400 saying what is expected.
-    let (status, body) = h
-        .post(
-            "/sourceConnections",
-            &json!({"name": "s", "connectionSpec": {"id": PROFILE_SOURCE_SPEC, "version": "1.0"},
-                    "baseConnectionId": kinesis, "data": {"format": "json"}, "params": {}}),
-        )
-        .await;
-    assert_eq!(status, 400, "{body}");
-    assert!(detail(&body).contains("Amazon Kinesis"), "{body}");
-    assert!(detail(&body).contains(PROFILE_SOURCE_SPEC), "{body}");
+    h.refuses(
+        "/sourceConnections",
+        json!({"name": "s", "connectionSpec": {"id": PROFILE_SOURCE_SPEC, "version": "1.0"},
+               "baseConnectionId": kinesis, "data": {"format": "json"}, "params": {}}),
+        &["Amazon Kinesis", PROFILE_SOURCE_SPEC],
+    )
+    .await;
 
     // A target connection whose spec is not its base connection's: 400 with the expected one.
-    let (status, body) = h
-        .post(
-            "/targetConnections",
-            &json!({"name": "t", "baseConnection": hubs,
-                    "connectionSpec": {"id": KINESIS_SPEC, "version": "1.0"},
-                    "data": {"format": "json"}, "params": {"stream": "s", "region": "r"}}),
-        )
-        .await;
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        detail(&body).contains(&format!("expected {EVENT_HUBS_SPEC} (Azure Event Hubs)")),
-        "{body}"
-    );
+    h.refuses(
+        "/targetConnections",
+        json!({"name": "t", "baseConnection": hubs,
+               "connectionSpec": {"id": KINESIS_SPEC, "version": "1.0"},
+               "data": {"format": "json"}, "params": {"stream": "s", "region": "r"}}),
+        &[&format!("expected {EVENT_HUBS_SPEC} (Azure Event Hubs)")],
+    )
+    .await;
     // …on the profile source's connection, or missing its params, or in avro on Kinesis.
-    let (status, body) = h
-        .post(
-            "/targetConnections",
-            &json!({"name": "t", "baseConnection": profile_base,
-                    "connectionSpec": {"id": PROFILE_SOURCE_SPEC}, "params": {}}),
-        )
-        .await;
-    assert_eq!(status, 400, "{body}");
-    assert!(detail(&body).contains("not of a destination"), "{body}");
-    let (status, body) = h
-        .post(
-            "/targetConnections",
-            &json!({"name": "t", "baseConnectionId": hubs,
-                    "connectionSpec": {"id": EVENT_HUBS_SPEC}, "params": {}}),
-        )
-        .await;
-    assert_eq!(status, 400, "{body}");
-    assert!(detail(&body).contains("misses eventHubName"), "{body}");
-    let (status, body) = h
-        .post(
-            "/targetConnections",
-            &json!({"name": "t", "baseConnection": kinesis, "connectionSpec": {"id": KINESIS_SPEC},
-                    "data": {"format": "avro"}, "params": {"stream": "s", "region": "r"}}),
-        )
-        .await;
-    assert_eq!(status, 400, "{body}");
-    assert!(detail(&body).contains("data.format \"avro\""), "{body}");
+    h.refuses(
+        "/targetConnections",
+        json!({"name": "t", "baseConnection": profile_base,
+               "connectionSpec": {"id": PROFILE_SOURCE_SPEC}, "params": {}}),
+        &["not of a destination"],
+    )
+    .await;
+    h.refuses(
+        "/targetConnections",
+        json!({"name": "t", "baseConnectionId": hubs,
+               "connectionSpec": {"id": EVENT_HUBS_SPEC}, "params": {}}),
+        &["misses eventHubName"],
+    )
+    .await;
+    h.refuses(
+        "/targetConnections",
+        json!({"name": "t", "baseConnection": kinesis, "connectionSpec": {"id": KINESIS_SPEC},
+               "data": {"format": "avro"}, "params": {"stream": "s", "region": "r"}}),
+        &["data.format \"avro\""],
+    )
+    .await;
     let hubs_target = h
         .create(
             "/targetConnections",
@@ -679,40 +668,28 @@ async fn connections_are_checked_against_their_spec_and_sandbox() {
         json!({"name": "f", "flowSpec": {"id": spec, "version": "1.0"},
                "sourceConnectionIds": sources, "targetConnectionIds": targets})
     };
-    let (status, body) = h
-        .post(
-            "/flows",
-            &flow_body(KINESIS_SPEC, json!([source]), json!([hubs_target])),
-        )
-        .await;
-    assert_eq!(status, 400, "{body}");
-    assert!(detail(&body).contains(PROFILE_FLOW_SPEC), "{body}");
-    let (status, body) = h
-        .post(
-            "/flows",
-            &flow_body(
-                PROFILE_FLOW_SPEC,
-                json!([hubs_target]),
-                json!([hubs_target]),
-            ),
-        )
-        .await;
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        detail(&body).contains("sourceConnectionIds names"),
-        "{body}"
-    );
-    let (status, body) = h
-        .post(
-            "/flows",
-            &flow_body(PROFILE_FLOW_SPEC, json!([source]), json!([])),
-        )
-        .await;
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        detail(&body).contains("targetConnectionIds is required"),
-        "{body}"
-    );
+    h.refuses(
+        "/flows",
+        flow_body(KINESIS_SPEC, json!([source]), json!([hubs_target])),
+        &[PROFILE_FLOW_SPEC],
+    )
+    .await;
+    h.refuses(
+        "/flows",
+        flow_body(
+            PROFILE_FLOW_SPEC,
+            json!([hubs_target]),
+            json!([hubs_target]),
+        ),
+        &["sourceConnectionIds names"],
+    )
+    .await;
+    h.refuses(
+        "/flows",
+        flow_body(PROFILE_FLOW_SPEC, json!([source]), json!([])),
+        &["targetConnectionIds is required"],
+    )
+    .await;
     let flow = h
         .create(
             "/flows",
@@ -746,19 +723,14 @@ async fn connections_are_checked_against_their_spec_and_sandbox() {
     assert_eq!(h.get_in("/flows", "dev").await.1["items"], json!([]));
     assert_eq!(h.get_in("/connections", "dev").await.1["items"], json!([]));
     // A prod connection cannot be used from dev either.
-    let (status, body, _) = h
-        .send(
-            h.req(Method::POST, "/targetConnections", "dev")
-                .json(&json!({
-            "name": "t", "baseConnection": kinesis, "connectionSpec": {"id": KINESIS_SPEC},
-            "params": {"stream": "s", "region": "r"}})),
-        )
-        .await;
-    assert_eq!(status, 400, "{body}");
-    assert!(
-        detail(&body).contains("not a connection of sandbox dev"),
-        "{body}"
-    );
+    h.refuses_in(
+        "dev",
+        "/targetConnections",
+        json!({"name": "t", "baseConnection": kinesis, "connectionSpec": {"id": KINESIS_SPEC},
+               "params": {"stream": "s", "region": "r"}}),
+        &["not a connection of sandbox dev"],
+    )
+    .await;
 
     // The headers and the token are required.
     let (status, _, _) = h
@@ -779,14 +751,7 @@ async fn connections_are_checked_against_their_spec_and_sandbox() {
 async fn credentials_never_reach_the_catalog_or_the_api_in_clear() {
     let h = Harness::start().await;
     let kinesis = h.kinesis_connection().await;
-    let hubs = h
-        .create(
-            "/connections",
-            &json!({"name": "hubs", "connectionSpec": {"id": EVENT_HUBS_SPEC, "version": "1.0"},
-                    "auth": {"specName": "Azure Event Hubs authentication credentials",
-                             "params": {"sasKeyName": "send", "sasKey": SAS_KEY, "namespace": "acme"}}}),
-        )
-        .await;
+    let hubs = h.hubs_connection(None).await;
     let kafka = h
         .create(
             "/connections",

@@ -20,7 +20,10 @@ use cdp_http::ApiJson;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::{check_name, description, new_etag, FlowApi, FlowError, SpecRef};
+use super::{
+    check_name, description, find, items, new_etag, of_tenant, require, show, show_all, FlowApi,
+    FlowError, SpecRef,
+};
 use crate::http::Tenant;
 
 /// What a creation answers: 201 `{"id", "etag"}`, with `Location` and `ETag`.
@@ -37,10 +40,6 @@ pub(super) fn created(path: &str, id: &str, etag: &str) -> (StatusCode, HeaderMa
         headers,
         Json(json!({"id": id, "etag": etag})),
     )
-}
-
-fn in_tenant(org: &str, sandbox: &str, tenant: &Tenant) -> bool {
-    org == tenant.org && sandbox == tenant.sandbox
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -339,50 +338,28 @@ pub async fn create(
     Ok(created("/connections", &connection.id, &connection.etag))
 }
 
-fn find_connection<'a>(
-    catalog: &'a CatalogState,
-    id: &str,
-    tenant: &Tenant,
-) -> Option<&'a Connection> {
-    catalog
-        .connections
-        .get(id)
-        .filter(|c| in_tenant(&c.org_id, &c.sandbox, tenant))
-}
-
 /// `GET /connections/{id}`.
 pub async fn get(
     State(api): State<FlowApi>,
     tenant: Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<ConnectionView>, FlowError> {
-    let connection = find_connection(&api.view.read(), &id, &tenant)
-        .cloned()
-        .ok_or_else(|| FlowError::not_found("connection", &id, &tenant))?;
+    // Cloned out of the catalog: its credentials are opened without holding the view.
+    let connection = require(&api.view.read().connections, "connection", &id, &tenant)?.clone();
     Ok(Json(ConnectionView::of(&connection, &api)?))
-}
-
-/// Sorted oldest first, then by id.
-fn sorted<T>(mut items: Vec<T>, key: impl Fn(&T) -> (i64, String)) -> Vec<T> {
-    items.sort_by_key(|i| key(i));
-    items
 }
 
 /// `GET /connections`: `{"items": [...]}`, oldest first.
 pub async fn list(State(api): State<FlowApi>, tenant: Tenant) -> Result<Json<Value>, FlowError> {
-    let connections: Vec<Connection> = api
-        .view
-        .read()
-        .connections
-        .values()
-        .filter(|c| in_tenant(&c.org_id, &c.sandbox, &tenant))
+    let connections: Vec<Connection> = of_tenant(&api.view.read().connections, &tenant)
+        .into_iter()
         .cloned()
         .collect();
-    let items = sorted(connections, |c| (c.created_at, c.id.clone()))
+    let views = connections
         .iter()
         .map(|c| ConnectionView::of(c, &api))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(json!({ "items": items })))
+    Ok(items(views))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -417,9 +394,11 @@ pub struct DataView {
     pub format: String,
 }
 
+/// A source or target connection (one on a base connection) as the API shows it; `P` is the
+/// type of its `params`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SourceConnectionView {
+pub struct EndpointView<P> {
     pub id: String,
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -427,30 +406,46 @@ pub struct SourceConnectionView {
     pub base_connection_id: String,
     pub connection_spec: SpecRef,
     pub data: DataView,
-    pub params: Value,
+    pub params: P,
     pub etag: String,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
-impl SourceConnectionView {
-    pub fn of(c: &SourceConnection) -> Self {
-        Self {
-            id: c.id.clone(),
-            name: c.name.clone(),
-            description: c.description.clone(),
-            base_connection_id: c.base_connection_id.clone(),
-            connection_spec: SpecRef::of(&c.connection_spec_id),
-            data: DataView {
-                format: c.format.clone(),
-            },
-            params: c.params.clone(),
-            etag: c.etag.clone(),
-            created_at: c.created_at,
-            updated_at: c.updated_at,
+/// A source connection's `params` are any object, as sent.
+pub type SourceConnectionView = EndpointView<Value>;
+/// A target connection's `params` are its spec's (strings).
+pub type TargetConnectionView = EndpointView<Map<String, Value>>;
+
+/// `of(record)` for the view of a record type: [`SourceConnection`] and [`TargetConnection`]
+/// have the same fields but for the type of `params`.
+macro_rules! endpoint_view_of {
+    ($($record:ty => $view:ty),+) => {$(
+        impl $view {
+            pub fn of(c: &$record) -> Self {
+                Self {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    description: c.description.clone(),
+                    base_connection_id: c.base_connection_id.clone(),
+                    connection_spec: SpecRef::of(&c.connection_spec_id),
+                    data: DataView {
+                        format: c.format.clone(),
+                    },
+                    params: c.params.clone(),
+                    etag: c.etag.clone(),
+                    created_at: c.created_at,
+                    updated_at: c.updated_at,
+                }
+            }
         }
-    }
+    )+};
 }
+
+endpoint_view_of!(
+    SourceConnection => SourceConnectionView,
+    TargetConnection => TargetConnectionView
+);
 
 /// The base connection a body names: one of the tenant's, else a 400 (it is the body that is
 /// wrong, not the URL).
@@ -460,7 +455,7 @@ fn base_connection(
     field: &str,
     tenant: &Tenant,
 ) -> Result<Connection, FlowError> {
-    find_connection(catalog, id, tenant).cloned().ok_or_else(|| {
+    find(&catalog.connections, id, tenant).cloned().ok_or_else(|| {
         FlowError::bad_request(format!(
             "{field} {id} is not a connection of sandbox {} of org {} (create one with POST /connections)",
             tenant.sandbox, tenant.org
@@ -545,43 +540,30 @@ pub async fn create_source(
     Ok(created("/sourceConnections", &source.id, &source.etag))
 }
 
-pub(super) fn find_source<'a>(
-    catalog: &'a CatalogState,
-    id: &str,
-    tenant: &Tenant,
-) -> Option<&'a SourceConnection> {
-    catalog
-        .source_connections
-        .get(id)
-        .filter(|c| in_tenant(&c.org_id, &c.sandbox, tenant))
-}
-
 /// `GET /sourceConnections/{id}`.
 pub async fn get_source(
     State(api): State<FlowApi>,
     tenant: Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<SourceConnectionView>, FlowError> {
-    find_source(&api.view.read(), &id, &tenant)
-        .map(|c| Json(SourceConnectionView::of(c)))
-        .ok_or_else(|| FlowError::not_found("source connection", &id, &tenant))
+    let catalog = api.view.read();
+    show(
+        &catalog.source_connections,
+        "source connection",
+        &id,
+        &tenant,
+        SourceConnectionView::of,
+    )
 }
 
 /// `GET /sourceConnections`: `{"items": [...]}`, oldest first.
 pub async fn list_sources(State(api): State<FlowApi>, tenant: Tenant) -> Json<Value> {
     let catalog = api.view.read();
-    let items: Vec<SourceConnectionView> = sorted(
-        catalog
-            .source_connections
-            .values()
-            .filter(|c| in_tenant(&c.org_id, &c.sandbox, &tenant))
-            .collect(),
-        |c| (c.created_at, c.id.clone()),
+    show_all(
+        &catalog.source_connections,
+        &tenant,
+        SourceConnectionView::of,
     )
-    .into_iter()
-    .map(SourceConnectionView::of)
-    .collect();
-    Json(json!({ "items": items }))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -606,41 +588,6 @@ pub struct TargetConnectionBody {
     data: Option<DataBody>,
     #[serde(default)]
     params: Option<Map<String, Value>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TargetConnectionView {
-    pub id: String,
-    pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    pub base_connection_id: String,
-    pub connection_spec: SpecRef,
-    pub data: DataView,
-    pub params: Map<String, Value>,
-    pub etag: String,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
-
-impl TargetConnectionView {
-    pub fn of(c: &TargetConnection) -> Self {
-        Self {
-            id: c.id.clone(),
-            name: c.name.clone(),
-            description: c.description.clone(),
-            base_connection_id: c.base_connection_id.clone(),
-            connection_spec: SpecRef::of(&c.connection_spec_id),
-            data: DataView {
-                format: c.format.clone(),
-            },
-            params: c.params.clone(),
-            etag: c.etag.clone(),
-            created_at: c.created_at,
-            updated_at: c.updated_at,
-        }
-    }
 }
 
 /// `POST /targetConnections`: on a destination's base connection, of that connection's spec.
@@ -714,43 +661,30 @@ pub async fn create_target(
     Ok(created("/targetConnections", &target.id, &target.etag))
 }
 
-pub(super) fn find_target<'a>(
-    catalog: &'a CatalogState,
-    id: &str,
-    tenant: &Tenant,
-) -> Option<&'a TargetConnection> {
-    catalog
-        .target_connections
-        .get(id)
-        .filter(|c| in_tenant(&c.org_id, &c.sandbox, tenant))
-}
-
 /// `GET /targetConnections/{id}`.
 pub async fn get_target(
     State(api): State<FlowApi>,
     tenant: Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<TargetConnectionView>, FlowError> {
-    find_target(&api.view.read(), &id, &tenant)
-        .map(|c| Json(TargetConnectionView::of(c)))
-        .ok_or_else(|| FlowError::not_found("target connection", &id, &tenant))
+    let catalog = api.view.read();
+    show(
+        &catalog.target_connections,
+        "target connection",
+        &id,
+        &tenant,
+        TargetConnectionView::of,
+    )
 }
 
 /// `GET /targetConnections`: `{"items": [...]}`, oldest first.
 pub async fn list_targets(State(api): State<FlowApi>, tenant: Tenant) -> Json<Value> {
     let catalog = api.view.read();
-    let items: Vec<TargetConnectionView> = sorted(
-        catalog
-            .target_connections
-            .values()
-            .filter(|c| in_tenant(&c.org_id, &c.sandbox, &tenant))
-            .collect(),
-        |c| (c.created_at, c.id.clone()),
+    show_all(
+        &catalog.target_connections,
+        &tenant,
+        TargetConnectionView::of,
     )
-    .into_iter()
-    .map(TargetConnectionView::of)
-    .collect();
-    Json(json!({ "items": items }))
 }
 
 #[cfg(test)]

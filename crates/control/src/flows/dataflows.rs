@@ -14,11 +14,13 @@ use cdp_catalog::model::flow_key;
 use cdp_catalog::{CatalogRecord, CatalogState, Flow};
 use cdp_http::ApiJson;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::connections::{created, find_source, find_target};
+use super::connections::created;
 use super::patch::{self, IfMatch};
-use super::{check_name, description, new_etag, FlowApi, FlowError, SpecRef};
+use super::{
+    check_name, description, find, new_etag, require, show_all, FlowApi, FlowError, SpecRef,
+};
 use crate::http::Tenant;
 
 /// Serializes flow changes in this process: a PATCH or DELETE reads the flow, checks its
@@ -73,11 +75,13 @@ fn etag_header(etag: &str) -> HeaderMap {
     headers
 }
 
-fn find_flow<'a>(catalog: &'a CatalogState, id: &str, tenant: &Tenant) -> Option<&'a Flow> {
-    catalog
-        .flows
-        .get(id)
-        .filter(|f| f.org_id == tenant.org && f.sandbox == tenant.sandbox)
+/// The tenant's flow `id`, else a 404.
+pub(super) fn find_flow<'a>(
+    catalog: &'a CatalogState,
+    id: &str,
+    tenant: &Tenant,
+) -> Result<&'a Flow, FlowError> {
+    require(&catalog.flows, "flow", id, tenant)
 }
 
 /// Whether `id` is a segment definition of the tenant's sandbox.
@@ -163,7 +167,7 @@ pub async fn create(
             "source connection",
             "POST /sourceConnections",
             &tenant,
-            |id| find_source(&catalog, id, &tenant).is_some(),
+            |id| find(&catalog.source_connections, id, &tenant).is_some(),
         )?;
         let targets = check_ids(
             "targetConnectionIds",
@@ -171,7 +175,7 @@ pub async fn create(
             "target connection",
             "POST /targetConnections",
             &tenant,
-            |id| find_target(&catalog, id, &tenant).is_some(),
+            |id| find(&catalog.target_connections, id, &tenant).is_some(),
         )?;
         let transformations = body
             .transformations
@@ -206,14 +210,7 @@ pub async fn create(
 /// `GET /flows`: `{"items": [...]}`, oldest first.
 pub async fn list(State(api): State<FlowApi>, tenant: Tenant) -> Json<Value> {
     let catalog = api.view.read();
-    let mut flows: Vec<&Flow> = catalog
-        .flows
-        .values()
-        .filter(|f| f.org_id == tenant.org && f.sandbox == tenant.sandbox)
-        .collect();
-    flows.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
-    let items: Vec<FlowView> = flows.into_iter().map(FlowView::of).collect();
-    Json(json!({ "items": items }))
+    show_all(&catalog.flows, &tenant, FlowView::of)
 }
 
 /// `GET /flows/{id}`, with `ETag`.
@@ -223,8 +220,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<(HeaderMap, Json<FlowView>), FlowError> {
     let catalog = api.view.read();
-    let flow = find_flow(&catalog, &id, &tenant)
-        .ok_or_else(|| FlowError::not_found("flow", &id, &tenant))?;
+    let flow = find_flow(&catalog, &id, &tenant)?;
     Ok((etag_header(&flow.etag), Json(FlowView::of(flow))))
 }
 
@@ -282,8 +278,7 @@ pub async fn patch(
     let _serialized = WRITES.lock().await;
     let (etag, next) = {
         let catalog = api.view.read();
-        let flow = find_flow(&catalog, &id, &tenant)
-            .ok_or_else(|| FlowError::not_found("flow", &id, &tenant))?;
+        let flow = find_flow(&catalog, &id, &tenant)?;
         if !if_match.matches(&flow.etag) {
             return Err(FlowError::PreconditionFailed { id });
         }
@@ -317,8 +312,7 @@ pub async fn delete(
     let _serialized = WRITES.lock().await;
     {
         let catalog = api.view.read();
-        let flow = find_flow(&catalog, &id, &tenant)
-            .ok_or_else(|| FlowError::not_found("flow", &id, &tenant))?;
+        let flow = find_flow(&catalog, &id, &tenant)?;
         if let Some(if_match) = IfMatch::from_headers(&headers) {
             if !if_match.matches(&flow.etag) {
                 return Err(FlowError::PreconditionFailed { id });

@@ -25,15 +25,21 @@ pub mod patch;
 pub mod runs;
 pub mod specs;
 
-pub use connections::{ConnectionView, SourceConnectionView, TargetConnectionView};
+pub use connections::{ConnectionView, EndpointView, SourceConnectionView, TargetConnectionView};
 pub use dataflows::FlowView;
 pub use error::FlowError;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::routing::get;
-use axum::Router;
+use axum::{Json, Router};
+use cdp_catalog::flows::Owned;
 use cdp_catalog::{CatalogView, CatalogWriter, SecretKey};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::http::Tenant;
 
 /// What the Flow Service handlers share.
 #[derive(Clone)]
@@ -124,4 +130,111 @@ fn check_name(name: Option<String>, what: &str) -> Result<String, FlowError> {
 /// `description`: optional; an empty one is none.
 fn description(d: Option<String>) -> Option<String> {
     d.filter(|d| !d.trim().is_empty())
+}
+
+/// The tenant's record `id` of `records`, if there is one.
+fn find<'a, T: Owned>(records: &'a HashMap<String, T>, id: &str, tenant: &Tenant) -> Option<&'a T> {
+    records
+        .get(id)
+        .filter(|r| r.belongs_to(&tenant.org, &tenant.sandbox))
+}
+
+/// The tenant's record `id` of `records`, else a 404 naming it a `kind`.
+fn require<'a, T: Owned>(
+    records: &'a HashMap<String, T>,
+    kind: &'static str,
+    id: &str,
+    tenant: &Tenant,
+) -> Result<&'a T, FlowError> {
+    find(records, id, tenant).ok_or_else(|| FlowError::not_found(kind, id, tenant))
+}
+
+/// The tenant's records of `records`, oldest first, then by id.
+fn of_tenant<'a, T: Owned>(records: &'a HashMap<String, T>, tenant: &Tenant) -> Vec<&'a T> {
+    let mut items: Vec<&T> = records
+        .values()
+        .filter(|r| r.belongs_to(&tenant.org, &tenant.sandbox))
+        .collect();
+    items.sort_by(|a, b| (a.created_at(), a.id()).cmp(&(b.created_at(), b.id())));
+    items
+}
+
+/// What the `GET`s of a collection answer: `{"items": [...]}`.
+fn items<T: Serialize>(items: Vec<T>) -> Json<Value> {
+    Json(json!({ "items": items }))
+}
+
+/// `GET /<collection>/{id}`: the tenant's record `id` as `view` shows it, else a 404 naming it
+/// a `kind`.
+fn show<T: Owned, V>(
+    records: &HashMap<String, T>,
+    kind: &'static str,
+    id: &str,
+    tenant: &Tenant,
+    view: impl FnOnce(&T) -> V,
+) -> Result<Json<V>, FlowError> {
+    require(records, kind, id, tenant).map(|r| Json(view(r)))
+}
+
+/// `GET /<collection>`: `{"items": [...]}`, the tenant's records as `view` shows them, oldest
+/// first.
+fn show_all<T: Owned, V: Serialize>(
+    records: &HashMap<String, T>,
+    tenant: &Tenant,
+    view: impl FnMut(&T) -> V,
+) -> Json<Value> {
+    items(of_tenant(records, tenant).into_iter().map(view).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cdp_catalog::flows::PROFILE_SOURCE_SPEC;
+    use cdp_catalog::SourceConnection;
+
+    fn source(id: &str, sandbox: &str, created_at: i64) -> (String, SourceConnection) {
+        let record = SourceConnection {
+            id: id.into(),
+            name: id.into(),
+            description: None,
+            org_id: "o".into(),
+            sandbox: sandbox.into(),
+            connection_spec_id: PROFILE_SOURCE_SPEC.into(),
+            base_connection_id: "b".into(),
+            format: "json".into(),
+            params: json!({}),
+            etag: "e".into(),
+            created_at,
+            updated_at: created_at,
+        };
+        (id.to_string(), record)
+    }
+
+    #[test]
+    fn records_are_found_and_listed_within_the_tenant_oldest_first() {
+        let records: HashMap<String, SourceConnection> = [
+            source("c", "prod", 2),
+            source("b", "prod", 1),
+            source("a", "prod", 2),
+            source("d", "dev", 0),
+        ]
+        .into_iter()
+        .collect();
+        let prod = Tenant {
+            org: "o".into(),
+            sandbox: "prod".into(),
+        };
+        let ids: Vec<&str> = of_tenant(&records, &prod)
+            .into_iter()
+            .map(|r| r.id.as_str())
+            .collect();
+        assert_eq!(ids, ["b", "a", "c"]);
+        assert_eq!(find(&records, "a", &prod).map(|r| r.created_at), Some(2));
+        assert!(find(&records, "d", &prod).is_none());
+        let missing = require(&records, "source connection", "d", &prod).unwrap_err();
+        assert_eq!(
+            missing.to_string(),
+            "no source connection d in sandbox prod of org o"
+        );
+    }
 }

@@ -15,7 +15,8 @@ use cdp_contract::{KafkaSettings, Topics};
 use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 
-use super::FlowError;
+use super::dataflows::find_flow;
+use super::{items, FlowError};
 use crate::http::Tenant;
 
 /// The latest status of every flow target.
@@ -79,15 +80,12 @@ async fn list(
 ) -> Result<Json<Value>, FlowError> {
     let targets = {
         let catalog = api.view.read();
-        let flow = catalog
-            .flows
-            .get(&id)
-            .filter(|f| f.org_id == tenant.org && f.sandbox == tenant.sandbox)
-            .ok_or_else(|| FlowError::not_found("flow", &id, &tenant))?;
-        flow.target_connection_ids.clone()
+        find_flow(&catalog, &id, &tenant)?
+            .target_connection_ids
+            .clone()
     };
     let runs = api.runs.read();
-    let items: Vec<Value> = targets
+    let statuses: Vec<Value> = targets
         .iter()
         .map(|target| match runs.runs.get(&format!("{id}/{target}")) {
             Some(run) => view(run),
@@ -100,7 +98,7 @@ async fn list(
             }),
         })
         .collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(items(statuses))
 }
 
 fn iso(ms: i64) -> Value {
