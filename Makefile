@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test lint bench bench-edge bench-validate bench-profile bench-pipeline broker-install build
+.PHONY: run test lint bench bench-edge bench-validate bench-profile bench-pipeline bench-sinks broker-install build
 
 build:
 	$(CARGO) build -p cdp
@@ -23,7 +23,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Benchmarks; results go in docs/BENCHMARKS.md.
-bench: bench-edge bench-validate bench-profile bench-pipeline
+bench: bench-edge bench-validate bench-profile bench-pipeline bench-sinks
 
 bench-edge:
 	scripts/bench.sh edge
@@ -36,6 +36,10 @@ bench-profile:
 
 bench-pipeline:
 	scripts/bench.sh pipeline
+
+bench-sinks:
+	scripts/kinesalite.sh install
+	scripts/bench.sh sinks
 
 broker-install:
 	scripts/tansu.sh install

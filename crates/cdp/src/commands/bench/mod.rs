@@ -6,6 +6,7 @@ mod latency;
 mod pipeline;
 mod procfs;
 mod profile;
+mod sinks;
 mod validate;
 
 use std::path::PathBuf;
@@ -28,6 +29,9 @@ pub enum BenchCommand {
     /// The whole pipeline (edge → validate → profile → segment) with streaming segments of the
     /// five types: sustained events/s, edge-ack → membership latency, exit-timer lateness.
     Pipeline(pipeline::PipelineBenchArgs),
+    /// The sinks stage delivering destination-flow exports to Kinesis (kinesalite) and a Kafka
+    /// topic vs a raw PutRecords / produce loop in the same run; export → destination latency.
+    Sinks(sinks::SinksBenchArgs),
 }
 
 pub async fn run(config: Option<PathBuf>, cmd: BenchCommand) -> anyhow::Result<()> {
@@ -36,6 +40,7 @@ pub async fn run(config: Option<PathBuf>, cmd: BenchCommand) -> anyhow::Result<(
         BenchCommand::Validate(args) => validate::run(config, args).await,
         BenchCommand::Profile(args) => profile::run(config, args).await,
         BenchCommand::Pipeline(args) => pipeline::run(config, args).await,
+        BenchCommand::Sinks(args) => sinks::run(config, args).await,
     }
 }
 
