@@ -9,7 +9,8 @@ pub struct SinksSettings {
     /// Each flow target is its own consumer group, `<group_prefix>.<flow id>.<target id>`, so a
     /// slow or failing destination holds back only its own position.
     pub group_prefix: String,
-    /// Records per delivery (Kinesis takes at most 500 per request; larger batches are split).
+    /// Records per delivery (Kinesis takes at most 500 per request: larger batches are split;
+    /// a Kafka destination gets them all in flight at once).
     pub max_batch: usize,
     /// How long a delivery waits for more records before it goes.
     pub max_wait_ms: u64,
@@ -27,7 +28,7 @@ impl Default for SinksSettings {
     fn default() -> Self {
         Self {
             group_prefix: "cdp-sinks".to_string(),
-            max_batch: 500,
+            max_batch: 2_000,
             max_wait_ms: 50,
             retry_initial_ms: 500,
             retry_max_ms: 30_000,
