@@ -146,6 +146,32 @@ impl StageConsumer {
         .await;
     }
 
+    /// The group's committed offsets of `partitions` of `topic` (0 for a partition without one:
+    /// its first record is at 0 or later).
+    pub async fn committed(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<std::collections::HashMap<i32, i64>, KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        for p in partitions {
+            tpl.add_partition(topic, *p);
+        }
+        let c = self.inner.clone();
+        let got =
+            tokio::task::spawn_blocking(move || c.committed_offsets(tpl, Duration::from_secs(10)))
+                .await
+                .map_err(|_| KafkaError::Canceled)??;
+        Ok(got
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => (e.partition(), o),
+                _ => (e.partition(), 0),
+            })
+            .collect())
+    }
+
     /// Commits offsets (for stages that commit without a transaction).
     pub async fn commit(&self, offsets: TopicPartitionList) -> Result<(), KafkaError> {
         let c = self.inner.clone();

@@ -3,9 +3,12 @@
 //! state changes and timers through its [`Context`]); the runtime owns the rest:
 //!
 //! - batching by count and time, with rebalance epochs ([`consumer`]);
-//! - Kafka transactions by commit interval (begin → produce → send offsets → commit; abort →
-//!   rewind → forget recovery; fatal errors told apart) ([`runtime`]);
-//! - recovery for brokers that show aborted records ([`recovery`]);
+//! - Kafka transactions by commit interval (begin → produce → seal → send offsets → commit;
+//!   abort → rewind → forget recovery; fatal errors told apart) ([`runtime`]);
+//! - recovery for brokers that show aborted records, in part after a crash: every transaction is
+//!   sealed once all of its records are on the broker, and a restarted instance skips the inputs
+//!   of sealed transactions, processes the others again without the outputs already visible, and
+//!   restores state without their changelog records ([`recovery`]);
 //! - keyed state per input partition in an embedded on-disk store (bounded memory; point reads
 //!   and prefix scans), rebuilt from a compacted changelog that is written in the same
 //!   transaction as the outputs, and wall-clock timers that fire on idle partitions ([`state`]);

@@ -1,7 +1,7 @@
 //! Every stage's metrics, named `cdp_<stage>_…` so one Prometheus page shows all stages side by
 //! side: records in and out (per output topic), quarantined records by reason, transactions
-//! committed and aborted, recovery skips, batch sizes, transaction durations, rebalances, timers
-//! fired and consumer lag per partition.
+//! committed and aborted, recovery skips and left-out outputs, batch sizes, transaction
+//! durations, rebalances, timers fired and consumer lag per partition.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +14,7 @@ struct Handles {
     committed: Counter,
     aborted: Counter,
     recovery_skips: Counter,
+    recovery_suppressed: Counter,
     rebalances: Counter,
     timers_fired: Counter,
     batch_records: Histogram,
@@ -36,6 +37,7 @@ impl StageMetrics {
             committed: metrics::counter!(name("transactions_total"), "result" => "committed"),
             aborted: metrics::counter!(name("transactions_total"), "result" => "aborted"),
             recovery_skips: metrics::counter!(name("recovery_skipped_total")),
+            recovery_suppressed: metrics::counter!(name("recovery_suppressed_total")),
             rebalances: metrics::counter!(name("rebalances_total")),
             timers_fired: metrics::counter!(name("timers_fired_total")),
             batch_records: metrics::histogram!(name("batch_records")),
@@ -55,6 +57,7 @@ impl StageMetrics {
             committed: Counter::noop(),
             aborted: Counter::noop(),
             recovery_skips: Counter::noop(),
+            recovery_suppressed: Counter::noop(),
             rebalances: metrics::counter!(name("rebalances_total")),
             timers_fired: Counter::noop(),
             batch_records: metrics::histogram!(name("batch_records")),
@@ -98,6 +101,11 @@ impl StageMetrics {
 
     pub fn recovery_skipped(&self, n: usize) {
         self.0.recovery_skips.increment(n as u64);
+    }
+
+    /// Outputs not sent again because a partially visible transaction already wrote them.
+    pub fn recovery_suppressed(&self, n: usize) {
+        self.0.recovery_suppressed.increment(n as u64);
     }
 
     pub fn rebalance(&self) {

@@ -1,11 +1,21 @@
 //! The loop every transactional stage runs: read a batch (by count and time) → recovery check
 //! → process → produce into the open transaction → commit by interval (or at once when the
-//! input runs dry) with the input offsets, the changelog and the checkpoints. Aborts rewind the
-//! input, forget what recovery learnt and restore the touched state from its changelog.
-//! Rebalances abort whatever is uncommitted: the partitions' next owner (possibly this instance
-//! again) starts from the committed offsets.
+//! input runs dry) with the input offsets and the changelog. Aborts rewind the input, forget
+//! what recovery learnt and restore the touched state from its changelog. Rebalances abort
+//! whatever is uncommitted: the partitions' next owner (possibly this instance again) starts
+//! from the committed offsets.
+//!
+//! Every record a transaction writes carries its id ([`TXN_HEADER`]). Committing first waits
+//! for every record to be acknowledged, then *seals* the transaction: a checkpoint on the
+//! checkpoint partition of each input partition it read or whose state (or timers) it changed,
+//! acknowledged in turn, and only then sends the offsets and commits (see [`crate::recovery`]
+//! for what a seal tells a restarted instance). A seal's positions are where the next recovery
+//! scan starts: the positions when the transaction began, or earlier while the partition still
+//! has *loose* records, visible ones of transactions that never committed and whose inputs or
+//! timers have not been committed again since (an abort or a restart leaves them), so that a
+//! second crash still finds them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +23,7 @@ use cdp_contract::admin::{ensure_topics, AdminError, TopicSpec};
 use cdp_contract::clock::now_ms;
 use cdp_contract::KafkaSettings;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedMessage};
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::Message;
@@ -23,13 +33,14 @@ use crate::consumer::{Span, StageConsumer};
 use crate::health::{self, Status};
 use crate::metrics::StageMetrics;
 use crate::processor::{Cause, Context, Output, ProcessError, Processor};
-use crate::recovery::{raw_position, Lineage, Positions, Recovery, RecoveryError};
+use crate::recovery::{
+    raw_position, Candidate, Emitted, Landed, Lineage, Positions, Recovery, RecoveryError, Seals,
+    AT_HEADER, CHECKPOINT_HEADER, OPEN, SEAL, TIMER_HEADER, TXN_HEADER,
+};
 use crate::settings::RuntimeSettings;
 use crate::state::{PartitionState, RestoreError, StateError, StateStore};
 
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
-/// How often an input partition's checkpoint is renewed.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// How long the loop sleeps at most, so rebalances and timers are noticed on an idle input.
 const TICK: Duration = Duration::from_millis(250);
 /// The pause before a batch that could not be handled is read again.
@@ -121,14 +132,51 @@ impl From<KafkaError> for TxnError {
 }
 
 struct OpenTxn {
+    /// Named on every record it writes ([`TXN_HEADER`]).
+    id: Arc<str>,
     started: Instant,
+    /// The positions when it began: a lower bound for the offsets of its records.
+    at: Positions,
     span: Span,
     /// Input partitions whose state changed in this transaction (timers included): restored
     /// from the changelog if it aborts.
     touched: HashSet<i32>,
+    /// Input partitions whose timers fired in it.
+    fired: HashSet<i32>,
     records: usize,
     deliveries: Vec<(String, DeliveryFuture)>,
-    checkpointed: Vec<i32>,
+}
+
+impl OpenTxn {
+    /// The input partitions it wrote anything for: the ones it seals.
+    fn partitions(&self) -> BTreeSet<i32> {
+        self.span
+            .parts
+            .keys()
+            .chain(&self.touched)
+            .chain(&self.fired)
+            .copied()
+            .collect()
+    }
+}
+
+/// What recovery learnt about an input partition's uncommitted input offsets.
+#[derive(Debug, Default)]
+struct Recovered {
+    /// Complete on the topics: skipped.
+    done: HashSet<i64>,
+    /// Partly visible: processed again, without the outputs already there.
+    partial: HashMap<i64, Landed>,
+}
+
+/// An input partition's loose records: visible records of transactions that did not commit,
+/// whose inputs (up to `until`) or timers were not committed again since.
+#[derive(Debug)]
+struct Loose {
+    /// A lower bound for their offsets; the partition's seals carry it.
+    floor: Positions,
+    /// The input offset the partition's committed offset must reach.
+    until: Option<i64>,
 }
 
 /// Runs `processor` as a stage until `shutdown` turns true (the open transaction is committed
@@ -168,11 +216,20 @@ struct Runtime<P> {
     checkpoint_partitions: usize,
     /// Lower bounds of where this instance's next outputs land, written as checkpoints.
     positions: Positions,
-    /// Input partitions checked since the last rebalance or abort, with the input offsets
-    /// whose output is already on the topics.
-    recovered: HashMap<i32, HashSet<i64>>,
-    /// When this instance's checkpoint of an input partition last committed.
-    checkpointed: HashMap<i32, Instant>,
+    /// Input partitions checked since the last rebalance or abort, with what recovery found
+    /// of their uncommitted input offsets.
+    recovered: HashMap<i32, Recovered>,
+    /// Per input partition, visible outputs of its timers from unsealed transactions: left out
+    /// when its due timers fire again.
+    timers_landed: HashMap<i32, Landed>,
+    loose: HashMap<i32, Loose>,
+    /// Input partitions without a checkpoint: the next transaction writing for one opens it.
+    unopened: HashSet<i32>,
+    /// Restored partitions' seals, for the recovery that follows the restore to judge by the same.
+    restored: HashMap<i32, Seals>,
+    /// Makes transaction ids unique to this process (`<session>.<n>`).
+    session: String,
+    next_txn: u64,
     epoch: u64,
     state: Option<StateStore>,
     /// State must be (re)loaded for the assigned partitions that lack it.
@@ -234,15 +291,18 @@ impl<P: Processor> Runtime<P> {
             .map_err(StageError::InitTransactions)?;
         let mut outputs = spec.outputs.clone();
         outputs.extend(spec.changelog.clone());
-        let recovery = Arc::new(Recovery::new(
-            kafka,
-            &format!("{client}-recovery"),
-            &spec.group_id,
-            spec.lineage,
-            spec.checkpoints.clone(),
-            outputs,
-            TXN_TIMEOUT,
-        )?);
+        let recovery = Arc::new(
+            Recovery::new(
+                kafka,
+                &format!("{client}-recovery"),
+                &spec.group_id,
+                spec.lineage,
+                spec.checkpoints.clone(),
+                outputs,
+                TXN_TIMEOUT,
+            )?
+            .with_changelog(spec.changelog.clone()),
+        );
         let checkpoint_partitions = prepare_topics(kafka, &spec, &recovery).await?;
         let positions = {
             let r = recovery.clone();
@@ -266,6 +326,7 @@ impl<P: Processor> Runtime<P> {
             None => None,
         };
         Ok(Self {
+            session: session_id(&spec.instance),
             state,
             spec,
             processor,
@@ -276,7 +337,11 @@ impl<P: Processor> Runtime<P> {
             checkpoint_partitions,
             positions,
             recovered: HashMap::new(),
-            checkpointed: HashMap::new(),
+            timers_landed: HashMap::new(),
+            loose: HashMap::new(),
+            unopened: HashSet::new(),
+            restored: HashMap::new(),
+            next_txn: 0,
             epoch,
             restore: true,
             txn: None,
@@ -424,17 +489,19 @@ impl<P: Processor> Runtime<P> {
             Err(_) => {}
         }
         let mut span = Span::of(batch);
-        let mut stale: HashSet<i32> = self
+        let revoked: HashSet<i32> = self
             .consumer
             .take_revoked()
             .into_iter()
             .filter(|(t, _)| *t == self.spec.input)
             .map(|(_, p)| p)
             .collect();
+        let mut stale = revoked.clone();
         if let Some(txn) = self.txn.take() {
             span.merge(&txn.span);
             stale.extend(txn.touched.iter().copied());
             self.abort_open(txn.records).await?;
+            self.loosen(&txn);
         }
         if !span.is_empty() {
             tracing::info!(
@@ -445,7 +512,13 @@ impl<P: Processor> Runtime<P> {
             self.consumer.rewind(&self.spec.input, span.firsts()).await;
         }
         self.recovered.clear();
-        self.checkpointed.clear();
+        // A revoked partition's next owner finds its loose records itself; if it comes back
+        // here, recovery finds them again from its checkpoints.
+        for p in &revoked {
+            self.loose.remove(p);
+            self.timers_landed.remove(p);
+            self.unopened.remove(p);
+        }
         // A partition revoked and given back may have been another instance's in between: its
         // state is read again rather than trusted.
         if let Some(state) = &mut self.state {
@@ -457,7 +530,9 @@ impl<P: Processor> Runtime<P> {
         Ok(())
     }
 
-    /// Loads the state of assigned input partitions that lack it, and forgets the others.
+    /// Loads the state of assigned input partitions that lack it, and forgets the others; then
+    /// runs recovery for the held partitions not checked yet, judged by the same seals as their
+    /// restore (their timers may fire before any of their input arrives).
     async fn restore_state(&mut self) -> Result<(), StageError> {
         if !self.restore {
             return Ok(());
@@ -466,7 +541,7 @@ impl<P: Processor> Runtime<P> {
             self.restore = false;
             return Ok(());
         };
-        let assigned: HashSet<i32> = match self.consumer.assignment() {
+        let assigned: BTreeSet<i32> = match self.consumer.assignment() {
             Ok(a) => a
                 .into_iter()
                 .filter(|(t, _)| *t == self.spec.input)
@@ -479,27 +554,155 @@ impl<P: Processor> Runtime<P> {
                 state.drop_partition(p);
             }
         }
-        for p in assigned {
-            if state.has(p) {
-                continue;
-            }
-            let loader = state.loader(p)?;
-            let (r, changelog) = (self.recovery.clone(), state.changelog().to_string());
+        let missing: Vec<i32> = assigned
+            .iter()
+            .copied()
+            .filter(|p| !state.has(*p))
+            .collect();
+        let changelog = state.changelog().to_string();
+        for p in missing {
+            let r = self.recovery.clone();
+            let seals = run_blocking(move || r.seals(p)).await??;
+            let Some(state) = &mut self.state else {
+                break;
+            };
+            let mut loader = state.loader(p)?;
+            loader.keep(seals.restore_rule(&changelog, p));
+            let (r, c) = (self.recovery.clone(), changelog.clone());
             let started = Instant::now();
-            let loaded =
-                run_blocking(move || PartitionState::load(&r, &changelog, loader)).await??;
+            let loaded = run_blocking(move || PartitionState::load(&r, &c, loader)).await??;
             tracing::info!(
                 stage = self.spec.stage,
                 partition = p,
                 keys = loaded.approximate_len(),
                 records = loaded.records(),
+                unsealed = loaded.skipped(),
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "state restored from the changelog"
             );
-            state.install(p, loaded);
+            self.positions.advance(&changelog, p, loaded.end());
+            if loaded.skipped() > 0 {
+                // Left out, so its timers fire again and its inputs are processed again: keep
+                // it within the scans until they are committed.
+                if let Some(from) = &seals.from {
+                    self.mark_loose(p, from, None);
+                }
+            }
+            if let Some(state) = &mut self.state {
+                state.install(p, loaded);
+            }
+            self.restored.insert(p, seals);
         }
+        let unchecked: Vec<i32> = assigned
+            .iter()
+            .copied()
+            .filter(|p| !self.recovered.contains_key(p))
+            .collect();
+        if !unchecked.is_empty() {
+            let from = self
+                .consumer
+                .committed(&self.spec.input, &unchecked)
+                .await
+                .map_err(|e| StageError::Consumer(self.spec.stage, e))?;
+            self.recover(from, self.restored.clone()).await?;
+        }
+        self.restored.clear();
         self.restore = false;
         Ok(())
+    }
+
+    /// Recovery for the input partitions of `from` (from their first uncommitted offset):
+    /// what of them is already on the topics, judged by `known` seals (the ones their state
+    /// was just restored by; the others' are read). For the `known` partitions it also learns
+    /// which outputs of their timers are visible.
+    async fn recover(
+        &mut self,
+        from: HashMap<i32, i64>,
+        known: HashMap<i32, Seals>,
+    ) -> Result<(), StageError> {
+        let r = self.recovery.clone();
+        let restored: HashSet<i32> = known.keys().copied().collect();
+        let started = Instant::now();
+        let (from, seals, mut emitted) = run_blocking(move || -> Result<_, RecoveryError> {
+            let mut seals = known;
+            for p in from.keys() {
+                if !seals.contains_key(p) {
+                    seals.insert(*p, r.seals(*p)?);
+                }
+            }
+            let emitted: Emitted = r.emitted(&from, &seals)?;
+            Ok((from, seals, emitted))
+        })
+        .await??;
+        tracing::info!(
+            stage = self.spec.stage,
+            partitions = ?from.keys().collect::<Vec<_>>(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "recovery: read the outputs since the partitions' checkpoints"
+        );
+        self.positions.advance_all(&emitted.ends);
+        for partition in from.keys().copied() {
+            let checkpoint = seals.get(&partition).and_then(|s| s.from.as_ref());
+            if checkpoint.is_none() && (partition as usize) < self.checkpoint_partitions {
+                self.unopened.insert(partition);
+            } else {
+                self.unopened.remove(&partition);
+            }
+            let found = emitted.found.remove(&partition).unwrap_or_default();
+            let timers = restored.contains(&partition) && !found.timers.is_empty();
+            if let Some(checkpoint) = checkpoint {
+                if found.last.is_some() || timers {
+                    let floor = checkpoint.clone();
+                    self.mark_loose(partition, &floor, found.last.map(|l| l + 1));
+                }
+            }
+            if !found.done.is_empty() || !found.partial.is_empty() || timers {
+                tracing::info!(
+                    stage = self.spec.stage,
+                    partition,
+                    done = found.done.len(),
+                    partial = found.partial.len(),
+                    timer_outputs = found.timers.len(),
+                    "recovery: input records with complete output are skipped; those with part of it are processed again without the outputs already there"
+                );
+            }
+            if restored.contains(&partition) {
+                if timers {
+                    self.timers_landed.insert(partition, found.timers);
+                } else {
+                    self.timers_landed.remove(&partition);
+                }
+            }
+            self.recovered.insert(
+                partition,
+                Recovered {
+                    done: found.done,
+                    partial: found.partial,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Keeps `partition`'s records from `floor` on within the scans, until its committed
+    /// offset reaches `until` (or, without one, until a transaction writing for it commits).
+    fn mark_loose(&mut self, partition: i32, floor: &Positions, until: Option<i64>) {
+        let loose = self.loose.entry(partition).or_insert_with(|| Loose {
+            floor: floor.clone(),
+            until: None,
+        });
+        loose.floor.lower(floor);
+        if let Some(u) = until {
+            loose.until = Some(loose.until.map_or(u, |old| old.max(u)));
+        }
+    }
+
+    /// An aborted transaction's records may stay visible: its partitions keep them in reach.
+    fn loosen(&mut self, txn: &OpenTxn) {
+        for p in txn.partitions() {
+            let until = txn.span.parts.get(&p).map(|(_, next)| *next);
+            self.mark_loose(p, &txn.at, until);
+        }
     }
 
     /// Recovery check, processing and producing of one batch, in the open transaction.
@@ -511,37 +714,16 @@ impl<P: Processor> Runtime<P> {
             .filter(|(p, _)| !self.recovered.contains_key(p))
             .collect();
         if !unchecked.is_empty() {
-            let (r, from) = (self.recovery.clone(), unchecked.clone());
-            let started = Instant::now();
-            match run_blocking(move || r.emitted(&from)).await {
-                Ok(Ok(mut found)) => {
-                    tracing::info!(
-                        stage = self.spec.stage,
-                        partitions = ?unchecked.keys().collect::<Vec<_>>(),
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "recovery: read the outputs since the partitions' checkpoints"
-                    );
-                    for partition in unchecked.keys() {
-                        let done = found.remove(partition).unwrap_or_default();
-                        if !done.is_empty() {
-                            tracing::info!(
-                                stage = self.spec.stage,
-                                partition,
-                                records = done.len(),
-                                "recovery: these input records already have their output; skipping them"
-                            );
-                        }
-                        self.recovered.insert(*partition, done);
-                    }
+            match self.recover(unchecked, HashMap::new()).await {
+                Ok(()) => {}
+                Err(StageError::Join) => {
+                    self.consumer.rewind(&self.spec.input, span.firsts()).await;
+                    return Err(TxnError::Abortable(KafkaError::Canceled));
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     tracing::warn!(stage = self.spec.stage, error = %e, "recovery failed; reading the batch again");
                     self.retry_later(&span).await;
                     return Ok(());
-                }
-                Err(_) => {
-                    self.consumer.rewind(&self.spec.input, span.firsts()).await;
-                    return Err(TxnError::Abortable(KafkaError::Canceled));
                 }
             }
         }
@@ -552,7 +734,7 @@ impl<P: Processor> Runtime<P> {
                 !self
                     .recovered
                     .get(&m.partition())
-                    .is_some_and(|done| done.contains(&m.offset()))
+                    .is_some_and(|r| r.done.contains(&m.offset()))
             })
             .collect();
         if todo.len() < total {
@@ -600,20 +782,58 @@ impl<P: Processor> Runtime<P> {
             None => Vec::new(),
         };
         self.metrics.batch(total);
+        let changed: BTreeSet<i32> = changes.iter().filter_map(|(_, o)| o.partition).collect();
         if let Some(txn) = &mut self.txn {
             txn.span.merge(&span);
             txn.records += total;
-            txn.touched
-                .extend(changes.iter().filter_map(|(_, o)| o.partition));
+            txn.touched.extend(changed.iter().copied());
         }
-        for (cause, output) in outputs.into_iter().chain(changes) {
-            let position = match cause {
-                Cause::Input(i) => todo.get(i).map(|m| raw_position(m.partition(), m.offset())),
-                Cause::Timer(_) => None,
-            };
-            self.send(output, position.as_deref()).await?;
+        self.open_checkpoints(span.parts.keys().chain(&changed).copied().collect())
+            .await?;
+        let position = |cause: Cause| match cause {
+            Cause::Input(i) => todo.get(i).map(|m| (m.partition(), m.offset())),
+            Cause::Timer(_) => None,
+        };
+        // Outputs already visible from a transaction that did not seal are not sent twice.
+        let mut visible = vec![false; outputs.len()];
+        if self.recovered.values().any(|r| !r.partial.is_empty()) {
+            let mut by_position: HashMap<(i32, i64), Vec<usize>> = HashMap::new();
+            for (i, (cause, _)) in outputs.iter().enumerate() {
+                if let Some(at) = position(*cause) {
+                    by_position.entry(at).or_default().push(i);
+                }
+            }
+            for ((p, o), indices) in by_position {
+                let landed = self
+                    .recovered
+                    .get_mut(&p)
+                    .and_then(|r| r.partial.remove(&o));
+                if let Some(landed) = landed {
+                    mark_visible(&landed, &outputs, &indices, &mut visible);
+                }
+            }
         }
-        self.checkpoints(&span).await?;
+        let mut suppressed = 0;
+        for ((cause, output), visible) in outputs.into_iter().zip(visible) {
+            if visible {
+                suppressed += 1;
+                continue;
+            }
+            let at = position(cause).map(|(p, o)| raw_position(p, o));
+            self.send(output, at.as_deref(), None).await?;
+        }
+        for (cause, change) in changes {
+            let at = position(cause).map(|(p, o)| raw_position(p, o));
+            self.send(change, at.as_deref(), None).await?;
+        }
+        if suppressed > 0 {
+            self.metrics.recovery_suppressed(suppressed);
+            tracing::info!(
+                stage = self.spec.stage,
+                outputs = suppressed,
+                "recovery: outputs already visible from an unsealed transaction are not sent again"
+            );
+        }
         Ok(())
     }
 
@@ -643,9 +863,10 @@ impl<P: Processor> Runtime<P> {
         let Context {
             outputs, overlay, ..
         } = ctx;
+        let fired: BTreeSet<i32> = due.iter().map(|t| t.partition).collect();
         // Begun before the timers are taken out of the state, so a transaction that cannot
         // start leaves them due.
-        self.write_own_work(outputs, overlay).await?;
+        self.write_own_work(outputs, overlay, Some(fired)).await?;
         self.metrics.timers_fired(due.len());
         Ok(())
     }
@@ -675,15 +896,16 @@ impl<P: Processor> Runtime<P> {
         let Context {
             outputs, overlay, ..
         } = ctx;
-        self.write_own_work(outputs, overlay).await
+        self.write_own_work(outputs, overlay, None).await
     }
 
-    /// Writes what timers or a sweep produced (no input record caused it) in the open
-    /// transaction: the state changes are applied only once it began.
+    /// Writes what timers (of the `fired` partitions) or a sweep produced (no input record
+    /// caused it) in the open transaction: the state changes are applied only once it began.
     async fn write_own_work(
         &mut self,
         outputs: Vec<(Cause, Output)>,
         overlay: crate::state::Overlay,
+        fired: Option<BTreeSet<i32>>,
     ) -> Result<(), TxnError> {
         self.finish_commit().await?;
         self.begin()?;
@@ -692,12 +914,58 @@ impl<P: Processor> Runtime<P> {
             Some(state) => state.apply(overlay).map_err(TxnError::State)?,
             None => Vec::new(),
         };
+        let mut written: BTreeSet<i32> = changes.iter().filter_map(|(_, o)| o.partition).collect();
         if let Some(txn) = &mut self.txn {
-            txn.touched
-                .extend(changes.iter().filter_map(|(_, o)| o.partition));
+            txn.touched.extend(written.iter().copied());
+            if let Some(fired) = &fired {
+                txn.fired.extend(fired.iter().copied());
+            }
         }
-        for (_, output) in outputs.into_iter().chain(changes) {
-            self.send(output, None).await?;
+        written.extend(fired.iter().flatten().copied());
+        self.open_checkpoints(written.into_iter().collect()).await?;
+        // Outputs of timers name their partition: the next instance leaves the visible ones
+        // out if this transaction does not seal and the timers fire again.
+        let timer = |cause: Cause| match (&fired, cause) {
+            (Some(_), Cause::Timer(p)) => Some(p),
+            _ => None,
+        };
+        let mut visible = vec![false; outputs.len()];
+        if !self.timers_landed.is_empty() {
+            let mut by_partition: HashMap<i32, Vec<usize>> = HashMap::new();
+            for (i, (cause, _)) in outputs.iter().enumerate() {
+                if let Some(p) = timer(*cause) {
+                    by_partition.entry(p).or_default().push(i);
+                }
+            }
+            for (p, indices) in by_partition {
+                if let Some(landed) = self.timers_landed.remove(&p) {
+                    mark_visible(&landed, &outputs, &indices, &mut visible);
+                }
+            }
+        }
+        let mut suppressed = 0;
+        for ((cause, output), visible) in outputs.into_iter().zip(visible) {
+            if visible {
+                suppressed += 1;
+                continue;
+            }
+            self.send(output, None, timer(cause)).await?;
+        }
+        for (_, change) in changes {
+            self.send(change, None, None).await?;
+        }
+        // The timers left out of the restore fired again, all at once (they were due): what is
+        // left would only match later timers' outputs.
+        for p in fired.iter().flatten() {
+            self.timers_landed.remove(p);
+        }
+        if suppressed > 0 {
+            self.metrics.recovery_suppressed(suppressed);
+            tracing::info!(
+                stage = self.spec.stage,
+                outputs = suppressed,
+                "recovery: timer outputs already visible from an unsealed transaction are not sent again"
+            );
         }
         Ok(())
     }
@@ -707,28 +975,50 @@ impl<P: Processor> Runtime<P> {
             let began = Instant::now();
             self.producer.begin_transaction()?;
             self.metrics.duration("begin", began.elapsed());
+            self.next_txn += 1;
             self.txn = Some(OpenTxn {
+                id: format!("{}.{:x}", self.session, self.next_txn).into(),
                 started: Instant::now(),
+                at: self.positions.clone(),
                 span: Span::default(),
                 touched: HashSet::new(),
+                fired: HashSet::new(),
                 records: 0,
                 deliveries: Vec::new(),
-                checkpointed: Vec::new(),
             });
         }
         Ok(())
     }
 
-    /// Produces one output in the open transaction, with its lineage.
-    async fn send(&mut self, output: Output, position: Option<&str>) -> Result<(), TxnError> {
+    /// Produces one output in the open transaction, with its lineage, its transaction and, for
+    /// a timer's output, the timer's partition.
+    async fn produce(
+        &self,
+        output: Output,
+        position: Option<&str>,
+        timer: Option<i32>,
+    ) -> Result<DeliveryFuture, TxnError> {
         let mut headers = output.headers.insert(Header {
             key: self.spec.lineage.group,
             value: Some(self.spec.group_id.as_str()),
         });
+        if let Some(txn) = &self.txn {
+            headers = headers.insert(Header {
+                key: TXN_HEADER,
+                value: Some(&*txn.id),
+            });
+        }
         if let Some(position) = position {
             headers = headers.insert(Header {
                 key: self.spec.lineage.position,
                 value: Some(position),
+            });
+        }
+        let timer = timer.map(|p| p.to_string());
+        if let Some(timer) = &timer {
+            headers = headers.insert(Header {
+                key: TIMER_HEADER,
+                value: Some(timer.as_str()),
             });
         }
         let mut record = FutureRecord::to(&output.topic).headers(headers);
@@ -741,9 +1031,9 @@ impl<P: Processor> Runtime<P> {
         if let Some(p) = output.partition {
             record = record.partition(p);
         }
-        let delivery = loop {
+        loop {
             match self.producer.send_result(record) {
-                Ok(d) => break d,
+                Ok(d) => return Ok(d),
                 // The producer's queue is full: let it drain.
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
@@ -751,47 +1041,84 @@ impl<P: Processor> Runtime<P> {
                 }
                 Err((e, _)) => return Err(e.into()),
             }
-        };
+        }
+    }
+
+    /// Produces one output in the open transaction; its delivery is awaited before the commit.
+    async fn send(
+        &mut self,
+        output: Output,
+        position: Option<&str>,
+        timer: Option<i32>,
+    ) -> Result<(), TxnError> {
+        let topic = output.topic.clone();
+        let delivery = self.produce(output, position, timer).await?;
         if let Some(txn) = &mut self.txn {
-            txn.deliveries.push((output.topic, delivery));
+            txn.deliveries.push((topic, delivery));
         }
         Ok(())
     }
 
-    /// Writes the positions as a checkpoint for the batch's partitions whose checkpoint is due:
-    /// the first transaction after an assignment, then at most once a second. Any earlier
-    /// checkpoint stays a lower bound (positions only grow), so that is enough to keep recovery
-    /// scans short.
-    async fn checkpoints(&mut self, span: &Span) -> Result<(), TxnError> {
-        let already = self.txn.as_ref().map(|t| t.checkpointed.as_slice());
-        let due: Vec<i32> = span
-            .parts
-            .keys()
-            .copied()
-            .filter(|p| (*p as usize) < self.checkpoint_partitions)
-            .filter(|p| !already.is_some_and(|a| a.contains(p)))
-            .filter(|p| {
-                self.checkpointed
-                    .get(p)
-                    .is_none_or(|at| at.elapsed() >= CHECKPOINT_EVERY)
-            })
+    /// A checkpoint's value for `partition` of a transaction that began at `at`: `at`, or the
+    /// partition's loose floor if lower, so the next scan still reaches its loose records.
+    fn checkpoint_value(&self, partition: i32, at: &Positions) -> Vec<u8> {
+        match self.loose.get(&partition) {
+            Some(loose) => {
+                let mut from = at.clone();
+                from.lower(&loose.floor);
+                from.to_json()
+            }
+            None => at.to_json(),
+        }
+    }
+
+    /// Opens the `partitions` that have no checkpoint yet: an opening checkpoint each, in the
+    /// open transaction, acknowledged before the transaction writes anything else for them, so
+    /// that after a crash a scan knows where their records start even if it never sealed.
+    /// (Writing one in every transaction, to register the checkpoint partitions with it before
+    /// the seal, made commits slower on tansu, not faster.)
+    async fn open_checkpoints(&mut self, partitions: BTreeSet<i32>) -> Result<(), TxnError> {
+        let due: Vec<i32> = partitions
+            .into_iter()
+            .filter(|p| self.unopened.contains(p))
             .collect();
+        let Some(txn) = &self.txn else {
+            return Ok(());
+        };
         if due.is_empty() {
             return Ok(());
         }
-        let value = self.positions.to_json();
-        for p in due {
+        let at = txn.at.clone();
+        let at_json = at.to_json();
+        let mut deliveries = Vec::with_capacity(due.len());
+        for p in &due {
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: CHECKPOINT_HEADER,
+                    value: Some(OPEN),
+                })
+                .insert(Header {
+                    key: AT_HEADER,
+                    value: Some(at_json.as_slice()),
+                });
             let output = Output {
                 topic: self.spec.checkpoints.clone(),
-                partition: Some(p),
+                partition: Some(*p),
                 key: Some(self.spec.group_id.clone().into_bytes()),
-                value: Some(value.clone()),
-                headers: rdkafka::message::OwnedHeaders::new(),
+                value: Some(self.checkpoint_value(*p, &at)),
+                headers,
             };
-            self.send(output, None).await?;
-            if let Some(txn) = &mut self.txn {
-                txn.checkpointed.push(p);
+            deliveries.push(self.produce(output, None, None).await?);
+        }
+        for d in deliveries {
+            match d.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(e.into()),
+                Err(_) => return Err(KafkaError::Canceled.into()),
             }
+        }
+        for p in due {
+            self.unopened.remove(&p);
         }
         Ok(())
     }
@@ -802,9 +1129,10 @@ impl<P: Processor> Runtime<P> {
         self.finish_commit().await
     }
 
-    /// Starts committing the open transaction (input offsets, then the commit itself) off the
-    /// async threads; [`Self::finish_commit`] learns the outcome. The loop reads and processes
-    /// the next batch meanwhile, so one commit round trip overlaps the next batch's work.
+    /// Starts committing the open transaction (its seals, the input offsets, then the commit
+    /// itself) off the async threads; [`Self::finish_commit`] learns the outcome. The loop reads
+    /// and processes the next batch meanwhile, so the commit's round trips overlap the next
+    /// batch's work.
     fn start_commit(&mut self) -> Result<(), TxnError> {
         let Some(mut txn) = self.txn.take() else {
             return Ok(());
@@ -827,42 +1155,40 @@ impl<P: Processor> Runtime<P> {
                 }
             }
         };
+        let at = txn.at.to_json();
+        let seals = Seal {
+            topic: self.spec.checkpoints.clone(),
+            key: self.spec.group_id.clone().into_bytes(),
+            headers: OwnedHeaders::new()
+                .insert(Header {
+                    key: self.spec.lineage.group,
+                    value: Some(self.spec.group_id.as_str()),
+                })
+                .insert(Header {
+                    key: TXN_HEADER,
+                    value: Some(&*txn.id),
+                })
+                .insert(Header {
+                    key: CHECKPOINT_HEADER,
+                    value: Some(SEAL),
+                })
+                .insert(Header {
+                    key: AT_HEADER,
+                    value: Some(at.as_slice()),
+                }),
+            values: txn
+                .partitions()
+                .into_iter()
+                .filter(|p| (*p as usize) < self.checkpoint_partitions)
+                .map(|p| (p, self.checkpoint_value(p, &txn.at)))
+                .collect(),
+        };
         let producer = self.producer.clone();
         let deliveries = std::mem::take(&mut txn.deliveries);
         let task = tokio::spawn(async move {
             let started = Instant::now();
-            // Every record acknowledged first: rdkafka's commit_transaction flushes, and its
-            // flush waits on the producer queue (up to 100 ms a round) that the FutureProducer's
-            // own polling thread serves, which cost ~100 ms per transaction when anything was
-            // still in flight.
-            let mut landed = Vec::with_capacity(deliveries.len());
-            for (topic, d) in deliveries {
-                match d.await {
-                    Ok(Ok(delivery)) => landed.push((topic, delivery.partition, delivery.offset)),
-                    Ok(Err((e, _))) => {
-                        return Committed {
-                            outcome: Err(e),
-                            took: started.elapsed(),
-                            landed,
-                        }
-                    }
-                    Err(_) => {
-                        return Committed {
-                            outcome: Err(KafkaError::Canceled),
-                            took: started.elapsed(),
-                            landed,
-                        }
-                    }
-                }
-            }
-            let outcome = tokio::task::spawn_blocking(move || {
-                if let Some((offsets, metadata)) = offsets {
-                    producer.send_offsets_to_transaction(&offsets, &metadata, TXN_TIMEOUT)?;
-                }
-                producer.commit_transaction(TXN_TIMEOUT)
-            })
-            .await
-            .unwrap_or(Err(KafkaError::Canceled));
+            let mut landed = Vec::with_capacity(deliveries.len() + seals.values.len());
+            let outcome = commit_task(producer, deliveries, seals, offsets, &mut landed).await;
             Committed {
                 outcome,
                 took: started.elapsed(),
@@ -898,21 +1224,36 @@ impl<P: Processor> Runtime<P> {
             (None, None) => canceled(),
         };
         self.metrics.duration("commit", took);
+        // Where records landed bounds where later ones land, whether this one commits or not.
+        let mut written: HashMap<String, u64> = HashMap::new();
+        for (topic, partition, offset) in landed {
+            if topic != self.spec.checkpoints {
+                self.positions.advance(&topic, partition, offset + 1);
+            }
+            *written.entry(topic).or_default() += 1;
+        }
         if let Err(e) = outcome {
             self.txn = Some(txn);
             return Err(e.into());
         }
-        let mut written: HashMap<String, u64> = HashMap::new();
-        for (topic, partition, offset) in landed {
-            self.positions.advance(&topic, partition, offset + 1);
-            *written.entry(topic).or_default() += 1;
-        }
         for (topic, n) in written {
             self.metrics.records_out(&topic, n);
         }
-        let now = Instant::now();
-        for p in txn.checkpointed {
-            self.checkpointed.insert(p, now);
+        // Loose records are superseded once their inputs are committed again (their timers:
+        // once a transaction writing for the partition committed, since due timers fire in the
+        // first transaction after a restore).
+        for p in txn.partitions() {
+            let passed = self.loose.get(&p).is_some_and(|l| {
+                l.until.is_none_or(|until| {
+                    txn.span
+                        .parts
+                        .get(&p)
+                        .is_some_and(|(_, next)| *next >= until)
+                })
+            });
+            if passed {
+                self.loose.remove(&p);
+            }
         }
         self.metrics.committed(txn.records, txn.started.elapsed());
         tracing::debug!(
@@ -965,10 +1306,11 @@ impl<P: Processor> Runtime<P> {
         self.consumer
             .rewind(&self.spec.input, txn.span.firsts())
             .await;
-        // What the aborted transaction wrote may still be visible: check again.
-        for p in txn.span.parts.keys() {
-            self.recovered.remove(p);
-            self.checkpointed.remove(p);
+        // What the aborted transaction wrote may still be visible: keep it within the scans
+        // and check again.
+        self.loosen(&txn);
+        for p in txn.partitions() {
+            self.recovered.remove(&p);
         }
         if let Some(state) = &mut self.state {
             for p in txn.span.parts.keys().chain(txn.touched.iter()) {
@@ -999,6 +1341,131 @@ impl<P: Processor> Runtime<P> {
         self.consumer.rewind(&self.spec.input, span.firsts()).await;
         tokio::time::sleep(RETRY_PAUSE).await;
     }
+}
+
+/// Marks the outputs (those at `indices`: one input position's, or one partition's timers')
+/// that `landed` says are already visible.
+fn mark_visible(
+    landed: &Landed,
+    outputs: &[(Cause, Output)],
+    indices: &[usize],
+    visible: &mut [bool],
+) {
+    let candidates: Vec<Candidate> = indices
+        .iter()
+        .map(|i| {
+            let o = &outputs[*i].1;
+            (o.topic.as_str(), o.key.as_deref(), o.value.as_deref())
+        })
+        .collect();
+    for (i, hit) in indices.iter().zip(landed.matches(&candidates)) {
+        if hit {
+            visible[*i] = true;
+        }
+    }
+}
+
+/// A transaction's seals: one checkpoint per partition it wrote for.
+struct Seal {
+    topic: String,
+    key: Vec<u8>,
+    headers: OwnedHeaders,
+    /// Per checkpoint partition, the value.
+    values: Vec<(i32, Vec<u8>)>,
+}
+
+/// The input offsets of a transaction, with the group they are committed for.
+type Offsets = (
+    rdkafka::TopicPartitionList,
+    rdkafka::consumer::ConsumerGroupMetadata,
+);
+
+/// Commits a transaction: waits for every record to be acknowledged, then writes its seals and
+/// waits for them (a visible seal means every other record of the transaction is on the
+/// broker), then sends the input offsets and commits. `landed` gets where each record landed.
+/// (Sending the offsets while the seals are written, which only the commit makes visible, made
+/// commits slower on tansu, not faster.)
+async fn commit_task(
+    producer: FutureProducer,
+    deliveries: Vec<(String, DeliveryFuture)>,
+    seal: Seal,
+    offsets: Option<Offsets>,
+    landed: &mut Vec<(String, i32, i64)>,
+) -> Result<(), KafkaError> {
+    write_seals(&producer, deliveries, seal, landed).await?;
+    tokio::task::spawn_blocking(move || {
+        if let Some((offsets, metadata)) = offsets {
+            producer.send_offsets_to_transaction(&offsets, &metadata, TXN_TIMEOUT)?;
+        }
+        producer.commit_transaction(TXN_TIMEOUT)
+    })
+    .await
+    .unwrap_or(Err(KafkaError::Canceled))
+}
+
+/// Waits for every record of a transaction to be acknowledged, then writes its seals and waits
+/// for them too.
+async fn write_seals(
+    producer: &FutureProducer,
+    deliveries: Vec<(String, DeliveryFuture)>,
+    seal: Seal,
+    landed: &mut Vec<(String, i32, i64)>,
+) -> Result<(), KafkaError> {
+    // Every record acknowledged first: rdkafka's commit_transaction flushes, and its flush
+    // waits on the producer queue (up to 100 ms a round) that the FutureProducer's own polling
+    // thread serves, which cost ~100 ms per transaction when anything was still in flight.
+    // The seals need it anyway.
+    let acknowledged =
+        |d: Result<rdkafka::producer::future_producer::OwnedDeliveryResult, _>| match d {
+            Ok(Ok(delivery)) => Ok(delivery),
+            Ok(Err((e, _))) => Err(e),
+            Err(_) => Err(KafkaError::Canceled),
+        };
+    for (topic, d) in deliveries {
+        let delivery = acknowledged(d.await)?;
+        landed.push((topic, delivery.partition, delivery.offset));
+    }
+    let mut sealing = Vec::with_capacity(seal.values.len());
+    for (partition, value) in &seal.values {
+        let mut record = FutureRecord::to(&seal.topic)
+            .partition(*partition)
+            .key(seal.key.as_slice())
+            .payload(value.as_slice())
+            .headers(seal.headers.clone());
+        let delivery = loop {
+            match producer.send_result(record) {
+                Ok(d) => break d,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        };
+        sealing.push(delivery);
+    }
+    for d in sealing {
+        let delivery = acknowledged(d.await)?;
+        landed.push((seal.topic.clone(), delivery.partition, delivery.offset));
+    }
+    Ok(())
+}
+
+/// A random prefix for this process's transaction ids: unique across instances and restarts
+/// without a coordinator (a 64-bit hash of the instance, the process, the time and the OS's
+/// random hash keys).
+fn session_id(instance: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(instance.as_bytes());
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    format!("{:016x}", h.finish())
 }
 
 /// Creates the checkpoint topic (and changelog) with one partition per input partition; says

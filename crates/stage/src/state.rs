@@ -13,9 +13,13 @@
 //! processed again.
 //!
 //! Why restoring after an abort is right on both kinds of broker: on Kafka the aborted changes
-//! are invisible and their inputs are processed again; on a broker that shows aborted records
-//! (tansu) the changes are visible, and so are the outputs, which recovery then finds and skips
-//! the inputs for. Either way state and outputs agree.
+//! are invisible and their inputs are processed again. On a broker that shows aborted records
+//! (tansu), and after a kill only the part of the open transaction that reached it, a restore
+//! applies the changelog records of sealed transactions (all of whose records are on the broker,
+//! see [`crate::recovery`]), whose inputs recovery skips, and leaves out those of unsealed ones
+//! written after the partition's newest checkpoint, whose inputs recovery has processed again
+//! ([`RestoreRule`]). Either way state and outputs agree. Records without a transaction header
+//! (written before seals) are applied.
 //!
 //! Changelog records: key `v` + key → the value; key `t` + key → a timer's due time (8 bytes,
 //! big-endian epoch milliseconds); a tombstone deletes either.
@@ -27,7 +31,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use rdkafka::message::{Message, OwnedHeaders};
 
 use crate::processor::{Cause, Output, Timer};
-use crate::recovery::{Recovery, RecoveryError};
+use crate::recovery::{header, Recovery, RecoveryError, RestoreRule, TXN_HEADER};
 
 const VALUE: u8 = b'v';
 const TIMER: u8 = b't';
@@ -138,23 +142,33 @@ pub struct PartitionState {
     values: Keyspace,
     timers: HashMap<Vec<u8>, i64>,
     records: usize,
+    skipped: usize,
+    /// The changelog partition's end when it was read.
+    end: i64,
 }
 
 impl PartitionState {
-    /// Reads a partition's changelog into the store through `loader` (blocking).
+    /// Reads a partition's changelog into the store through `loader` (blocking), the records
+    /// its [`Loader::keep`] rule allows.
     pub fn load(
         recovery: &Recovery,
         changelog: &str,
         mut loader: Loader,
     ) -> Result<Self, RestoreError> {
         let read = recovery.read_partition(changelog, loader.partition, |m| {
-            loader.record(m.key(), m.payload());
+            loader.record(m.key(), m.payload(), header(m, TXN_HEADER), m.offset());
         });
-        if let Err(e) = read {
-            loader.discard();
-            return Err(e.into());
+        match read {
+            Ok(end) => {
+                let mut state = loader.finish()?;
+                state.end = end;
+                Ok(state)
+            }
+            Err(e) => {
+                loader.discard();
+                Err(e.into())
+            }
         }
-        Ok(loader.finish()?)
     }
 
     /// About how many keys the partition holds (exact after a restore of a compacted changelog
@@ -163,9 +177,19 @@ impl PartitionState {
         self.values.approximate_len()
     }
 
-    /// How many changelog records the restore read.
+    /// How many changelog records the restore applied.
     pub fn records(&self) -> usize {
         self.records
+    }
+
+    /// How many changelog records the restore left out (of unsealed transactions).
+    pub fn skipped(&self) -> usize {
+        self.skipped
+    }
+
+    /// Where the changelog partition ended when the restore read it.
+    pub fn end(&self) -> i64 {
+        self.end
     }
 }
 
@@ -180,19 +204,37 @@ pub struct Loader {
     pending_bytes: usize,
     timers: HashMap<Vec<u8>, i64>,
     records: usize,
+    skipped: usize,
+    /// Which records are applied (all unless [`Self::keep`] says otherwise).
+    rule: RestoreRule,
     /// The first failure; the records after it are ignored.
     failed: Option<StateError>,
 }
 
 impl Loader {
-    /// One changelog record, in offset order.
-    pub(crate) fn record(&mut self, key: Option<&[u8]>, payload: Option<&[u8]>) {
+    /// Applies only the records `rule` allows.
+    pub fn keep(&mut self, rule: RestoreRule) {
+        self.rule = rule;
+    }
+
+    /// One changelog record, in offset order, with its transaction header.
+    pub(crate) fn record(
+        &mut self,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        txn: Option<&[u8]>,
+        offset: i64,
+    ) {
         if self.failed.is_some() {
             return;
         }
         let Some((kind, key)) = key.and_then(|k| k.split_first()) else {
             return;
         };
+        if !self.rule.applies(txn, offset) {
+            self.skipped += 1;
+            return;
+        }
         self.records += 1;
         match (*kind, payload) {
             (VALUE, value) => {
@@ -249,6 +291,8 @@ impl Loader {
             values: self.values,
             timers: self.timers,
             records: self.records,
+            skipped: self.skipped,
+            end: 0,
         })
     }
 
@@ -340,6 +384,8 @@ impl StateStore {
             pending_bytes: 0,
             timers: HashMap::new(),
             records: 0,
+            skipped: 0,
+            rule: RestoreRule::all(),
             failed: None,
         })
     }
@@ -695,13 +741,13 @@ mod tests {
             (Some(b"x?".to_vec()), Some(b"unknown kind".to_vec())),
             (None, Some(b"no key".to_vec())),
         ];
-        for (k, v) in &records {
-            loader.record(k.as_deref(), v.as_deref());
+        for (i, (k, v)) in records.iter().enumerate() {
+            loader.record(k.as_deref(), v.as_deref(), None, i as i64);
         }
         // Enough keys for several write batches.
         for i in 0..(LOAD_BATCH * 2 + 10) {
             let (k, v) = put(&format!("n/{i:06}"), &i.to_string());
-            loader.record(k.as_deref(), v.as_deref());
+            loader.record(k.as_deref(), v.as_deref(), None, 100 + i as i64);
         }
         let state = loader.finish().expect("load");
         assert_eq!(state.records(), records.len() - 1 + LOAD_BATCH * 2 + 10);
@@ -728,10 +774,54 @@ mod tests {
         // Restored again: what the old keyspace held is gone.
         let mut loader = store.loader(3).expect("loader");
         let (k, v) = put("z", "1");
-        loader.record(k.as_deref(), v.as_deref());
+        loader.record(k.as_deref(), v.as_deref(), None, 0);
         store.install(3, loader.finish().expect("load"));
         assert_eq!(store.get(3, b"a").expect("get"), None);
         assert_eq!(store.scan(3, b"").expect("scan").len(), 1);
+    }
+
+    #[test]
+    fn a_restore_leaves_out_unsealed_transactions_after_the_newest_checkpoint() {
+        use crate::recovery::{Checkpoint, Positions, Seals, SEAL};
+        let mut store = store("sealed");
+        let mut positions = Positions::default();
+        positions.advance("cl", 0, 2);
+        let checkpoint = Checkpoint::parse(
+            Some(&positions.to_json()),
+            Some(SEAL.as_bytes()),
+            Some(b"t1"),
+            None,
+        )
+        .expect("a seal");
+        let mut seals = Seals::default();
+        assert!(seals.walk(&[checkpoint]));
+        let mut loader = store.loader(0).expect("loader");
+        loader.keep(seals.restore_rule("cl", 0));
+        let due = 5i64.to_be_bytes().to_vec();
+        // (key, value, transaction, offset)
+        type Record<'a> = (&'a str, Option<&'a [u8]>, Option<&'a [u8]>, i64);
+        let records: [Record; 6] = [
+            ("va", Some(b"1"), Some(b"t0"), 0), // before the bound: applied
+            ("vb", Some(b"1"), None, 1),
+            ("va", Some(b"2"), Some(b"t1"), 2), // sealed
+            ("va", Some(b"3"), Some(b"t9"), 3), // unsealed, after the bound
+            ("td", Some(&due), Some(b"t9"), 4),
+            ("vc", Some(b"1"), None, 5), // written before seals
+        ];
+        for (k, v, txn, offset) in records {
+            loader.record(Some(k.as_bytes()), v, txn, offset);
+        }
+        let state = loader.finish().expect("load");
+        assert_eq!((state.records(), state.skipped()), (4, 2));
+        store.install(0, state);
+        assert_eq!(store.get(0, b"a").expect("get"), Some(b"2".to_vec()));
+        assert_eq!(store.get(0, b"b").expect("get"), Some(b"1".to_vec()));
+        assert_eq!(store.get(0, b"c").expect("get"), Some(b"1".to_vec()));
+        assert_eq!(
+            store.timer(0, b"d"),
+            None,
+            "the unsealed timer is not restored"
+        );
     }
 
     #[test]

@@ -435,3 +435,191 @@ async fn state_follows_partitions_across_a_rebalance() {
     }
     assert_eq!(out.len(), KEYS * ROUNDS);
 }
+
+/// The defect seals fix, made deterministic: a killed instance's first transaction reached the
+/// broker only in part (tansu shows such a part to read_committed readers). Input 0 (`a`) has its
+/// output but not its state change; input 1 (`b`) its state change but not its output; input 2
+/// (`c`) nothing. The transaction never sealed, so the restarted stage must restore the state
+/// without `b`'s change, process all three again, not send `a=1` a second time, and go on
+/// counting from there: every count exactly once, none lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partly_visible_transaction_is_completed_not_repeated() {
+    use cdp_stage::recovery::{AT_HEADER, CHECKPOINT_HEADER, OPEN, TXN_HEADER};
+    cdp_contract::telemetry::init_for_tests();
+    let broker = Broker::start();
+    let kafka = broker.kafka();
+    let n = names("partial");
+    topics(&kafka, &n).await;
+    for key in ["a", "b", "c", "a", "b", "c"] {
+        broker.produce(&n.input, key, b"x").await;
+    }
+    let spec = spec(&n, "p", true);
+    let zombie: ThreadedProducer<DefaultProducerContext> = kafka
+        .transactional_producer("zombie", &spec.transactional_id)
+        .create()
+        .expect("zombie");
+    zombie
+        .init_transactions(Duration::from_secs(20))
+        .expect("init");
+    zombie.begin_transaction().expect("begin");
+    let positions = format!(
+        r#"{{"{}":{{"0":0}},"{}":{{"0":0}}}}"#,
+        n.output, n.changelog
+    );
+    let headers = |position: Option<&str>| {
+        let h = rdkafka::message::OwnedHeaders::new()
+            .insert(Header {
+                key: Lineage::INPUT.group,
+                value: Some(GROUP),
+            })
+            .insert(Header {
+                key: TXN_HEADER,
+                value: Some("zombie.1"),
+            });
+        match position {
+            Some(p) => h.insert(Header {
+                key: Lineage::INPUT.position,
+                value: Some(p),
+            }),
+            None => h,
+        }
+    };
+    // The partition's first checkpoint, as the runtime opens it before anything else.
+    zombie
+        .send(
+            BaseRecord::to(&n.checkpoints)
+                .partition(0)
+                .key(GROUP)
+                .payload(&positions)
+                .headers(
+                    headers(None)
+                        .insert(Header {
+                            key: CHECKPOINT_HEADER,
+                            value: Some(OPEN),
+                        })
+                        .insert(Header {
+                            key: AT_HEADER,
+                            value: Some(positions.as_str()),
+                        }),
+                ),
+        )
+        .map_err(|(e, _)| e)
+        .expect("zombie checkpoint");
+    zombie
+        .send(
+            BaseRecord::to(&n.output)
+                .key("a")
+                .payload("a=1")
+                .headers(headers(Some("0:0"))),
+        )
+        .map_err(|(e, _)| e)
+        .expect("zombie output");
+    zombie
+        .send(
+            BaseRecord::to(&n.changelog)
+                .partition(0)
+                .key("vb")
+                .payload("1")
+                .headers(headers(Some("0:1"))),
+        )
+        .map_err(|(e, _)| e)
+        .expect("zombie state change");
+    zombie.flush(Duration::from_secs(10)).expect("flush");
+    std::mem::forget(zombie); // dies without ending its transaction
+
+    let stage = start(
+        &kafka,
+        spec,
+        Counter {
+            output: n.output.clone(),
+            delay_ms: 3_600_000,
+        },
+    );
+    let out = broker
+        .read_committed_settle(
+            &n.output,
+            6,
+            Duration::from_secs(60),
+            Duration::from_secs(3),
+        )
+        .await;
+    stop(stage).await;
+    let mut seen = texts(&out);
+    seen.sort();
+    assert_eq!(
+        seen,
+        ["a=1", "a=2", "b=1", "b=2", "c=1", "c=2"],
+        "{:?}",
+        texts(&out)
+    );
+}
+
+/// The same for a timer: a killed instance's timer transaction reached the broker only in
+/// part, its output (`a expired`) without the changelog record that cancels the timer. The
+/// restarted stage restores the timer, which fires again at once: its output must not be
+/// written a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partly_visible_timer_transaction_is_not_repeated() {
+    use cdp_stage::recovery::{TIMER_HEADER, TXN_HEADER};
+    cdp_contract::telemetry::init_for_tests();
+    let broker = Broker::start();
+    let kafka = broker.kafka();
+    let n = names("partial-timer");
+    topics(&kafka, &n).await;
+    let counter = |delay_ms| Counter {
+        output: n.output.clone(),
+        delay_ms,
+    };
+    broker.produce(&n.input, "a", b"x").await;
+    let stage = start(&kafka, spec(&n, "t", true), counter(4_000));
+    broker
+        .read_committed(&n.output, 1, Duration::from_secs(60))
+        .await;
+    stop(stage).await;
+
+    let zombie: ThreadedProducer<DefaultProducerContext> = kafka
+        .transactional_producer("zombie", &spec(&n, "t", true).transactional_id)
+        .create()
+        .expect("zombie");
+    zombie
+        .init_transactions(Duration::from_secs(20))
+        .expect("init");
+    zombie.begin_transaction().expect("begin");
+    let headers = rdkafka::message::OwnedHeaders::new()
+        .insert(Header {
+            key: Lineage::INPUT.group,
+            value: Some(GROUP),
+        })
+        .insert(Header {
+            key: TXN_HEADER,
+            value: Some("zombie.1"),
+        })
+        .insert(Header {
+            key: TIMER_HEADER,
+            value: Some("0"),
+        });
+    zombie
+        .send(
+            BaseRecord::to(&n.output)
+                .key("a")
+                .payload("a expired")
+                .headers(headers),
+        )
+        .map_err(|(e, _)| e)
+        .expect("zombie output");
+    zombie.flush(Duration::from_secs(10)).expect("flush");
+    std::mem::forget(zombie); // dies without ending its transaction
+
+    tokio::time::sleep(Duration::from_millis(4_000)).await;
+    let stage = start(&kafka, spec(&n, "t", true), counter(4_000));
+    let out = broker
+        .read_committed_settle(
+            &n.output,
+            2,
+            Duration::from_secs(60),
+            Duration::from_secs(4),
+        )
+        .await;
+    stop(stage).await;
+    assert_eq!(texts(&out), ["a=1", "a expired"]);
+}
