@@ -503,6 +503,9 @@ async fn an_active_schedule_evaluates_the_batch_definitions_at_its_time() {
         }))
         .await
         .expect("definition");
+    // A streaming definition on the batch one: it follows the batch membership when the
+    // schedule changes it, not at lou's next event.
+    define(&p, "of-nightly", r#"inSegment("nightly-viewers")"#).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
         memberships(&p, 0).await.is_empty(),
@@ -528,14 +531,14 @@ async fn an_active_schedule_evaluates_the_batch_definitions_at_its_time() {
     let mut changes = Vec::new();
     eventually(
         Duration::from_secs(30),
-        "lou realized by the schedule",
+        "lou realized by the schedule, in both",
         async || {
-            changes = memberships(&p, 1).await;
-            !changes.is_empty()
+            changes = memberships(&p, 2).await;
+            changes.len() >= 2
         },
     )
     .await;
-    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes.len(), 2, "{changes:?}");
     assert!(
         changes[0].time >= fire.timestamp() * 1000,
         "not before the schedule's time ({} < {})",
@@ -544,6 +547,9 @@ async fn an_active_schedule_evaluates_the_batch_definitions_at_its_time() {
     );
     assert_eq!(changes[0].segment_id, "nightly-viewers");
     assert_eq!(changes[0].trigger, Trigger::Schedule);
+    assert_eq!(changes[1].segment_id, "of-nightly");
+    assert_eq!(changes[1].status, Status::Realized);
+    assert_eq!(changes[1].trigger, Trigger::Schedule);
 }
 
 #[tokio::test]

@@ -13,6 +13,8 @@ pub struct Compiled {
     pub id: String,
     /// Evaluated after the others: it reads their memberships.
     pub uses_segments: bool,
+    /// Evaluated on every update (and owns a timer), or only by a schedule.
+    pub streaming: bool,
     pub plan: Plan,
 }
 
@@ -87,7 +89,7 @@ impl Definitions {
 
     fn plan(&mut self, d: &SegmentDefinition) -> Option<Arc<Compiled>> {
         if let Some((version, plan)) = self.plans.get(&d.id) {
-            if *version == d.update_time {
+            if *version == d.update_time && plan.streaming == d.streaming {
                 return Some(plan.clone());
             }
         }
@@ -97,6 +99,7 @@ impl Definitions {
                 let c = Arc::new(Compiled {
                     id: d.id.clone(),
                     uses_segments: d.expression.contains("inSegment"),
+                    streaming: d.streaming,
                     plan,
                 });
                 self.plans.insert(d.id.clone(), (d.update_time, c.clone()));

@@ -274,7 +274,7 @@ impl SegmentStage {
                     if doc.org_id != schedule.org_id || doc.sandbox != schedule.sandbox {
                         continue;
                     }
-                    self.evaluate_with(
+                    let changed = self.evaluate_with(
                         ctx,
                         at,
                         profile,
@@ -284,6 +284,11 @@ impl SegmentStage {
                         Trigger::Schedule,
                         None,
                     )?;
+                    if changed {
+                        // Streaming definitions that read a batch segment (`inSegment`) follow
+                        // its memberships now, not at the profile's next update.
+                        self.evaluate(ctx, at, profile, &doc, None, Trigger::Schedule, None)?;
+                    }
                     evaluated += 1;
                 }
                 tracing::info!(schedule = %schedule.id, partition = p, profiles = evaluated, definitions = definitions.len(), "batch segmentation ran");
@@ -451,7 +456,8 @@ impl SegmentStage {
         let value =
             serde_json::to_vec(&doc).map_err(|e| fatal("a profile cannot be written", e))?;
         ctx.put(at.cause, &key(b'a', &profile), value);
-        self.evaluate(ctx, at, &profile, &doc, before.as_ref(), trigger, event_id)
+        self.evaluate(ctx, at, &profile, &doc, before.as_ref(), trigger, event_id)?;
+        Ok(())
     }
 
     /// The profile joined another: its memberships end, its state goes.
@@ -508,7 +514,7 @@ impl SegmentStage {
         before: Option<&Doc>,
         trigger: Trigger,
         event_id: Option<String>,
-    ) -> Result<(), ProcessError> {
+    ) -> Result<bool, ProcessError> {
         let definitions = self
             .definitions
             .streaming(&self.catalog, &doc.org_id, &doc.sandbox);
@@ -537,19 +543,19 @@ impl SegmentStage {
         definitions: &[std::sync::Arc<crate::definitions::Compiled>],
         trigger: Trigger,
         event_id: Option<String>,
-    ) -> Result<(), ProcessError> {
+    ) -> Result<bool, ProcessError> {
         let now = now_ms();
         let Some(now_dt) = Utc.timestamp_millis_opt(now).single() else {
             return Err(ProcessError::Fatal(format!("the clock reads {now} ms")));
         };
         let mut members = self.members(ctx, at, profile)?;
         if definitions.is_empty() && members.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         if doc.flagged {
             // Over its event limit: AEP leaves such profiles out of segmentation.
             metrics::counter!("cdp_segment_flagged_skipped_total").increment(1);
-            return Ok(());
+            return Ok(false);
         }
         let mut events = Vec::new();
         for (_, v) in ctx.scan(at.partition, &events_prefix(profile))? {
@@ -617,8 +623,10 @@ impl SegmentStage {
                 .map_err(|e| fatal("memberships cannot be written", e))?;
             ctx.put(at.cause, &key(b'm', profile), value);
         }
-        if trigger == Trigger::Schedule {
-            return Ok(());
+        let changed = !changes.is_empty();
+        if !definitions.is_empty() && definitions.iter().all(|d| !d.streaming) {
+            // Batch definitions have no timer: only their schedule evaluates them.
+            return Ok(changed);
         }
         match next {
             Some(due) => {
@@ -632,7 +640,7 @@ impl SegmentStage {
                 }
             }
         }
-        Ok(())
+        Ok(changed)
     }
 
     /// Writes the exports this change causes for the sandbox's destination flows
