@@ -3,9 +3,8 @@
 //! `<topic>-value`, so any schema-registry-aware consumer decodes them.
 
 use apache_avro::types::Value;
-use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
-use cdp_registry::confluent::{RegisterError, SchemaLog};
+use cdp_registry::confluent::{wire, RegisterError, SchemaLog};
 
 use crate::membership::{MembershipChange, Status, AVRO_SCHEMA};
 
@@ -82,15 +81,7 @@ impl MembershipAvro {
                 },
             ),
         ]);
-        let datum = GenericDatumWriter::builder(&self.schema)
-            .build()
-            .and_then(|w| w.write_value_to_vec(value))
-            .map_err(|e| AvroError::Encode(e.to_string()))?;
-        let mut out = Vec::with_capacity(5 + datum.len());
-        out.push(0);
-        out.extend_from_slice(&self.id.to_be_bytes());
-        out.extend_from_slice(&datum);
-        Ok(out)
+        wire::encode(&self.schema, self.id, value).map_err(|e| AvroError::Encode(e.to_string()))
     }
 }
 

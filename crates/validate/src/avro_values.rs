@@ -12,7 +12,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
 use cdp_catalog::XdmSchema;
 use cdp_registry::confluent::{Outcome, SchemaLog, SchemaLogError};
@@ -70,15 +69,8 @@ impl AvroValues {
         let registered = self.registered(schema).await?;
         let value = json_to_avro(&registered.schema, entity)
             .map_err(|e| AvroValueError::Value(e.to_string()))?;
-        let datum = GenericDatumWriter::builder(&registered.schema)
-            .build()
-            .and_then(|w| w.write_value_to_vec(value))
-            .map_err(|e| AvroValueError::Value(e.to_string()))?;
-        let mut out = Vec::with_capacity(5 + datum.len());
-        out.push(0);
-        out.extend_from_slice(&registered.id.to_be_bytes());
-        out.extend_from_slice(&datum);
-        Ok(out)
+        cdp_registry::confluent::wire::encode(&registered.schema, registered.id, value)
+            .map_err(|e| AvroValueError::Value(e.to_string()))
     }
 
     fn subject(&self, avro: &Schema) -> String {

@@ -7,6 +7,7 @@ pub mod compat;
 mod follower;
 mod http;
 mod state;
+pub mod wire;
 
 pub use compat::Level;
 pub use follower::{RegisterError, SchemaLog, SchemaLogError};

@@ -7,9 +7,8 @@
 //! as one JSON text field; memberships and identities have fixed shapes and are typed.
 
 use apache_avro::types::Value;
-use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
-use cdp_registry::confluent::{RegisterError, SchemaLog};
+use cdp_registry::confluent::{wire, RegisterError, SchemaLog};
 use serde_json::Value as Json;
 
 pub const EXPORT_SCHEMA: &str = r#"{
@@ -60,15 +59,7 @@ impl ExportAvro {
     /// The export document (seed 004's JSON) of `profile_id`, in the wire format.
     pub fn encode(&self, profile_id: &str, document: &[u8]) -> Result<Vec<u8>, AvroError> {
         let value = to_avro(profile_id, document)?;
-        let datum = GenericDatumWriter::builder(&self.schema)
-            .build()
-            .and_then(|w| w.write_value_to_vec(value))
-            .map_err(|e| AvroError::Encode(e.to_string()))?;
-        let mut out = Vec::with_capacity(5 + datum.len());
-        out.push(0);
-        out.extend_from_slice(&self.id.to_be_bytes());
-        out.extend_from_slice(&datum);
-        Ok(out)
+        wire::encode(&self.schema, self.id, value).map_err(|e| AvroError::Encode(e.to_string()))
     }
 }
 

@@ -21,7 +21,8 @@
 //! of the people (`--stitched-pct`) are stitched: an anonymous part keyed by ECID, one login
 //! event carrying the ECID and a CRMID (keyed by the CRMID), then a part keyed by the CRMID.
 
-use super::procfs::{broker_pid, status_kb};
+use super::mix;
+use super::procfs::{broker_pid, cpu_by_thread, cpu_seconds, status_kb};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -86,14 +87,6 @@ pub struct ProfileBenchArgs {
 /// How long the runtime's restore may read a changelog partition before it gives up
 /// (`Recovery`'s timeout in crates/stage/src/runtime.rs).
 const RUNTIME_RESTORE_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn mix(mut x: u64) -> u64 {
-    // splitmix64
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
 
 /// The people and their events.
 #[derive(Clone, Copy)]
@@ -543,38 +536,6 @@ impl Drop for Follower {
             let _ = t.join();
         }
     }
-}
-
-/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat` (USER_HZ = 100).
-fn cpu_seconds(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces), from field 3 on.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
-}
-
-/// CPU seconds of this process's threads, by thread name with digits dropped (`rdk:broker`,
-/// `tokio-runtime-w`, …). Threads that ended are not counted.
-fn cpu_by_thread() -> BTreeMap<String, f64> {
-    let mut out = BTreeMap::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return out;
-    };
-    for t in tasks.flatten() {
-        let tid = t.file_name().to_string_lossy().into_owned();
-        let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        let name: String = name
-            .trim()
-            .chars()
-            .filter(|c| !c.is_ascii_digit())
-            .collect();
-        if let Some(cpu) = cpu_seconds(&format!("self/task/{tid}")) {
-            *out.entry(name).or_default() += cpu;
-        }
-    }
-    out
 }
 
 /// CPU seconds between two readings, largest first.

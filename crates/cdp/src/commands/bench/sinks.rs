@@ -37,7 +37,8 @@
 //! not the pipeline broker's. CPU per process (this one by thread, the brokers, kinesalite) is
 //! printed for every phase.
 
-use super::procfs::{broker_pid, status_kb};
+use super::mix;
+use super::procfs::{broker_pid, cpu_by_thread, cpu_seconds, pid_of, status_kb};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -117,14 +118,6 @@ const SECRET_ACCESS_KEY: &str = "bench-secret";
 /// PutRecords' limit.
 const KINESIS_BATCH: usize = 500;
 
-fn mix(mut x: u64) -> u64 {
-    // splitmix64
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
 /// The profile id of profile `k`, as the segment stage keys exports: 32 hex digits.
 fn profile_id(k: u64) -> String {
     format!("{:016x}{:016x}", mix(k), mix(k ^ 0x7072_6f66))
@@ -176,54 +169,6 @@ fn kinesis_requests(batch: &[OutRecord]) -> usize {
 }
 
 // ---- processes -------------------------------------------------------------------------------
-
-/// CPU seconds (user + system) a process or thread has used (`/proc/<pid>/stat`, USER_HZ 100).
-fn cpu_seconds(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
-}
-
-/// CPU seconds of this process's threads by name, digits dropped (`rdk:broker`, `tokio-runtime-w`).
-fn cpu_by_thread() -> BTreeMap<String, f64> {
-    let mut out = BTreeMap::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return out;
-    };
-    for t in tasks.flatten() {
-        let tid = t.file_name().to_string_lossy().into_owned();
-        let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        let name: String = name
-            .trim()
-            .chars()
-            .filter(|c| !c.is_ascii_digit())
-            .collect();
-        if let Some(cpu) = cpu_seconds(&format!("self/task/{tid}")) {
-            *out.entry(name).or_default() += cpu;
-        }
-    }
-    out
-}
-
-/// The pid of the process whose command line holds every one of `needles`.
-fn pid_of(needles: &[&str]) -> Option<String> {
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let pid = entry.file_name().to_string_lossy().into_owned();
-        if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == std::process::id().to_string() {
-            continue;
-        }
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if needles.iter().all(|n| cmdline.contains(n)) {
-            return Some(pid);
-        }
-    }
-    None
-}
 
 /// The processes whose CPU a phase reports: the pipeline broker, the destination broker (when
 /// it is another one), kinesalite.
@@ -565,33 +510,7 @@ async fn kafka_raw(target: &KafkaTarget, records: &[OutRecord]) -> anyhow::Resul
             .map_err(|(e, _)| e)?;
     }
     let started = Instant::now();
-    let mut in_flight = VecDeque::with_capacity(records.len());
-    for r in records {
-        let mut record = FutureRecord::to(&target.topic)
-            .key(r.partition_key.as_bytes())
-            .payload(&r.data);
-        loop {
-            match producer.send_result(record) {
-                Ok(f) => {
-                    in_flight.push_back(f);
-                    break;
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    match in_flight.pop_front() {
-                        Some(f) => {
-                            f.await?.map_err(|(e, _)| e)?;
-                        }
-                        None => tokio::time::sleep(Duration::from_millis(1)).await,
-                    }
-                }
-                Err((e, _)) => return Err(e.into()),
-            }
-        }
-    }
-    for f in in_flight {
-        f.await?.map_err(|(e, _)| e)?;
-    }
+    produce_all(&producer, &target.topic, records, None).await?;
     Ok(Rate {
         records: records.len(),
         took: started.elapsed(),
@@ -797,23 +716,36 @@ async fn produce_exports(
     records: &[OutRecord],
 ) -> anyhow::Result<()> {
     let producer: FutureProducer = kafka.producer("bench-sinks-load", 120_000).create()?;
-    let mut pending = VecDeque::new();
+    produce_all(&producer, topic, records, Some(&flow_headers(flow_id))).await
+}
+
+/// Produces every record (key = partition key) with as many in flight as the producer's queue
+/// takes, then waits for all acknowledgements.
+async fn produce_all(
+    producer: &FutureProducer,
+    topic: &str,
+    records: &[OutRecord],
+    headers: Option<&OwnedHeaders>,
+) -> anyhow::Result<()> {
+    let mut in_flight = VecDeque::with_capacity(records.len());
     for r in records {
-        let mut rec = FutureRecord::to(topic)
+        let mut record = FutureRecord::to(topic)
             .key(r.partition_key.as_bytes())
-            .payload(&r.data)
-            .headers(flow_headers(flow_id));
+            .payload(&r.data);
+        if let Some(h) = headers {
+            record = record.headers(h.clone());
+        }
         loop {
-            match producer.send_result(rec) {
-                Ok(d) => {
-                    pending.push_back(d);
+            match producer.send_result(record) {
+                Ok(f) => {
+                    in_flight.push_back(f);
                     break;
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    rec = back;
-                    match pending.pop_front() {
-                        Some(d) => {
-                            d.await?.map_err(|(e, _)| e)?;
+                    record = back;
+                    match in_flight.pop_front() {
+                        Some(f) => {
+                            f.await?.map_err(|(e, _)| e)?;
                         }
                         None => tokio::time::sleep(Duration::from_millis(1)).await,
                     }
@@ -822,8 +754,8 @@ async fn produce_exports(
             }
         }
     }
-    for d in pending {
-        d.await?.map_err(|(e, _)| e)?;
+    for f in in_flight {
+        f.await?.map_err(|(e, _)| e)?;
     }
     Ok(())
 }
