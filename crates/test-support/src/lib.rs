@@ -8,6 +8,7 @@
 //! process dies without dropping it. If the binary is missing, tests fail loudly with the
 //! command that installs it.
 
+pub mod browser;
 mod kinesalite;
 mod process;
 mod wait;

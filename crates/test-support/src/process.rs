@@ -53,6 +53,20 @@ impl ChildGuard {
         self.child.id()
     }
 
+    /// The exit status once the child has ended (then it is reaped), `None` while it runs.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        if let Some(status) = self.reaped {
+            return Some(status);
+        }
+        let status = self.child.try_wait().ok().flatten()?;
+        if let Some(mut w) = self.watchdog.take() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+        self.reaped = Some(status);
+        Some(status)
+    }
+
     /// SIGKILL now (a crash, as a test may want mid-stream) and reap; returns how it ended.
     /// Killing an already killed guard returns the first status again.
     pub fn kill(&mut self) -> ExitStatus {
