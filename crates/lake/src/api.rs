@@ -12,6 +12,7 @@ use cdp_contract::{KafkaSettings, Topics};
 use cdp_http::Problem;
 use serde::{Deserialize, Serialize};
 
+use crate::activity;
 use crate::batches::{self, BatchSummary, BatchView};
 use crate::failed::{self, FailedRecord};
 use crate::settings::LakeSettings;
@@ -20,8 +21,6 @@ use crate::LakeError;
 
 /// Most failed records one page may ask for.
 const MAX_PAGE: usize = 1000;
-/// Batches listed by the activity endpoint.
-const RECENT_BATCHES: usize = 20;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -110,30 +109,6 @@ struct ActivityQuery {
     minutes: Option<u32>,
 }
 
-#[derive(Serialize, Default, Clone)]
-#[serde(rename_all = "camelCase")]
-struct Bucket {
-    start_ms: i64,
-    records: u64,
-    failed: u64,
-    batches: u64,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Activity {
-    dataset_id: String,
-    minutes: u32,
-    from_ms: i64,
-    to_ms: i64,
-    record_count: u64,
-    failed_count: u64,
-    /// One bucket per minute, oldest first, by time of receipt.
-    buckets: Vec<Bucket>,
-    /// The most recent batches, newest first.
-    batches: Vec<BatchSummary>,
-}
-
 async fn activity(
     State(api): State<LakeApi>,
     Path(id): Path<String>,
@@ -146,51 +121,8 @@ async fn activity(
     if !api.catalog.read().datasets.contains_key(&id) {
         return unknown_dataset(&id);
     }
-    const MINUTE: i64 = 60_000;
     let now = cdp_catalog::clock::now_ms();
-    let to = (now / MINUTE + 1) * MINUTE;
-    let from = to - i64::from(minutes) * MINUTE;
-    let mut buckets: Vec<Bucket> = (0..minutes)
-        .map(|i| Bucket {
-            start_ms: from + i64::from(i) * MINUTE,
-            ..Bucket::default()
-        })
-        .collect();
-    let state = api.batches.read();
-    let bucket_of = |ms: i64| {
-        (from..to)
-            .contains(&ms)
-            .then(|| ((ms - from) / MINUTE) as usize)
-    };
-    let (mut records, mut failed) = (0, 0);
-    for c in state.dataset_contributions(&id) {
-        records += c.records;
-        failed += c.failed;
-        // A contribution is counted in the minute its first record was received.
-        if let Some(b) = bucket_of(c.first_received_ms).and_then(|i| buckets.get_mut(i)) {
-            b.records += c.records;
-            b.failed += c.failed;
-        }
-    }
-    let mut batches = state.dataset_batches(&id);
-    for b in &batches {
-        if let Some(bk) = bucket_of(b.created_ms).and_then(|i| buckets.get_mut(i)) {
-            bk.batches += 1;
-        }
-    }
-    batches.sort_by_key(|b| std::cmp::Reverse((b.created_ms, b.updated_ms)));
-    batches.truncate(RECENT_BATCHES);
-    Json(Activity {
-        dataset_id: id,
-        minutes,
-        from_ms: from,
-        to_ms: to,
-        record_count: records,
-        failed_count: failed,
-        buckets,
-        batches,
-    })
-    .into_response()
+    Json(activity::activity(&api.batches.read(), &id, minutes, now)).into_response()
 }
 
 fn unknown_batch(id: &str) -> Response {

@@ -8,6 +8,7 @@
 //! aggregated by [`batches::BatchView`]), and the **APIs** ([`api::router`]: datasets with
 //! record counts and activity, batches with status, failed records with their reasons).
 
+pub mod activity;
 pub mod api;
 pub mod batches;
 pub mod columns;

@@ -25,6 +25,13 @@ pub struct RunsState {
     runs: HashMap<String, FlowRun>,
 }
 
+impl RunsState {
+    /// The latest status of a flow's target, keyed `{flowId}/{targetConnectionId}`.
+    pub fn get(&self, flow_id: &str, target_connection_id: &str) -> Option<&FlowRun> {
+        self.runs.get(&format!("{flow_id}/{target_connection_id}"))
+    }
+}
+
 impl Fold for RunsState {
     fn apply(&mut self, _partition: i32, _offset: i64, key: &str, value: Option<&[u8]>) {
         match value.map(serde_json::from_slice::<FlowRun>) {
@@ -87,7 +94,7 @@ async fn list(
     let runs = api.runs.read();
     let statuses: Vec<Value> = targets
         .iter()
-        .map(|target| match runs.runs.get(&format!("{id}/{target}")) {
+        .map(|target| match runs.get(&id, target) {
             Some(run) => view(run),
             None => json!({
                 "id": format!("{id}/{target}"),

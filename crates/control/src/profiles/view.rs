@@ -23,7 +23,7 @@ use std::ops::Bound;
 use std::sync::RwLockReadGuard;
 use std::time::Duration;
 
-use crate::profiles::memberships::{Membership, MembershipState};
+use crate::profiles::memberships::{Membership, MembershipState, SegmentTally};
 use cdp_contract::admin::partitions_of;
 use cdp_contract::follower::{Fold, FollowError, Follower};
 use cdp_contract::{KafkaSettings, Topics};
@@ -530,6 +530,14 @@ impl ProfileView {
         self.memberships
             .as_ref()
             .and_then(|m| m.read().of(profile_id).cloned())
+            .unwrap_or_default()
+    }
+
+    /// Segment id → member count and recent entries and exits (empty without a segment stage).
+    pub fn segment_tallies(&self) -> HashMap<String, SegmentTally> {
+        self.memberships
+            .as_ref()
+            .map(|m| m.read().segments().clone())
             .unwrap_or_default()
     }
 
