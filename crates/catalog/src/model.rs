@@ -43,7 +43,117 @@ pub struct Stream {
     pub dataset_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_ref: Option<SchemaRef>,
+    /// Web origins (`https://shop.example`, or `*` for any) whose pages may post to this stream
+    /// from a browser. The edge answers their CORS preflights and refuses requests that carry
+    /// any other `Origin`, since a simple request (a beacon) is written before a browser could
+    /// block its answer. Stored as [`normalize_origin`] leaves them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
     pub created_at: i64,
+}
+
+impl Stream {
+    /// Whether a browser request with this `Origin` header may use the stream. An origin that
+    /// is not `scheme://host[:port]` (`null` from a sandboxed frame or a file) only passes `*`.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        if self.allowed_origins.iter().any(|o| o == "*") {
+            return true;
+        }
+        let Ok(origin) = normalize_origin(origin) else {
+            return false;
+        };
+        self.allowed_origins
+            .iter()
+            .any(|allowed| allowed.eq_ignore_ascii_case(&origin))
+    }
+}
+
+/// Why an `allowedOrigins` entry is not an origin.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin:?} is not an origin: {reason} (expected `*` or scheme://host[:port], e.g. https://shop.example)")]
+pub struct OriginError {
+    pub origin: String,
+    pub reason: &'static str,
+}
+
+/// An origin as browsers send it in `Origin`: lower-case scheme and host, no default port (80
+/// for http, 443 for https), nothing after the authority; `*` stays `*`. Entries are compared
+/// in this form, so `HTTPS://Shop.Example:443` matches what a browser sends for that site.
+pub fn normalize_origin(text: &str) -> Result<String, OriginError> {
+    let fail = |reason| OriginError {
+        origin: text.to_string(),
+        reason,
+    };
+    let trimmed = text.trim();
+    if trimmed == "*" {
+        return Ok("*".to_string());
+    }
+    let (scheme, authority) = trimmed.split_once("://").ok_or_else(|| fail("no scheme"))?;
+    let scheme_ok = scheme
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !scheme_ok {
+        return Err(fail("the scheme is not valid"));
+    }
+    if authority.contains(['/', '?', '#']) {
+        return Err(fail("an origin has no path, query or fragment"));
+    }
+    if authority.contains('@') {
+        return Err(fail("an origin has no user information"));
+    }
+    if authority
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(fail("the host contains whitespace"));
+    }
+    // An IPv6 literal keeps its colons inside brackets; the port follows the bracket.
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (inside, after) = rest
+            .split_once(']')
+            .ok_or_else(|| fail("an IPv6 host lacks its closing bracket"))?;
+        if inside.is_empty() {
+            return Err(fail("the host is empty"));
+        }
+        let port = match after {
+            "" => None,
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or_else(|| fail("unexpected text after the IPv6 host"))?,
+            ),
+        };
+        (format!("[{inside}]"), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (authority.to_string(), None),
+        }
+    };
+    if host.is_empty() || (!host.starts_with('[') && host.contains(':')) {
+        return Err(fail("the host is empty or not valid"));
+    }
+    let scheme = scheme.to_ascii_lowercase();
+    let port = match port {
+        None => None,
+        Some(p) => {
+            let n: u16 = p
+                .parse()
+                .ok()
+                .filter(|n| *n > 0 && p.chars().all(|c| c.is_ascii_digit()))
+                .ok_or_else(|| fail("the port is not a number from 1 to 65535"))?;
+            let default = matches!((scheme.as_str(), n), ("http", 80) | ("https", 443));
+            (!default).then_some(n)
+        }
+    };
+    let host = host.to_ascii_lowercase();
+    Ok(match port {
+        Some(p) => format!("{scheme}://{host}:{p}"),
+        None => format!("{scheme}://{host}"),
+    })
 }
 
 /// An API key: its secret is shown once, only a SHA-256 of it is stored. `generation` grows on
@@ -372,5 +482,76 @@ mod tests {
         let back: CatalogRecord = serde_json::from_value(json).unwrap();
         assert_eq!(back, r);
         assert_eq!(r.key(), "apiKey/k1");
+    }
+
+    #[test]
+    fn origins_are_normalized_as_browsers_send_them() {
+        for (given, expected) in [
+            ("*", "*"),
+            ("https://Shop.Example", "https://shop.example"),
+            ("HTTPS://shop.example:443", "https://shop.example"),
+            ("http://127.0.0.1:80", "http://127.0.0.1"),
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("https://shop.example:80", "https://shop.example:80"),
+            ("http://[::1]:3000", "http://[::1]:3000"),
+            ("chrome-extension://abcdef", "chrome-extension://abcdef"),
+        ] {
+            assert_eq!(normalize_origin(given).as_deref(), Ok(expected), "{given}");
+        }
+        for bad in [
+            "shop.example",
+            "https://shop.example/",
+            "https://shop.example/path",
+            "https://shop.example?q",
+            "https://user@shop.example",
+            "https://",
+            "https://shop.example:0",
+            "https://shop.example:99999",
+            "https://shop.example:8o",
+            "https://:8080",
+            "1http://shop.example",
+            "http://[::1",
+            "http://a b",
+            "null",
+        ] {
+            let e = normalize_origin(bad).unwrap_err();
+            assert!(e.to_string().contains("is not an origin"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_stream_allows_its_origins_only() {
+        let stream = |origins: &[&str]| Stream {
+            id: "s".into(),
+            name: "n".into(),
+            description: None,
+            org_id: "o".into(),
+            sandbox: "prod".into(),
+            payload_type: PayloadType::Json,
+            authentication_required: false,
+            rate_limit: None,
+            dataset_id: None,
+            schema_ref: None,
+            allowed_origins: origins.iter().map(|o| o.to_string()).collect(),
+            created_at: 0,
+        };
+        let shop = stream(&["https://shop.example", "http://127.0.0.1:8080"]);
+        assert!(shop.allows_origin("https://shop.example"));
+        assert!(shop.allows_origin("https://SHOP.example:443"));
+        assert!(shop.allows_origin("http://127.0.0.1:8080"));
+        assert!(!shop.allows_origin("http://127.0.0.1:8081"));
+        assert!(!shop.allows_origin("http://shop.example"));
+        assert!(!shop.allows_origin("null"));
+        assert!(!stream(&[]).allows_origin("https://shop.example"));
+        let any = stream(&["*"]);
+        assert!(any.allows_origin("https://elsewhere.example"));
+        assert!(any.allows_origin("null"));
+        // Older catalog records have no allowedOrigins, and an empty list is not written.
+        let json = serde_json::to_value(stream(&[])).unwrap();
+        assert!(json.get("allowedOrigins").is_none(), "{json}");
+        let back: Stream = serde_json::from_value(json).unwrap();
+        assert!(back.allowed_origins.is_empty());
+        let json = serde_json::to_value(&shop).unwrap();
+        assert_eq!(json["allowedOrigins"][0], "https://shop.example");
     }
 }

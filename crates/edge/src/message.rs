@@ -177,6 +177,7 @@ mod tests {
             rate_limit: None,
             dataset_id: None,
             schema_ref: None,
+            allowed_origins: Vec::new(),
             created_at: 0,
         }
     }

@@ -67,6 +67,7 @@ impl XdmFixture {
             rate_limit: None,
             dataset_id: Some(self.dataset.id.clone()),
             schema_ref: None,
+            allowed_origins: Vec::new(),
             created_at: 0,
         });
         self

@@ -57,6 +57,7 @@ fn catalog() -> Vec<CatalogRecord> {
             rate_limit: None,
             dataset_id: Some("ds".into()),
             schema_ref: None,
+            allowed_origins: Vec::new(),
             created_at: 0,
         }),
     ]

@@ -47,6 +47,10 @@ pub enum StreamsCommand {
         /// Schema reference, e.g. https://ns.adobe.com/acme/schemas/abc
         #[arg(long)]
         schema_ref: Option<String>,
+        /// An origin whose web pages may post to the stream (CORS), e.g. https://shop.example,
+        /// or `*`; repeat for several.
+        #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+        allowed_origins: Vec<String>,
     },
     /// List streams.
     List {
@@ -189,6 +193,7 @@ pub async fn streams(config: Option<PathBuf>, cmd: StreamsCommand) -> anyhow::Re
             rate_limit,
             dataset_id,
             schema_ref,
+            allowed_origins,
         } => {
             let mut body = json!({
                 "name": name, "orgId": org, "sandbox": sandbox, "payloadType": payload_type,
@@ -202,6 +207,9 @@ pub async fn streams(config: Option<PathBuf>, cmd: StreamsCommand) -> anyhow::Re
             }
             if let Some(s) = schema_ref {
                 body["schemaRef"] = json!({"id": s, "contentType": "application/vnd.adobe.xed-full+json;version=1"});
+            }
+            if !allowed_origins.is_empty() {
+                body["allowedOrigins"] = json!(allowed_origins);
             }
             Client::new(&config, control)
                 .call(Method::POST, "/streams", Some(body))
@@ -337,6 +345,9 @@ Demo schema {schema_id}, dataset {dataset_id} and two streams created (org {org}
   curl -s -H 'Authorization: Bearer {token}' http://{control}/datasets/{dataset_id}     # record count (after the lake's flush, ~5 s)
   curl -s http://{edge}/metrics | grep cdp_edge
   curl -s -H 'Authorization: Bearer {token}' http://{control}/streams
+
+Dashboard: http://{control}/ui (sign in with the admin token). Synthetic traffic:
+  cdp send --stream {j} --events 2000 --rate 100/s
 "#,
         token = config.control.admin_token,
         // Profiles keep events of the last day: the demo's profile event is from now.

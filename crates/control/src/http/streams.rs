@@ -6,7 +6,9 @@ use axum::Json;
 use serde::Deserialize;
 
 use cdp_catalog::clock::now_ms;
-use cdp_catalog::model::{stream_key, CatalogRecord, PayloadType, SchemaRef, Stream};
+use cdp_catalog::model::{
+    normalize_origin, stream_key, CatalogRecord, PayloadType, SchemaRef, Stream,
+};
 use cdp_http::{ApiJson, Problem};
 
 use super::ControlState;
@@ -30,6 +32,9 @@ pub struct CreateStream {
     pub dataset_id: Option<String>,
     #[serde(default)]
     pub schema_ref: Option<SchemaRef>,
+    /// Origins whose web pages may post to the stream (CORS); none by default.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
 }
 
 pub async fn create(
@@ -48,6 +53,7 @@ pub async fn create(
             "rateLimit must be at least 1 request per second (omit it for no limit)",
         ));
     }
+    let allowed_origins = allowed_origins(&req.allowed_origins)?;
     let stream = Stream {
         // Long random hex, like the inlet ids of the collection API.
         id: hex::encode(rand::random::<[u8; 32]>()),
@@ -60,6 +66,7 @@ pub async fn create(
         rate_limit: req.rate_limit,
         dataset_id: Some(dataset_id),
         schema_ref: Some(schema_ref),
+        allowed_origins,
         created_at: now_ms(),
     };
     state
@@ -69,6 +76,20 @@ pub async fn create(
         .map_err(|e| Problem::unavailable(e.to_string()))?;
     tracing::info!(stream = %stream.id, name = %stream.name, org = %stream.org_id, "stream created");
     Ok((StatusCode::CREATED, Json(stream)))
+}
+
+/// Each entry in the form browsers send (see [`normalize_origin`]), without duplicates: a
+/// malformed one is refused here rather than never matching at the edge.
+fn allowed_origins(given: &[String]) -> Result<Vec<String>, Problem> {
+    let mut origins = Vec::with_capacity(given.len());
+    for (i, entry) in given.iter().enumerate() {
+        let origin = normalize_origin(entry)
+            .map_err(|e| Problem::bad_request(format!("allowedOrigins[{i}]: {e}")))?;
+        if !origins.contains(&origin) {
+            origins.push(origin);
+        }
+    }
+    Ok(origins)
 }
 
 /// A stream lands its events in a dataset, so the dataset must exist in the stream's org, and
@@ -150,4 +171,38 @@ pub async fn delete(
         .map_err(|e| Problem::unavailable(e.to_string()))?;
     tracing::info!(stream = %id, "stream deleted");
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origins(given: &[&str]) -> Result<Vec<String>, String> {
+        let given: Vec<String> = given.iter().map(|s| s.to_string()).collect();
+        allowed_origins(&given).map_err(|p| {
+            assert_eq!(p.status, 400);
+            p.detail
+        })
+    }
+
+    #[test]
+    fn allowed_origins_are_normalized_and_deduplicated() {
+        assert_eq!(
+            origins(&["https://Shop.Example:443", "https://shop.example", "*"]).unwrap(),
+            vec!["https://shop.example".to_string(), "*".to_string()]
+        );
+        assert_eq!(origins(&[]).unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_malformed_origin_is_refused_with_its_index() {
+        let detail = origins(&["https://shop.example", "https://shop.example/cart"]).unwrap_err();
+        assert!(detail.contains("allowedOrigins[1]"), "{detail}");
+        assert!(detail.contains("no path"), "{detail}");
+        let detail = origins(&["shop.example"]).unwrap_err();
+        assert!(
+            detail.contains("allowedOrigins[0]") && detail.contains("scheme://host[:port]"),
+            "{detail}"
+        );
+    }
 }

@@ -90,6 +90,7 @@ pub async fn seed_catalog(
             rate_limit: None,
             dataset_id: Some("bench-dataset".into()),
             schema_ref: None,
+            allowed_origins: Vec::new(),
             created_at: 0,
         }),
     ];
@@ -101,8 +102,8 @@ pub async fn seed_catalog(
 
 pub const ORG: &str = "BENCH@AdobeOrg";
 
-/// splitmix64: the benchmarks' deterministic pseudo-random ids and picks.
-fn mix(mut x: u64) -> u64 {
+/// splitmix64: the benchmarks' (and `cdp send`'s) deterministic pseudo-random ids and picks.
+pub(crate) fn mix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

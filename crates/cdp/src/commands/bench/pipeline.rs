@@ -266,6 +266,7 @@ async fn seed(
             rate_limit: None,
             dataset_id: Some("bench-crm".into()),
             schema_ref: None,
+            allowed_origins: Vec::new(),
             created_at: 0,
         }),
     ];
