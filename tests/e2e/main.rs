@@ -4,6 +4,7 @@ mod auth;
 mod avro_json_parity;
 mod catalog;
 mod collection;
+mod dashboard;
 mod health;
 mod identity_config;
 mod lake;

@@ -249,7 +249,7 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             cdp_control::segments::SegmentApi {
                 view: catalog.clone(),
                 writer: segment_writer,
-                profiles,
+                profiles: profiles.clone(),
                 admin_token: admin_token.clone(),
             },
         ))
@@ -259,7 +259,21 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             secrets,
             admin_token: admin_token.clone(),
         }))
-        .merge(cdp_control::flows::runs::router(runs))
+        .merge(cdp_control::flows::runs::router(runs.clone()))
+        .merge(cdp_ui::router(cdp_ui::UiState {
+            catalog: catalog.clone(),
+            lake: lake_api.clone(),
+            profiles: profiles.clone(),
+            runs,
+            kafka: config.kafka.clone(),
+            topics: topics.clone(),
+            admin_token: admin_token.clone(),
+            edge_url: config
+                .control
+                .public_edge_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", config.edge.listen)),
+        }))
         .merge(cdp_stage::health::metrics_router())
         .merge(cdp_http::admin_only(
             cdp_lake::router(lake_api).merge(cdp_registry::xdm_router(registry)),

@@ -20,6 +20,9 @@ pub struct ControlSettings {
     /// The sink stage needs the same key to open them. Default: the public, insecure
     /// development key.
     pub secret_key: String,
+    /// The edge's address as clients reach it (`https://collect.example.com`), shown by the
+    /// dashboard with each stream's endpoints. Default: `http://` and `edge.listen`.
+    pub public_edge_url: Option<String>,
 }
 
 impl Default for ControlSettings {
@@ -28,6 +31,7 @@ impl Default for ControlSettings {
             listen: "127.0.0.1:8081".to_string(),
             admin_token: DEV_ADMIN_TOKEN.to_string(),
             secret_key: DEV_SECRET_KEY_HEX.to_string(),
+            public_edge_url: None,
         }
     }
 }
@@ -39,6 +43,7 @@ impl std::fmt::Debug for ControlSettings {
             .field("listen", &self.listen)
             .field("admin_token", &"<redacted>")
             .field("secret_key", &"<redacted>")
+            .field("public_edge_url", &self.public_edge_url)
             .finish()
     }
 }

@@ -1,0 +1,262 @@
+//! The dashboard in a real browser (Debian's headless Chromium): events through the edge, a
+//! segment with members, then what a person sees — sign-in, the dataset's record and failed
+//! counts, the activity chart's points, the batch's failed records with reasons, the segment's
+//! members and the stream's live events. A screenshot of each page is kept in
+//! `target/browser-artefacts/`.
+
+use std::time::Duration;
+
+use cdp_e2e::{Pipeline, ADMIN};
+use cdp_test_support::browser::{artefact_dir, browser_script, run_script};
+use cdp_test_support::eventually;
+use serde_json::{json, Value};
+
+use crate::profile::{event, event_stream, ORG};
+
+fn message(dataset: &Value, org: &str, entity: Value) -> Value {
+    let schema = dataset["schemaId"].as_str().expect("schemaId");
+    json!({"header": {"schemaRef": {"id": schema, "contentType": "application/vnd.adobe.xed-full+json;version=1"},
+                      "imsOrgId": org, "datasetId": dataset["id"]},
+           "body": {"xdmMeta": {"schemaRef": {"id": schema}}, "xdmEntity": entity}})
+}
+
+async fn post_batch(p: &Pipeline, stream: &Value, messages: Vec<Value>) -> Value {
+    let id = stream["id"].as_str().expect("stream id");
+    let (status, resp, _) = p
+        .post(
+            &format!("/collection/batch/{id}"),
+            "application/json",
+            json!({ "messages": messages }).to_string(),
+        )
+        .await;
+    assert_eq!(status, 207, "{resp}");
+    resp
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_dataset_activity_batch_errors_segments_and_live_events() {
+    let p = Pipeline::start().await;
+    let _profile = p.start_profile().await;
+    let _segment = p.start_segment().await;
+    let resp = p
+        .http
+        .post(format!("{}/segment/definitions", p.control))
+        .bearer_auth(ADMIN)
+        .header("x-gw-ims-org-id", ORG)
+        .json(
+            &json!({"name": "buyers", "schema": {"name": "_xdm.context.profile"},
+                      "expression": {"type": "PQL", "format": "pql/text",
+                                     "value": "xEvent.any(eventType = \"commerce.purchases\")"}}),
+        )
+        .send()
+        .await
+        .expect("POST /segment/definitions");
+    assert_eq!(resp.status(), 200);
+    let segment: Value = resp.json().await.expect("definition JSON");
+    let segment_id = segment["id"].as_str().expect("segment id").to_string();
+    let (dataset, stream) = event_stream(&p).await;
+    let dataset_id = dataset["id"].as_str().expect("dataset id").to_string();
+
+    // Batch 1: four buyers and two page views land; two events without a timestamp fail
+    // validation; one message for another org is refused by the edge itself.
+    let mut first = Vec::new();
+    for n in 0..4 {
+        let mut e = event(
+            &format!("buy-{n}"),
+            json!({"CRMID": [{"id": format!("buyer-{n}"), "primary": true}]}),
+        );
+        e["eventType"] = json!("commerce.purchases");
+        first.push(message(&dataset, ORG, e));
+    }
+    for n in 0..2 {
+        let e = event(
+            &format!("view-{n}"),
+            json!({"CRMID": [{"id": "viewer", "primary": true}]}),
+        );
+        first.push(message(&dataset, ORG, e));
+    }
+    for n in 0..2 {
+        let mut e = event(
+            &format!("bad-{n}"),
+            json!({"CRMID": [{"id": "viewer", "primary": true}]}),
+        );
+        e.as_object_mut().expect("an object").remove("timestamp");
+        first.push(message(&dataset, ORG, e));
+    }
+    first.push(message(
+        &dataset,
+        "OTHER@AdobeOrg",
+        event("foreign", json!({"CRMID": [{"id": "x", "primary": true}]})),
+    ));
+    let resp = post_batch(&p, &stream, first).await;
+    let failing_batch = resp["batchId"].as_str().expect("batchId").to_string();
+    let refused = resp["responses"]
+        .as_array()
+        .expect("responses")
+        .iter()
+        .filter(|r| r.get("statusCode").is_some())
+        .count();
+    assert_eq!(
+        refused, 1,
+        "the edge refuses only the other org's message: {resp}"
+    );
+    // Batch 2: three page views, all fine.
+    let second: Vec<Value> = (0..3)
+        .map(|n| {
+            message(
+                &dataset,
+                ORG,
+                event(
+                    &format!("later-{n}"),
+                    json!({"CRMID": [{"id": "viewer", "primary": true}]}),
+                ),
+            )
+        })
+        .collect();
+    post_batch(&p, &stream, second).await;
+
+    // What the page must show is first awaited through the JSON API and the page itself, so
+    // the browser run asserts on a settled state.
+    eventually(
+        Duration::from_secs(60),
+        "the dataset's 9 records and 3 failed records",
+        async || {
+            let v: Value = p
+                .http
+                .get(format!("{}/datasets/{dataset_id}", p.control))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+            if v["recordCount"] == 9 && v["failedCount"] == 3 && v["batchCount"] == 2 {
+                Ok(())
+            } else {
+                Err(v.to_string())
+            }
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(60),
+        "the segments page to show 4 members",
+        async || {
+            let html = p
+                .http
+                .get(format!("{}/ui/segments", p.control))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .text()
+                .await
+                .map_err(|e| e.to_string())?;
+            let marker = format!(r#"id="members-{segment_id}">4<"#);
+            if html.contains(&marker) {
+                Ok(())
+            } else {
+                Err(format!("no {marker}"))
+            }
+        },
+    )
+    .await;
+
+    let shots = artefact_dir();
+    let seen = run_script(
+        &browser_script("dashboard.mjs"),
+        &[
+            ("CONTROL_URL", p.control.clone()),
+            ("ADMIN_TOKEN", ADMIN.to_string()),
+            ("DATASET_ID", dataset_id.clone()),
+            (
+                "STREAM_ID",
+                stream["id"].as_str().expect("stream id").to_string(),
+            ),
+            ("BATCH_ID", failing_batch.clone()),
+            ("SEGMENT_ID", segment_id.clone()),
+            ("SCREENSHOT_DIR", shots.display().to_string()),
+        ],
+        Duration::from_secs(90),
+    )
+    .await;
+
+    // Sign-in: a wrong token is refused on the page, the right one lands on the overview.
+    assert_eq!(seen["login"]["redirectedToLogin"], true, "{seen}");
+    assert!(
+        seen["login"]["wrongTokenMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("not the admin token")),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["login"]["backTo"],
+        format!("/ui/datasets/{dataset_id}"),
+        "signing in returns to the page asked for: {seen}"
+    );
+    assert_eq!(seen["login"]["landedOn"], "/ui", "{seen}");
+    // The overview lists the dataset with its counts.
+    assert_eq!(seen["overview"]["records"], "9", "{seen}");
+    assert_eq!(seen["overview"]["failed"], "3", "{seen}");
+    // Dataset activity: totals, one chart point per minute of the hour, the chart's points add
+    // up to the totals (all sent this minute or the last), two batches listed.
+    let activity = &seen["dataset"];
+    assert_eq!(activity["recordCount"], "9", "{seen}");
+    assert_eq!(activity["failedCount"], "3", "{seen}");
+    assert_eq!(activity["chartPoints"], 60, "{seen}");
+    assert_eq!(activity["chartRecords"], 9, "{seen}");
+    assert_eq!(activity["chartFailed"], 3, "{seen}");
+    assert_eq!(activity["batchRows"], 2, "{seen}");
+    // The failed link of the first batch opens its failed records with their reasons.
+    let batch = &seen["batch"];
+    assert_eq!(
+        batch["path"],
+        format!("/ui/batches/{failing_batch}"),
+        "{seen}"
+    );
+    assert_eq!(batch["failedRows"], 3, "{seen}");
+    let reasons = batch["reasons"].as_array().expect("reasons");
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| r.as_str().is_some_and(|r| r.contains("timestamp")))
+            .count(),
+        2,
+        "two records fail for their missing timestamp: {seen}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.as_str().is_some_and(|r| r.contains("ims org"))),
+        "the edge's refusal says the org is wrong: {seen}"
+    );
+    assert_eq!(
+        batch["stages"],
+        json!(["edge", "validate", "validate"]),
+        "{seen}"
+    );
+    // The segment: four members, four entries in the chart.
+    assert_eq!(seen["segment"]["members"], "4", "{seen}");
+    assert_eq!(seen["segment"]["chartPoints"], 60, "{seen}");
+    assert_eq!(seen["segment"]["chartEntries"], 4, "{seen}");
+    // Live events: the 11 the edge accepted and the 3 refusals, newest first.
+    let live = &seen["live"];
+    assert_eq!(live["accepted"], 11, "{seen}");
+    assert_eq!(live["refused"], 3, "{seen}");
+    assert_eq!(live["refreshes"], true, "{seen}");
+    for name in [
+        "dashboard-dataset.png",
+        "dashboard-batch.png",
+        "dashboard-segments.png",
+        "dashboard-live.png",
+    ] {
+        let shot = shots.join(name);
+        let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+        assert!(
+            size > 10_000,
+            "{} is missing or blank ({size} bytes)",
+            shot.display()
+        );
+    }
+}
