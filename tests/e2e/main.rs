@@ -3,6 +3,7 @@
 mod auth;
 mod avro_json_parity;
 mod catalog;
+mod client;
 mod collection;
 mod dashboard;
 mod health;
