@@ -11,10 +11,13 @@ build:
 run:
 	scripts/run.sh
 
-## Every test of the workspace, against a real broker the tests start themselves.
+## Every test of the workspace, against a real broker the tests start themselves; the web SDK's
+## unit tests; the browser tests in Debian's headless Chromium.
 test: broker-install
 	scripts/s3.sh install
 	scripts/kinesalite.sh install
+	scripts/browser.sh install
+	npm test --prefix sdks/js
 	$(CARGO) test --workspace --no-fail-fast
 
 ## Formatting and lints, as CI checks them.

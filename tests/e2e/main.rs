@@ -2,6 +2,7 @@
 
 mod auth;
 mod avro_json_parity;
+mod browser_sdk;
 mod catalog;
 mod client;
 mod collection;
