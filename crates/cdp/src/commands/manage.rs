@@ -113,13 +113,22 @@ pub struct TokenArgs {
     days: u32,
 }
 
-struct Client {
+/// Control's management API, with the admin token (`cdp send` looks streams up through it too).
+pub(crate) struct Client {
     http: reqwest::Client,
     base: String,
     admin_token: String,
 }
 
 impl Client {
+    pub(crate) fn at(base: &str, admin_token: String) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_string(),
+            admin_token,
+        }
+    }
+
     fn new(config: &CdpConfig, args: ControlArgs) -> Self {
         Self {
             http: reqwest::Client::new(),
@@ -134,7 +143,8 @@ impl Client {
         }
     }
 
-    async fn call(
+    /// The answer's JSON (`null` when empty); a non-2xx answer is an error with its `detail`.
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,

@@ -14,7 +14,6 @@ use cdp::CdpConfig;
 use cdp_client::{Auth, Client, Outcome};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::Value;
 
 use super::load_config;
 
@@ -183,29 +182,13 @@ async fn target(config: &CdpConfig, args: &SendArgs, control: &str) -> anyhow::R
         .admin_token
         .clone()
         .unwrap_or_else(|| config.control.admin_token.clone());
-    let url = format!("{control}/streams/{}", args.stream);
-    let resp = reqwest::Client::new()
-        .get(&url)
-        .bearer_auth(token)
-        .send()
+    let path = format!("/streams/{}", args.stream);
+    let stream = super::manage::Client::at(control, token)
+        .call(reqwest::Method::GET, &path, None)
         .await
-        .with_context(|| format!("looking the stream up at {url} (or give --schema)"))?;
-    let status = resp.status();
-    let text = resp
-        .text()
-        .await
-        .with_context(|| format!("reading the answer of {url} ({status})"))?;
-    if !status.is_success() {
-        let detail = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| v["detail"].as_str().map(str::to_string))
-            .unwrap_or(text);
-        bail!(
-            "GET {url}: {status}: {detail} (give --schema, --org and --dataset to skip the lookup)"
-        );
-    }
-    let stream: Value =
-        serde_json::from_str(&text).with_context(|| format!("the answer of {url} is not JSON"))?;
+        .with_context(|| {
+            format!("GET {control}{path} (give --schema, --org and --dataset to skip the lookup)")
+        })?;
     let schema = stream["schemaRef"]["id"]
         .as_str()
         .context("the stream has no schemaRef.id; give --schema")?
@@ -365,7 +348,7 @@ fn show(bar: &ProgressBar, client: &Client, started: Instant) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
     use std::collections::HashSet;
 
     use cdp_test_support::{free_port, unique_name, Broker};
