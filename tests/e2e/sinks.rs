@@ -283,6 +283,32 @@ async fn an_activated_flow_delivers_a_qualifying_profile_to_kinesis_and_event_hu
         },
     )
     .await;
+
+    // The dashboard's flows page shows the same: two targets, both delivering.
+    let page = p
+        .http
+        .get(format!("{}/ui/flows", p.control))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("GET /ui/flows");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("the flows page");
+    let card = html
+        .split(&format!(r#"<article class="flow" data-id="{flow}">"#))
+        .nth(1)
+        .and_then(|rest| rest.split("</article>").next())
+        .unwrap_or_else(|| panic!("the flow {flow} is on the page: {html}"));
+    assert_eq!(card.matches(r#"<tr class="target">"#).count(), 2, "{card}");
+    assert_eq!(
+        card.matches(r#"<span class="badge ok">success</span>"#)
+            .count(),
+        2,
+        "{card}"
+    );
+    for destination in ["Amazon Kinesis", "Azure Event Hubs"] {
+        assert!(card.contains(destination), "{destination} in {card}");
+    }
 }
 
 async fn kafka_target(p: &Pipeline, topic: &str, format: &str) -> String {
