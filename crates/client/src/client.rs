@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -288,6 +288,7 @@ impl ClientBuilder {
             },
             org_id: self.org_id,
             dataset_id: self.dataset_id,
+            size_hint: AtomicUsize::new(0),
         };
         let credentials = Credentials::new(self.auth, self.token_days)?;
         let counters = Arc::new(Counters::default());

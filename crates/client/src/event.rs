@@ -1,6 +1,8 @@
 //! An event (the XDM entity, `body.xdmEntity` on the wire), the identity helper, and the
 //! message envelope the edge expects around it.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -116,11 +118,14 @@ pub(crate) struct SchemaRef {
 }
 
 /// What every message of a client shares: where it belongs.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Envelope {
     pub schema_ref: SchemaRef,
     pub org_id: Option<String>,
     pub dataset_id: Option<String>,
+    /// The size of the last message encoded: the next one's buffer starts that large, instead
+    /// of growing (and copying) from serde_json's 128 bytes.
+    pub size_hint: AtomicUsize,
 }
 
 #[derive(Serialize)]
@@ -157,7 +162,7 @@ struct Meta<'a> {
 #[derive(Debug)]
 pub(crate) struct Prepared {
     pub id: String,
-    pub json: String,
+    pub json: Vec<u8>,
 }
 
 impl Envelope {
@@ -206,8 +211,14 @@ impl Envelope {
                 xdm_entity: &entity,
             },
         };
-        let json = serde_json::to_string(&message)
+        let mut json = Vec::with_capacity(self.size_hint.load(Ordering::Relaxed).max(128));
+        serde_json::to_writer(&mut json, &message)
             .map_err(|e| ClientError::InvalidEvent(format!("cannot encode the event: {e}")))?;
+        self.size_hint.store(json.len(), Ordering::Relaxed);
+        // After a much larger event, do not hold on to its size while this one is buffered.
+        if json.capacity() > 2 * json.len() + 1024 {
+            json.shrink_to_fit();
+        }
         Ok(Prepared { id, json })
     }
 }
@@ -236,6 +247,7 @@ mod tests {
             },
             org_id: Some("ACME@AdobeOrg".into()),
             dataset_id: None,
+            size_hint: AtomicUsize::new(0),
         }
     }
 
@@ -267,7 +279,7 @@ mod tests {
         let p = envelope()
             .prepare(json!({"eventType": "t", "_id": null}).into())
             .unwrap();
-        let m: Value = serde_json::from_str(&p.json).unwrap();
+        let m: Value = serde_json::from_slice(&p.json).unwrap();
         let entity = &m["body"]["xdmEntity"];
         assert_eq!(entity["_id"], p.id.as_str());
         assert_eq!(uuid::Uuid::parse_str(&p.id).unwrap().get_version_num(), 4);
@@ -290,7 +302,7 @@ mod tests {
         let p = envelope()
             .prepare(json!({"_id": "mine", "timestamp": 12}).into())
             .unwrap();
-        let m: Value = serde_json::from_str(&p.json).unwrap();
+        let m: Value = serde_json::from_slice(&p.json).unwrap();
         assert_eq!(p.id, "mine");
         assert_eq!(m["body"]["xdmEntity"]["timestamp"], 12);
         let err = envelope().prepare(json!("text").into()).unwrap_err();

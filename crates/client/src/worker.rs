@@ -30,7 +30,7 @@ pub(crate) enum Command {
 /// One event waiting for its outcome. It holds a buffer permit until it is dropped, which is
 /// when it has been settled: that is what bounds the client's memory.
 pub(crate) struct Pending {
-    pub json: String,
+    pub json: Vec<u8>,
     pub reply: oneshot::Sender<Outcome>,
     pub _permit: OwnedSemaphorePermit,
 }
@@ -292,17 +292,16 @@ enum Answer {
 /// Sends one batch and settles each of its events: counters first, then the receipt, so a
 /// caller that awaited its receipts sees them counted.
 async fn settle(shared: Arc<Shared>, batch: Vec<Pending>) {
-    let mut body = String::with_capacity(
-        ENVELOPE_BYTES + batch.iter().map(|p| p.json.len() + 1).sum::<usize>(),
-    );
-    body.push_str("{\"messages\":[");
+    let mut body =
+        Vec::with_capacity(ENVELOPE_BYTES + batch.iter().map(|p| p.json.len() + 1).sum::<usize>());
+    body.extend_from_slice(b"{\"messages\":[");
     for (i, p) in batch.iter().enumerate() {
         if i > 0 {
-            body.push(',');
+            body.push(b',');
         }
-        body.push_str(&p.json);
+        body.extend_from_slice(&p.json);
     }
-    body.push_str("]}");
+    body.extend_from_slice(b"]}");
     let result = deliver(&shared, Bytes::from(body)).await;
     let counters = &shared.counters;
     Counters::add(&counters.batches, 1);

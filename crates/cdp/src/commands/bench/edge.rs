@@ -2,6 +2,10 @@
 //! messages (same size, keys, headers and producer settings) into the same broker, in rounds
 //! that alternate the two so both see the same machine load. Prints events/s for both, their
 //! ratio, and the edge's request latency percentiles.
+//!
+//! With `--sdk` (the default) a third side sends the same XDM entities through the Rust SDK
+//! (`cdp-client`, which builds the envelopes and batches itself) to the same edge, right after
+//! the hand-built requests of each round, and awaits every event's receipt.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,18 +42,28 @@ pub struct EdgeBenchArgs {
     /// Partitions of the raw topics.
     #[arg(long, default_value_t = 6)]
     partitions: i32,
+    /// Also send the same events through the Rust SDK (`cdp-client`) each round; `--sdk false`
+    /// leaves it out.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    sdk: bool,
 }
+
+/// The schema of every message, and its version (`schemaRef.contentType` `…;version=1`): the
+/// hand-built messages carry the version in `header.schemaRef` only, the SDK (given
+/// `schema_version`) in `body.xdmMeta.schemaRef` too.
+const SCHEMA_ID: &str = "https://ns.adobe.com/bench/schemas/web";
+const SCHEMA_VERSION: u32 = 1;
 
 fn message(i: usize, size: usize) -> Value {
     let mut m = json!({
         "header": {
-            "schemaRef": {"id": "https://ns.adobe.com/bench/schemas/web", "contentType": "application/vnd.adobe.xed-full+json;version=1"},
+            "schemaRef": {"id": SCHEMA_ID, "contentType": format!("application/vnd.adobe.xed-full+json;version={SCHEMA_VERSION}")},
             "imsOrgId": "BENCH@AdobeOrg",
             "datasetId": "bench-dataset",
             "createdAt": 1526283801869u64
         },
         "body": {
-            "xdmMeta": {"schemaRef": {"id": "https://ns.adobe.com/bench/schemas/web"}},
+            "xdmMeta": {"schemaRef": {"id": SCHEMA_ID}},
             "xdmEntity": {
                 "_id": format!("evt-{i}"),
                 "timestamp": "2026-11-26T12:00:00Z",
@@ -63,6 +77,20 @@ fn message(i: usize, size: usize) -> Value {
     let current = serde_json::to_vec(&m).map(|v| v.len()).unwrap_or(0);
     m["body"]["xdmEntity"]["padding"] = json!("x".repeat(size.saturating_sub(current)));
     m
+}
+
+/// The XDM entity the SDK gets for `message`: its `body.xdmEntity`, with the padding shortened
+/// by what the SDK's envelope adds (`contentType` repeated in `body.xdmMeta.schemaRef`), so the
+/// SDK's messages and requests have the same size as the hand-built ones.
+fn sdk_entity(message: &Value) -> Value {
+    let mut as_sdk = message.clone();
+    as_sdk["body"]["xdmMeta"]["schemaRef"] = message["header"]["schemaRef"].clone();
+    let len = |v: &Value| serde_json::to_vec(v).map(|v| v.len()).unwrap_or(0);
+    let extra = len(&as_sdk).saturating_sub(len(message));
+    let mut entity = message["body"]["xdmEntity"].clone();
+    let padding = entity["padding"].as_str().unwrap_or("").len();
+    entity["padding"] = json!("x".repeat(padding.saturating_sub(extra)));
+    entity
 }
 
 pub async fn run(config: Option<PathBuf>, args: EdgeBenchArgs) -> anyhow::Result<()> {
@@ -135,6 +163,26 @@ pub async fn run(config: Option<PathBuf>, args: EdgeBenchArgs) -> anyhow::Result
     );
     let producer: FutureProducer = config.kafka.producer("cdp-bench-raw", 30_000).create()?;
     let url = format!("http://{edge}/collection/batch/{stream_id}");
+    let entities: Vec<Value> = messages.iter().map(sdk_entity).collect();
+    let sdk = if args.sdk {
+        let whole = args.messages / args.batch * args.batch;
+        Some(
+            cdp_client::Client::builder(format!("http://{edge}"), &stream_id)
+                .schema_id(SCHEMA_ID)
+                .schema_version(SCHEMA_VERSION)
+                .org_id("BENCH@AdobeOrg")
+                .dataset_id("bench-dataset")
+                .batch_size(args.batch)
+                .max_in_flight(args.concurrency)
+                .linger(Duration::from_millis(5))
+                // A whole round fits: `send` never waits for buffer space.
+                .buffer(whole.max(args.batch))
+                .build()
+                .context("building the cdp-client")?,
+        )
+    } else {
+        None
+    };
 
     println!(
         "cdp bench edge: {} messages/round of ~{} B, batches of {}, {} connections, {} rounds, {} partitions, broker {}",
@@ -147,9 +195,14 @@ pub async fn run(config: Option<PathBuf>, args: EdgeBenchArgs) -> anyhow::Result
     };
     raw_round(&producer, &raw_topic, &encoded, warm.messages).await?;
     edge_round(&http, &url, &bodies, &warm).await?;
+    if let Some(client) = &sdk {
+        sdk_round(client, &entities, &warm).await?;
+    }
     let mut raw_rates = Vec::new();
     let mut edge_rates = Vec::new();
+    let mut sdk_rates = Vec::new();
     let mut latencies = Vec::new();
+    let mut sdk_latencies = Vec::new();
     for round in 1..=args.rounds {
         let raw = raw_round(&producer, &raw_topic, &encoded, args.messages).await?;
         let (edge_elapsed, mut lat) = edge_round(&http, &url, &bodies, &args).await?;
@@ -163,6 +216,18 @@ pub async fn run(config: Option<PathBuf>, args: EdgeBenchArgs) -> anyhow::Result
         raw_rates.push(raw_rate);
         edge_rates.push(edge_rate);
         latencies.append(&mut lat);
+        if let Some(client) = &sdk {
+            let (sdk_elapsed, mut lat) = sdk_round(client, &entities, &args).await?;
+            let sdk_rate =
+                (args.messages / args.batch * args.batch) as f64 / sdk_elapsed.as_secs_f64();
+            println!(
+                "round {round}: edge via cdp-client {sdk_rate:>10.0} ev/s | sdk/edge {:.2} | sdk/raw {:.2}",
+                sdk_rate / edge_rate,
+                sdk_rate / raw_rate
+            );
+            sdk_rates.push(sdk_rate);
+            sdk_latencies.append(&mut lat);
+        }
     }
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
@@ -184,6 +249,29 @@ pub async fn run(config: Option<PathBuf>, args: EdgeBenchArgs) -> anyhow::Result
         pct(0.50).as_secs_f64() * 1000.0,
         pct(0.99).as_secs_f64() * 1000.0
     );
+    if let Some(client) = sdk {
+        client.close().await?;
+        let sdk_mean = sdk_rates.iter().sum::<f64>() / sdk_rates.len() as f64;
+        sdk_latencies.sort();
+        let pct = |p: f64| {
+            sdk_latencies[((sdk_latencies.len() as f64 * p) as usize).min(sdk_latencies.len() - 1)]
+        };
+        println!(
+            "edge via cdp-client: {sdk_mean:.0} events/s (mean of {} rounds; same entities, batches of {}, max_in_flight {}, linger 5 ms, every receipt awaited)",
+            args.rounds, args.batch, args.concurrency
+        );
+        println!(
+            "ratio sdk/edge: {:.2}, sdk/raw: {:.2}",
+            sdk_mean / edge_mean,
+            sdk_mean / raw_mean
+        );
+        println!(
+            "cdp-client send-to-outcome latency ({} events): p50 {:.1} ms, p99 {:.1} ms",
+            sdk_latencies.len(),
+            pct(0.50).as_secs_f64() * 1000.0,
+            pct(0.99).as_secs_f64() * 1000.0
+        );
+    }
     running.shutdown().await;
     Ok(())
 }
@@ -268,4 +356,74 @@ async fn edge_round(
         lat.push(r?);
     }
     Ok((elapsed, lat))
+}
+
+/// Sends `args.messages` (rounded down to whole batches, like the hand-built side) of the
+/// entities through the SDK and awaits every receipt; fails unless every event was accepted.
+/// Returns the time from the first `send` to the last outcome, and each event's time from its
+/// `send` to its outcome.
+async fn sdk_round(
+    client: &cdp_client::Client,
+    entities: &[Value],
+    args: &EdgeBenchArgs,
+) -> anyhow::Result<(Duration, Vec<Duration>)> {
+    let total = args.messages / args.batch * args.batch;
+    // Built before the clock starts: a caller hands the SDK owned events, and cloning the
+    // bench's templates is not the SDK's cost.
+    let events: Vec<cdp_client::Event> = (0..total)
+        .map(|i| cdp_client::Event::new(entities[i % entities.len()].clone()))
+        .collect();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let started = Instant::now();
+    let sending = async move {
+        for event in events {
+            let t = Instant::now();
+            let receipt = client.send(event).await?;
+            // The receiver lives until every receipt has come through.
+            let _ = tx.send((t, receipt));
+        }
+        anyhow::Ok(())
+    };
+    let settling = async {
+        let mut pending = futures::stream::FuturesUnordered::new();
+        let mut latencies = Vec::with_capacity(total);
+        let mut refused = 0usize;
+        let mut failed = 0usize;
+        let mut first_problem: Option<String> = None;
+        let mut open = true;
+        while open || !pending.is_empty() {
+            tokio::select! {
+                next = rx.recv(), if open => match next {
+                    Some((t, receipt)) => pending.push(async move { (receipt.await, t.elapsed()) }),
+                    None => open = false,
+                },
+                Some((outcome, latency)) = pending.next(), if !pending.is_empty() => {
+                    latencies.push(latency);
+                    match outcome {
+                        cdp_client::Outcome::Accepted { .. } => {}
+                        cdp_client::Outcome::Refused { status_code, message, .. } => {
+                            refused += 1;
+                            first_problem.get_or_insert(format!("refused ({status_code}): {message}"));
+                        }
+                        cdp_client::Outcome::Failed(e) => {
+                            failed += 1;
+                            first_problem.get_or_insert(format!("failed: {e}"));
+                        }
+                    }
+                }
+            }
+        }
+        (latencies, refused, failed, first_problem)
+    };
+    let (sent, (latencies, refused, failed, first_problem)) = tokio::join!(sending, settling);
+    let elapsed = started.elapsed();
+    sent.context("cdp-client send")?;
+    if refused + failed > 0 || latencies.len() != total {
+        bail!(
+            "cdp-client: {refused} refused and {failed} failed of {total} events ({} outcomes); first: {}",
+            latencies.len(),
+            first_problem.unwrap_or_default()
+        );
+    }
+    Ok((elapsed, latencies))
 }
