@@ -32,6 +32,10 @@ pub struct Activity {
     pub buckets: Vec<Bucket>,
     /// The most recent batches, newest first.
     pub batches: Vec<BatchSummary>,
+    /// Every batch of the dataset, not only the recent ones listed (the API's dataset view
+    /// says it; the activity answer does not).
+    #[serde(skip)]
+    pub batch_count: usize,
 }
 
 /// The activity of `dataset` over the `minutes` whole minutes up to the one holding `now_ms`.
@@ -66,6 +70,7 @@ pub fn activity(state: &BatchState, dataset: &str, minutes: u32, now_ms: i64) ->
             bk.batches += 1;
         }
     }
+    let batch_count = batches.len();
     batches.sort_by_key(|b| std::cmp::Reverse((b.created_ms, b.updated_ms)));
     batches.truncate(RECENT_BATCHES);
     Activity {
@@ -77,6 +82,7 @@ pub fn activity(state: &BatchState, dataset: &str, minutes: u32, now_ms: i64) ->
         failed_count: failed,
         buckets,
         batches,
+        batch_count,
     }
 }
 

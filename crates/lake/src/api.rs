@@ -84,11 +84,7 @@ async fn dataset(State(api): State<LakeApi>, Path(id): Path<String>) -> Response
         return unknown_dataset(&id);
     };
     let state = api.batches.read();
-    let (mut records, mut failed) = (0, 0);
-    for c in state.dataset_contributions(&id) {
-        records += c.records;
-        failed += c.failed;
-    }
+    let (records, failed) = state.dataset_totals(&id);
     let batches = state.dataset_batches(&id);
     let last_batch = batches
         .iter()

@@ -206,6 +206,18 @@ impl BatchState {
             .collect()
     }
 
+    /// Records and failed records of `dataset`, over every batch that touched it.
+    pub fn dataset_totals(&self, dataset: &str) -> (u64, u64) {
+        let Some(ids) = self.datasets.get(dataset) else {
+            return (0, 0);
+        };
+        ids.iter()
+            .filter_map(|b| self.batches.get(b))
+            .flat_map(|f| f.values())
+            .filter(|c| c.dataset_id.as_deref() == Some(dataset))
+            .fold((0, 0), |(r, f), c| (r + c.records, f + c.failed))
+    }
+
     /// Batches that touched `dataset`.
     pub fn dataset_batches(&self, dataset: &str) -> Vec<BatchSummary> {
         self.datasets

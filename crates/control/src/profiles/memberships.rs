@@ -106,10 +106,9 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn the_latest_change_per_profile_and_segment_wins() {
-        let change = |segment: &str, status, time| MembershipChange {
-            profile_id: "p".into(),
+    fn change_of(profile: &str, segment: &str, status: Status, time: i64) -> MembershipChange {
+        MembershipChange {
+            profile_id: profile.into(),
             org_id: "o".into(),
             sandbox: "prod".into(),
             identities: Vec::new(),
@@ -119,7 +118,12 @@ mod tests {
             time,
             trigger: Trigger::Event,
             event_id: None,
-        };
+        }
+    }
+
+    #[test]
+    fn the_latest_change_per_profile_and_segment_wins() {
+        let change = |segment: &str, status, time| change_of("p", segment, status, time);
         let mut s = MembershipState::default();
         s.apply_change(change("a", Status::Realized, 1));
         s.apply_change(change("b", Status::Realized, 2));
@@ -133,18 +137,7 @@ mod tests {
 
     #[test]
     fn segments_count_members_and_their_entries_and_exits_per_minute() {
-        let change = |profile: &str, status, time| MembershipChange {
-            profile_id: profile.into(),
-            org_id: "o".into(),
-            sandbox: "prod".into(),
-            identities: Vec::new(),
-            segment_id: "s".into(),
-            status,
-            last_qualification_time: 1,
-            time,
-            trigger: Trigger::Event,
-            event_id: None,
-        };
+        let change = |profile: &str, status, time| change_of(profile, "s", status, time);
         let mut s = MembershipState::default();
         s.apply_change(change("p1", Status::Realized, 60_000));
         s.apply_change(change("p2", Status::Realized, 61_000));

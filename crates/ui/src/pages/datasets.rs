@@ -130,7 +130,7 @@ pub async fn show(
         batches = stat(
             "batch-count",
             "Batches",
-            &count(ui.lake.batches.read().dataset_batches(&id).len() as u64),
+            &count(a.batch_count as u64),
             ""
         ),
         table = table(

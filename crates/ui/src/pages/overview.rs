@@ -50,11 +50,7 @@ pub async fn show(State(ui): State<UiState>) -> Html<String> {
     let dataset_rows: Vec<String> = datasets
         .iter()
         .map(|d| {
-            let (mut records, mut failed) = (0, 0);
-            for c in batches.dataset_contributions(&d.id) {
-                records += c.records;
-                failed += c.failed;
-            }
+            let (records, failed) = batches.dataset_totals(&d.id);
             let recent = batches.dataset_batches(&d.id);
             let last = recent.iter().map(|b| b.created_ms).max();
             let failed_class = if failed > 0 { "bad" } else { "" };
