@@ -5,9 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use cdp_contract::records::{Change, Identity, ProfileUpdate};
 use cdp_e2e::{event_schema, Pipeline, ADMIN};
-use cdp_profile::identity::Identity;
-use cdp_profile::wire::{Change, ProfileUpdate};
 use cdp_test_support::eventually;
 use serde_json::{json, Value};
 

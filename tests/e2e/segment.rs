@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use cdp_catalog::{CatalogRecord, SegmentDefinition};
+use cdp_contract::records::{MembershipChange, Status, Trigger};
 use cdp_e2e::Pipeline;
-use cdp_segment::membership::{MembershipChange, Status, Trigger};
 use cdp_test_support::eventually;
 use serde_json::json;
 

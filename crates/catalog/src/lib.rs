@@ -11,6 +11,9 @@
 //! - destinations ([`flows`], seed 004): base, source and target connections and dataflows of
 //!   the Flow Service API, the connection specs; credentials sealed with a [`SecretKey`]
 //!   ([`secrets`]) so the catalog topic never holds a secret in clear;
+//! - what the catalog's merge policies and schedules mean, for every stage and API that applies
+//!   them: a profile's fragments merged into its attributes ([`merge`]), the daily schedule
+//!   expressions of batch segmentation ([`schedule`]);
 //! - clock helpers ([`clock`], the contract's, re-exported for the catalog's users).
 //!
 //! It serves no HTTP: the management API is `cdp-control`, the HTTP helpers every API shares are
@@ -20,14 +23,17 @@
 //!
 //! Modules depend on each other in one direction only: `secrets` ← `flows` ← `model` ←
 //! `conditional` ← `state` ← `fold`; `state` ← `view` ← `writer` (which also names
-//! `conditional` and `model`); `model`, `state` ← `tokens`; `clock` depends on nothing.
+//! `conditional` and `model`); `model`, `state` ← `tokens`; `model` ← `merge`; `clock` and
+//! `schedule` depend on nothing.
 
 pub use cdp_contract::clock;
 mod conditional;
 pub mod flows;
 mod fold;
+pub mod merge;
 pub mod model;
 mod namespaces;
+pub mod schedule;
 pub mod secrets;
 mod state;
 pub mod tokens;

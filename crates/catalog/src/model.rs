@@ -1,9 +1,14 @@
 //! What the catalog holds: streaming connections, API keys, XDM schema versions and datasets, as
 //! they are stored in the catalog topic and shown by the APIs (camelCase JSON).
 
+use cdp_contract::records::NamespaceTraits;
 use serde::{Deserialize, Serialize};
 
 use crate::flows::{Connection, Flow, SourceConnection, TargetConnection};
+
+/// What kind of identifier an identity namespace holds (the contract's, re-exported for the
+/// catalog's users).
+pub use cdp_contract::records::IdentityType;
 
 /// The one payload type a stream accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -222,20 +227,6 @@ pub struct Dataset {
     pub created_at: i64,
 }
 
-/// What kind of identifier an identity namespace holds; it decides which identities of a full
-/// graph are evicted first (partner, then cookie, then device, then the rest) and which identity
-/// owns an event (the reverse).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum IdentityType {
-    Partner,
-    Cookie,
-    Device,
-    Email,
-    Phone,
-    CrossDevice,
-}
-
 /// An identity namespace (`ECID`, `CRMID`, `Email`, a tenant's own). The standard ones exist in
 /// every sandbox without being stored; a stored one with the same code replaces the default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -259,6 +250,15 @@ pub struct IdentityNamespace {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<String>,
     pub created_at: i64,
+}
+
+impl From<&IdentityNamespace> for NamespaceTraits {
+    fn from(n: &IdentityNamespace) -> Self {
+        Self {
+            id_type: n.id_type,
+            unique: n.unique.then_some(n.priority.unwrap_or(u32::MAX)),
+        }
+    }
 }
 
 /// How fragments of one person become one profile.

@@ -11,10 +11,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cdp_contract::envelope::{self, Source};
+use cdp_contract::records::{Change, Identity, ProfileUpdate};
 use cdp_contract::{RawHeaders, Topics};
 use cdp_control::{CatalogView, CatalogWriter};
-use cdp_profile::identity::Identity;
-use cdp_profile::wire::{Change, ProfileUpdate};
 use cdp_test_support::{eventually, eventually_every, unique_name, Broker, ChildGuard, XdmFixture};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};

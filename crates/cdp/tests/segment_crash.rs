@@ -19,11 +19,11 @@ use std::time::Duration;
 
 use cdp_catalog::{CatalogRecord, SegmentDefinition};
 use cdp_contract::clock::now_ms;
+use cdp_contract::records::{
+    Change, Identity, MembershipChange, ProfileUpdate, Status, StoredEvent, Trigger,
+};
 use cdp_contract::Topics;
 use cdp_control::{CatalogView, CatalogWriter};
-use cdp_profile::identity::Identity;
-use cdp_profile::wire::{Change, ProfileUpdate, StoredEvent};
-use cdp_segment::membership::{MembershipChange, Status, Trigger};
 use cdp_test_support::{eventually, eventually_every, unique_name, Broker, ChildGuard};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};

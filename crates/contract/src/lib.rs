@@ -4,7 +4,9 @@
 //! with every raw event, how Kafka clients are configured (idempotent producers, read_committed
 //! consumers), how configuration is loaded (file + environment), tracing setup, and the
 //! [`follower::Follower`] that folds a topic into memory (the catalog, the schemas log, batch
-//! metadata all follow their topics the same way).
+//! metadata all follow their topics the same way), and the records of every internal and output
+//! topic ([`records`]: identities, profile items and updates, graph records, membership changes),
+//! so their readers need none of the stages that write them.
 
 pub mod admin;
 pub mod clock;
@@ -16,6 +18,7 @@ pub mod identity;
 pub mod kafka;
 pub mod prometheus;
 pub mod quarantine;
+pub mod records;
 pub mod telemetry;
 pub mod topics;
 

@@ -10,12 +10,12 @@ use cdp_catalog::{
     MergePolicy,
 };
 use cdp_contract::admin::{ensure_topics, TopicSpec};
+use cdp_contract::records::{
+    Change, Fragment, GraphChange, GraphEvent, GraphRecord, Identity, ProfileUpdate, StoredEvent,
+};
 use cdp_contract::{KafkaSettings, Topics};
 use cdp_control::profiles::{router, ProfileView, ProfileViewError};
 use cdp_control::{CatalogView, CatalogWriter};
-use cdp_profile::identity::graph::{GraphChange, GraphEvent};
-use cdp_profile::identity::Identity;
-use cdp_profile::wire::{Change, Fragment, GraphRecord, ProfileUpdate, StoredEvent};
 use cdp_test_support::{eventually, unique_name, Broker};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value};

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cdp_contract::admin::{ensure_topics, TopicSpec};
+use cdp_contract::records::{
+    Change, Fragment, GraphRecord, Identity, MembershipChange, ProfileUpdate, Status, StoredEvent,
+    Trigger,
+};
 use cdp_contract::{KafkaSettings, Topics};
 use cdp_control::profiles::ProfileView;
 use cdp_control::segments::{router, SegmentApi};
 use cdp_control::{CatalogView, CatalogWriter};
-use cdp_profile::identity::Identity;
-use cdp_profile::wire::{Change, Fragment, GraphRecord, ProfileUpdate, StoredEvent};
-use cdp_segment::membership::{MembershipChange, Status, Trigger};
 use cdp_test_support::{eventually, unique_name, Broker, XdmFixture};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value};

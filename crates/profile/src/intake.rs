@@ -7,6 +7,7 @@
 use cdp_catalog::CatalogView;
 use cdp_contract::envelope::{self, RawHeaders};
 use cdp_contract::quarantine::{ErrorRecord, Stage, Violation};
+use cdp_contract::records::{Item, ItemKind, NamespaceTraits};
 use cdp_stage::{Cause, Context, Output, ProcessError, Processor};
 use cdp_xdm::decode::ValueDecoder;
 use rdkafka::message::{Headers, Message, OwnedMessage};
@@ -14,9 +15,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::identity::extract::extract;
-use crate::identity::NamespaceTraits;
 use crate::json;
-use crate::wire::{Item, ItemKind};
 
 /// The XDM class of profile records.
 pub const PROFILE_CLASS: &str = "_xdm.context.profile";

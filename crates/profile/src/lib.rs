@@ -8,19 +8,18 @@
 //!   links, unique-namespace cuts, the 50-identity cap, stable profile ids), routing each item
 //!   to its profile on `profile.resolved`.
 //! - [`profiles`]: each profile's state (events within their time-to-live, fragments merged by
-//!   the sandbox's merge policy, [`merge`]) and `profile.updates`.
+//!   the sandbox's merge policy, `cdp_catalog::merge`) and `profile.updates`.
 //!
-//! [`wire`] holds the records of those topics; [`run`] starts the three stages. Why the graph
-//! has one owner: docs/ARCHITECTURE.md ("The identity graph has one owner").
+//! The records of those topics are the contract's (`cdp_contract::records`), so their readers
+//! need not depend on this crate; [`run`] starts the three stages. Why the graph has one owner:
+//! docs/ARCHITECTURE.md ("The identity graph has one owner").
 
 pub mod identity;
 pub mod intake;
 mod json;
-pub mod merge;
 pub mod profiles;
 pub mod run;
 pub mod settings;
-pub mod wire;
 
 pub use run::{run, ProfileError};
 pub use settings::ProfileSettings;

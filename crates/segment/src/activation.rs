@@ -11,11 +11,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use cdp_catalog::CatalogView;
-use cdp_profile::identity::Identity;
+use cdp_contract::records::{Identity, MembershipChange, Status};
 use chrono::{TimeZone, Utc};
 use serde_json::{Map, Value};
-
-use crate::membership::{MembershipChange, Status};
 
 pub use cdp_contract::flow_run::FLOW_HEADER;
 
@@ -256,7 +254,7 @@ fn insert(root: &mut Map<String, Value>, path: &str, value: Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::membership::Trigger;
+    use cdp_contract::records::Trigger;
     use serde_json::json;
 
     fn flow() -> Activation {

@@ -4,9 +4,8 @@
 
 use apache_avro::types::Value;
 use apache_avro::Schema;
+use cdp_contract::records::{MembershipChange, Status, AVRO_SCHEMA};
 use cdp_registry::confluent::{wire, RegisterError, SchemaLog};
-
-use crate::membership::{MembershipChange, Status, AVRO_SCHEMA};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AvroError {
@@ -88,10 +87,9 @@ impl MembershipAvro {
 #[cfg(test)]
 mod tests {
     use apache_avro::reader::datum::GenericDatumReader;
-    use cdp_profile::identity::Identity;
+    use cdp_contract::records::{Identity, Trigger};
 
     use super::*;
-    use crate::membership::Trigger;
 
     #[test]
     fn a_membership_encodes_in_the_wire_format_and_decodes_with_its_schema() {

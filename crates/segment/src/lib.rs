@@ -9,15 +9,15 @@
 //! `<ns>.segment.exports`, in the same transaction.
 //!
 //! - [`stage`]: the processor; [`definitions`]: compiled plans per definition version;
-//!   [`membership`]: the record; [`avro`]: its Avro form; [`activation`]: what destination flows
-//!   export; [`run`]: the stage's topics and start.
+//!   [`avro`]: the membership record's Avro form (the record itself, and the profile updates it
+//!   reads, are the contract's: `cdp_contract::records`; schedule expressions are the catalog's:
+//!   `cdp_catalog::schedule`); [`activation`]: what destination flows export; [`run`]: the
+//!   stage's topics and start.
 
 pub mod activation;
 pub mod avro;
 pub mod definitions;
-pub mod membership;
 pub mod run;
-pub mod schedule;
 pub mod settings;
 pub mod stage;
 

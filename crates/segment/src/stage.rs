@@ -11,11 +11,11 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use cdp_catalog::schedule::Daily;
 use cdp_catalog::CatalogView;
 use cdp_contract::clock::now_ms;
+use cdp_contract::records::{Change, Identity, MembershipChange, ProfileUpdate, Status, Trigger};
 use cdp_pql::Context as Query;
-use cdp_profile::identity::Identity;
-use cdp_profile::wire::{Change, ProfileUpdate};
 use cdp_stage::{Cause, Context, Output, ProcessError, Processor, Timer};
 use chrono::{TimeZone, Utc};
 use rdkafka::message::{Message, OwnedMessage};
@@ -25,7 +25,6 @@ use serde_json::Value;
 use crate::activation;
 use crate::avro::MembershipAvro;
 use crate::definitions::Definitions;
-use crate::membership::{MembershipChange, Status, Trigger};
 
 /// The state key of the definitions' fingerprint a partition was last swept with.
 const SWEPT: &[u8] = b"s";
@@ -237,7 +236,7 @@ impl SegmentStage {
         };
         let mut ran = false;
         for schedule in schedules {
-            let Ok(daily) = crate::schedule::Daily::parse(&schedule.schedule) else {
+            let Ok(daily) = Daily::parse(&schedule.schedule) else {
                 continue;
             };
             let fired = daily.last_before(now_dt).timestamp_millis();

@@ -23,9 +23,9 @@ use serde_json::Value;
 
 use cdp_catalog::clock::now_ms;
 use cdp_catalog::model::{schedule_key, CatalogRecord, Schedule};
+use cdp_catalog::schedule::Daily;
 use cdp_catalog::CatalogState;
 use cdp_http::{ApiJson, Problem};
-use cdp_segment::schedule::Daily;
 
 use super::{ControlState, Tenant, DEFAULT_SANDBOX};
 

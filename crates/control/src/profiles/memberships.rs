@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use cdp_contract::follower::Fold;
-use cdp_segment::membership::{MembershipChange, Status};
+use cdp_contract::records::{MembershipChange, Status};
 
 /// A profile's membership in one segment, as of its last change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +102,7 @@ impl Fold for MembershipState {
 
 #[cfg(test)]
 mod tests {
-    use cdp_segment::membership::Trigger;
+    use cdp_contract::records::Trigger;
 
     use super::*;
 

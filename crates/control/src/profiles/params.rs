@@ -1,8 +1,8 @@
 //! The query parameters of the Profile and Identity APIs, parsed into requests. Every rejection
 //! names the parameter it is about.
 
+use cdp_contract::records::Identity;
 use cdp_http::Problem;
-use cdp_profile::identity::Identity;
 
 use super::view::EventKey;
 

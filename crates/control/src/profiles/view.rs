@@ -26,11 +26,11 @@ use std::time::Duration;
 use crate::profiles::memberships::{Membership, MembershipState, SegmentTally};
 use cdp_contract::admin::partitions_of;
 use cdp_contract::follower::{Fold, FollowError, Follower};
+use cdp_contract::records::{
+    Change, Fragment, GraphChange, GraphEvent, GraphRecord, Identity, ProfileUpdate, Refused,
+    StoredEvent,
+};
 use cdp_contract::{KafkaSettings, Topics};
-use cdp_profile::identity::extract::Refused;
-use cdp_profile::identity::graph::{GraphChange, GraphEvent};
-use cdp_profile::identity::Identity;
-use cdp_profile::wire::{Change, Fragment, GraphRecord, ProfileUpdate, StoredEvent};
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError;
 use serde::Serialize;

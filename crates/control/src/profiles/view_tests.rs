@@ -1,4 +1,4 @@
-use cdp_profile::identity::extract::RefusedReason;
+use cdp_contract::records::RefusedReason;
 use serde_json::json;
 
 use super::*;

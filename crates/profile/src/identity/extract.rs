@@ -3,10 +3,8 @@
 //! exist in the sandbox. Every identity left out is kept with its reason (metrics and the
 //! profile's audit show them), none is silently dropped.
 
-use serde::{Deserialize, Serialize};
+use cdp_contract::records::{Identity, NamespaceTraits, Refused, RefusedReason};
 use serde_json::Value;
-
-use super::{Identity, NamespaceTraits};
 
 /// At most this many identities of one record are linked.
 pub const MAX_PER_RECORD: usize = 20;
@@ -14,46 +12,6 @@ pub const MAX_PER_RECORD: usize = 20;
 pub const MAX_VALUE_LEN: usize = 1024;
 /// Refused values are shown at most this long.
 const SHOWN_LEN: usize = 64;
-
-/// Why an identity of a record was not linked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum RefusedReason {
-    /// `""`, `null`, `anonymous`, `invalid` (any case).
-    BlockedValue,
-    TooLong,
-    /// An `ECID` that is not 38 digits.
-    MalformedEcid,
-    /// The namespace does not exist in the sandbox.
-    UnknownNamespace,
-    /// `id` missing or not a string.
-    NotAString,
-    /// Beyond the first 20 identities of the record.
-    OverRecordLimit,
-}
-
-impl RefusedReason {
-    pub fn label(self) -> &'static str {
-        match self {
-            RefusedReason::BlockedValue => "blocked_value",
-            RefusedReason::TooLong => "too_long",
-            RefusedReason::MalformedEcid => "malformed_ecid",
-            RefusedReason::UnknownNamespace => "unknown_namespace",
-            RefusedReason::NotAString => "not_a_string",
-            RefusedReason::OverRecordLimit => "over_record_limit",
-        }
-    }
-}
-
-/// An identity that was left out, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Refused {
-    pub ns: String,
-    /// The value, cut to 64 characters.
-    pub id: String,
-    pub reason: RefusedReason,
-}
 
 /// The identities of one record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -19,10 +19,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use cdp_contract::records::{GraphChange, GraphEvent, Identity, NamespaceTraits};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-
-use super::{Identity, NamespaceTraits};
 
 /// At most this many identities in one graph.
 pub const MAX_GRAPH: usize = 50;
@@ -97,48 +96,6 @@ pub struct Observation<'a> {
     pub time_ms: i64,
     /// Linkable identities, the record's first (primary) one first.
     pub identities: &'a [(Identity, NamespaceTraits)],
-}
-
-/// What happened to the graph, for `/identity/cluster/history`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "camelCase")]
-pub enum GraphChange {
-    Linked {
-        a: Identity,
-        b: Identity,
-    },
-    /// A link cut because it would join two values of a unique namespace; the newer links won.
-    Cut {
-        a: Identity,
-        b: Identity,
-        namespace: String,
-    },
-    /// Evicted from a graph over its size limit.
-    Evicted {
-        identity: Identity,
-    },
-    Created {
-        identities: Vec<Identity>,
-    },
-    /// This profile joined `into`.
-    Merged {
-        into: String,
-    },
-    /// These identities left this profile (they form or joined other profiles).
-    Split {
-        moved: Vec<Identity>,
-    },
-}
-
-/// One change, with the profile it happened to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GraphEvent {
-    pub profile_id: String,
-    pub seq: u64,
-    pub time_ms: i64,
-    #[serde(flatten)]
-    pub change: GraphChange,
 }
 
 /// The outcome of one observation.

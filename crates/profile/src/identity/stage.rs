@@ -14,13 +14,12 @@
 //! State (partition 0): `n` + org, sandbox, namespace, value → profile id; `c` + profile id →
 //! the cluster.
 
+use cdp_contract::records::{GraphChange, GraphRecord, Identity, Item, Resolved};
 use cdp_stage::{Cause, Context, Output, ProcessError, Processor};
 use rdkafka::message::{Message, OwnedMessage};
 
-use super::graph::{observe, owner, Cluster, GraphChange, Observation};
-use super::Identity;
+use super::graph::{observe, owner, Cluster, Observation};
 use crate::json;
-use crate::wire::{GraphRecord, Item, Resolved};
 
 const PARTITION: i32 = 0;
 

@@ -1,12 +1,12 @@
 //! The profile stage's state keys, per profile id (32 hex characters):
 //!
 //! - `m<id>` → the profile's [`super::Meta`];
-//! - `e<id>/<timestamp, 16 hex>/<item id>` → a [`crate::wire::StoredEvent`], so a profile's
+//! - `e<id>/<timestamp, 16 hex>/<item id>` → a [`cdp_contract::records::StoredEvent`], so a profile's
 //!   events are one prefix scan, oldest first, and an event arriving twice lands on one key;
-//! - `f<id>/<dataset>\0<namespace>\0<value>` → a [`crate::wire::Fragment`] (one per dataset
+//! - `f<id>/<dataset>\0<namespace>\0<value>` → a [`cdp_contract::records::Fragment`] (one per dataset
 //!   and owner identity).
 
-use crate::identity::Identity;
+use cdp_contract::records::Identity;
 
 pub fn meta(profile: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + profile.len());

@@ -11,22 +11,21 @@
 
 mod keys;
 
+use cdp_catalog::merge::{default_policy, merge};
 use cdp_catalog::CatalogView;
 use cdp_contract::clock::now_ms;
+use cdp_contract::records::{
+    Change, Fragment, Identity, Item, ItemKind, ProfileUpdate, Refused, Resolved, StoredEvent,
+    Transfer,
+};
 use cdp_stage::{Cause, Context, Output, ProcessError, Processor};
 use rdkafka::message::{Message, OwnedMessage};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::identity::extract::Refused;
-use crate::identity::Identity;
 use crate::json::{self, fatal};
-use crate::merge::{default_policy, merge};
 use crate::settings::ONE_DAY_MS;
-use crate::wire::{
-    Change, Fragment, Item, ItemKind, ProfileUpdate, Resolved, StoredEvent, Transfer,
-};
 
 /// The refused identities a profile remembers for its audit.
 const AUDIT: usize = 20;

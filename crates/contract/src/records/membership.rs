@@ -2,8 +2,9 @@
 //! `<ns>.segment.membership.json` (JSON): one per change of a profile's membership in a
 //! segment, keyed by profile id.
 
-use cdp_profile::identity::Identity;
 use serde::{Deserialize, Serialize};
+
+use super::identity::Identity;
 
 /// AEP's membership statuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,16 +7,14 @@
 //!   decisions: each item with its profile, and the graph's merges, splits and memberships.
 //! - `<ns>.profile.updates` (keyed by profile id): [`ProfileUpdate`] — what changed in a
 //!   profile, bounded in size: the segment stage and the Profile API read it.
-//! - `<ns>.identity.graph` (one partition): [`GraphEvent`]s — links, cuts, evictions, merges,
-//!   splits and memberships, for the identity API.
+//!
+//! The records of `<ns>.identity.graph` are in [`super::graph`].
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::identity::extract::Refused;
-use crate::identity::graph::GraphEvent;
-use crate::identity::{Identity, NamespaceTraits};
+use super::identity::{Identity, NamespaceTraits, Refused};
 
 /// Whether an item is a behavioural event or a profile record (attributes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,35 +207,6 @@ pub struct ProfileUpdate {
     /// Identities of the change's item that were not linked, with the reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<Refused>,
-}
-
-/// The value on `identity.graph`: one change, or a profile's identities now.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "record", rename_all = "camelCase")]
-pub enum GraphRecord {
-    /// A link, cut, eviction, merge or split.
-    Change(GraphEvent),
-    /// The identities of a profile after a change (empty: the profile is gone).
-    #[serde(rename_all = "camelCase")]
-    Members {
-        profile_id: String,
-        org_id: String,
-        sandbox: String,
-        seq: u64,
-        time_ms: i64,
-        identities: Vec<Identity>,
-    },
-    /// Identities of a record that were not linked, with the reason.
-    #[serde(rename_all = "camelCase")]
-    Refused {
-        org_id: String,
-        sandbox: String,
-        seq: u64,
-        time_ms: i64,
-        dataset_id: String,
-        item_id: String,
-        refused: Vec<Refused>,
-    },
 }
 
 #[cfg(test)]

@@ -6,10 +6,10 @@
 
 use std::cmp::Ordering;
 
-use cdp_catalog::{AttributeMerge, AttributeMergeKind};
+use cdp_contract::records::Fragment;
 use serde_json::{Map, Value};
 
-use crate::wire::Fragment;
+use crate::model::{AttributeMerge, AttributeMergeKind};
 
 /// The default when a sandbox has no merge policy: timestamp-ordered.
 pub fn default_policy() -> AttributeMerge {
@@ -70,10 +70,10 @@ fn overlay(into: &mut Map<String, Value>, from: &Map<String, Value>) {
 
 #[cfg(test)]
 mod tests {
+    use cdp_contract::records::Identity;
     use serde_json::json;
 
     use super::*;
-    use crate::identity::Identity;
 
     fn fragment(dataset: &str, ingest_ms: i64, attributes: Value) -> Fragment {
         Fragment {
