@@ -42,7 +42,7 @@ pub struct Context<'a> {
     pub(crate) events: Vec<EventRef<'a>>,
     /// Events with a timestamp, oldest first: (timestamp, index into `events`).
     pub(crate) timeline: Vec<(DateTime<Utc>, usize)>,
-    pub(crate) memberships: &'a HashSet<String>,
+    pub(crate) memberships: HashSet<String>,
     pub(crate) now: DateTime<Utc>,
     /// Event indices by string `eventType`, in input order.
     pub(crate) by_type: HashMap<&'a str, Vec<usize>>,
@@ -102,15 +102,30 @@ impl<'a> Context<'a> {
     pub fn new(
         profile: &'a Value,
         events: &'a [Value],
-        memberships: &'a HashSet<String>,
+        memberships: &HashSet<String>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let times = events
+            .iter()
+            .map(|value| value.get("timestamp").and_then(parse_time))
+            .collect();
+        Self::with_times(profile, events, times, memberships.clone(), now)
+    }
+
+    /// Like [`Self::new`], with each event's timestamp already known (`times[i]` for
+    /// `events[i]`; `None` for an event without a readable one): a caller that keeps events
+    /// with their parsed time saves parsing it on every evaluation.
+    pub fn with_times(
+        profile: &'a Value,
+        events: &'a [Value],
+        times: Vec<Option<DateTime<Utc>>>,
+        memberships: HashSet<String>,
         now: DateTime<Utc>,
     ) -> Self {
         let events: Vec<EventRef<'a>> = events
             .iter()
-            .map(|value| EventRef {
-                value,
-                ts: value.get("timestamp").and_then(parse_time),
-            })
+            .zip(times.into_iter().chain(std::iter::repeat(None)))
+            .map(|(value, ts)| EventRef { value, ts })
             .collect();
         let mut timeline: Vec<(DateTime<Utc>, usize)> = events
             .iter()
@@ -136,6 +151,34 @@ impl<'a> Context<'a> {
             now,
             by_type,
             time_pos,
+        }
+    }
+
+    /// The segments `inSegment` sees the profile in.
+    pub fn memberships(&self) -> &HashSet<String> {
+        &self.memberships
+    }
+
+    /// Puts the profile in or out of a segment for the evaluations that follow: the caller
+    /// evaluating a sandbox's definitions one after the other keeps one context.
+    pub fn set_member(&mut self, segment: &str, member: bool) {
+        if member {
+            if !self.memberships.contains(segment) {
+                self.memberships.insert(segment.to_string());
+            }
+        } else {
+            self.memberships.remove(segment);
+        }
+    }
+
+    /// The earliest timestamp among the events of `types` (`None`: every event).
+    pub(crate) fn oldest(&self, types: Option<&[String]>) -> Option<DateTime<Utc>> {
+        match types {
+            None => self.timeline.first().map(|(t, _)| *t),
+            Some(types) => self
+                .candidates(Some(types))
+                .filter_map(|i| self.events[i].ts)
+                .min(),
         }
     }
 

@@ -1,6 +1,8 @@
 //! Compilation of a checked [`Query`] into an evaluation plan: paths split once,
 //! literals and windows converted once, chain labels resolved to indices.
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 use crate::ast::*;
@@ -12,6 +14,64 @@ use crate::printer::print_expr;
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub(crate) root: Node,
+    inputs: Inputs,
+}
+
+/// What a definition reads, found once at compilation: which changes of a profile can change
+/// its answer (besides time), and which event fields a profile must keep for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inputs {
+    /// Profile attribute paths (`person.birthYear` → `["person", "birthYear"]`).
+    pub profile_paths: BTreeSet<Vec<String>>,
+    /// The events it reads.
+    pub events: EventReads,
+    /// Event fields it reads: in event conditions, a chain's time field, an aggregate's field.
+    pub event_paths: BTreeSet<Vec<String>>,
+    /// The segments it reads (`inSegment`).
+    pub segments: BTreeSet<String>,
+}
+
+/// Which of a profile's events a definition reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum EventReads {
+    /// None: only attributes, memberships or time.
+    #[default]
+    None,
+    /// Only events with one of these `eventType`s can change its answer.
+    Types(BTreeSet<String>),
+    /// Any event.
+    Any,
+}
+
+impl EventReads {
+    fn add(&mut self, types: &EventTypes) {
+        match (types, &mut *self) {
+            (_, EventReads::Any) => {}
+            (None, _) => *self = EventReads::Any,
+            (Some(t), EventReads::Types(have)) => have.extend(t.iter().cloned()),
+            (Some(t), EventReads::None) => {
+                *self = EventReads::Types(t.iter().cloned().collect());
+            }
+        }
+    }
+
+    /// Whether an event of type `event_type` (`None`: without a string `eventType`) is read.
+    pub fn reads(&self, event_type: Option<&str>) -> bool {
+        match self {
+            EventReads::None => false,
+            EventReads::Any => true,
+            EventReads::Types(types) => event_type.is_some_and(|t| types.contains(t)),
+        }
+    }
+
+    /// The types, for [`crate::Context`]'s index (`None`: every event).
+    pub(crate) fn as_types(&self) -> Option<Vec<String>> {
+        match self {
+            EventReads::Types(t) => Some(t.iter().cloned().collect()),
+            EventReads::None => Some(Vec::new()),
+            EventReads::Any => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -150,7 +210,68 @@ impl Plan {
                 },
             },
         };
-        Ok(Plan { root })
+        let mut inputs = Inputs::default();
+        collect(&root, false, &mut inputs);
+        Ok(Plan { root, inputs })
+    }
+
+    /// What the plan reads ([`Inputs`]).
+    pub fn inputs(&self) -> &Inputs {
+        &self.inputs
+    }
+}
+
+/// Walks a plan: `in_event` is true inside an event condition, where paths are event fields.
+fn collect(n: &Node, in_event: bool, out: &mut Inputs) {
+    let path = |f: &FieldRef, out: &mut Inputs| {
+        let target = if in_event {
+            &mut out.event_paths
+        } else {
+            &mut out.profile_paths
+        };
+        target.insert(f.keys.clone());
+    };
+    match &n.kind {
+        Kind::And(parts) | Kind::Or(parts) => {
+            for p in parts {
+                collect(p, in_event, out);
+            }
+        }
+        Kind::Not(a) => collect(a, in_event, out),
+        Kind::Cmp { field, .. }
+        | Kind::In { field, .. }
+        | Kind::Exists(field)
+        | Kind::Str { field, .. }
+        | Kind::Occurs { field, .. } => path(field, out),
+        Kind::InSegment(id) => {
+            out.segments.insert(id.clone());
+        }
+        Kind::NoData => {}
+        Kind::Any { cond, types } => {
+            out.events.add(types);
+            collect(cond, true, out);
+        }
+        Kind::Agg {
+            filter,
+            types,
+            field,
+            ..
+        } => {
+            out.events.add(types);
+            if let Some(f) = filter {
+                collect(f, true, out);
+            }
+            if let Some(f) = field {
+                out.event_paths.insert(f.keys.clone());
+            }
+        }
+        Kind::Chain { time, steps } => {
+            for s in steps {
+                out.events.add(&s.types);
+                collect(&s.cond, true, out);
+            }
+            out.event_paths.insert(time.keys.clone());
+        }
     }
 }
 

@@ -1,0 +1,469 @@
+//! A sandbox's definitions evaluated together for one profile, and only those whose inputs
+//! changed.
+//!
+//! [`DefinitionSet`] orders definitions so that one reading another's membership (`inSegment`)
+//! comes after it, and indexes them by what they read ([`crate::Inputs`]): event types,
+//! profile attribute paths, segments. [`DefinitionSet::evaluate`] takes what changed since the
+//! profile was last evaluated ([`Changes`]) and evaluates a definition only when
+//!
+//! - an event of a type it reads arrived or left (any event, for definitions reading any),
+//! - a profile attribute at one of its paths changed,
+//! - a segment it reads changed earlier in the same pass, or outside it ([`Changes::segments`]),
+//! - or its own time came: the instant its answer can change with no new data, kept per
+//!   definition in [`SegmentState::due`] (the profile's one timer is the earliest of them).
+//!
+//! With [`Changes::everything`] it evaluates every definition: the reference the incremental
+//! path must agree with (tests/incremental.rs checks it over random definitions and event
+//! streams). One context serves the whole pass; memberships change inside it as definitions
+//! are decided.
+//!
+//! When a lookback is given, the caller's context holds only the events of the lookback, and an
+//! event stops being seen `lookback` after its timestamp: that instant counts as a change of
+//! every definition reading the event, so a qualification that rests on events ends when they
+//! leave, by timer.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::Value;
+
+use crate::eval::Context;
+use crate::plan::{EventReads, Plan};
+
+/// One definition of a set.
+#[derive(Debug, Clone)]
+pub struct Definition {
+    pub id: String,
+    pub plan: Arc<Plan>,
+}
+
+/// A sandbox's definitions of one kind (streaming, or the batch ones a schedule runs) in
+/// evaluation order, indexed by what they read.
+#[derive(Debug, Clone, Default)]
+pub struct DefinitionSet {
+    defs: Vec<Definition>,
+    /// Event type → the definitions reading events of that type.
+    by_type: HashMap<String, Vec<usize>>,
+    /// Definitions reading every event.
+    any_event: Vec<usize>,
+    /// Definitions reading profile attributes.
+    attribute_readers: Vec<usize>,
+    /// Segment id → the definitions reading it.
+    readers: HashMap<String, Vec<usize>>,
+    /// Whether answers keep a time of their own ([`SegmentState::due`]); a schedule's batch
+    /// definitions do not.
+    timed: bool,
+}
+
+/// What a profile holds of its segments between evaluations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SegmentState {
+    /// Segment id → when the profile (last) qualified, epoch ms.
+    pub members: BTreeMap<String, i64>,
+    /// Definition id → the instant (epoch ms) its answer can change with no new data.
+    pub due: BTreeMap<String, i64>,
+}
+
+impl SegmentState {
+    /// When the profile must be evaluated again with no new data: its timer.
+    pub fn next_due(&self) -> Option<i64> {
+        self.due.values().min().copied()
+    }
+}
+
+/// What changed in a profile since its definitions were last evaluated.
+#[derive(Debug, Clone, Default)]
+pub struct Changes<'a> {
+    /// Evaluate every definition (a new definition set, a schedule, the reference).
+    pub everything: bool,
+    /// Types of the events that arrived or left (`None`: an event without a string type).
+    pub event_types: Vec<Option<&'a str>>,
+    /// The attributes before the change, when they changed (the context holds the new ones).
+    pub attributes_before: Option<&'a Value>,
+    /// Segments whose membership changed outside this evaluation.
+    pub segments: Vec<&'a str>,
+    /// Definitions to evaluate whatever changed (new or changed ones).
+    pub definitions: Vec<&'a str>,
+}
+
+impl Changes<'_> {
+    pub fn everything() -> Self {
+        Changes {
+            everything: true,
+            ..Changes::default()
+        }
+    }
+}
+
+/// One membership that changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub segment: String,
+    /// Entered (`true`) or left.
+    pub entered: bool,
+    /// When the profile qualified: now for an entry, the stored time for an exit.
+    pub since_ms: i64,
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub transitions: Vec<Transition>,
+    /// How many definitions were evaluated.
+    pub evaluated: usize,
+}
+
+impl DefinitionSet {
+    /// `timed`: streaming definitions, whose answers change with time and keep a due time.
+    /// Definitions reading others come after them; a cycle (which control refuses) is broken in
+    /// id order.
+    pub fn new(mut defs: Vec<Definition>, timed: bool) -> Self {
+        defs.sort_by(|a, b| a.id.cmp(&b.id));
+        let defs = dependency_order(defs);
+        let mut set = DefinitionSet {
+            timed,
+            ..DefinitionSet::default()
+        };
+        for (i, d) in defs.iter().enumerate() {
+            let inputs = d.plan.inputs();
+            match &inputs.events {
+                EventReads::None => {}
+                EventReads::Any => set.any_event.push(i),
+                EventReads::Types(types) => {
+                    for t in types {
+                        set.by_type.entry(t.clone()).or_default().push(i);
+                    }
+                }
+            }
+            if !inputs.profile_paths.is_empty() {
+                set.attribute_readers.push(i);
+            }
+            for s in &inputs.segments {
+                set.readers.entry(s.clone()).or_default().push(i);
+            }
+        }
+        set.defs = defs;
+        set
+    }
+
+    pub fn len(&self) -> usize {
+        self.defs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.defs.is_empty()
+    }
+
+    /// The definitions, in evaluation order.
+    pub fn definitions(&self) -> &[Definition] {
+        &self.defs
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.defs.iter().any(|d| d.id == id)
+    }
+
+    /// Evaluates the definitions `changes` concerns (and those whose time came) for the
+    /// profile in `cx`, whose memberships are taken from `state`; updates `state` and returns
+    /// the memberships that changed. `lookback`: events stop being seen this long after their
+    /// timestamp (the caller's context holds only the events still seen).
+    pub fn evaluate(
+        &self,
+        cx: &mut Context<'_>,
+        state: &mut SegmentState,
+        changes: &Changes<'_>,
+        lookback: Option<Duration>,
+    ) -> Outcome {
+        let now = cx.now();
+        let now_ms = now.timestamp_millis();
+        cx.memberships = state.members.keys().cloned().collect();
+        let mut dirty = vec![changes.everything; self.defs.len()];
+        if !changes.everything {
+            for t in &changes.event_types {
+                for &i in t.and_then(|t| self.by_type.get(t)).into_iter().flatten() {
+                    dirty[i] = true;
+                }
+            }
+            if !changes.event_types.is_empty() {
+                for &i in &self.any_event {
+                    dirty[i] = true;
+                }
+            }
+            if let Some(before) = changes.attributes_before {
+                for &i in &self.attribute_readers {
+                    let paths = &self.defs[i].plan.inputs().profile_paths;
+                    if paths
+                        .iter()
+                        .any(|p| lookup(before, p) != lookup(cx.profile, p))
+                    {
+                        dirty[i] = true;
+                    }
+                }
+            }
+            for s in &changes.segments {
+                self.mark_readers(s, &mut dirty);
+            }
+            for id in &changes.definitions {
+                if let Some(i) = self.defs.iter().position(|d| d.id == *id) {
+                    dirty[i] = true;
+                }
+            }
+        }
+        let mut outcome = Outcome::default();
+        for (i, def) in self.defs.iter().enumerate() {
+            let due = self.timed && state.due.get(&def.id).is_some_and(|&d| d <= now_ms);
+            if !(dirty[i] || due) {
+                continue;
+            }
+            outcome.evaluated += 1;
+            let answer = def.plan.evaluate(cx);
+            if self.timed {
+                let inputs = def.plan.inputs();
+                let leaves = match lookback {
+                    Some(window) if inputs.events != EventReads::None => cx
+                        .oldest(inputs.events.as_types().as_deref())
+                        .and_then(|t| t.checked_add_signed(window))
+                        .filter(|t| *t > now),
+                    _ => None,
+                };
+                match earliest(answer.next_change, leaves) {
+                    Some(at) => {
+                        state.due.insert(def.id.clone(), at.timestamp_millis());
+                    }
+                    None => {
+                        state.due.remove(&def.id);
+                    }
+                }
+            }
+            let was = state.members.contains_key(&def.id);
+            if answer.qualified == was {
+                continue;
+            }
+            let since_ms = if answer.qualified {
+                state.members.insert(def.id.clone(), now_ms);
+                now_ms
+            } else {
+                state.members.remove(&def.id).unwrap_or(now_ms)
+            };
+            cx.set_member(&def.id, answer.qualified);
+            outcome.transitions.push(Transition {
+                segment: def.id.clone(),
+                entered: answer.qualified,
+                since_ms,
+            });
+            for &r in self.readers.get(&def.id).into_iter().flatten() {
+                if r > i {
+                    dirty[r] = true;
+                } else if self.timed {
+                    // A cycle read backwards: the reader sees the change at once, by its time.
+                    state.due.insert(self.defs[r].id.clone(), now_ms);
+                }
+            }
+        }
+        outcome
+    }
+
+    fn mark_readers(&self, segment: &str, dirty: &mut [bool]) {
+        for &r in self.readers.get(segment).into_iter().flatten() {
+            dirty[r] = true;
+        }
+    }
+}
+
+fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+/// The value at a path of the attributes, as the evaluator reads it (null is absent).
+fn lookup<'v>(attributes: &'v Value, path: &[String]) -> Option<&'v Value> {
+    path.iter()
+        .try_fold(attributes, |v, k| v.get(k.as_str()))
+        .filter(|v| !v.is_null())
+}
+
+/// Definitions (sorted by id) reordered so that each comes after the ones it reads, keeping id
+/// order otherwise; the members of a cycle keep their id order at the end.
+fn dependency_order(defs: Vec<Definition>) -> Vec<Definition> {
+    let ids: HashSet<&str> = defs.iter().map(|d| d.id.as_str()).collect();
+    let mut placed: HashSet<String> = HashSet::new();
+    let mut order: Vec<usize> = Vec::with_capacity(defs.len());
+    let mut remaining: Vec<usize> = (0..defs.len()).collect();
+    loop {
+        let before = remaining.len();
+        remaining.retain(|&i| {
+            let ready = defs[i]
+                .plan
+                .inputs()
+                .segments
+                .iter()
+                .all(|s| s == &defs[i].id || !ids.contains(s.as_str()) || placed.contains(s));
+            if ready {
+                placed.insert(defs[i].id.clone());
+                order.push(i);
+            }
+            !ready
+        });
+        if remaining.is_empty() || remaining.len() == before {
+            break;
+        }
+    }
+    order.extend(remaining);
+    let mut slots: Vec<Option<Definition>> = defs.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse;
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    fn def(id: &str, src: &str) -> Definition {
+        let q = parse(src).expect("parses");
+        Definition {
+            id: id.into(),
+            plan: Arc::new(Plan::compile(&q).expect("compiles")),
+        }
+    }
+
+    fn at(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + s, 0)
+            .single()
+            .expect("time")
+    }
+
+    #[test]
+    fn inputs_say_what_a_definition_reads() {
+        let inputs = |src: &str| def("x", src).plan.inputs().clone();
+        let types = |t: &[&str]| EventReads::Types(t.iter().map(|s| s.to_string()).collect());
+        let paths = |p: &[&str]| -> std::collections::BTreeSet<Vec<String>> {
+            p.iter()
+                .map(|p| p.split('.').map(String::from).collect())
+                .collect()
+        };
+        let i = inputs(
+            r#"person.age > 3 and xEvent[eventType = "buy"].sum(commerce.total) > 9 and inSegment("s")"#,
+        );
+        assert_eq!(i.events, types(&["buy"]));
+        assert_eq!(i.profile_paths, paths(&["person.age"]));
+        assert_eq!(i.event_paths, paths(&["eventType", "commerce.total"]));
+        assert_eq!(i.segments.into_iter().collect::<Vec<_>>(), ["s"]);
+        let chain = inputs(
+            r#"chain(xEvent, timestamp, [A: WHAT(eventType = "v"), N: NOT WHAT(eventType in ["r", "q"]), B: WHAT(eventType = "c" and web.page = "x")])"#,
+        );
+        assert_eq!(chain.events, types(&["c", "q", "r", "v"]));
+        assert_eq!(
+            chain.event_paths,
+            paths(&["eventType", "timestamp", "web.page"])
+        );
+        assert!(chain.profile_paths.is_empty());
+        assert_eq!(inputs("xEvent.count() > 2").events, EventReads::Any);
+        assert_eq!(inputs(r#"xEvent.any(value > 2)"#).events, EventReads::Any);
+        assert_eq!(inputs(r#"tier = "gold""#).events, EventReads::None);
+    }
+
+    #[test]
+    fn readers_come_after_what_they_read() {
+        let set = DefinitionSet::new(
+            vec![
+                def("a", r#"inSegment("c")"#),
+                def("b", r#"inSegment("a")"#),
+                def("c", "x = 1"),
+            ],
+            true,
+        );
+        let order: Vec<&str> = set.definitions().iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(order, ["c", "a", "b"]);
+    }
+
+    #[test]
+    fn only_definitions_whose_inputs_changed_are_evaluated() {
+        let set = DefinitionSet::new(
+            vec![
+                def("buyers", r#"xEvent.any(eventType = "buy")"#),
+                def("viewers", r#"xEvent[eventType = "view"].count() >= 2"#),
+                def("gold", r#"loyalty.tier = "gold""#),
+                def(
+                    "gold-buyers",
+                    r#"inSegment("buyers") and inSegment("gold")"#,
+                ),
+            ],
+            true,
+        );
+        let profile = json!({"loyalty": {"tier": "gold"}});
+        let events = vec![json!({"eventType": "buy", "timestamp": at(0).to_rfc3339()})];
+        let mut state = SegmentState::default();
+        let mut cx = Context::new(&profile, &events, &HashSet::new(), at(1));
+        let first = set.evaluate(&mut cx, &mut state, &Changes::everything(), None);
+        assert_eq!(first.evaluated, 4);
+        let entered: Vec<&str> = first
+            .transitions
+            .iter()
+            .map(|t| t.segment.as_str())
+            .collect();
+        assert_eq!(entered, ["buyers", "gold", "gold-buyers"]);
+
+        // A view: only the definition reading views.
+        let events = vec![
+            json!({"eventType": "buy", "timestamp": at(0).to_rfc3339()}),
+            json!({"eventType": "view", "timestamp": at(2).to_rfc3339()}),
+        ];
+        let mut cx = Context::new(&profile, &events, &HashSet::new(), at(3));
+        let changes = Changes {
+            event_types: vec![Some("view")],
+            ..Changes::default()
+        };
+        let out = set.evaluate(&mut cx, &mut state, &changes, None);
+        assert_eq!((out.evaluated, out.transitions.len()), (1, 0));
+
+        // The tier changes: "gold" exits, and the segment reading it follows in the same pass.
+        let silver = json!({"loyalty": {"tier": "silver"}});
+        let mut cx = Context::new(&silver, &events, &HashSet::new(), at(4));
+        let changes = Changes {
+            attributes_before: Some(&profile),
+            ..Changes::default()
+        };
+        let out = set.evaluate(&mut cx, &mut state, &changes, None);
+        assert_eq!(out.evaluated, 2);
+        let left: Vec<(&str, bool)> = out
+            .transitions
+            .iter()
+            .map(|t| (t.segment.as_str(), t.entered))
+            .collect();
+        assert_eq!(left, [("gold", false), ("gold-buyers", false)]);
+        assert_eq!(state.members.keys().collect::<Vec<_>>(), ["buyers"]);
+    }
+
+    #[test]
+    fn an_event_leaving_the_lookback_is_a_due_time() {
+        let set = DefinitionSet::new(
+            vec![def("buyers", r#"xEvent.any(eventType = "buy")"#)],
+            true,
+        );
+        let profile = json!({});
+        let events = vec![json!({"eventType": "buy", "timestamp": at(0).to_rfc3339()})];
+        let mut state = SegmentState::default();
+        let mut cx = Context::new(&profile, &events, &HashSet::new(), at(1));
+        let window = Duration::seconds(60);
+        set.evaluate(&mut cx, &mut state, &Changes::everything(), Some(window));
+        assert!(state.members.contains_key("buyers"));
+        assert_eq!(state.next_due(), Some(at(60).timestamp_millis()));
+        // Without the lookback nothing but new data changes the answer.
+        let mut plain = SegmentState::default();
+        let mut cx = Context::new(&profile, &events, &HashSet::new(), at(1));
+        set.evaluate(&mut cx, &mut plain, &Changes::everything(), None);
+        assert_eq!(plain.next_due(), None);
+        // At that time the event is gone from the context: the due definition exits.
+        let mut cx = Context::new(&profile, &[], &HashSet::new(), at(60));
+        let out = set.evaluate(&mut cx, &mut state, &Changes::default(), Some(window));
+        assert_eq!(out.evaluated, 1);
+        assert!(!out.transitions[0].entered);
+        assert_eq!(state.next_due(), None);
+    }
+}
