@@ -180,6 +180,7 @@ impl CatalogState {
 impl Fold for CatalogState {
     fn apply(&mut self, _: i32, offset: i64, key: &str, value: Option<&[u8]>) {
         self.apply_record(offset, key, value);
+        self.version = offset + 1;
     }
 }
 

@@ -33,9 +33,17 @@ pub struct CatalogState {
     pub(crate) revisions: HashMap<String, BTreeMap<u32, i64>>,
     /// Conditional records the fold refused, by offset: how their writer learns the outcome.
     pub(crate) refusals: HashMap<i64, Refusal>,
+    /// Changes with every record applied (the offset of the last one): what a reader caching
+    /// something derived from the catalog compares to know it is still current.
+    pub(crate) version: i64,
 }
 
 impl CatalogState {
+    /// Changes whenever a record is applied; equal versions mean an equal state.
+    pub fn version(&self) -> i64 {
+        self.version
+    }
+
     pub fn schema(&self, id: &str, version: u32) -> Option<&XdmSchema> {
         self.schemas.get(id).and_then(|v| v.get(&version))
     }

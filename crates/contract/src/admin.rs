@@ -43,6 +43,10 @@ pub async fn ensure_topics(
         .admin("cdp-admin")
         .create()
         .map_err(AdminError::Client)?;
+    // A topic named twice (stages started together list the topics they share) is asked for
+    // once: a broker refuses a request that names a topic twice.
+    let mut seen = std::collections::HashSet::new();
+    let specs: Vec<&TopicSpec> = specs.iter().filter(|s| seen.insert(&s.name)).collect();
     let configs: Vec<Vec<(&str, &str)>> = specs
         .iter()
         .map(|s| {

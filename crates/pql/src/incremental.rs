@@ -51,6 +51,8 @@ pub struct DefinitionSet {
     attribute_readers: Vec<usize>,
     /// Segment id → the definitions reading it.
     readers: HashMap<String, Vec<usize>>,
+    /// Position of each definition.
+    index: HashMap<String, usize>,
     /// Whether answers keep a time of their own ([`SegmentState::due`]); a schedule's batch
     /// definitions do not.
     timed: bool,
@@ -106,6 +108,19 @@ pub struct Transition {
     pub since_ms: i64,
 }
 
+/// The definitions a pass must evaluate ([`DefinitionSet::pending`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pending {
+    dirty: Vec<bool>,
+}
+
+impl Pending {
+    /// Nothing to evaluate.
+    pub fn is_empty(&self) -> bool {
+        !self.dirty.iter().any(|d| *d)
+    }
+}
+
 /// What one pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Outcome {
@@ -143,6 +158,11 @@ impl DefinitionSet {
                 set.readers.entry(s.clone()).or_default().push(i);
             }
         }
+        set.index = defs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.id.clone(), i))
+            .collect();
         set.defs = defs;
         set
     }
@@ -161,23 +181,19 @@ impl DefinitionSet {
     }
 
     pub fn contains(&self, id: &str) -> bool {
-        self.defs.iter().any(|d| d.id == id)
+        self.index.contains_key(id)
     }
 
-    /// Evaluates the definitions `changes` concerns (and those whose time came) for the
-    /// profile in `cx`, whose memberships are taken from `state`; updates `state` and returns
-    /// the memberships that changed. `lookback`: events stop being seen this long after their
-    /// timestamp (the caller's context holds only the events still seen).
-    pub fn evaluate(
+    /// Which definitions `changes` concerns, or whose time came, before any is evaluated:
+    /// nothing to do when none is (the caller then needs no context). `attributes`: the
+    /// profile's attributes now.
+    pub fn pending(
         &self,
-        cx: &mut Context<'_>,
-        state: &mut SegmentState,
         changes: &Changes<'_>,
-        lookback: Option<Duration>,
-    ) -> Outcome {
-        let now = cx.now();
-        let now_ms = now.timestamp_millis();
-        cx.memberships = state.members.keys().cloned().collect();
+        attributes: &Value,
+        state: &SegmentState,
+        now_ms: i64,
+    ) -> Pending {
         let mut dirty = vec![changes.everything; self.defs.len()];
         if !changes.everything {
             for t in &changes.event_types {
@@ -195,7 +211,7 @@ impl DefinitionSet {
                     let paths = &self.defs[i].plan.inputs().profile_paths;
                     if paths
                         .iter()
-                        .any(|p| lookup(before, p) != lookup(cx.profile, p))
+                        .any(|p| lookup(before, p) != lookup(attributes, p))
                     {
                         dirty[i] = true;
                     }
@@ -205,15 +221,59 @@ impl DefinitionSet {
                 self.mark_readers(s, &mut dirty);
             }
             for id in &changes.definitions {
-                if let Some(i) = self.defs.iter().position(|d| d.id == *id) {
+                if let Some(&i) = self.index.get(*id) {
                     dirty[i] = true;
                 }
             }
         }
+        if self.timed {
+            for (id, &due) in &state.due {
+                if due <= now_ms {
+                    if let Some(&i) = self.index.get(id) {
+                        dirty[i] = true;
+                    }
+                }
+            }
+        }
+        Pending { dirty }
+    }
+
+    /// Evaluates the definitions `changes` concerns (and those whose time came) for the
+    /// profile in `cx`, whose memberships are taken from `state`; updates `state` and returns
+    /// the memberships that changed. `lookback`: events stop being seen this long after their
+    /// timestamp (the caller's context holds only the events still seen).
+    pub fn evaluate(
+        &self,
+        cx: &mut Context<'_>,
+        state: &mut SegmentState,
+        changes: &Changes<'_>,
+        lookback: Option<Duration>,
+    ) -> Outcome {
+        let pending = self.pending(changes, cx.profile, state, cx.now().timestamp_millis());
+        self.run(pending, cx, state, lookback)
+    }
+
+    /// Evaluates what [`Self::pending`] found, and the definitions reading segments that
+    /// change on the way.
+    pub fn run(
+        &self,
+        pending: Pending,
+        cx: &mut Context<'_>,
+        state: &mut SegmentState,
+        lookback: Option<Duration>,
+    ) -> Outcome {
+        let Pending { mut dirty } = pending;
+        dirty.resize(self.defs.len(), false);
+        let now = cx.now();
+        let now_ms = now.timestamp_millis();
+        cx.memberships = state.members.keys().cloned().collect();
+        if self.timed {
+            // Times of definitions that are gone would keep the profile's timer in the past.
+            state.due.retain(|id, _| self.index.contains_key(id));
+        }
         let mut outcome = Outcome::default();
         for (i, def) in self.defs.iter().enumerate() {
-            let due = self.timed && state.due.get(&def.id).is_some_and(|&d| d <= now_ms);
-            if !(dirty[i] || due) {
+            if !dirty[i] {
                 continue;
             }
             outcome.evaluated += 1;

@@ -142,6 +142,23 @@ impl<'a> Context<'a> {
         Ok(self.overlay.over_scan(partition, prefix, stored))
     }
 
+    /// Up to `limit` keys of an input partition's state that start with `prefix` and come
+    /// after `after` (from the first when `None`), in key order, without their values: for
+    /// work that walks many keys a chunk at a time (read each with [`Self::get`]). It reads the
+    /// stored state only: keys this batch put are not seen, keys it deleted may be.
+    pub fn keys_after(
+        &self,
+        partition: i32,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StateError> {
+        match self.state {
+            Some(s) => s.keys_after(partition, prefix, after, limit),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// Stores `value` under `key` in the state of the cause's input partition; it is written to
     /// the changelog in the same transaction as the outputs.
     pub fn put(&mut self, cause: Cause, key: &[u8], value: Vec<u8>) {

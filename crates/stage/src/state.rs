@@ -441,6 +441,37 @@ impl StateStore {
             .collect()
     }
 
+    /// Up to `limit` stored keys of the partition that start with `prefix` and come after
+    /// `after`, in key order (see [`crate::Context::keys_after`]).
+    pub fn keys_after(
+        &self,
+        partition: i32,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StateError> {
+        use std::ops::Bound;
+        let Some(part) = self.parts.get(&partition) else {
+            return Ok(Vec::new());
+        };
+        let start = match after {
+            Some(a) if a >= prefix => Bound::Excluded(a.to_vec()),
+            _ => Bound::Included(prefix.to_vec()),
+        };
+        let mut out = Vec::with_capacity(limit.min(4096));
+        for kv in part.values.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
+            if out.len() >= limit {
+                break;
+            }
+            let key = kv.key().map_err(StateError::store("scan"))?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push(key.to_vec());
+        }
+        Ok(out)
+    }
+
     pub fn timer(&self, partition: i32, key: &[u8]) -> Option<i64> {
         self.parts
             .get(&partition)
@@ -724,6 +755,44 @@ mod tests {
             ctx.scan(0, b"user/").expect("scan")[0].0,
             b"user/b".to_vec()
         );
+    }
+
+    #[test]
+    fn keys_after_walks_a_prefix_a_chunk_at_a_time() {
+        let mut store = store("keys-after");
+        empty(&mut store, 0);
+        let mut overlay = Overlay::default();
+        for k in ["pa/1", "pa/2", "pa/3", "pa/4", "pb/1", "p", "q"] {
+            overlay.values.insert(
+                (0, k.as_bytes().to_vec()),
+                (Cause::Timer(0), Some(b"v".to_vec())),
+            );
+        }
+        store.apply(overlay).expect("apply");
+        let text = |keys: Vec<Vec<u8>>| -> Vec<String> {
+            keys.into_iter()
+                .map(|k| String::from_utf8(k).expect("utf-8"))
+                .collect()
+        };
+        let first = store.keys_after(0, b"pa/", None, 2).expect("keys");
+        assert_eq!(text(first.clone()), ["pa/1", "pa/2"]);
+        let next = store
+            .keys_after(0, b"pa/", first.last().map(Vec::as_slice), 2)
+            .expect("keys");
+        assert_eq!(text(next.clone()), ["pa/3", "pa/4"]);
+        let last = store
+            .keys_after(0, b"pa/", next.last().map(Vec::as_slice), 2)
+            .expect("keys");
+        assert!(last.is_empty(), "the prefix ends: {:?}", text(last));
+        // A cursor before the prefix starts at the prefix.
+        assert_eq!(
+            text(store.keys_after(0, b"pb/", Some(b"a"), 10).expect("keys")),
+            ["pb/1"]
+        );
+        assert!(store
+            .keys_after(5, b"p", None, 10)
+            .expect("not held")
+            .is_empty());
     }
 
     #[test]
