@@ -14,6 +14,13 @@ use serde_json::{json, Value};
 pub const ADMIN: &str = "test-admin-token";
 pub const SECRET: &str = "test-token-secret";
 
+/// The profile stages of a pipeline: intake and identity, and the engine.
+pub struct ProfileStages {
+    // Field order is drop order: the engine stops before the stages feeding it.
+    pub engine: Running,
+    pub identity: Running,
+}
+
 pub struct Pipeline {
     // Field order is drop order: the stages stop before the broker does.
     pub edge_running: Running,
@@ -100,34 +107,34 @@ impl Pipeline {
         }
     }
 
-    /// Starts the profile stages (intake, identity, profile) in this process; dropping the
-    /// result stops them.
-    pub async fn start_profile(&self) -> Running {
+    /// Starts the profile stages in this process: intake and identity, and the profile engine
+    /// (profile state and segments) as a part of its own, so a test can stop and restart it.
+    /// Dropping the result stops them.
+    pub async fn start_profile(&self) -> ProfileStages {
         self.start_profile_with(|_| {}).await
     }
 
-    pub async fn start_profile_with(&self, adjust: impl FnOnce(&mut CdpConfig)) -> Running {
+    pub async fn start_profile_with(&self, adjust: impl FnOnce(&mut CdpConfig)) -> ProfileStages {
         let mut config = self.config.clone();
         config.profile.registry_url = self.control.clone();
         adjust(&mut config);
-        cdp::start(&config, Stages::PROFILE)
+        let identity = cdp::start(&config, Stages::IDENTITY)
             .await
-            .expect("start the profile stages")
+            .expect("start the intake and identity stages");
+        let engine = cdp::start(&config, Stages::ENGINE)
+            .await
+            .expect("start the profile engine");
+        ProfileStages { engine, identity }
     }
 
-    /// Starts the segment stage in this process; dropping the result stops it.
-    pub async fn start_segment(&self) -> Running {
-        self.start_segment_with(|_| {}).await
-    }
-
-    pub async fn start_segment_with(&self, adjust: impl FnOnce(&mut CdpConfig)) -> Running {
+    /// Starts the profile engine alone in this process (after [`ProfileStages::engine`] was
+    /// shut down); dropping the result stops it.
+    pub async fn start_engine(&self) -> Running {
         let mut config = self.config.clone();
-        config.segment.group_id = format!("{}-segment", config.topics.namespace);
-        config.segment.instance_id = Some("e2e".into());
-        adjust(&mut config);
-        cdp::start(&config, Stages::SEGMENT)
+        config.profile.registry_url = self.control.clone();
+        cdp::start(&config, Stages::ENGINE)
             .await
-            .expect("start the segment stage")
+            .expect("start the profile engine")
     }
 
     pub fn raw_topic(&self) -> String {

@@ -37,7 +37,6 @@ async fn post_batch(p: &Pipeline, stream: &Value, messages: Vec<Value>) -> Value
 async fn the_dashboard_shows_dataset_activity_batch_errors_segments_and_live_events() {
     let p = Pipeline::start().await;
     let _profile = p.start_profile().await;
-    let _segment = p.start_segment().await;
     let resp = p
         .http
         .post(format!("{}/segment/definitions", p.control))

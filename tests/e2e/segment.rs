@@ -61,7 +61,6 @@ async fn memberships(p: &Pipeline, at_least: usize) -> Vec<MembershipChange> {
 async fn a_purchase_qualifies_at_once_and_exits_by_timer_when_its_window_passes() {
     let p = Pipeline::start().await;
     let _profile = p.start_profile().await;
-    let _segment = p.start_segment().await;
     define(
         &p,
         "recent-buyers",
@@ -216,10 +215,9 @@ fn at(id: &str, person: &str, event_type: &str, ago: chrono::Duration) -> serde_
 #[tokio::test]
 async fn seed_003_rules_chains_counts_profile_attributes_the_day_and_bots() {
     let p = Pipeline::start().await;
-    let _profile = p.start_profile().await;
     // Two events of one profile in one second are the most that count: the rest is bot traffic.
-    let _segment = p
-        .start_segment_with(|c| c.segment.bot_events_per_second = 2)
+    let _profile = p
+        .start_profile_with(|c| c.segment.bot_events_per_second = 2)
         .await;
     define(&p, "checkout-kept", r#"chain(xEvent, timestamp, [C0: WHAT(eventType = "productView"), C1: NOT WHAT(eventType = "removeFromCart"), C2: WHAT(eventType = "checkout") WITHIN 2 hours AFTER C0])"#).await;
     define(
@@ -336,8 +334,7 @@ async fn seed_003_rules_chains_counts_profile_attributes_the_day_and_bots() {
 #[tokio::test]
 async fn an_exit_due_while_the_stage_is_down_happens_once_at_its_restart() {
     let p = Pipeline::start().await;
-    let _profile = p.start_profile().await;
-    let segment = p.start_segment().await;
+    let profile = p.start_profile().await;
     define(
         &p,
         "just-bought",
@@ -352,14 +349,14 @@ async fn an_exit_due_while_the_stage_is_down_happens_once_at_its_restart() {
     })
     .await;
     // Down across the moment ida's purchase leaves the window.
-    segment.shutdown().await;
+    profile.engine.shutdown().await;
     tokio::time::sleep(Duration::from_secs(9)).await;
     assert_eq!(
         memberships(&p, 1).await.len(),
         1,
         "no exit while the stage is down"
     );
-    let _again = p.start_segment().await;
+    let _again = p.start_engine().await;
     let mut changes = Vec::new();
     eventually(
         Duration::from_secs(30),
@@ -381,7 +378,6 @@ async fn an_exit_due_while_the_stage_is_down_happens_once_at_its_restart() {
 async fn a_definition_created_through_the_api_is_evaluated_for_the_profiles_that_exist() {
     let p = Pipeline::start().await;
     let _profile = p.start_profile().await;
-    let _segment = p.start_segment().await;
     let (dataset, stream) = event_stream(&p).await;
     send(
         &p,
@@ -462,7 +458,6 @@ async fn a_definition_created_through_the_api_is_evaluated_for_the_profiles_that
 async fn an_active_schedule_evaluates_the_batch_definitions_at_its_time() {
     let p = Pipeline::start().await;
     let _profile = p.start_profile().await;
-    let _segment = p.start_segment().await;
     let (dataset, stream) = event_stream(&p).await;
     send(
         &p,
@@ -557,7 +552,6 @@ async fn segments_of_segments_follow_their_inner_segment_and_merged_profiles_mov
 ) {
     let p = Pipeline::start().await;
     let _profile = p.start_profile().await;
-    let _segment = p.start_segment().await;
     define(&p, "signed-up", r#"xEvent.any(eventType = "signup")"#).await;
     define(&p, "of-signed-up", r#"inSegment("signed-up")"#).await;
     let (dataset, stream) = event_stream(&p).await;
@@ -645,7 +639,6 @@ async fn segments_of_segments_follow_their_inner_segment_and_merged_profiles_mov
 async fn profile_attributes_qualify_with_events_and_a_changed_attribute_exits() {
     let p = Pipeline::start().await;
     let _profile = p.start_profile().await;
-    let _segment = p.start_segment().await;
     // Single event with a profile attribute; profile only.
     define(
         &p,

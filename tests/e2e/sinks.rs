@@ -153,7 +153,6 @@ async fn start_sinks(p: &Pipeline) -> cdp::Running {
 async fn an_activated_flow_delivers_a_qualifying_profile_to_kinesis_and_event_hubs() {
     let p = Pipeline::start().await;
     let _profile = p.start_profile().await;
-    let _segment = p.start_segment().await;
     let _sinks = start_sinks(&p).await;
     let kinesis = Kinesalite::start().await;
     kinesis.create_stream("cdp-exports", 1).await;
@@ -339,7 +338,6 @@ async fn kafka_target(p: &Pipeline, topic: &str, format: &str) -> String {
 async fn a_flow_activated_later_exports_the_members_already_there_to_kafka() {
     let p = Pipeline::start().await;
     let _profile = p.start_profile().await;
-    let _segment = p.start_segment().await;
     let _sinks = start_sinks(&p).await;
     let topic = cdp_test_support::unique_name("data-team-exports");
     p.broker.create_topic(&topic, 3).await;

@@ -21,6 +21,31 @@ pub struct CdpConfig {
     pub validate: ValidateSettings,
     pub lake: LakeSettings,
     pub profile: cdp_profile::ProfileSettings,
-    pub segment: cdp_segment::SegmentSettings,
+    pub segment: cdp_engine::SegmentSettings,
     pub sinks: cdp_sinks::SinksSettings,
+}
+
+impl CdpConfig {
+    /// The profile engine's settings: `[profile]` (group, instance, partitions, profile rules,
+    /// batching, state) with `[segment]` (seed 003's rules).
+    pub fn engine(&self) -> Result<cdp_engine::EngineSettings, cdp_stage::InstanceError> {
+        engine_settings(&self.profile, &self.segment)
+    }
+}
+
+/// The engine's settings from the `[profile]` and `[segment]` sections.
+pub fn engine_settings(
+    profile: &cdp_profile::ProfileSettings,
+    segment: &cdp_engine::SegmentSettings,
+) -> Result<cdp_engine::EngineSettings, cdp_stage::InstanceError> {
+    Ok(cdp_engine::EngineSettings {
+        group_id: profile.group("engine"),
+        instance_id: cdp_stage::instance_id(profile.instance_id.as_deref())?,
+        partitions: profile.partitions,
+        event_ttl_ms: profile.ttl_ms(),
+        max_events_per_profile: profile.max_events_per_profile,
+        keep_event_fields: profile.keep_event_fields.clone(),
+        segment: segment.clone(),
+        runtime: profile.runtime(),
+    })
 }

@@ -12,7 +12,8 @@ use clap::{Parser, Subcommand};
     version,
     about = "Kafka-native streaming customer-data pipeline",
     long_about = "Kafka-native streaming customer-data pipeline.\n\n\
-Stages run as their own processes (`cdp edge`, `cdp control`) or all together (`cdp up`).\n\
+Stages run as their own processes (`cdp edge`, `cdp control`, `cdp validate`, `cdp lake`,\n\
+`cdp profile`, `cdp engine`, `cdp sinks`) or all together (`cdp up`).\n\
 Configuration comes from a TOML file (--config, default ./cdp.toml when present) and\n\
 CDP_SECTION__KEY environment variables, e.g. CDP_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092."
 )]
@@ -35,10 +36,15 @@ enum Command {
     /// Run the lake: events.valid / events.error to Parquet datasets, with batch metadata.
     Lake,
     /// Run the profile stages: intake (events.valid of profile-enabled datasets), identity (the
-    /// identity graph) and profile (profile state → profile.updates), three consumer groups.
+    /// identity graph) and the profile engine, three consumer groups.
     Profile,
-    /// Run the segment stage: streaming segment evaluation on profile.updates, membership
-    /// changes to segment.membership (Avro) and segment.membership.json, exits by timer.
+    /// Run the profile engine alone: each profile's state and its streaming segments
+    /// (profile.resolved → profile.updates, segment.membership(.json), segment.exports), exits
+    /// by timer. Scale it by the partitions of profile.resolved.
+    Engine,
+    /// The profile engine (segmentation is part of it now); kept for scripts that run
+    /// `cdp segment`, and logs that it is `cdp engine`.
+    #[command(hide = true)]
     Segment,
     /// Run the sinks: deliver what the destination flows export (segment.exports) to Amazon
     /// Kinesis, Azure Event Hubs or Kafka, one consumer group per flow target, at least once.
@@ -79,7 +85,11 @@ async fn main() -> std::process::ExitCode {
         Command::Validate => commands::run::stage(config_path, cdp::Stages::VALIDATE, false).await,
         Command::Lake => commands::run::stage(config_path, cdp::Stages::LAKE, false).await,
         Command::Profile => commands::run::stage(config_path, cdp::Stages::PROFILE, false).await,
-        Command::Segment => commands::run::stage(config_path, cdp::Stages::SEGMENT, false).await,
+        Command::Engine => commands::run::stage(config_path, cdp::Stages::ENGINE, false).await,
+        Command::Segment => {
+            tracing::warn!("`cdp segment` runs the profile engine, which evaluates segments where profiles live; run `cdp engine` (or `cdp profile`, which includes it)");
+            commands::run::stage(config_path, cdp::Stages::ENGINE, false).await
+        }
         Command::Sinks => commands::run::stage(config_path, cdp::Stages::SINKS, false).await,
         Command::Up { demo } => commands::run::stage(config_path, cdp::Stages::ALL, demo).await,
         Command::Streams(c) => commands::manage::streams(config_path, c).await,

@@ -40,6 +40,8 @@ pub enum StartError {
     SecretKey(#[from] cdp_catalog::SecretError),
     #[error("cannot follow the flow statuses: {0}")]
     FlowRuns(#[from] cdp_contract::follower::FollowError),
+    #[error(transparent)]
+    Instance(#[from] cdp_stage::InstanceError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -54,9 +56,10 @@ pub struct Stages {
     pub control: bool,
     pub validate: bool,
     pub lake: bool,
-    /// The intake, identity and profile stages.
+    /// The intake and identity stages.
     pub profile: bool,
-    pub segment: bool,
+    /// The profile engine: profile state and segments.
+    pub engine: bool,
     /// Delivery of the destination flows (Kinesis, Event Hubs, Kafka).
     pub sinks: bool,
 }
@@ -68,7 +71,7 @@ impl Stages {
         validate: false,
         lake: false,
         profile: false,
-        segment: false,
+        engine: false,
         sinks: false,
     };
     pub const ALL: Stages = Stages {
@@ -77,7 +80,7 @@ impl Stages {
         validate: true,
         lake: true,
         profile: true,
-        segment: true,
+        engine: true,
         sinks: true,
     };
     pub const EDGE: Stages = Stages {
@@ -92,12 +95,19 @@ impl Stages {
         validate: true,
         ..Stages::NONE
     };
+    /// What `cdp profile` runs: intake, identity and the engine.
     pub const PROFILE: Stages = Stages {
+        profile: true,
+        engine: true,
+        ..Stages::NONE
+    };
+    /// Intake and identity alone (the engine runs elsewhere).
+    pub const IDENTITY: Stages = Stages {
         profile: true,
         ..Stages::NONE
     };
-    pub const SEGMENT: Stages = Stages {
-        segment: true,
+    pub const ENGINE: Stages = Stages {
+        engine: true,
         ..Stages::NONE
     };
     pub const SINKS: Stages = Stages {
@@ -169,13 +179,14 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             });
         }
     }
-    if stages.profile || stages.control || stages.segment {
-        // Control's Profile and Identity APIs read profile.updates and identity.graph; the
-        // segment stage reads profile.updates.
+    if stages.profile || stages.control || stages.engine {
+        // Control's Identity API reads identity.graph; the engine reads profile.resolved.
         specs.extend(cdp_profile::run::topic_specs(topics, &config.profile));
     }
-    if stages.segment || stages.control || stages.sinks {
-        specs.extend(cdp_segment::run::topic_specs(
+    if stages.engine || stages.control || stages.sinks {
+        // Control's Profile API reads profile.updates and segment.membership.json; the sinks
+        // read segment.exports.
+        specs.extend(cdp_engine::run::topic_specs(
             topics,
             config.profile.partitions,
         ));
@@ -303,7 +314,7 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         running.edge_addr = Some(addr);
         running.tasks.push(task);
     }
-    if stages.validate || stages.lake || stages.profile || stages.segment || stages.sinks {
+    if stages.validate || stages.lake || stages.profile || stages.engine || stages.sinks {
         // One port for every consumer stage of the process (`cdp up` included).
         let (addr, task) = serve(
             "health",
@@ -353,23 +364,17 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         let (view, stop) = (catalog.clone(), shutdown_rx.clone());
         running.tasks.push(tokio::spawn(async move {
             if let Err(e) = cdp_profile::run(&kafka, &topics, &settings, view, stop).await {
-                tracing::error!(error = %e, "profile stages stopped");
+                tracing::error!(error = %e, "intake and identity stages stopped");
             }
         }));
     }
-    if stages.segment {
-        let (kafka, topics, settings, partitions) = (
-            config.kafka.clone(),
-            config.topics.clone(),
-            config.segment.clone(),
-            config.profile.partitions,
-        );
+    if stages.engine {
+        let settings = config.engine()?;
+        let (kafka, topics) = (config.kafka.clone(), config.topics.clone());
         let (view, stop) = (catalog.clone(), shutdown_rx.clone());
         running.tasks.push(tokio::spawn(async move {
-            if let Err(e) =
-                cdp_segment::run(&kafka, &topics, &settings, partitions, view, stop).await
-            {
-                tracing::error!(error = %e, "segment stage stopped");
+            if let Err(e) = cdp_engine::run(&kafka, &topics, &settings, view, stop).await {
+                tracing::error!(error = %e, "profile engine stopped");
             }
         }));
     }

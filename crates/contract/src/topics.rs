@@ -67,19 +67,21 @@ impl Topics {
     }
 
     /// Keyed by profile id: the identity stage's decisions (each item with its profile, and
-    /// merges, splits and memberships), the profile stage's input.
+    /// merges, splits and memberships), the profile engine's input.
     pub fn profile_resolved(&self) -> String {
         self.name("profile.resolved")
     }
 
-    /// Keyed by profile id: what changed in a profile (the segment stage's input).
+    /// Keyed by profile id: what changed in a profile, written by the profile engine for
+    /// subscribers (nothing inside the pipeline reads it).
     pub fn profile_updates(&self) -> String {
         self.name("profile.updates")
     }
 
-    /// Compacted: the profile stage's state (profiles, their events and fragments).
-    pub fn profile_changelog(&self) -> String {
-        self.name("profile.changelog")
+    /// Compacted: the profile engine's state, one record per profile (identities, fragments,
+    /// the events segments need, memberships) and its timers.
+    pub fn engine_changelog(&self) -> String {
+        self.name("engine.changelog")
     }
 
     /// One partition: the identity graph's history (links, cuts, evictions, merges, splits,
@@ -105,7 +107,7 @@ impl Topics {
     }
 
     /// Keyed by profile id, header `cdp-flow`: the documents destination flows export (seed
-    /// 004's format), written by the segment stage, delivered by the sinks stage.
+    /// 004's format), written by the profile engine, delivered by the sinks stage.
     pub fn segment_exports(&self) -> String {
         self.name("segment.exports")
     }
@@ -121,12 +123,7 @@ impl Topics {
         self.name("sinks.deadletter")
     }
 
-    /// Compacted: the segment stage's state (what segments need of each profile).
-    pub fn segment_changelog(&self) -> String {
-        self.name("segment.changelog")
-    }
-
-    /// Recovery checkpoints of the intake, identity, profile and segment stages.
+    /// Recovery checkpoints of the intake, identity and engine stages.
     pub fn checkpoints(&self, stage: &str) -> String {
         self.name(&format!("{stage}.checkpoints"))
     }

@@ -1,23 +1,20 @@
-//! Identity stitching and real-time profiles: everything between `events.valid` and
-//! `profile.updates`, as three stages on the stage runtime (`cdp profile` runs them):
+//! Identity stitching: everything between `events.valid` and the profile engine, as two
+//! stages on the stage runtime (`cdp profile` runs them, with the engine):
 //!
 //! - [`intake`]: events and records of profile-enabled datasets, their identities checked
 //!   ([`identity::extract`]), onto the one-partition `profile.sequence`; refusals to
 //!   `events.error`.
 //! - [`identity::stage`]: the one owner of the identity graph ([`identity::graph`], a pure step:
 //!   links, unique-namespace cuts, the 50-identity cap, stable profile ids), routing each item
-//!   to its profile on `profile.resolved`.
-//! - [`profiles`]: each profile's state (events within their time-to-live, fragments merged by
-//!   the sandbox's merge policy, `cdp_catalog::merge`) and `profile.updates`.
+//!   to its profile on `profile.resolved`, where the engine (`cdp-engine`) keeps the profile.
 //!
 //! The records of those topics are the contract's (`cdp_contract::records`), so their readers
-//! need not depend on this crate; [`run`] starts the three stages. Why the graph has one owner:
+//! need not depend on this crate; [`run`] starts the two stages. Why the graph has one owner:
 //! docs/ARCHITECTURE.md ("The identity graph has one owner").
 
 pub mod identity;
 pub mod intake;
 mod json;
-pub mod profiles;
 pub mod run;
 pub mod settings;
 

@@ -1,7 +1,7 @@
-//! Runs the three profile stages — intake, identity, profile — each as its own consumer group
-//! on the stage runtime, in one process (`cdp profile`). Every instance runs all three; the
-//! identity stage's one-partition input means one instance owns the graph at a time while the
-//! others stand by in its group.
+//! Runs the two stages in front of the profile engine — intake and identity — each as its own
+//! consumer group on the stage runtime, in one process (`cdp profile` runs them with the
+//! engine). The identity stage's one-partition input means one instance owns the graph at a
+//! time while the others stand by in its group.
 
 use cdp_catalog::CatalogView;
 use cdp_contract::admin::{ensure_topics, AdminError, TopicSpec};
@@ -12,7 +12,6 @@ use tokio::sync::watch;
 
 use crate::identity::stage::IdentityStage;
 use crate::intake::{Intake, Limits};
-use crate::profiles::ProfileStage;
 use crate::settings::ProfileSettings;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,8 +24,8 @@ pub enum ProfileError {
     Topics(#[from] AdminError),
 }
 
-/// The topics the profile stages write, besides what the runtime creates (changelogs,
-/// checkpoints).
+/// The topics the intake and identity stages write, besides what the runtime creates
+/// (changelogs, checkpoints).
 pub fn topic_specs(topics: &Topics, settings: &ProfileSettings) -> Vec<TopicSpec> {
     let one = |name| TopicSpec {
         name,
@@ -42,12 +41,11 @@ pub fn topic_specs(topics: &Topics, settings: &ProfileSettings) -> Vec<TopicSpec
         one(topics.profile_sequence()),
         one(topics.identity_graph()),
         keyed(topics.profile_resolved()),
-        keyed(topics.profile_updates()),
     ]
 }
 
-/// The runtime's descriptions of the three stages.
-pub fn specs(topics: &Topics, settings: &ProfileSettings, instance: &str) -> [StageSpec; 3] {
+/// The runtime's descriptions of the two stages.
+pub fn specs(topics: &Topics, settings: &ProfileSettings, instance: &str) -> [StageSpec; 2] {
     let ns = &topics.namespace;
     let spec = |stage: &'static str,
                 input: String,
@@ -77,16 +75,10 @@ pub fn specs(topics: &Topics, settings: &ProfileSettings, instance: &str) -> [St
             vec![topics.profile_resolved(), topics.identity_graph()],
             Some(topics.identity_changelog()),
         ),
-        spec(
-            "profile",
-            topics.profile_resolved(),
-            vec![topics.profile_updates(), topics.profile_sequence()],
-            Some(topics.profile_changelog()),
-        ),
     ]
 }
 
-/// Runs the three stages until `shutdown` turns true or one fails.
+/// Runs the two stages until `shutdown` turns true or one fails.
 pub async fn run(
     kafka: &KafkaSettings,
     topics: &Topics,
@@ -96,9 +88,9 @@ pub async fn run(
 ) -> Result<(), ProfileError> {
     let instance = cdp_stage::instance_id(settings.instance_id.as_deref())?;
     ensure_topics(kafka, &topic_specs(topics, settings)).await?;
-    let [intake_spec, identity_spec, profile_spec] = specs(topics, settings, &instance);
+    let [intake_spec, identity_spec] = specs(topics, settings, &instance);
     let intake = Intake {
-        catalog: catalog.clone(),
+        catalog,
         decoder: ValueDecoder::new(&settings.registry_url),
         limits: Limits {
             max_event_bytes: settings.max_event_bytes,
@@ -111,13 +103,6 @@ pub async fn run(
         resolved_topic: topics.profile_resolved(),
         graph_topic: topics.identity_graph(),
     };
-    let profiles = ProfileStage {
-        catalog,
-        updates_topic: topics.profile_updates(),
-        sequence_topic: topics.profile_sequence(),
-        ttl_ms: settings.ttl_ms(),
-        max_events: settings.max_events_per_profile,
-    };
     let stage = |name: &'static str| move |e| ProfileError::Stage(name, e);
     tokio::try_join!(
         async {
@@ -129,11 +114,6 @@ pub async fn run(
             cdp_stage::run(kafka, identity_spec, identity, shutdown.clone())
                 .await
                 .map_err(stage("identity"))
-        },
-        async {
-            cdp_stage::run(kafka, profile_spec, profiles, shutdown.clone())
-                .await
-                .map_err(stage("profile"))
         },
     )?;
     Ok(())

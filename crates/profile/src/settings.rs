@@ -1,5 +1,5 @@
-//! The profile stages' configuration (`[profile]`): the intake, identity and profile stages
-//! share one section; each runs as its own consumer group.
+//! The profile stages' configuration (`[profile]`): the intake and identity stages and the
+//! profile engine share one section; each runs as its own consumer group.
 
 use cdp_stage::RuntimeSettings;
 use serde::{Deserialize, Serialize};
@@ -10,17 +10,21 @@ pub const ONE_DAY_MS: i64 = 24 * 60 * 60 * 1000;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProfileSettings {
-    /// Consumer groups: `<group_prefix>-intake`, `-identity`, `-profile`.
+    /// Consumer groups: `<group_prefix>-intake`, `-identity`, `-engine`.
     pub group_prefix: String,
     /// This instance's stable name (transactional ids); default: the host name.
     pub instance_id: Option<String>,
-    /// Partitions of profile.resolved / profile.updates (and so of the profile stage's
-    /// state) when the stage creates them; more partitions, more profile-stage instances.
+    /// Partitions of profile.resolved and the engine's topics (and so of the engine's state)
+    /// when the stages create them; more partitions, more engine instances.
     pub partitions: i32,
     /// How long a profile keeps an event for segmentation (at least a day).
     pub event_ttl_ms: i64,
     /// Above this many events a profile is flagged, and segmentation skips it.
     pub max_events_per_profile: u32,
+    /// Event fields every profile keeps besides those its sandbox's segment definitions read
+    /// (dotted paths; `["*"]` keeps whole events, at the cost of state). The Profile API's
+    /// event lookup shows what is kept; whole events are in the lake and on events.valid.
+    pub keep_event_fields: Vec<String>,
     /// Larger events are refused into profiles (still in the lake), with the reason on
     /// events.error.
     pub max_event_bytes: usize,
@@ -32,7 +36,8 @@ pub struct ProfileSettings {
     pub max_wait_ms: u64,
     pub commit_interval_ms: u64,
     pub max_transaction_records: usize,
-    /// Where the identity and profile stages keep their state on disk (see `RuntimeSettings`).
+    /// Where the identity stage and the engine keep their state on disk (see
+    /// `RuntimeSettings`).
     pub state_dir: Option<String>,
     pub state_cache_mb: u64,
 }
@@ -46,6 +51,7 @@ impl Default for ProfileSettings {
             partitions: 6,
             event_ttl_ms: ONE_DAY_MS,
             max_events_per_profile: 5_000,
+            keep_event_fields: Vec::new(),
             max_event_bytes: 10 * 1024,
             max_record_bytes: 100 * 1024,
             registry_url: "http://127.0.0.1:8081".to_string(),

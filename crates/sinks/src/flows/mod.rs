@@ -37,7 +37,7 @@ pub enum SinksError {
 }
 
 /// The topics the stage writes (`partitions`: as many as `profile.updates`). The exports it
-/// reads are the segment stage's topic (`cdp_segment::run::topic_specs`).
+/// reads are the segment stage's topic (`cdp_engine::run::topic_specs`).
 pub fn topic_specs(topics: &Topics, partitions: i32) -> Vec<TopicSpec> {
     vec![
         TopicSpec {

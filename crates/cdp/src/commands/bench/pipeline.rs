@@ -13,7 +13,7 @@
 //!   membership topic (matched by `eventId`);
 //! - **timer lateness**: the `single-1` exits of those profiles (trigger `timer`), fire time
 //!   (`time`) minus due time (event timestamp + window); and the stage's own
-//!   `cdp_segment_timer_lateness_seconds` histogram over the same phase.
+//!   `cdp_engine_timer_lateness_seconds` histogram over the same phase.
 //!
 //! The lake stage is not started (it is not on the path to a membership, and it would compete
 //! for the disk and the two cores); control is not either (its Profile API follows the same
@@ -526,8 +526,6 @@ pub async fn run(config: Option<PathBuf>, args: PipelineBenchArgs) -> anyhow::Re
     config.validate.group_id = format!("{namespace}-validate");
     config.profile.group_prefix = format!("{namespace}-profile");
     config.profile.state_dir = Some(state_base.join("profile").display().to_string());
-    config.segment.group_id = format!("{namespace}-segment");
-    config.segment.state_dir = Some(state_base.join("segment").display().to_string());
     let kafka = config.kafka.clone();
     let topics = config.topics.clone();
     let broker = broker_pid(&kafka.bootstrap_servers);
@@ -545,7 +543,7 @@ pub async fn run(config: Option<PathBuf>, args: PipelineBenchArgs) -> anyhow::Re
         edge: true,
         validate: true,
         profile: true,
-        segment: true,
+        engine: true,
         ..cdp::Stages::NONE
     };
     let running = cdp::start(&config, stages)
@@ -744,7 +742,7 @@ pub async fn run(config: Option<PathBuf>, args: PipelineBenchArgs) -> anyhow::Re
         let per_tick = (args.rate / 100).max(1);
         let acks: Arc<Mutex<HashMap<u64, i64>>> = Arc::default();
         let sent_ts: Arc<Mutex<HashMap<u64, i64>>> = Arc::default();
-        let metric_before = histogram("cdp_segment_timer_lateness_seconds");
+        let metric_before = histogram("cdp_engine_timer_lateness_seconds");
         // One warm-up request (connections), not measured.
         post(
             &http,
@@ -811,7 +809,7 @@ pub async fn run(config: Option<PathBuf>, args: PipelineBenchArgs) -> anyhow::Re
         }
         // Timers due during the phase have fired and been recorded.
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let metric_after = histogram("cdp_segment_timer_lateness_seconds");
+        let metric_after = histogram("cdp_engine_timer_lateness_seconds");
         let acks = acks.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let sent_ts = sent_ts.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let window_ms = args.window_seconds as i64 * 1000;
@@ -899,7 +897,7 @@ pub async fn run(config: Option<PathBuf>, args: PipelineBenchArgs) -> anyhow::Re
     }
     if let Some((p99, p50, n)) = lateness_metric {
         println!(
-            "| `cdp_segment_timer_lateness_seconds` over the latency phase ({n:.0} timers) | p50 {}, p99 {} | | |",
+            "| `cdp_engine_timer_lateness_seconds` over the latency phase ({n:.0} timers) | p50 {}, p99 {} | | |",
             p50.unwrap_or_else(|| "-".into()),
             p99.unwrap_or_else(|| "-".into())
         );

@@ -694,10 +694,10 @@ fn transactions(before: &str, after: &str) -> Vec<String> {
         .collect()
 }
 
-/// A running profile pipeline (the three stages, in-process).
+/// A running profile pipeline (intake, identity and the engine, in-process).
 struct Pipeline {
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<(), cdp_profile::ProfileError>>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Pipeline {
@@ -715,7 +715,20 @@ impl Pipeline {
             view.clone(),
         );
         let task = tokio::spawn(async move {
-            cdp_profile::run(&kafka, &topics, &settings, view, stopped).await
+            let engine = cdp::config::engine_settings(&settings, &Default::default())?;
+            tokio::try_join!(
+                async {
+                    cdp_profile::run(&kafka, &topics, &settings, view.clone(), stopped.clone())
+                        .await
+                        .map_err(anyhow::Error::from)
+                },
+                async {
+                    cdp_engine::run(&kafka, &topics, &engine, view.clone(), stopped.clone())
+                        .await
+                        .map_err(anyhow::Error::from)
+                },
+            )?;
+            Ok(())
         });
         Pipeline { stop, task }
     }
@@ -870,43 +883,35 @@ struct Restored {
     journal: u64,
 }
 
-/// The live state of a sample of profiles: keys + values, by kind.
+/// The live state of a sample of profiles: keys + values.
 #[derive(Default)]
 struct Logical {
     profiles: usize,
-    meta: usize,
+    bytes: usize,
     events: usize,
-    event_bytes: usize,
-    fragment_bytes: usize,
 }
 
 impl Logical {
     fn per_profile(&self) -> f64 {
-        (self.meta + self.event_bytes + self.fragment_bytes) as f64 / self.profiles.max(1) as f64
+        self.bytes as f64 / self.profiles.max(1) as f64
     }
 }
 
 /// Sums the keys and values of the profiles whose id starts with `00` (1/256 of them), by the
-/// profile stage's key layout (crates/profile/src/profiles/keys.rs: `m<id>` → meta,
-/// `e<id>/<time>/<item>` → events, `f<id>/…` → fragments).
+/// engine's key layout (crates/engine/src/keys.rs: one record per profile,
+/// `p<org>\0<sandbox>\0<id>`).
 fn sample_logical(store: &StateStore, partition: i32, into: &mut Logical) -> anyhow::Result<()> {
-    for (key, value) in store.scan(partition, b"m00")? {
-        let id = &key[1..];
-        into.profiles += 1;
-        into.meta += key.len() + value.len();
-        for kind in [b'e', b'f'] {
-            let mut prefix = vec![kind];
-            prefix.extend_from_slice(id);
-            prefix.push(b'/');
-            for (k, v) in store.scan(partition, &prefix)? {
-                if kind == b'e' {
-                    into.events += 1;
-                    into.event_bytes += k.len() + v.len();
-                } else {
-                    into.fragment_bytes += k.len() + v.len();
-                }
-            }
+    for (key, value) in store.scan(partition, b"p")? {
+        let Some((_, _, id)) = cdp_engine::keys::parse_profile(&key) else {
+            continue;
+        };
+        if !id.starts_with("00") {
+            continue;
         }
+        into.profiles += 1;
+        into.bytes += key.len() + value.len();
+        let record = cdp_engine::record::ProfileRecord::decode(&value)?;
+        into.events += record.events.len();
     }
     Ok(())
 }
@@ -1060,6 +1065,11 @@ pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Res
         ..ProfileSettings::default()
     };
     ensure_topics(&kafka, &cdp_profile::run::topic_specs(&topics, &settings)).await?;
+    ensure_topics(
+        &kafka,
+        &cdp_engine::run::topic_specs(&topics, settings.partitions),
+    )
+    .await?;
     let started = Instant::now();
     produce_all(&kafka, &topics.events_valid(), total, |i| {
         let (key, value) = shape.event(i);
@@ -1184,7 +1194,7 @@ pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Res
 
     // Changelogs: records and approximate bytes.
     let (profile_records, profile_bytes) =
-        topic_size(&kafka, &topics.profile_changelog(), args.partitions, 2_000)?;
+        topic_size(&kafka, &topics.engine_changelog(), args.partitions, 2_000)?;
     let (identity_records, identity_bytes) =
         topic_size(&kafka, &topics.identity_changelog(), 1, 2_000)?;
     println!(
@@ -1232,7 +1242,7 @@ pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Res
     let mut logical = Logical::default();
     if !args.skip_restore {
         for (name, changelog, partitions) in [
-            ("profile", topics.profile_changelog(), args.partitions),
+            ("profile", topics.engine_changelog(), args.partitions),
             ("identity", topics.identity_changelog(), 1),
         ] {
             let dir = state_base.join(format!("restore-{name}"));
@@ -1266,17 +1276,10 @@ pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Res
             restored.push((name, parts));
         }
         println!(
-            "(f) live profile state (keys + values, uncompressed) of {} sampled profiles: {:.0} B/profile = meta {:.0} B + {:.1} events × {:.0} B{}",
+            "(f) live profile state (keys + values, uncompressed) of {} sampled profiles: {:.0} B/profile, {:.1} events each",
             logical.profiles,
             logical.per_profile(),
-            logical.meta as f64 / logical.profiles.max(1) as f64,
             logical.events as f64 / logical.profiles.max(1) as f64,
-            logical.event_bytes as f64 / logical.events.max(1) as f64,
-            if logical.fragment_bytes > 0 {
-                format!(" + fragments {:.0} B", logical.fragment_bytes as f64 / logical.profiles.max(1) as f64)
-            } else {
-                String::new()
-            }
         );
         // The stages again with an empty state directory: time until new events have their
         // updates (group joins, both restores, processing).
@@ -1392,11 +1395,10 @@ pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Res
     }
     if logical.profiles > 0 {
         println!(
-            "| (f) live profile state, keys + values uncompressed (sample of {}) | {:.0} B/profile ({:.1} events of {:.0} B) |",
+            "| (f) live profile state, keys + values uncompressed (sample of {}) | {:.0} B/profile ({:.1} events) |",
             logical.profiles,
             logical.per_profile(),
             logical.events as f64 / logical.profiles as f64,
-            logical.event_bytes as f64 / logical.events.max(1) as f64
         );
     }
     if let Some((allocated, _, _)) = state.get("identity") {

@@ -548,7 +548,7 @@ async fn namespace(base: &cdp::CdpConfig, label: &str) -> anyhow::Result<Namespa
     config.health.listen = "127.0.0.1:0".into();
     let topics = config.topics.clone();
     let mut specs = vec![cdp_catalog::topic_spec(&topics)];
-    specs.extend(cdp_segment::run::topic_specs(
+    specs.extend(cdp_engine::run::topic_specs(
         &topics,
         config.profile.partitions,
     ));

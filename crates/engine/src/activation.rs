@@ -1,5 +1,5 @@
 //! Activation: which profile changes a destination flow exports, and the exported document
-//! (seed 004's format). Decided here, in the segment stage, because it is the one place that
+//! (seed 004's format). Decided here, in the profile engine, because it is the one place that
 //! holds a profile's attributes, identities and memberships together at the moment one of them
 //! changes; the export is written in the same transaction as the membership change, so a flow
 //! sees every change exactly once. Delivery (at least once, per flow) is the sinks stage's.
@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cdp_catalog::CatalogView;
+use cdp_catalog::{CatalogState, CatalogView};
 use cdp_contract::records::{Identity, MembershipChange, Status};
 use chrono::{TimeZone, Utc};
 use serde_json::{Map, Value};
@@ -29,8 +29,7 @@ pub struct Activation {
 }
 
 /// The enabled flows of a sandbox that map at least one segment.
-pub fn activations(catalog: &CatalogView, org: &str, sandbox: &str) -> Vec<Activation> {
-    let state = catalog.read();
+pub fn activations_in(state: &CatalogState, org: &str, sandbox: &str) -> Vec<Activation> {
     let mut found: Vec<Activation> = state
         .flows
         .values()

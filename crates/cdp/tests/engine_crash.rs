@@ -1,5 +1,6 @@
-//! Memberships exactly once across a crash, with the segment stage as real `cdp segment`
-//! processes: the same profile updates go to two pipelines. One is served by one process that
+//! Memberships exactly once across a crash, with the profile engine as real `cdp engine`
+//! processes: the same identity-stage decisions (events on `profile.resolved`) go to two
+//! pipelines. One is served by one process that
 //! runs undisturbed; in the other the process is killed with SIGKILL mid-stream and restarted
 //! (same instance id: it fences its predecessor) only after exits by timer came due. Both end
 //! with the same membership changes: per profile and segment the same statuses, none twice,
@@ -20,7 +21,7 @@ use std::time::Duration;
 use cdp_catalog::{CatalogRecord, SegmentDefinition};
 use cdp_contract::clock::now_ms;
 use cdp_contract::records::{
-    Change, Identity, MembershipChange, ProfileUpdate, Status, StoredEvent, Trigger,
+    Identity, Item, ItemKind, MembershipChange, Resolved, Status, Trigger,
 };
 use cdp_contract::Topics;
 use cdp_control::{CatalogView, CatalogWriter};
@@ -121,9 +122,8 @@ fn expected_records() -> usize {
     expected().values().map(Vec::len).sum()
 }
 
-/// A profile update as the profile stage writes it for a new event of `kind` (timestamp:
-/// now), the profile's `seq`-th event: the key (profile id), the JSON value and the event's
-/// timestamp (epoch ms).
+/// The identity stage's decision for a new event of `kind` (timestamp: now), the profile's
+/// `seq`-th event: the key (profile id), the JSON value and the event's timestamp (epoch ms).
 fn update(profile: &str, seq: u32, kind: &str) -> (String, String, i64) {
     let now = chrono::Utc::now();
     let ts = now.timestamp_millis();
@@ -134,32 +134,29 @@ fn update(profile: &str, seq: u32, kind: &str) -> (String, String, i64) {
         "eventType": kind,
     });
     let crm = Identity::new("CRMID", format!("person-{profile}"));
-    let u = ProfileUpdate {
-        profile_id: profile.to_string(),
+    let item = Item {
+        kind: ItemKind::Event,
         org_id: ORG.into(),
         sandbox: SANDBOX.into(),
-        time_ms: ts,
-        change: Change::Event {
-            event: StoredEvent {
-                item_id,
-                dataset_id: DATASET.into(),
-                timestamp_ms: ts,
-                ingest_ms: ts,
-                owner: crm.clone(),
-                identities: vec![crm.clone()],
-                entity: serde_json::value::to_raw_value(&entity).expect("an entity"),
-            },
-        },
-        identities: vec![crm],
-        attributes: None,
-        removed_events: Vec::new(),
-        event_count: seq,
-        flagged: false,
+        dataset_id: DATASET.into(),
+        item_id,
+        timestamp_ms: ts,
+        ingest_ms: ts,
+        identities: Vec::new(),
         refused: Vec::new(),
+        owner: Some(crm.clone()),
+        transfer: None,
+        entity: serde_json::value::to_raw_value(&entity).expect("an entity"),
+    };
+    let r = Resolved::Item {
+        profile_id: profile.to_string(),
+        seq: u64::from(seq),
+        identities: (seq == 1).then(|| vec![crm]),
+        item: Box::new(item),
     };
     (
         profile.to_string(),
-        serde_json::to_string(&u).expect("a profile update"),
+        serde_json::to_string(&r).expect("a resolved item"),
         ts,
     )
 }
@@ -169,7 +166,7 @@ async fn pipeline(broker: &Broker, name: &str) -> Topics {
     let kafka = broker.kafka();
     let topics = Topics::new(unique_name(name));
     broker.create_pipeline_topics(&topics, 3).await;
-    broker.create_topic(&topics.profile_updates(), 3).await;
+    broker.create_topic(&topics.profile_resolved(), 3).await;
     let view = CatalogView::start(&kafka, &topics).expect("view");
     let writer = CatalogWriter::new(&kafka, &topics, view).expect("writer");
     let now = now_ms();
@@ -195,14 +192,14 @@ async fn pipeline(broker: &Broker, name: &str) -> Topics {
     topics
 }
 
-/// Writes profile updates (key, value) to profile.updates as the profile stage does.
+/// Writes decisions (key, value) to profile.resolved as the identity stage does.
 async fn produce(broker: &Broker, topics: &Topics, updates: &[(String, String, i64)]) {
     let producer: FutureProducer = broker
         .kafka()
-        .producer("updates", 30_000)
+        .producer("resolved", 30_000)
         .create()
         .expect("producer");
-    send_all(&producer, &topics.profile_updates(), updates).await;
+    send_all(&producer, &topics.profile_resolved(), updates).await;
 }
 
 async fn send_all(producer: &FutureProducer, topic: &str, updates: &[(String, String, i64)]) {
@@ -214,12 +211,12 @@ async fn send_all(producer: &FutureProducer, topic: &str, updates: &[(String, St
             )
             .await
             .map_err(|(e, _)| e)
-            .expect("profile update written");
+            .expect("decision written");
     });
     futures::future::join_all(sends).await;
 }
 
-/// The next events' updates of one pipeline: per profile, its event count so far.
+/// The next events' decisions of one pipeline: per profile, its event count so far.
 #[derive(Default)]
 struct Counts(BTreeMap<String, u32>);
 
@@ -231,34 +228,34 @@ impl Counts {
     }
 }
 
-fn segment_process(broker: &Broker, topics: &Topics, instance: &str, run: u32) -> ChildGuard {
+fn engine_process(broker: &Broker, topics: &Topics, instance: &str, run: u32) -> ChildGuard {
     let log = std::env::temp_dir().join(format!(
-        "cdp-segment-{}-{instance}-{run}.log",
+        "cdp-engine-{}-{instance}-{run}.log",
         topics.namespace
     ));
     let file = std::fs::File::create(&log).expect("log file");
-    let state = std::env::temp_dir().join(format!("cdp-segment-state-{}", topics.namespace));
+    let state = std::env::temp_dir().join(format!("cdp-engine-state-{}", topics.namespace));
     ChildGuard::spawn(
         Command::new(env!("CARGO_BIN_EXE_cdp"))
-            .arg("segment")
+            .arg("engine")
             .env("CDP_KAFKA__BOOTSTRAP_SERVERS", broker.bootstrap())
             .env("CDP_TOPICS__NAMESPACE", &topics.namespace)
             .env(
-                "CDP_SEGMENT__GROUP_ID",
-                format!("{}-segment", topics.namespace),
+                "CDP_PROFILE__GROUP_PREFIX",
+                format!("{}-profile", topics.namespace),
             )
-            .env("CDP_SEGMENT__INSTANCE_ID", instance)
-            .env("CDP_SEGMENT__STATE_DIR", state)
+            .env("CDP_PROFILE__INSTANCE_ID", instance)
+            .env("CDP_PROFILE__STATE_DIR", state)
             // Small transactions, so a kill lands with many behind it and one open.
-            .env("CDP_SEGMENT__MAX_BATCH", "20")
-            .env("CDP_SEGMENT__MAX_TRANSACTION_RECORDS", "20")
+            .env("CDP_PROFILE__MAX_BATCH", "20")
+            .env("CDP_PROFILE__MAX_TRANSACTION_RECORDS", "20")
             .env("CDP_HEALTH__LISTEN", "127.0.0.1:0")
             .env("CDP_PROFILE__PARTITIONS", "3")
-            .env("RUST_LOG", "warn,cdp_segment=info,cdp_stage=info")
+            .env("RUST_LOG", "warn,cdp_engine=info,cdp_stage=info")
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log file"))
             .stderr(file),
-        "cdp segment",
+        "cdp engine",
     )
 }
 
@@ -348,7 +345,7 @@ async fn lineage(broker: &Broker, topics: &Topics, profile: &str) -> String {
         topics.profile_updates(),
         topics.segment_membership_json(),
         topics.segment_membership(),
-        topics.segment_changelog(),
+        topics.engine_changelog(),
     ] {
         let records = broker
             .read_committed_settle(&topic, usize::MAX, Duration::from_secs(3), Duration::ZERO)
@@ -409,19 +406,19 @@ fn json_watermarks(broker: &Broker, topics: &Topics) -> i64 {
 // About one run in five lands the kill in such a transaction (the restarted process logs
 // "not sent again"). Against another broker: CDP_TEST_BOOTSTRAP; see docs/TESTING.md.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_segment_stage_emits_every_change_once_and_misses_no_exit() {
+async fn a_killed_engine_emits_every_change_once_and_misses_no_exit() {
     cdp_contract::telemetry::init_for_tests();
     let started = std::time::Instant::now();
     let broker = Broker::start();
-    let reference = pipeline(&broker, "segment-ref").await;
-    let crashing = pipeline(&broker, "segment-crash").await;
+    let reference = pipeline(&broker, "engine-ref").await;
+    let crashing = pipeline(&broker, "engine-crash").await;
     let (mut ref_counts, mut crash_counts) = (Counts::default(), Counts::default());
     let expected = expected();
     let total = expected_records();
     let c_members = (0..PROFILES).filter(|p| has_c(*p)).count();
 
-    let _undisturbed = segment_process(&broker, &reference, "ref", 1);
-    let mut first = segment_process(&broker, &crashing, "crash", 1);
+    let _undisturbed = engine_process(&broker, &reference, "ref", 1);
+    let mut first = engine_process(&broker, &crashing, "crash", 1);
 
     // Both consuming before the stream starts: "recent-c" entries must come within the window.
     produce(&broker, &reference, &[ref_counts.next(WARM_UP, "a")]).await;
@@ -508,10 +505,10 @@ async fn a_killed_segment_stage_emits_every_change_once_and_misses_no_exit() {
     // A task of its own: the watermark polls below block their thread.
     let producer: FutureProducer = broker
         .kafka()
-        .producer("updates", 30_000)
+        .producer("resolved", 30_000)
         .create()
         .expect("producer");
-    let topic = crashing.profile_updates();
+    let topic = crashing.profile_resolved();
     let feeding = tokio::spawn(async move {
         for chunk in stream.chunks(150) {
             let updates: Vec<_> = chunk
@@ -541,7 +538,7 @@ async fn a_killed_segment_stage_emits_every_change_once_and_misses_no_exit() {
     assert_eq!(
         status.signal(),
         Some(9),
-        "the segment process ran until SIGKILL ({status})"
+        "the engine process ran until SIGKILL ({status})"
     );
     let at_kill = memberships(
         &broker,
@@ -572,7 +569,7 @@ async fn a_killed_segment_stage_emits_every_change_once_and_misses_no_exit() {
     let wait = (last_due + 500 - now_ms()).max(0) as u64;
     tokio::time::sleep(Duration::from_millis(wait)).await;
     let restarted_ms = now_ms();
-    let _second = segment_process(&broker, &crashing, "crash", 2);
+    let _second = engine_process(&broker, &crashing, "crash", 2);
 
     // Both runs complete, past the window (every exit due), then a little longer for extras;
     // what is missing then shows in the comparisons below.
@@ -609,7 +606,7 @@ async fn a_killed_segment_stage_emits_every_change_once_and_misses_no_exit() {
             .filter(|r| r.key.as_deref() == Some(profile))
             .count()
     };
-    let logs = std::env::temp_dir().join(format!("cdp-segment-{}-*.log", crashing.namespace));
+    let logs = std::env::temp_dir().join(format!("cdp-engine-{}-*.log", crashing.namespace));
     let wrong = differences(&expected, &ref_seqs);
     assert!(
         wrong.is_empty(),
@@ -662,7 +659,7 @@ async fn a_killed_segment_stage_emits_every_change_once_and_misses_no_exit() {
         .count();
     assert_eq!(
         while_down, c_members,
-        "every recent-c exit came due while the stage was down and was written after its restart"
+        "every recent-c exit came due while the engine was down and was written after its restart"
     );
 
     // The same number of records on the Avro topic as on the JSON one.
@@ -679,7 +676,7 @@ async fn a_killed_segment_stage_emits_every_change_once_and_misses_no_exit() {
     }
     let by_timer = exits.iter().filter(|c| c.trigger == Trigger::Timer).count();
     eprintln!(
-        "segment_crash: consuming after {warm:.1?}; killed with {at_kill} of {total} records \
+        "engine_crash: consuming after {warm:.1?}; killed with {at_kill} of {total} records \
          written; down {} ms; {while_down} exits came due while down ({by_timer} written by \
          timer); done in {:.1?}",
         restarted_ms - killed_ms,
