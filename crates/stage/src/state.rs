@@ -3,8 +3,10 @@
 //! partition). The store is only a cache of the changelog: it is wiped when the stage starts,
 //! each input partition gets its own keyspace, filled from its changelog (in write batches)
 //! when the partition is assigned, and deleted when the partition is revoked or must be
-//! restored again. Resident memory is the store's block cache (`state_cache_mb`) plus a write
-//! buffer (8 MiB) per partition, however many keys there are. Timers stay in memory.
+//! restored again. Timers are on disk too, in a keyspace of their own per partition indexed by
+//! key and by due time, so a million profiles with a timer each cost no memory. Resident memory
+//! is the store's block cache (`state_cache_mb`) plus the write buffers of the partitions held,
+//! however many keys and timers there are. Every level of the store is LZ4-compressed.
 //!
 //! Changes are written to the changelog in the same transaction as the outputs they go with,
 //! and to the store in one write batch when the batch they come from succeeded (nothing is
@@ -27,7 +29,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use fjall::config::CompressionPolicy;
+use fjall::{CompressionType, Database, Keyspace, KeyspaceCreateOptions};
 use rdkafka::message::{Message, OwnedHeaders};
 
 use crate::processor::{Cause, Output, Timer};
@@ -40,6 +43,78 @@ const TIMER: u8 = b't';
 pub const MAX_KEY: usize = u16::MAX as usize;
 /// Each partition's write buffer (memtable): written to disk once full.
 const WRITE_BUFFER: u64 = 8 << 20;
+/// The write buffer of a partition's timers (small: a due time per key).
+const TIMER_WRITE_BUFFER: u64 = 2 << 20;
+
+/// In a partition's timer keyspace: `k` + key → its due time (8 bytes, big-endian), and
+/// `d` + due time + key → nothing, so the due timers are the first keys of `d`.
+fn timer_by_key(key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + key.len());
+    k.push(b'k');
+    k.extend_from_slice(key);
+    k
+}
+
+fn timer_by_due(due: i64, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9 + key.len());
+    k.push(b'd');
+    // Due times before 1970 sort first, as if due at 0.
+    k.extend_from_slice(&(due.max(0) as u64).to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+fn read_due(value: &[u8]) -> Option<i64> {
+    <[u8; 8]>::try_from(value).ok().map(i64::from_be_bytes)
+}
+
+/// Keyspace options: LZ4 on every level (fjall's default leaves the first two uncompressed,
+/// which is where most of a stage's state sits).
+fn keyspace_options(write_buffer: u64) -> KeyspaceCreateOptions {
+    KeyspaceCreateOptions::default()
+        .max_memtable_size(write_buffer)
+        .data_block_compression_policy(CompressionPolicy::all(CompressionType::Lz4))
+        .index_block_compression_policy(CompressionPolicy::all(CompressionType::Lz4))
+}
+
+/// Writes a timer change into `batch`: the old due time (if any) leaves the index.
+fn put_timer(
+    batch: &mut fjall::OwnedWriteBatch,
+    timers: &Keyspace,
+    key: &[u8],
+    due: Option<i64>,
+) -> Result<(), StateError> {
+    let by_key = timer_by_key(key);
+    if let Some(old) = timers
+        .get(&by_key)
+        .map_err(StateError::store("read a timer"))?
+        .and_then(|v| read_due(&v))
+    {
+        batch.remove(timers, timer_by_due(old, key));
+    }
+    match due {
+        Some(at) => {
+            batch.insert(timers, by_key, at.to_be_bytes());
+            batch.insert(timers, timer_by_due(at, key), []);
+        }
+        None => batch.remove(timers, by_key),
+    }
+    Ok(())
+}
+
+/// The earliest due time of a partition's timers.
+fn earliest(timers: &Keyspace) -> Result<Option<i64>, StateError> {
+    match timers.prefix(b"d").next() {
+        None => Ok(None),
+        Some(kv) => {
+            let key = kv.key().map_err(StateError::store("read the timers"))?;
+            Ok(key
+                .get(1..9)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(|b| u64::from_be_bytes(b) as i64))
+        }
+    }
+}
 /// A restore writes the changelog into the store in batches of this many keys, or bytes.
 const LOAD_BATCH: usize = 5_000;
 const LOAD_BATCH_BYTES: usize = 4 << 20;
@@ -137,10 +212,12 @@ impl Overlay {
     }
 }
 
-/// One input partition's state: its keyspace in the store, and its timers.
+/// One input partition's state: its keyspaces in the store (values, timers).
 pub struct PartitionState {
     values: Keyspace,
-    timers: HashMap<Vec<u8>, i64>,
+    timers: Keyspace,
+    /// The earliest due time of its timers.
+    earliest: Option<i64>,
     records: usize,
     skipped: usize,
     /// The changelog partition's end when it was read.
@@ -202,7 +279,9 @@ pub struct Loader {
     /// The next write batch; later records of a key replace earlier ones (`None` deletes).
     pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     pending_bytes: usize,
-    timers: HashMap<Vec<u8>, i64>,
+    timers: Keyspace,
+    /// Timer changes of the next write batch (`None` cancels).
+    pending_timers: BTreeMap<Vec<u8>, Option<i64>>,
     records: usize,
     skipped: usize,
     /// Which records are applied (all unless [`Self::keep`] says otherwise).
@@ -250,20 +329,26 @@ impl Loader {
                     }
                 }
             }
-            (TIMER, Some(v)) => {
-                if let Ok(bytes) = <[u8; 8]>::try_from(v) {
-                    self.timers.insert(key.to_vec(), i64::from_be_bytes(bytes));
+            (TIMER, value) => {
+                let due = value.and_then(read_due);
+                if value.is_some() && due.is_none() {
+                    return;
                 }
-            }
-            (TIMER, None) => {
-                self.timers.remove(key);
+                self.pending_bytes += key.len() + 8;
+                self.pending_timers.insert(key.to_vec(), due);
+                if self.pending_timers.len() >= LOAD_BATCH || self.pending_bytes >= LOAD_BATCH_BYTES
+                {
+                    if let Err(e) = self.flush() {
+                        self.failed = Some(e);
+                    }
+                }
             }
             _ => {}
         }
     }
 
     fn flush(&mut self) -> Result<(), StateError> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.pending_timers.is_empty() {
             return Ok(());
         }
         let mut batch = self.db.batch().durability(None);
@@ -272,6 +357,9 @@ impl Loader {
                 Some(v) => batch.insert(&self.values, key, v),
                 None => batch.remove(&self.values, key),
             }
+        }
+        for (key, due) in std::mem::take(&mut self.pending_timers) {
+            put_timer(&mut batch, &self.timers, &key, due)?;
         }
         self.pending_bytes = 0;
         batch.commit().map_err(StateError::store("restore"))
@@ -287,19 +375,29 @@ impl Loader {
             self.discard();
             return Err(e);
         }
+        let earliest = match earliest(&self.timers) {
+            Ok(e) => e,
+            Err(e) => {
+                self.discard();
+                return Err(e);
+            }
+        };
         Ok(PartitionState {
             values: self.values,
             timers: self.timers,
+            earliest,
             records: self.records,
             skipped: self.skipped,
             end: 0,
         })
     }
 
-    /// Gives up: the keyspace is deleted.
+    /// Gives up: the keyspaces are deleted.
     pub fn discard(self) {
-        if let Err(e) = self.db.delete_keyspace(self.values) {
-            tracing::warn!(partition = self.partition, error = %e, "cannot delete a state keyspace; its disk space is freed when the stage stops");
+        for keyspace in [self.values, self.timers] {
+            if let Err(e) = self.db.delete_keyspace(keyspace) {
+                tracing::warn!(partition = self.partition, error = %e, "cannot delete a state keyspace; its disk space is freed when the stage stops");
+            }
         }
     }
 }
@@ -310,7 +408,6 @@ pub struct StateStore {
     dir: PathBuf,
     db: Database,
     parts: HashMap<i32, PartitionState>,
-    due: BTreeSet<(i64, i32, Vec<u8>)>,
     /// Keyspaces get new names, so a partition dropped and restored never meets its old files.
     next_keyspace: u64,
 }
@@ -345,7 +442,6 @@ impl StateStore {
             dir: dir.to_path_buf(),
             db,
             parts: HashMap::new(),
-            due: BTreeSet::new(),
             next_keyspace: 0,
         })
     }
@@ -366,14 +462,18 @@ impl StateStore {
         self.parts.keys().copied().collect()
     }
 
-    /// A fresh keyspace for restoring `partition` from its changelog.
+    /// Fresh keyspaces for restoring `partition` from its changelog.
     pub fn loader(&mut self, partition: i32) -> Result<Loader, StateError> {
         self.next_keyspace += 1;
         let name = format!("p{partition}.{}", self.next_keyspace);
         let values = self
             .db
-            .keyspace(&name, || {
-                KeyspaceCreateOptions::default().max_memtable_size(WRITE_BUFFER)
+            .keyspace(&name, || keyspace_options(WRITE_BUFFER))
+            .map_err(StateError::store("create a keyspace"))?;
+        let timers = self
+            .db
+            .keyspace(&format!("{name}.t"), || {
+                keyspace_options(TIMER_WRITE_BUFFER)
             })
             .map_err(StateError::store("create a keyspace"))?;
         Ok(Loader {
@@ -382,7 +482,8 @@ impl StateStore {
             values,
             pending: BTreeMap::new(),
             pending_bytes: 0,
-            timers: HashMap::new(),
+            timers,
+            pending_timers: BTreeMap::new(),
             records: 0,
             skipped: 0,
             rule: RestoreRule::all(),
@@ -392,20 +493,16 @@ impl StateStore {
 
     pub fn install(&mut self, partition: i32, state: PartitionState) {
         self.drop_partition(partition);
-        for (key, due) in &state.timers {
-            self.due.insert((*due, partition, key.clone()));
-        }
         self.parts.insert(partition, state);
     }
 
-    /// Forgets a partition (revoked, or to be restored again): its keyspace is deleted.
+    /// Forgets a partition (revoked, or to be restored again): its keyspaces are deleted.
     pub fn drop_partition(&mut self, partition: i32) {
         if let Some(old) = self.parts.remove(&partition) {
-            for (key, due) in old.timers {
-                self.due.remove(&(due, partition, key));
-            }
-            if let Err(e) = self.db.delete_keyspace(old.values) {
-                tracing::warn!(partition, error = %e, "cannot delete a state keyspace; its disk space is freed when the stage stops");
+            for keyspace in [old.values, old.timers] {
+                if let Err(e) = self.db.delete_keyspace(keyspace) {
+                    tracing::warn!(partition, error = %e, "cannot delete a state keyspace; its disk space is freed when the stage stops");
+                }
             }
         }
     }
@@ -472,29 +569,58 @@ impl StateStore {
         Ok(out)
     }
 
+    /// The due time of `key`'s timer (a read that fails counts as no timer: the processor
+    /// then sets it again).
     pub fn timer(&self, partition: i32, key: &[u8]) -> Option<i64> {
-        self.parts
-            .get(&partition)
-            .and_then(|p| p.timers.get(key))
-            .copied()
+        let part = self.parts.get(&partition)?;
+        match part.timers.get(timer_by_key(key)) {
+            Ok(v) => v.and_then(|v| read_due(&v)),
+            Err(e) => {
+                tracing::warn!(partition, error = %e, "cannot read a timer");
+                None
+            }
+        }
     }
 
     /// The earliest timer.
     pub fn next_due(&self) -> Option<i64> {
-        self.due.first().map(|(at, _, _)| *at)
+        self.parts.values().filter_map(|p| p.earliest).min()
     }
 
     /// The timers due at `now_ms`, in order.
     pub fn due(&self, now_ms: i64) -> Vec<Timer> {
-        self.due
-            .iter()
-            .take_while(|(at, _, _)| *at <= now_ms)
-            .map(|(at, partition, key)| Timer {
-                partition: *partition,
-                key: key.clone(),
-                due_ms: *at,
-            })
-            .collect()
+        let mut out = Vec::new();
+        for (&partition, part) in &self.parts {
+            if part.earliest.is_none_or(|e| e > now_ms) {
+                continue;
+            }
+            for kv in part.timers.prefix(b"d") {
+                let key = match kv.key() {
+                    Ok(k) => k,
+                    Err(e) => {
+                        tracing::warn!(partition, error = %e, "cannot read the timers");
+                        break;
+                    }
+                };
+                let Some(at) = key
+                    .get(1..9)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(|b| u64::from_be_bytes(b) as i64)
+                else {
+                    continue;
+                };
+                if at > now_ms {
+                    break;
+                }
+                out.push(Timer {
+                    partition,
+                    key: key[9..].to_vec(),
+                    due_ms: at,
+                });
+            }
+        }
+        out.sort_by(|a, b| (a.due_ms, a.partition, &a.key).cmp(&(b.due_ms, b.partition, &b.key)));
+        out
     }
 
     /// Applies a successful batch's changes, the values in one write batch; returns the
@@ -518,20 +644,21 @@ impl StateStore {
             }
             records.push((cause, self.record(partition, VALUE, &key, value)));
         }
-        batch.commit().map_err(StateError::store("write"))?;
+        let mut touched = BTreeSet::new();
         for ((partition, key), (cause, due)) in overlay.timers {
-            let Some(part) = self.parts.get_mut(&partition) else {
+            let Some(part) = self.parts.get(&partition) else {
                 continue;
             };
-            if let Some(old) = part.timers.remove(&key) {
-                self.due.remove(&(old, partition, key.clone()));
-            }
-            if let Some(at) = due {
-                part.timers.insert(key.clone(), at);
-                self.due.insert((at, partition, key.clone()));
-            }
+            put_timer(&mut batch, &part.timers, &key, due)?;
+            touched.insert(partition);
             let value = due.map(|at| at.to_be_bytes().to_vec());
             records.push((cause, self.record(partition, TIMER, &key, value)));
+        }
+        batch.commit().map_err(StateError::store("write"))?;
+        for partition in touched {
+            if let Some(part) = self.parts.get_mut(&partition) {
+                part.earliest = earliest(&part.timers)?;
+            }
         }
         Ok(records)
     }
@@ -755,6 +882,60 @@ mod tests {
             ctx.scan(0, b"user/").expect("scan")[0].0,
             b"user/b".to_vec()
         );
+    }
+
+    #[test]
+    fn timers_are_indexed_on_disk_by_due_time_and_replaced_without_leftovers() {
+        let mut store = store("timers");
+        empty(&mut store, 0);
+        empty(&mut store, 1);
+        let set = |store: &mut StateStore, changes: &[(i32, &str, Option<i64>)]| {
+            let mut overlay = Overlay::default();
+            for (p, k, due) in changes {
+                overlay
+                    .timers
+                    .insert((*p, k.as_bytes().to_vec()), (Cause::Timer(*p), *due));
+            }
+            store.apply(overlay).expect("apply");
+        };
+        set(
+            &mut store,
+            &[(0, "a", Some(30)), (0, "b", Some(10)), (1, "c", Some(20))],
+        );
+        assert_eq!(store.next_due(), Some(10));
+        // Moved later, moved earlier, cancelled: the old due times leave the index.
+        set(
+            &mut store,
+            &[(0, "b", Some(40)), (1, "c", Some(5)), (0, "a", None)],
+        );
+        assert_eq!(store.timer(0, b"a"), None);
+        assert_eq!(store.timer(0, b"b"), Some(40));
+        let due: Vec<(i32, Vec<u8>, i64)> = store
+            .due(100)
+            .into_iter()
+            .map(|t| (t.partition, t.key, t.due_ms))
+            .collect();
+        assert_eq!(due, vec![(1, b"c".to_vec(), 5), (0, b"b".to_vec(), 40)]);
+        assert!(store.due(4).is_empty());
+        // A restore of the same changelog records gives the same timers.
+        let mut loader = store.loader(2).expect("loader");
+        for (k, due) in [
+            ("x", Some(7i64)),
+            ("y", Some(3)),
+            ("x", Some(9)),
+            ("y", None),
+        ] {
+            let key = [b"t", k.as_bytes()].concat();
+            let value = due.map(|d| d.to_be_bytes().to_vec());
+            loader.record(Some(&key), value.as_deref(), None, 0);
+        }
+        store.install(2, loader.finish().expect("load"));
+        assert_eq!(store.timer(2, b"x"), Some(9));
+        assert_eq!(store.timer(2, b"y"), None);
+        assert_eq!(store.next_due(), Some(5));
+        store.drop_partition(1);
+        assert_eq!(store.next_due(), Some(9));
+        assert_eq!(store.due(9).len(), 1);
     }
 
     #[test]
