@@ -62,6 +62,8 @@ impl Pipeline {
         config.profile.group_prefix = format!("{namespace}-profile");
         config.profile.instance_id = Some("e2e".into());
         config.profile.partitions = 3;
+        // The profile stages' query API: a free port per process.
+        config.profile.query_listen = "127.0.0.1:0".into();
         // A known port, so the lake can decode Avro values through control's registry.
         let control_port = cdp_test_support::free_port();
         config.control.listen = format!("127.0.0.1:{control_port}");

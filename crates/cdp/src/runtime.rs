@@ -9,9 +9,11 @@ use axum::Router;
 use cdp_catalog::tokens::Tokens;
 use cdp_catalog::{CatalogError, WriteError};
 use cdp_catalog::{CatalogView, CatalogWriter};
-use cdp_contract::admin::{ensure_topics, AdminError, TopicSpec};
+use cdp_contract::admin::{ensure_topics, partition_count, AdminError, TopicSpec};
+use cdp_contract::endpoints::{advertise, Advertised};
 use cdp_control::http::ControlState;
 use cdp_edge::EdgeState;
+use cdp_stage::StateReader;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -35,7 +37,7 @@ pub enum StartError {
     #[error(transparent)]
     Registry(#[from] cdp_registry::RegistryError),
     #[error(transparent)]
-    ProfileView(#[from] cdp_control::profiles::ProfileViewError),
+    Lookups(#[from] cdp_control::profiles::LookupsError),
     #[error("control.secret_key (CDP_CONTROL__SECRET_KEY): {0}")]
     SecretKey(#[from] cdp_catalog::SecretError),
     #[error("cannot follow the flow statuses: {0}")]
@@ -126,6 +128,8 @@ pub struct Running {
     pub control_addr: Option<SocketAddr>,
     /// `/healthz`, `/readyz` and `/metrics` of the consumer stages (validate, lake).
     pub health_addr: Option<SocketAddr>,
+    /// The query API of the identity stage and the engine (internal; control asks it).
+    pub query_addr: Option<SocketAddr>,
     pub catalog: CatalogView,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -179,17 +183,24 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             });
         }
     }
-    if stages.profile || stages.control || stages.engine {
-        // Control's Identity API reads identity.graph; the engine reads profile.resolved.
+    if stages.profile || stages.engine {
+        // The engine reads profile.resolved.
         specs.extend(cdp_profile::run::topic_specs(topics, &config.profile));
     }
-    if stages.engine || stages.control || stages.sinks {
-        // Control's Profile API reads profile.updates and segment.membership.json; the sinks
-        // read segment.exports.
+    if stages.engine || stages.sinks {
+        // The sinks read segment.exports.
         specs.extend(cdp_engine::run::topic_specs(
             topics,
             config.profile.partitions,
         ));
+    }
+    if stages.control || stages.profile || stages.engine {
+        // Control finds the instances that hold profiles and the identity graph there.
+        specs.push(TopicSpec {
+            name: topics.endpoints(),
+            partitions: 1,
+            compacted: true,
+        });
     }
     if stages.sinks || stages.control {
         // Control's flow runs read sinks.status.
@@ -207,6 +218,7 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         edge_addr: None,
         control_addr: None,
         health_addr: None,
+        query_addr: None,
         catalog: catalog.clone(),
         shutdown,
         tasks: Vec::new(),
@@ -242,7 +254,9 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         .await?;
         let admin_token: Arc<str> = Arc::from(config.control.admin_token.as_str());
         // …and for profiles and identity graphs.
-        let profiles = cdp_control::profiles::ProfileView::start(&config.kafka, topics).await?;
+        let profiles =
+            cdp_control::profiles::Lookups::start(&config.kafka, topics, admin_token.clone())
+                .await?;
         let router = cdp_control::http::router(ControlState {
             view: catalog.clone(),
             writer,
@@ -355,6 +369,22 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             }
         }));
     }
+    // The identity stage and the engine answer queries where their state lives.
+    let (identity_reader, engine_reader) = (
+        stages.profile.then(StateReader::new),
+        stages.engine.then(StateReader::new),
+    );
+    if stages.profile || stages.engine {
+        let addr = serve_queries(
+            config,
+            identity_reader.clone(),
+            engine_reader.clone(),
+            &shutdown_rx,
+            &mut running,
+        )
+        .await?;
+        running.query_addr = Some(addr);
+    }
     if stages.profile {
         let (kafka, topics, settings) = (
             config.kafka.clone(),
@@ -363,7 +393,9 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         );
         let (view, stop) = (catalog.clone(), shutdown_rx.clone());
         running.tasks.push(tokio::spawn(async move {
-            if let Err(e) = cdp_profile::run(&kafka, &topics, &settings, view, stop).await {
+            if let Err(e) =
+                cdp_profile::run(&kafka, &topics, &settings, view, identity_reader, stop).await
+            {
                 tracing::error!(error = %e, "intake and identity stages stopped");
             }
         }));
@@ -373,7 +405,9 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         let (kafka, topics) = (config.kafka.clone(), config.topics.clone());
         let (view, stop) = (catalog.clone(), shutdown_rx.clone());
         running.tasks.push(tokio::spawn(async move {
-            if let Err(e) = cdp_engine::run(&kafka, &topics, &settings, view, stop).await {
+            if let Err(e) =
+                cdp_engine::run(&kafka, &topics, &settings, view, engine_reader, stop).await
+            {
                 tracing::error!(error = %e, "profile engine stopped");
             }
         }));
@@ -398,6 +432,75 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         }));
     }
     Ok(running)
+}
+
+/// Serves the query APIs of the identity stage and the engine on `profile.query_listen`, and
+/// advertises on `<ns>.endpoints` which partitions each holds there.
+async fn serve_queries(
+    config: &CdpConfig,
+    identity: Option<StateReader>,
+    engine: Option<StateReader>,
+    shutdown: &watch::Receiver<bool>,
+    running: &mut Running,
+) -> Result<SocketAddr, StartError> {
+    let topics = &config.topics;
+    let token: Arc<str> = Arc::from(config.control.admin_token.as_str());
+    let engine_partitions = match &engine {
+        Some(_) => partition_count(&config.kafka, &topics.profile_resolved()).await?,
+        None => 0,
+    };
+    let mut router = Router::new();
+    if let Some(reader) = &identity {
+        router = router.merge(cdp_profile::identity::query::router(
+            reader.clone(),
+            token.clone(),
+        ));
+    }
+    if let Some(reader) = &engine {
+        router = router.merge(cdp_engine::query::router(
+            cdp_engine::query::QueryState {
+                reader: reader.clone(),
+                partitions: engine_partitions,
+            },
+            token,
+        ));
+    }
+    let (addr, task) = serve(
+        "queries",
+        &config.profile.query_listen,
+        router,
+        shutdown.clone(),
+    )
+    .await?;
+    running.tasks.push(task);
+    let url = match &config.profile.query_url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None if addr.ip().is_unspecified() => {
+            tracing::warn!(address = %addr, "profile.query_listen is a wildcard address and profile.query_url is not set: control may not reach this instance's queries");
+            format!("http://{addr}")
+        }
+        None => format!("http://{addr}"),
+    };
+    let instance = cdp_stage::instance_id(config.profile.instance_id.as_deref())?;
+    for (stage, reader, partition_count) in [
+        ("identity", identity, 1),
+        ("engine", engine, engine_partitions),
+    ] {
+        let Some(reader) = reader else {
+            continue;
+        };
+        let me = Advertised {
+            stage: stage.to_string(),
+            instance: instance.clone(),
+            url: url.clone(),
+            partition_count,
+        };
+        let (kafka, topic, stop) = (config.kafka.clone(), topics.endpoints(), shutdown.clone());
+        running.tasks.push(tokio::spawn(async move {
+            advertise(&kafka, &topic, me, reader.watch(), stop).await;
+        }));
+    }
+    Ok(addr)
 }
 
 async fn serve(

@@ -153,6 +153,7 @@ fn profile_process(broker: &Broker, topics: &Topics, instance: &str, run: u32) -
             .env("CDP_PROFILE__MAX_BATCH", "20")
             .env("CDP_PROFILE__MAX_TRANSACTION_RECORDS", "20")
             .env("CDP_HEALTH__LISTEN", "127.0.0.1:0")
+            .env("CDP_PROFILE__QUERY_LISTEN", "127.0.0.1:0")
             .env("CDP_VALIDATE__PARTITIONS", "3")
             .env("CDP_EDGE__RAW_PARTITIONS", "3")
             .env("RUST_LOG", "warn,cdp_profile=info,cdp_stage=info")

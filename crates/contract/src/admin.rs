@@ -32,6 +32,39 @@ pub enum AdminError {
         topic: String,
         code: RDKafkaErrorCode,
     },
+    #[error("cannot read the partitions of {topic}: {source}")]
+    Metadata {
+        topic: String,
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("the topic {topic} does not exist")]
+    MissingTopic { topic: String },
+    #[error("the partition lookup of {topic} did not finish")]
+    Lookup { topic: String },
+}
+
+/// How many partitions `topic` has (it must exist): a metadata request off the async threads.
+pub async fn partition_count(settings: &KafkaSettings, topic: &str) -> Result<i32, AdminError> {
+    let client: rdkafka::consumer::BaseConsumer = settings
+        .admin("cdp-metadata")
+        .create()
+        .map_err(AdminError::Client)?;
+    let name = topic.to_string();
+    let found = tokio::task::spawn_blocking(move || partitions_of(&client, &name))
+        .await
+        .map_err(|_| AdminError::Lookup {
+            topic: topic.to_string(),
+        })?
+        .map_err(|source| AdminError::Metadata {
+            topic: topic.to_string(),
+            source,
+        })?;
+    if found.is_empty() {
+        return Err(AdminError::MissingTopic {
+            topic: topic.to_string(),
+        });
+    }
+    Ok(found.len() as i32)
 }
 
 /// Creates the topics that do not exist yet; existing topics are left as they are.

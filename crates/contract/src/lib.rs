@@ -11,11 +11,13 @@
 pub mod admin;
 pub mod clock;
 pub mod config;
+pub mod endpoints;
 pub mod envelope;
 pub mod flow_run;
 pub mod follower;
 pub mod identity;
 pub mod kafka;
+pub mod partition;
 pub mod prometheus;
 pub mod quarantine;
 pub mod records;

@@ -123,6 +123,12 @@ impl Topics {
         self.name("sinks.deadletter")
     }
 
+    /// Compacted, one partition, keyed by `<stage>/<instance>`: which input partitions each
+    /// instance of a queryable stage (engine, identity) holds and where its query API is.
+    pub fn endpoints(&self) -> String {
+        self.name("endpoints")
+    }
+
     /// Recovery checkpoints of the intake, identity and engine stages.
     pub fn checkpoints(&self, stage: &str) -> String {
         self.name(&format!("{stage}.checkpoints"))

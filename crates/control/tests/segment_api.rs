@@ -1,26 +1,20 @@
 //! `/segment/definitions` against a real broker: XDM schemas written to the catalog (so paths
-//! are checked), definitions created, classified, listed, changed and deleted over HTTP, and one
-//! explained on a profile of the profile view.
+//! are checked), definitions created, classified, listed, changed and deleted over HTTP.
+//! (`explain` on a real profile is in the end-to-end tests, tests/e2e/explain.rs: the profile
+//! is read where the engine holds it.)
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use cdp_contract::admin::{ensure_topics, TopicSpec};
-use cdp_contract::records::{
-    Change, Fragment, GraphRecord, Identity, MembershipChange, ProfileUpdate, Status, StoredEvent,
-    Trigger,
-};
-use cdp_contract::{KafkaSettings, Topics};
-use cdp_control::profiles::ProfileView;
+use cdp_contract::Topics;
+use cdp_control::profiles::Lookups;
 use cdp_control::segments::{router, SegmentApi};
 use cdp_control::{CatalogView, CatalogWriter};
-use cdp_test_support::{eventually, unique_name, Broker, XdmFixture};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use cdp_test_support::{unique_name, Broker, XdmFixture};
 use serde_json::{json, Value};
 
 const ADMIN: &str = "test-admin-token";
 const ORG: &str = "ACME@AdobeOrg";
-const WAIT: Duration = Duration::from_secs(20);
 const PROFILE: &str = "_xdm.context.profile";
 const PATH: &str = "/segment/definitions";
 
@@ -33,11 +27,8 @@ const IGNORING_YEAR: &str = "person.birthDate occurs today ignoring year";
 /// the segment API on a loopback port.
 struct Harness {
     _broker: Broker,
-    kafka: KafkaSettings,
-    topics: Topics,
     base: String,
     http: reqwest::Client,
-    profiles: ProfileView,
 }
 
 impl Harness {
@@ -45,18 +36,15 @@ impl Harness {
         let broker = Broker::start();
         let kafka = broker.kafka();
         let topics = Topics::new(unique_name("segment-api"));
-        let spec = |name: String, partitions| TopicSpec {
-            name,
-            partitions,
-            compacted: false,
-        };
         ensure_topics(
             &kafka,
             &[
                 cdp_catalog::topic_spec(&topics),
-                spec(topics.profile_updates(), 1),
-                spec(topics.identity_graph(), 1),
-                spec(topics.segment_membership_json(), 1),
+                TopicSpec {
+                    name: topics.endpoints(),
+                    partitions: 1,
+                    compacted: true,
+                },
             ],
         )
         .await
@@ -90,13 +78,13 @@ impl Harness {
         )
         .write(&writer)
         .await;
-        let profiles = ProfileView::start(&kafka, &topics)
+        let profiles = Lookups::start(&kafka, &topics, Arc::from(ADMIN))
             .await
-            .expect("profile view");
+            .expect("profile lookups");
         let app = router(SegmentApi {
             view: catalog,
             writer,
-            profiles: profiles.clone(),
+            profiles,
             admin_token: Arc::from(ADMIN),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -106,11 +94,8 @@ impl Harness {
         tokio::spawn(async move { axum::serve(listener, app).await });
         Harness {
             _broker: broker,
-            kafka,
-            topics,
             base: format!("http://{addr}"),
             http: reqwest::Client::new(),
-            profiles,
         }
     }
 
@@ -160,24 +145,6 @@ impl Harness {
         assert_eq!(status, 200, "{name}: {body}");
         let id = body["id"].as_str().expect("id").to_string();
         (id, body)
-    }
-
-    async fn send_record(
-        &self,
-        producer: &FutureProducer,
-        topic: &str,
-        key: &str,
-        v: &impl serde::Serialize,
-    ) {
-        let value = serde_json::to_vec(v).expect("encode");
-        producer
-            .send(
-                FutureRecord::to(topic).key(key).payload(&value),
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .expect("produce");
     }
 }
 
@@ -487,173 +454,4 @@ async fn changes_reclassify_and_errors_say_where() {
     assert_eq!(status, 404);
     let (_, list) = h.get(PATH, &[]).await;
     assert_eq!(ids(&list), [single]);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn explain_evaluates_a_definition_on_a_profile() {
-    let h = Harness::start().await;
-    let (older, _) = h.create("Older Americans", PROFILE_ONLY).await;
-    let (buyers, _) = h.create("Recent buyers", SINGLE_EVENT).await;
-    let (of_older, _) = h
-        .create("Of older ones", &format!(r#"inSegment("{older}")"#))
-        .await;
-
-    let producer: FutureProducer = h
-        .kafka
-        .producer("segment-api-test", 10_000)
-        .create()
-        .expect("producer");
-    let crm = Identity::new("CRMID", "c-1");
-    let now = chrono::Utc::now().timestamp_millis();
-    let bought = now - 3_600_000;
-    let members = GraphRecord::Members {
-        profile_id: "p-ann".into(),
-        org_id: ORG.into(),
-        sandbox: "prod".into(),
-        seq: 1,
-        time_ms: now,
-        identities: vec![crm.clone()],
-    };
-    h.send_record(&producer, &h.topics.identity_graph(), "graph", &members)
-        .await;
-    let update = |change: Change| ProfileUpdate {
-        profile_id: "p-ann".into(),
-        org_id: ORG.into(),
-        sandbox: "prod".into(),
-        time_ms: now,
-        change,
-        identities: vec![crm.clone()],
-        attributes: None,
-        removed_events: Vec::new(),
-        event_count: 1,
-        flagged: false,
-        refused: Vec::new(),
-    };
-    let record = update(Change::Record {
-        fragment: Fragment {
-            dataset_id: "crm-people".into(),
-            owner: crm.clone(),
-            timestamp_ms: now,
-            ingest_ms: now,
-            seq: 1,
-            attributes: json!({"person": {"birthYear": 1960}, "homeAddress": {"countryCode": "US"}}),
-        },
-    });
-    let event = update(Change::Event {
-        event: StoredEvent {
-            item_id: "e-1".into(),
-            dataset_id: "web-events".into(),
-            timestamp_ms: bought,
-            ingest_ms: bought,
-            owner: crm.clone(),
-            identities: vec![crm.clone()],
-            entity: serde_json::value::to_raw_value(
-                &json!({"_id": "e-1", "eventType": "commerce.purchases"}),
-            )
-            .expect("raw entity"),
-        },
-    });
-    for u in [record, event] {
-        h.send_record(&producer, &h.topics.profile_updates(), "p-ann", &u)
-            .await;
-    }
-    // The segment stage says the profile is in `older`.
-    let membership = MembershipChange {
-        profile_id: "p-ann".into(),
-        org_id: ORG.into(),
-        sandbox: "prod".into(),
-        identities: vec![crm.clone()],
-        segment_id: older.clone(),
-        status: Status::Realized,
-        last_qualification_time: now,
-        time: now,
-        trigger: Trigger::Event,
-        event_id: None,
-    };
-    h.send_record(
-        &producer,
-        &h.topics.segment_membership_json(),
-        "p-ann",
-        &membership,
-    )
-    .await;
-    h.profiles.caught_up(WAIT).await.expect("caught up");
-
-    let explain = |id: String| {
-        let h = &h;
-        async move {
-            h.get(
-                &format!("{PATH}/{id}/explain"),
-                &[("entityId", "c-1"), ("entityIdNS", "CRMID")],
-            )
-            .await
-        }
-    };
-    let body = eventually(WAIT, "the profile's event is in the view", async || {
-        let (status, body) = explain(buyers.clone()).await;
-        if status == 200 && body["qualified"] == json!(true) {
-            Ok(body)
-        } else {
-            Err(body)
-        }
-    })
-    .await;
-    assert_eq!(body["segmentId"], buyers);
-    assert_eq!(body["profileId"], "p-ann");
-    // Three hours after the purchase, the profile leaves.
-    let next = body["nextChange"].as_str().expect("nextChange");
-    let next_ms = chrono::DateTime::parse_from_rfc3339(next)
-        .expect("RFC 3339")
-        .timestamp_millis();
-    assert_eq!(next_ms, bought + 3 * 3_600_000, "{body}");
-    assert!(
-        body["explanation"]
-            .as_str()
-            .is_some_and(|e| e.contains("commerce.purchases")),
-        "{body}"
-    );
-
-    let (status, body) = explain(older.clone()).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["qualified"], true, "{body}");
-    assert_eq!(body["nextChange"], Value::Null);
-    assert!(
-        body["explanation"]
-            .as_str()
-            .is_some_and(|e| e.contains("person.birthYear = 1960")),
-        "{body}"
-    );
-
-    // Segment of segments: the membership the segment stage reported counts.
-    let (status, body) = explain(of_older.clone()).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["qualified"], true, "{body}");
-    assert!(
-        body["explanation"]
-            .as_str()
-            .is_some_and(|e| e.contains("is a member")),
-        "{body}"
-    );
-
-    // An identity no profile has; a missing parameter; an unknown definition.
-    let (status, body) = h
-        .get(
-            &format!("{PATH}/{older}/explain"),
-            &[("entityId", "nobody"), ("entityIdNS", "CRMID")],
-        )
-        .await;
-    assert_eq!(status, 404, "{body}");
-    assert!(detail(&body).contains("CRMID:nobody"), "{body}");
-    let (status, body) = h
-        .get(&format!("{PATH}/{older}/explain"), &[("entityId", "c-1")])
-        .await;
-    assert_eq!(status, 400);
-    assert!(detail(&body).contains("entityIdNS"), "{body}");
-    let (status, _) = h
-        .get(
-            &format!("{PATH}/nope/explain"),
-            &[("entityId", "c-1"), ("entityIdNS", "CRMID")],
-        )
-        .await;
-    assert_eq!(status, 404);
 }

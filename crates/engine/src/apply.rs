@@ -58,7 +58,10 @@ impl Engine {
             work.record.identities.push(owner.clone());
             changed = true;
         }
-        work.record.refused.extend(item.refused.iter().cloned());
+        let now = now_ms();
+        work.record
+            .refused
+            .extend(item.refused.iter().map(|r| (r.clone(), now)));
         let excess = work.record.refused.len().saturating_sub(AUDIT);
         work.record.refused.drain(..excess);
         match item.kind {

@@ -7,7 +7,8 @@
 //!   ([`crate::sweep::Mark`]), and a sweep in progress;
 //! - `f` → what the flows selected when the partition's members were last exported for newly
 //!   selected segments;
-//! - `b<schedule id>` → when the partition last ran the schedule (8 bytes, epoch ms).
+//! - `b<schedule id>` → where the partition's run of the schedule stands;
+//! - `t<segment id>` → the segment's tally in the partition ([`crate::tally`]).
 
 pub fn sandbox_profiles(org: &str, sandbox: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(3 + org.len() + sandbox.len());

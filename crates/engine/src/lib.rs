@@ -13,6 +13,8 @@
 //! - [`sweep`]: definition changes, schedules and first exports, in bounded chunks;
 //! - [`definitions`]: each sandbox's compiled definitions; [`activation`]: what flows export;
 //!   [`avro`]: the membership record's Avro form;
+//! - [`query`]: what an instance holds of a profile, for control's Profile API (interactive
+//!   queries: the profile is read where it lives), and its segments' tallies ([`tally`]);
 //! - [`stage`]: the processor on the stage runtime; [`run`]: its topics and start.
 
 pub mod activation;
@@ -21,12 +23,14 @@ pub mod avro;
 pub mod definitions;
 pub mod keys;
 pub mod projection;
+pub mod query;
 pub mod record;
 pub mod run;
 mod segments;
 pub mod settings;
 pub mod stage;
 mod sweep;
+pub mod tally;
 
 pub use run::{run, EngineError};
 pub use settings::{EngineSettings, SegmentSettings};

@@ -52,8 +52,8 @@ pub struct ProfileRecord {
     pub fragments: Vec<Fragment>,
     /// The fragments merged under the sandbox's default merge policy (`{}` without any).
     pub attributes: Value,
-    /// The latest identities that were not linked, with why (for the audit).
-    pub refused: Vec<Refused>,
+    /// The latest identities that were not linked, with why and when (epoch ms; the audit).
+    pub refused: Vec<(Refused, i64)>,
     /// Over the event limit: segmentation skips the profile.
     pub flagged: bool,
     /// Segment id → when the profile (last) qualified (epoch ms).
@@ -69,7 +69,14 @@ pub struct ProfileRecord {
     /// Segments whose membership a schedule decided (batch definitions).
     #[serde(default)]
     pub scheduled: Vec<String>,
+    /// Memberships that ended, kept for [`EXITED_KEPT_MS`] as the Profile API shows them:
+    /// `(segment, last qualification time, exit time)`.
+    #[serde(default)]
+    pub exited: Vec<(String, i64, i64)>,
 }
+
+/// How long an ended membership stays on the profile (AEP shows exits for 30 days).
+pub const EXITED_KEPT_MS: i64 = 30 * 24 * 60 * 60 * 1000;
 
 /// One event, as segments need it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -256,6 +263,19 @@ impl ProfileRecord {
     pub fn set_segments(&mut self, state: SegmentState) {
         self.members = state.members.into_iter().collect();
         self.due = state.due.into_iter().collect();
+    }
+
+    /// Notes a membership that began (`exited_at: None`) or ended.
+    pub fn note_membership(&mut self, segment: &str, since: i64, exited_at: Option<i64>) {
+        self.exited.retain(|(s, _, _)| s != segment);
+        if let Some(at) = exited_at {
+            self.exited.push((segment.to_string(), since, at));
+        }
+    }
+
+    /// Forgets exits older than [`EXITED_KEPT_MS`].
+    pub fn prune_exited(&mut self, now: i64) {
+        self.exited.retain(|(_, _, at)| *at > now - EXITED_KEPT_MS);
     }
 
     pub fn members_map(&self) -> BTreeMap<String, i64> {

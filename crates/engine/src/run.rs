@@ -5,7 +5,7 @@
 use cdp_catalog::CatalogView;
 use cdp_contract::admin::{ensure_topics, AdminError, TopicSpec};
 use cdp_contract::{KafkaSettings, Topics};
-use cdp_stage::{Lineage, StageError, StageSpec};
+use cdp_stage::{Lineage, StageError, StageSpec, StateReader};
 use tokio::sync::watch;
 
 use crate::avro::{AvroError, MembershipAvro};
@@ -51,7 +51,8 @@ pub fn topic_specs(topics: &Topics, partitions: i32) -> Vec<TopicSpec> {
     specs
 }
 
-pub fn spec(topics: &Topics, settings: &EngineSettings) -> StageSpec {
+/// `queries`: the reader the query API reads the state through, if it is served.
+pub fn spec(topics: &Topics, settings: &EngineSettings, queries: Option<StateReader>) -> StageSpec {
     StageSpec {
         stage: "engine",
         group_id: settings.group_id.clone(),
@@ -69,15 +70,18 @@ pub fn spec(topics: &Topics, settings: &EngineSettings) -> StageSpec {
         changelog: Some(topics.engine_changelog()),
         lineage: Lineage::INPUT,
         settings: settings.runtime.clone(),
+        queries,
     }
 }
 
-/// Runs the engine until `shutdown` turns true or it fails.
+/// Runs the engine until `shutdown` turns true or it fails; its state is readable through
+/// `queries` (for [`crate::query`]).
 pub async fn run(
     kafka: &KafkaSettings,
     topics: &Topics,
     settings: &EngineSettings,
     catalog: CatalogView,
+    queries: Option<StateReader>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), EngineError> {
     ensure_topics(kafka, &topic_specs(topics, settings.partitions)).await?;
@@ -97,6 +101,6 @@ pub async fn run(
         },
         settings: settings.clone(),
     };
-    cdp_stage::run(kafka, spec(topics, settings), engine, shutdown).await?;
+    cdp_stage::run(kafka, spec(topics, settings, queries), engine, shutdown).await?;
     Ok(())
 }

@@ -84,6 +84,10 @@ impl Engine {
         for change in &changes {
             metrics::counter!("cdp_engine_membership_changes_total", "status" => change.status.as_str()).increment(1);
             self.emit_membership(ctx, at, change)?;
+            crate::tally::record(ctx, at, change)?;
+            let ended = (change.status == Status::Exited).then_some(change.time);
+            work.record
+                .note_membership(&change.segment_id, change.last_qualification_time, ended);
         }
         self.activate(ctx, at, work, &sandbox, &changes)?;
         self.set_timer(ctx, at, work);
@@ -334,6 +338,7 @@ impl Engine {
                 None,
             );
             self.emit_membership(ctx, at, &change)?;
+            crate::tally::record(ctx, at, &change)?;
             exits.push(change);
         }
         let sandbox =

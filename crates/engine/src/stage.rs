@@ -211,6 +211,7 @@ impl Engine {
         work: &mut Work,
     ) -> Result<(), ProcessError> {
         work.record.modified_ms = now_ms();
+        work.record.prune_exited(work.record.modified_ms);
         let value = work
             .record
             .encode()

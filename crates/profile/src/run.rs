@@ -6,7 +6,7 @@
 use cdp_catalog::CatalogView;
 use cdp_contract::admin::{ensure_topics, AdminError, TopicSpec};
 use cdp_contract::{KafkaSettings, Topics};
-use cdp_stage::{Lineage, StageError, StageSpec};
+use cdp_stage::{Lineage, StageError, StageSpec, StateReader};
 use cdp_xdm::decode::ValueDecoder;
 use tokio::sync::watch;
 
@@ -61,6 +61,7 @@ pub fn specs(topics: &Topics, settings: &ProfileSettings, instance: &str) -> [St
         changelog,
         lineage: Lineage::INPUT,
         settings: settings.runtime(),
+        queries: None,
     };
     [
         spec(
@@ -78,17 +79,20 @@ pub fn specs(topics: &Topics, settings: &ProfileSettings, instance: &str) -> [St
     ]
 }
 
-/// Runs the two stages until `shutdown` turns true or one fails.
+/// Runs the two stages until `shutdown` turns true or one fails; the identity stage's state is
+/// readable through `identity_queries` (for [`crate::identity::query`]).
 pub async fn run(
     kafka: &KafkaSettings,
     topics: &Topics,
     settings: &ProfileSettings,
     catalog: CatalogView,
+    identity_queries: Option<StateReader>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ProfileError> {
     let instance = cdp_stage::instance_id(settings.instance_id.as_deref())?;
     ensure_topics(kafka, &topic_specs(topics, settings)).await?;
-    let [intake_spec, identity_spec] = specs(topics, settings, &instance);
+    let [intake_spec, mut identity_spec] = specs(topics, settings, &instance);
+    identity_spec.queries = identity_queries;
     let intake = Intake {
         catalog,
         decoder: ValueDecoder::new(&settings.registry_url),
@@ -99,8 +103,11 @@ pub async fn run(
         sequence_topic: topics.profile_sequence(),
         error_topic: topics.events_error(),
     };
+    let resolved_partitions =
+        cdp_contract::admin::partition_count(kafka, &topics.profile_resolved()).await?;
     let identity = IdentityStage {
         resolved_topic: topics.profile_resolved(),
+        resolved_partitions,
         graph_topic: topics.identity_graph(),
     };
     let stage = |name: &'static str| move |e| ProfileError::Stage(name, e);

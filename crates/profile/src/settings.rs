@@ -25,6 +25,12 @@ pub struct ProfileSettings {
     /// (dotted paths; `["*"]` keeps whole events, at the cost of state). The Profile API's
     /// event lookup shows what is kept; whole events are in the lake and on events.valid.
     pub keep_event_fields: Vec<String>,
+    /// Where the engine and the identity stage answer queries on the state they hold
+    /// (control's Profile and Identity APIs ask them there). Port 0 picks a free one.
+    pub query_listen: String,
+    /// The address other processes reach that listener at, advertised on `<ns>.endpoints`;
+    /// default `http://<the address it listens on>` (set it when listening on 0.0.0.0).
+    pub query_url: Option<String>,
     /// Larger events are refused into profiles (still in the lake), with the reason on
     /// events.error.
     pub max_event_bytes: usize,
@@ -52,6 +58,8 @@ impl Default for ProfileSettings {
             event_ttl_ms: ONE_DAY_MS,
             max_events_per_profile: 5_000,
             keep_event_fields: Vec::new(),
+            query_listen: "127.0.0.1:9470".to_string(),
+            query_url: None,
             max_event_bytes: 10 * 1024,
             max_record_bytes: 100 * 1024,
             registry_url: "http://127.0.0.1:8081".to_string(),

@@ -11,7 +11,8 @@
 //!   restores state without their changelog records ([`recovery`]);
 //! - keyed state per input partition in an embedded on-disk store (bounded memory; point reads
 //!   and prefix scans), rebuilt from a compacted changelog that is written in the same
-//!   transaction as the outputs, and wall-clock timers that fire on idle partitions ([`state`]);
+//!   transaction as the outputs, and wall-clock timers that fire on idle partitions ([`state`]),
+//!   readable from outside the loop for queries ([`reader`]);
 //! - metrics (`cdp_<stage>_…`) and `/healthz`, `/readyz`, `/metrics` ([`metrics`], [`health`]).
 //!
 //! The lake, which commits files rather than transactions, uses the consumer, batching and
@@ -21,6 +22,7 @@ pub mod consumer;
 pub mod health;
 pub mod metrics;
 pub mod processor;
+pub mod reader;
 pub mod recovery;
 pub mod runtime;
 pub mod settings;
@@ -29,6 +31,7 @@ pub mod state;
 pub use consumer::{Span, StageConsumer};
 pub use metrics::StageMetrics;
 pub use processor::{Cause, Context, Output, ProcessError, Processor, Timer};
+pub use reader::StateReader;
 pub use recovery::{Lineage, Positions, Recovery, RecoveryError};
 pub use runtime::{run, StageError, StageSpec};
 pub use settings::{instance_id, InstanceError, RuntimeSettings};

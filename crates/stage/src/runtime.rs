@@ -65,6 +65,9 @@ pub struct StageSpec {
     pub changelog: Option<String>,
     pub lineage: Lineage,
     pub settings: RuntimeSettings,
+    /// For stateful stages that answer queries where their state lives: the reader to keep
+    /// showing the partitions held.
+    pub queries: Option<crate::reader::StateReader>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -318,8 +321,11 @@ impl<P: Processor> Runtime<P> {
                 // `cdp up` on two namespaces) must not share a directory.
                 let owner = format!("{}-{}", spec.group_id, spec.instance);
                 let dir = spec.settings.state_path(spec.stage, &owner);
-                let store =
+                let mut store =
                     StateStore::open(changelog.clone(), &dir, spec.settings.state_cache_mb)?;
+                if let Some(reader) = &spec.queries {
+                    store.share(reader.clone());
+                }
                 tracing::info!(stage = spec.stage, dir = %dir.display(), cache_mb = spec.settings.state_cache_mb, "state store opened");
                 Some(store)
             }

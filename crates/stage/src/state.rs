@@ -408,6 +408,8 @@ pub struct StateStore {
     dir: PathBuf,
     db: Database,
     parts: HashMap<i32, PartitionState>,
+    /// Reads from outside the loop (interactive queries), when the stage offers them.
+    reader: Option<crate::reader::StateReader>,
     /// Keyspaces get new names, so a partition dropped and restored never meets its old files.
     next_keyspace: u64,
 }
@@ -442,6 +444,7 @@ impl StateStore {
             dir: dir.to_path_buf(),
             db,
             parts: HashMap::new(),
+            reader: None,
             next_keyspace: 0,
         })
     }
@@ -491,14 +494,28 @@ impl StateStore {
         })
     }
 
+    /// Lets `reader` read the partitions this store holds, from now on.
+    pub fn share(&mut self, reader: crate::reader::StateReader) {
+        for (&p, part) in &self.parts {
+            reader.insert(p, part.values.clone());
+        }
+        self.reader = Some(reader);
+    }
+
     pub fn install(&mut self, partition: i32, state: PartitionState) {
         self.drop_partition(partition);
+        if let Some(r) = &self.reader {
+            r.insert(partition, state.values.clone());
+        }
         self.parts.insert(partition, state);
     }
 
     /// Forgets a partition (revoked, or to be restored again): its keyspaces are deleted.
     pub fn drop_partition(&mut self, partition: i32) {
         if let Some(old) = self.parts.remove(&partition) {
+            if let Some(r) = &self.reader {
+                r.remove(partition);
+            }
             for keyspace in [old.values, old.timers] {
                 if let Err(e) = self.db.delete_keyspace(keyspace) {
                     tracing::warn!(partition, error = %e, "cannot delete a state keyspace; its disk space is freed when the stage stops");
@@ -673,6 +690,14 @@ impl StateStore {
             key: Some(k),
             value,
             headers: OwnedHeaders::new(),
+        }
+    }
+}
+
+impl Drop for StateStore {
+    fn drop(&mut self) {
+        if let Some(r) = &self.reader {
+            r.clear();
         }
     }
 }

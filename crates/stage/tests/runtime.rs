@@ -51,6 +51,7 @@ fn spec(n: &Names, instance: &str, stateful: bool) -> StageSpec {
             max_batch: 7,
             ..RuntimeSettings::default()
         },
+        queries: None,
     }
 }
 

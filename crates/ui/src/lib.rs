@@ -21,7 +21,7 @@ use axum::Router;
 use cdp_catalog::CatalogView;
 use cdp_contract::{KafkaSettings, Topics};
 use cdp_control::flows::runs::FlowRuns;
-use cdp_control::profiles::ProfileView;
+use cdp_control::profiles::Lookups;
 use cdp_lake::LakeApi;
 
 /// What the pages read.
@@ -29,7 +29,8 @@ use cdp_lake::LakeApi;
 pub struct UiState {
     pub catalog: CatalogView,
     pub lake: LakeApi,
-    pub profiles: ProfileView,
+    /// The engine's segment tallies, read where they live.
+    pub profiles: Lookups,
     pub runs: FlowRuns,
     pub kafka: KafkaSettings,
     pub topics: Topics,

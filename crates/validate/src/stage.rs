@@ -49,6 +49,7 @@ pub fn spec(topics: &Topics, settings: &ValidateSettings, instance: &str) -> Sta
         changelog: None,
         lineage: LINEAGE,
         settings: settings.runtime(),
+        queries: None,
     }
 }
 

@@ -10,10 +10,12 @@
 //!   `<ns>.profile.updates` ([`ProfileUpdate`]);
 //! - [`graph`]: `<ns>.identity.graph` ([`GraphRecord`], [`GraphEvent`]);
 //! - [`membership`]: `<ns>.segment.membership` (Avro, [`membership::AVRO_SCHEMA`]) and
-//!   `<ns>.segment.membership.json` ([`MembershipChange`]).
+//!   `<ns>.segment.membership.json` ([`MembershipChange`]);
+//! - [`lookup`]: the answers of the engine's and the identity owner's query APIs.
 
 pub mod graph;
 pub mod identity;
+pub mod lookup;
 pub mod membership;
 pub mod profile;
 

@@ -1,41 +1,43 @@
 //! The Profile and Identity read APIs, shaped after AEP's Real-Time Customer Profile access API
 //! (`/access/entities`) and Identity Service (`/identity/cluster/members`,
 //! `/identity/cluster/history`). Every route needs the admin bearer token and AEP's org header
-//! (`x-gw-ims-org-id`; the sandbox is `x-sandbox-name`, `prod` when absent).
+//! (`x-gw-ims-org-id`; the sandbox is `x-sandbox-name`, `prod` when absent). Each answer is
+//! put together from the identity owner's and the engine's (see [`super::lookup`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{OriginalUri, Query, State};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use cdp_catalog::merge::{default_policy, merge};
 use cdp_catalog::{AttributeMerge, CatalogView, IdentityGraphKind, MergePolicy};
+use cdp_contract::records::lookup::{IdentityLookup, RefusedAt};
 use cdp_contract::records::{Fragment, GraphEvent, Identity};
 use cdp_http::Problem;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
-use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
+use super::lookup::{LookupError, Lookups};
 use super::params::{
     encode_cursor, parse_identity, with_start, EntitiesRequest, EventsRequest, ParamError,
     ProfileRequest,
 };
-use super::view::{Profile, ProfileView, RefusedIdentity};
 use crate::http::Tenant;
 
 /// What the handlers share.
 #[derive(Clone)]
 struct ProfileApi {
-    view: ProfileView,
+    lookups: Lookups,
     catalog: CatalogView,
 }
 
 /// The Profile and Identity read routes, behind the admin token.
-pub fn router(view: ProfileView, catalog: CatalogView, admin_token: Arc<str>) -> Router {
+pub fn router(lookups: Lookups, catalog: CatalogView, admin_token: Arc<str>) -> Router {
     Router::new()
         .route("/access/entities", get(entities))
         .route("/identity/cluster/members", get(cluster_members))
@@ -44,7 +46,25 @@ pub fn router(view: ProfileView, catalog: CatalogView, admin_token: Arc<str>) ->
             admin_token,
             cdp_http::require_admin,
         ))
-        .with_state(ProfileApi { view, catalog })
+        .with_state(ProfileApi { lookups, catalog })
+}
+
+/// A lookup that could not be answered: 503 with `Retry-After` while no instance answers for
+/// the profile's partition, 502 when one failed.
+pub fn unavailable(e: LookupError) -> Response {
+    tracing::warn!(error = %e, "a profile lookup failed");
+    let retry = matches!(e, LookupError::Unavailable { .. });
+    let status = if retry {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::BAD_GATEWAY
+    };
+    let mut resp = Problem::new(status, e.to_string()).into_response();
+    if retry {
+        resp.headers_mut()
+            .insert("retry-after", HeaderValue::from_static("1"));
+    }
+    resp
 }
 
 type Pairs = Vec<(String, String)>;
@@ -61,35 +81,29 @@ fn rfc3339(ms: i64) -> String {
         .to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn unknown_identity(identity: &Identity, tenant: &Tenant) -> Problem {
+fn unknown_identity(identity: &Identity, tenant: &Tenant) -> Response {
     Problem::not_found(format!(
         "no profile has the identity {identity} in sandbox {}",
         tenant.sandbox
     ))
+    .into_response()
 }
 
-/// The profile holding `identity` in the tenant's sandbox, else a 404.
-fn profile_id_of(
+/// The profile holding `identity` in the tenant's sandbox, else the response to give.
+async fn profile_of(
     api: &ProfileApi,
     tenant: &Tenant,
     identity: &Identity,
-) -> Result<String, Problem> {
-    api.view
-        .graph()
-        .profile_of(&tenant.org, &tenant.sandbox, identity)
-        .map(str::to_string)
-        .ok_or_else(|| unknown_identity(identity, tenant))
-}
-
-/// The profile's content, when it has arrived (and is the tenant's).
-fn content<'a>(
-    profiles: &'a super::view::ProfileState,
-    profile_id: &str,
-    tenant: &Tenant,
-) -> Option<&'a Profile> {
-    profiles
-        .get(profile_id)
-        .filter(|p| p.org_id == tenant.org && p.sandbox == tenant.sandbox)
+) -> Result<IdentityLookup, Response> {
+    match api
+        .lookups
+        .identity(&tenant.org, &tenant.sandbox, identity)
+        .await
+    {
+        Ok(Some(found)) => Ok(found),
+        Ok(None) => Err(unknown_identity(identity, tenant)),
+        Err(e) => Err(unavailable(e)),
+    }
 }
 
 /// `GET /access/entities`: a profile (`schema.name=_xdm.context.profile`) or a profile's events
@@ -99,12 +113,20 @@ async fn entities(
     tenant: Tenant,
     OriginalUri(uri): OriginalUri,
     query: Result<Query<Pairs>, QueryRejection>,
-) -> Result<Response, Problem> {
-    let query = pairs(query)?;
-    match EntitiesRequest::parse(&query)? {
-        EntitiesRequest::Profile(req) => profile_entity(&api, &tenant, req),
-        EntitiesRequest::Events(req) => events(&api, &tenant, req, uri.path(), &query),
-    }
+) -> Response {
+    let query = match pairs(query) {
+        Ok(q) => q,
+        Err(p) => return p.into_response(),
+    };
+    let request = match EntitiesRequest::parse(&query) {
+        Ok(r) => r,
+        Err(e) => return Problem::from(e).into_response(),
+    };
+    let answer = match request {
+        EntitiesRequest::Profile(req) => profile_entity(&api, &tenant, req).await,
+        EntitiesRequest::Events(req) => events(&api, &tenant, req, uri.path(), &query).await,
+    };
+    answer.unwrap_or_else(|r| r)
 }
 
 /// The merge policy a lookup uses.
@@ -169,29 +191,33 @@ fn identity_map(identities: &[Identity]) -> Value {
     json!(map)
 }
 
-fn profile_entity(
+async fn profile_entity(
     api: &ProfileApi,
     tenant: &Tenant,
     req: ProfileRequest,
-) -> Result<Response, Problem> {
-    let policy = resolve_policy(&api.catalog, tenant, req.merge_policy_id.as_deref())?;
-    let profile_id = profile_id_of(api, tenant, &req.identity)?;
-    let members = api.view.graph().members(&profile_id).cloned();
-    let profiles = api.view.profiles();
-    let profile = content(&profiles, &profile_id, tenant);
+) -> Result<Response, Response> {
+    let policy = resolve_policy(&api.catalog, tenant, req.merge_policy_id.as_deref())
+        .map_err(IntoResponse::into_response)?;
+    let members = profile_of(api, tenant, &req.identity).await?;
+    let profile_id = members.profile_id.clone();
+    // Known to the graph, its content not arrived yet: it shows no attributes and no events.
+    let profile = api
+        .lookups
+        .profile(&tenant.org, &tenant.sandbox, &profile_id)
+        .await
+        .map_err(unavailable)?
+        .filter(|p| p.org_id == tenant.org && p.sandbox == tenant.sandbox);
     let stitched = policy.graph == IdentityGraphKind::Pdg;
     // Without the graph, a profile is the fragments of the identity asked for.
     let owner = (!stitched).then_some(&req.identity);
     let fragments: Vec<&Fragment> = profile
-        .map(|p| p.fragments_of(owner).collect())
-        .unwrap_or_default();
+        .iter()
+        .flat_map(|p| p.fragments.iter())
+        .filter(|f| owner.is_none_or(|o| f.owner == *o))
+        .collect();
     let sources: BTreeSet<&str> = fragments.iter().map(|f| f.dataset_id.as_str()).collect();
     let identities: Vec<Identity> = if stitched {
-        members
-            .as_ref()
-            .map(|m| m.identities.clone())
-            .or_else(|| profile.map(|p| p.identities.clone()))
-            .unwrap_or_else(|| vec![req.identity.clone()])
+        members.identities.clone()
     } else {
         vec![req.identity.clone()]
     };
@@ -200,13 +226,12 @@ fn profile_entity(
         _ => Map::new(),
     };
     entity.insert("identityMap".into(), identity_map(&identities));
-    let ups: Map<String, Value> = api
-        .view
-        .memberships_of(&profile_id)
-        .into_iter()
-        .map(|(segment, m)| {
+    let ups: Map<String, Value> = profile
+        .iter()
+        .flat_map(|p| p.memberships.iter())
+        .map(|m| {
             (
-                segment,
+                m.segment_id.clone(),
                 json!({"status": m.status.as_str(),
                        "lastQualificationTime": rfc3339(m.last_qualification_time)}),
             )
@@ -214,14 +239,16 @@ fn profile_entity(
         .collect();
     entity.insert("segmentMembership".into(), json!({"ups": ups}));
     let last_modified = profile
+        .as_ref()
         .map(|p| p.last_modified_ms)
         .into_iter()
-        .chain(members.as_ref().map(|m| m.time_ms))
+        .chain([members.last_modified_ms])
         .max()
         .unwrap_or_default();
-    let refused: Vec<&RefusedIdentity> = profile
-        .map(|p| p.refused.iter().rev().collect())
-        .unwrap_or_default();
+    let refused: Vec<&RefusedAt> = profile
+        .iter()
+        .flat_map(|p| p.refused.iter().rev())
+        .collect();
     let body = json!({
         profile_id.clone(): {
             "entityId": profile_id,
@@ -229,8 +256,8 @@ fn profile_entity(
             "sources": sources,
             "entity": entity,
             "lastModifiedAt": rfc3339(last_modified),
-            "eventCount": profile.map(|p| p.event_count).unwrap_or_default(),
-            "flagged": profile.is_some_and(|p| p.flagged),
+            "eventCount": profile.as_ref().map(|p| p.event_count).unwrap_or_default(),
+            "flagged": profile.as_ref().is_some_and(|p| p.flagged),
             "audit": {"refusedIdentities": refused},
         }
     });
@@ -260,7 +287,7 @@ struct EventChild<'a> {
     related_entity_id: &'a str,
     entity_id: &'a str,
     timestamp: i64,
-    entity: &'a RawValue,
+    entity: &'a Value,
 }
 
 #[derive(Serialize)]
@@ -273,19 +300,30 @@ struct Href {
     href: String,
 }
 
-fn events(
+async fn events(
     api: &ProfileApi,
     tenant: &Tenant,
     req: EventsRequest,
     path: &str,
     query: &[(String, String)],
-) -> Result<Response, Problem> {
-    let profile_id = profile_id_of(api, tenant, &req.identity)?;
-    let profiles = api.view.profiles();
-    let (page, next) = content(&profiles, &profile_id, tenant)
-        .map(|p| p.events_page(req.start.as_ref(), req.limit))
-        .unwrap_or_default();
-    let next = next.as_ref().map(encode_cursor).unwrap_or_default();
+) -> Result<Response, Response> {
+    let profile_id = profile_of(api, tenant, &req.identity).await?.profile_id;
+    let page = api
+        .lookups
+        .events(
+            &tenant.org,
+            &tenant.sandbox,
+            &profile_id,
+            req.start.as_ref(),
+            req.limit,
+        )
+        .await
+        .map_err(unavailable)?
+        .unwrap_or_else(|| cdp_contract::records::lookup::EventsPage {
+            events: Vec::new(),
+            next: None,
+        });
+    let next = page.next.as_ref().map(encode_cursor).unwrap_or_default();
     let href = if next.is_empty() {
         String::new()
     } else {
@@ -294,14 +332,15 @@ fn events(
     let body = EventsPage {
         page: PageInfo {
             orderby: "-timestamp",
-            count: page.len(),
+            count: page.events.len(),
             next,
         },
         children: page
+            .events
             .iter()
             .map(|e| EventChild {
                 related_entity_id: &profile_id,
-                entity_id: &e.item_id,
+                entity_id: &e.id,
                 timestamp: e.timestamp_ms,
                 entity: &e.entity,
             })
@@ -310,7 +349,6 @@ fn events(
             next: Href { href },
         },
     };
-    // Serialized here, while the view is read-locked: the events are borrowed from it.
     Ok(Json(&body).into_response())
 }
 
@@ -333,14 +371,15 @@ async fn cluster_members(
     State(api): State<ProfileApi>,
     tenant: Tenant,
     query: Result<Query<Pairs>, QueryRejection>,
-) -> Result<Json<Value>, Problem> {
-    let identity = parse_identity(&pairs(query)?)?;
-    let graph = api.view.graph();
-    let (profile_id, members) = graph
-        .profile_of(&tenant.org, &tenant.sandbox, &identity)
-        .and_then(|id| Some((id.to_string(), graph.members(id)?.clone())))
-        .ok_or_else(|| unknown_identity(&identity, &tenant))?;
-    drop(graph);
+) -> Response {
+    let identity = match pairs(query).and_then(|q| parse_identity(&q).map_err(Problem::from)) {
+        Ok(i) => i,
+        Err(p) => return p.into_response(),
+    };
+    let members = match profile_of(&api, &tenant, &identity).await {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
     let list: Vec<Member> = members
         .identities
         .iter()
@@ -350,12 +389,13 @@ async fn cluster_members(
             id: i.id.clone(),
         })
         .collect();
-    Ok(Json(json!({
+    Json(json!({
         "xid": identity.to_string(),
-        "profileId": profile_id,
+        "profileId": members.profile_id,
         "members": list,
-        "lastModifiedAt": rfc3339(members.time_ms),
-    })))
+        "lastModifiedAt": rfc3339(members.last_modified_ms),
+    }))
+    .into_response()
 }
 
 #[derive(Serialize)]
@@ -371,24 +411,32 @@ async fn cluster_history(
     State(api): State<ProfileApi>,
     tenant: Tenant,
     query: Result<Query<Pairs>, QueryRejection>,
-) -> Result<Json<Value>, Problem> {
-    let identity = parse_identity(&pairs(query)?)?;
-    let graph = api.view.graph();
-    let profile_id = graph
-        .profile_of(&tenant.org, &tenant.sandbox, &identity)
-        .map(str::to_string)
-        .ok_or_else(|| unknown_identity(&identity, &tenant))?;
-    let history: Vec<HistoryEntry> = graph
-        .history(&tenant.org, &tenant.sandbox, &profile_id, &identity)
-        .into_iter()
-        .map(|s| HistoryEntry {
-            event: &s.event,
-            time: rfc3339(s.event.time_ms),
+) -> Response {
+    let identity = match pairs(query).and_then(|q| parse_identity(&q).map_err(Problem::from)) {
+        Ok(i) => i,
+        Err(p) => return p.into_response(),
+    };
+    let found = match api
+        .lookups
+        .history(&tenant.org, &tenant.sandbox, &identity)
+        .await
+    {
+        Ok(Some(found)) => found,
+        Ok(None) => return unknown_identity(&identity, &tenant),
+        Err(e) => return unavailable(e),
+    };
+    let history: Vec<HistoryEntry> = found
+        .history
+        .iter()
+        .map(|event| HistoryEntry {
+            event,
+            time: rfc3339(event.time_ms),
         })
         .collect();
-    Ok(Json(json!({
+    Json(json!({
         "xid": identity.to_string(),
-        "profileId": profile_id,
+        "profileId": found.profile_id,
         "history": history,
-    })))
+    }))
+    .into_response()
 }

@@ -4,7 +4,8 @@
 use cdp_contract::records::Identity;
 use cdp_http::Problem;
 
-use super::view::EventKey;
+/// An event's place in a profile's history: `(timestampMs, itemId)`.
+pub type EventKey = (i64, String);
 
 /// `schema.name` of a profile lookup.
 pub const PROFILE_SCHEMA: &str = "_xdm.context.profile";

@@ -64,6 +64,9 @@ pub enum SegmentError {
     Stored { id: String, message: String },
     #[error("the catalog is not available: {0}")]
     Write(#[from] WriteError),
+    /// The profile could not be read where it lives.
+    #[error(transparent)]
+    Lookup(#[from] crate::profiles::LookupError),
 }
 
 impl SegmentError {
@@ -96,6 +99,10 @@ impl SegmentError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             SegmentError::Write(_) => StatusCode::SERVICE_UNAVAILABLE,
+            SegmentError::Lookup(crate::profiles::LookupError::Unavailable { .. }) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            SegmentError::Lookup(_) => StatusCode::BAD_GATEWAY,
         }
     }
 

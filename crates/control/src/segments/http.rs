@@ -376,41 +376,56 @@ pub async fn explain(
         })?;
     let profile_id = api
         .profiles
-        .graph()
-        .profile_of(&tenant.org, &tenant.sandbox, &identity)
-        .map(str::to_string)
+        .identity(&tenant.org, &tenant.sandbox, &identity)
+        .await?
+        .map(|found| found.profile_id)
         .ok_or_else(|| SegmentError::UnknownIdentity {
             identity: identity.to_string(),
             sandbox: tenant.sandbox.clone(),
         })?;
-    let (attributes, events) = {
-        let profiles = api.profiles.profiles();
-        match profiles
-            .get(&profile_id)
-            .filter(|p| p.org_id == tenant.org && p.sandbox == tenant.sandbox)
-        {
-            // Known to the graph, its content not arrived yet: nothing to qualify on.
-            None => (Value::Object(Map::new()), Vec::new()),
-            Some(p) => {
-                let owner = (graph == IdentityGraphKind::None).then_some(&identity);
-                let attributes = merge(p.fragments_of(owner), &attribute_merge);
-                let events: Vec<Value> = p
-                    .events
-                    .values()
-                    .filter_map(|e| event_value(e.entity.get(), e.timestamp_ms))
-                    .collect();
-                (attributes, events)
-            }
+    let profile = api
+        .profiles
+        .profile(&tenant.org, &tenant.sandbox, &profile_id)
+        .await?
+        .filter(|p| p.org_id == tenant.org && p.sandbox == tenant.sandbox);
+    let (attributes, events, memberships) = match profile {
+        // Known to the graph, its content not arrived yet: nothing to qualify on.
+        None => (Value::Object(Map::new()), Vec::new(), HashSet::new()),
+        Some(p) => {
+            let owner = (graph == IdentityGraphKind::None).then_some(&identity);
+            let attributes = merge(
+                p.fragments
+                    .iter()
+                    .filter(|f| owner.is_none_or(|o| f.owner == *o)),
+                &attribute_merge,
+            );
+            // The events the engine keeps (the fields definitions read), newest first.
+            let page = api
+                .profiles
+                .events(
+                    &tenant.org,
+                    &tenant.sandbox,
+                    &profile_id,
+                    None,
+                    params::MAX_LIMIT,
+                )
+                .await?;
+            let events: Vec<Value> = page
+                .into_iter()
+                .flat_map(|page| page.events)
+                .rev()
+                .map(|e| event_value(e.entity, e.timestamp_ms))
+                .collect();
+            // The segments the profile is in now, for `inSegment`.
+            let memberships: HashSet<String> = p
+                .memberships
+                .iter()
+                .filter(|m| !matches!(m.status, Status::Exited))
+                .map(|m| m.segment_id.clone())
+                .collect();
+            (attributes, events, memberships)
         }
     };
-    // The segments the profile is in now (realized or existing), for `inSegment`.
-    let memberships: HashSet<String> = api
-        .profiles
-        .memberships_of(&profile_id)
-        .into_iter()
-        .filter(|(_, m)| !matches!(m.status, Status::Exited))
-        .map(|(segment, _)| segment)
-        .collect();
     let now = Utc::now();
     let cx = cdp_pql::Context::new(&attributes, &events, &memberships, now);
     let explained = compiled.plan.explain(&cx);
@@ -426,8 +441,8 @@ pub async fn explain(
 }
 
 /// An event as PQL reads it: the XDM entity, with the stored timestamp when it has none.
-fn event_value(entity: &str, timestamp_ms: i64) -> Option<Value> {
-    let mut value: Value = serde_json::from_str(entity).ok()?;
+fn event_value(entity: Value, timestamp_ms: i64) -> Value {
+    let mut value = entity;
     if let Value::Object(m) = &mut value {
         if !m.contains_key("timestamp") {
             if let Some(t) = DateTime::<Utc>::from_timestamp_millis(timestamp_ms) {
@@ -435,7 +450,7 @@ fn event_value(entity: &str, timestamp_ms: i64) -> Option<Value> {
             }
         }
     }
-    Some(value)
+    value
 }
 
 #[cfg(test)]
@@ -490,10 +505,14 @@ mod tests {
 
     #[test]
     fn events_get_their_stored_timestamp() {
-        let v = event_value(r#"{"eventType": "a"}"#, 1_700_000_000_000).unwrap();
+        let v = event_value(serde_json::json!({"eventType": "a"}), 1_700_000_000_000);
         assert_eq!(v["timestamp"], "2023-11-14T22:13:20.000Z");
-        let v = event_value(r#"{"timestamp": "2020-01-01T00:00:00Z"}"#, 0).unwrap();
+        let v = event_value(serde_json::json!({"timestamp": "2020-01-01T00:00:00Z"}), 0);
         assert_eq!(v["timestamp"], "2020-01-01T00:00:00Z");
-        assert!(event_value("not json", 0).is_none());
+        // Not an object (the engine keeps entities as objects): passed on as it is.
+        assert_eq!(
+            event_value(serde_json::json!("x"), 0),
+            serde_json::json!("x")
+        );
     }
 }

@@ -37,7 +37,7 @@ use axum::routing::get;
 use axum::Router;
 use cdp_catalog::{CatalogView, CatalogWriter};
 
-use crate::profiles::ProfileView;
+use crate::profiles::Lookups;
 
 /// What the segment handlers share.
 #[derive(Clone)]
@@ -46,8 +46,8 @@ pub struct SegmentApi {
     pub view: CatalogView,
     /// Where definitions are written (read-your-writes through `view`).
     pub writer: CatalogWriter,
-    /// The profiles `explain` evaluates on.
-    pub profiles: ProfileView,
+    /// Where `explain` reads the profile it evaluates on.
+    pub profiles: Lookups,
     pub admin_token: Arc<str>,
 }
 

@@ -4,4 +4,6 @@
 
 pub mod extract;
 pub mod graph;
+pub mod history;
+pub mod query;
 pub mod stage;

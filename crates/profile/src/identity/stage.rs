@@ -12,7 +12,8 @@
 //! their owner identity only.
 //!
 //! State (partition 0): `n` + org, sandbox, namespace, value → profile id; `c` + profile id →
-//! the cluster.
+//! the cluster; the graph's history ([`super::history`]). The identity API reads it there
+//! ([`super::query`]).
 
 use cdp_contract::records::{GraphChange, GraphRecord, Identity, Item, Resolved};
 use cdp_stage::{Cause, Context, Output, ProcessError, Processor};
@@ -25,10 +26,13 @@ const PARTITION: i32 = 0;
 
 pub struct IdentityStage {
     pub resolved_topic: String,
+    /// Partitions of `profile.resolved`: a profile's records go to
+    /// `cdp_contract::partition::for_key(profile id)`, where control looks for it too.
+    pub resolved_partitions: i32,
     pub graph_topic: String,
 }
 
-fn node_key(org: &str, sandbox: &str, identity: &Identity) -> Vec<u8> {
+pub(crate) fn node_key(org: &str, sandbox: &str, identity: &Identity) -> Vec<u8> {
     let mut k =
         Vec::with_capacity(4 + org.len() + sandbox.len() + identity.ns.len() + identity.id.len());
     k.push(b'n');
@@ -40,7 +44,7 @@ fn node_key(org: &str, sandbox: &str, identity: &Identity) -> Vec<u8> {
     k
 }
 
-fn cluster_key(id: &str) -> Vec<u8> {
+pub(crate) fn cluster_key(id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + id.len());
     k.push(b'c');
     k.extend_from_slice(id.as_bytes());
@@ -73,14 +77,13 @@ impl IdentityStage {
         r: &Resolved,
     ) -> Result<(), ProcessError> {
         let value = json::to_vec(r, "a resolved record")?;
-        ctx.emit(
-            cause,
-            Output::new(
-                &self.resolved_topic,
-                r.profile_id().as_bytes().to_vec(),
-                value,
-            ),
-        );
+        let key = r.profile_id().as_bytes().to_vec();
+        let mut output = Output::new(&self.resolved_topic, key, value);
+        output.partition = Some(cdp_contract::partition::for_key(
+            r.profile_id().as_bytes(),
+            self.resolved_partitions,
+        ));
+        ctx.emit(cause, output);
         Ok(())
     }
 
@@ -225,6 +228,7 @@ impl IdentityStage {
         }
 
         // The graph's history, then the profiles' moves, then the item.
+        super::history::record(ctx, cause, &org, &sandbox, seq, &step.history)?;
         for change in &step.history {
             metrics::counter!("cdp_identity_graph_changes_total", "op" => op(&change.change))
                 .increment(1);

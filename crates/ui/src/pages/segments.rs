@@ -1,5 +1,5 @@
 //! `/ui/segments`: every segment definition with its member count and its entries and exits
-//! per minute over the last hour, as the segment stage's membership changes tell them.
+//! per minute over the last hour, as the profile engine counts them (asked of its instances).
 
 use axum::extract::State;
 use axum::response::Html;
@@ -13,7 +13,7 @@ const MINUTE: i64 = 60_000;
 const MINUTES: i64 = 60;
 
 pub async fn show(State(ui): State<UiState>) -> Html<String> {
-    let tallies = ui.profiles.segment_tallies();
+    let tallies = ui.profiles.tallies().await;
     let mut definitions: Vec<_> = ui.catalog.read().segments.values().cloned().collect();
     definitions
         .sort_by(|a, b| (&a.org_id, &a.sandbox, &a.name).cmp(&(&b.org_id, &b.sandbox, &b.name)));

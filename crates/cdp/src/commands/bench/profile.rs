@@ -718,14 +718,28 @@ impl Pipeline {
             let engine = cdp::config::engine_settings(&settings, &Default::default())?;
             tokio::try_join!(
                 async {
-                    cdp_profile::run(&kafka, &topics, &settings, view.clone(), stopped.clone())
-                        .await
-                        .map_err(anyhow::Error::from)
+                    cdp_profile::run(
+                        &kafka,
+                        &topics,
+                        &settings,
+                        view.clone(),
+                        None,
+                        stopped.clone(),
+                    )
+                    .await
+                    .map_err(anyhow::Error::from)
                 },
                 async {
-                    cdp_engine::run(&kafka, &topics, &engine, view.clone(), stopped.clone())
-                        .await
-                        .map_err(anyhow::Error::from)
+                    cdp_engine::run(
+                        &kafka,
+                        &topics,
+                        &engine,
+                        view.clone(),
+                        None,
+                        stopped.clone(),
+                    )
+                    .await
+                    .map_err(anyhow::Error::from)
                 },
             )?;
             Ok(())
