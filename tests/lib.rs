@@ -132,11 +132,20 @@ impl Pipeline {
     /// Starts the profile engine alone in this process (after [`ProfileStages::engine`] was
     /// shut down); dropping the result stops it.
     pub async fn start_engine(&self) -> Running {
+        self.start_with_stages(Stages::ENGINE, |_| {}).await
+    }
+
+    /// Starts `stages` in this process with an adjusted configuration (a second engine
+    /// instance, say); dropping the result stops them.
+    pub async fn start_with_stages(
+        &self,
+        stages: Stages,
+        adjust: impl FnOnce(&mut CdpConfig),
+    ) -> Running {
         let mut config = self.config.clone();
         config.profile.registry_url = self.control.clone();
-        cdp::start(&config, Stages::ENGINE)
-            .await
-            .expect("start the profile engine")
+        adjust(&mut config);
+        cdp::start(&config, stages).await.expect("start the stages")
     }
 
     pub fn raw_topic(&self) -> String {

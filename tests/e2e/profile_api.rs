@@ -517,3 +517,188 @@ async fn a_none_merge_policy_shows_only_the_identitys_own_fragment() {
         "{body}"
     );
 }
+
+/// Deletes `topics` and makes them again, empty: what retention does to an idle profile's
+/// records, done at once (the development broker enforces no retention).
+async fn empty_topics(p: &Pipeline, topics: &[String], partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = p
+        .config
+        .kafka
+        .admin("retention-test")
+        .create()
+        .expect("admin client");
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let deleted = admin
+        .delete_topics(&names, &AdminOptions::new())
+        .await
+        .expect("delete topics");
+    assert!(deleted.iter().all(Result::is_ok), "{deleted:?}");
+    for t in topics {
+        let n =
+            if t == &p.config.topics.profile_sequence() || t == &p.config.topics.identity_graph() {
+                1
+            } else {
+                partitions
+            };
+        p.broker.create_topic(t, n).await;
+    }
+}
+
+#[tokio::test]
+async fn a_profile_idle_longer_than_any_topics_retention_is_still_found() {
+    let p = Pipeline::start().await;
+    let profile = p.start_profile().await;
+    let (crm, crm_stream) = record_stream(&p, "crm").await;
+    let (events, event_stream) = event_stream(&p).await;
+    let ida = || json!({"CRMID": [{"id": "ida", "primary": true}]});
+    send(
+        &p,
+        &crm_stream,
+        &crm,
+        &[json!({"identityMap": ida(), "loyalty": {"tier": "gold"}})],
+    )
+    .await;
+    send(
+        &p,
+        &event_stream,
+        &events,
+        &[
+            json!({"_id": "ida-1", "timestamp": chrono::Utc::now().to_rfc3339(),
+                 "eventType": "web.webpagedetails.pageViews", "identityMap": ida()}),
+        ],
+    )
+    .await;
+    let id = profile_id(&p, "CRMID:ida").await;
+    let before = eventually(
+        WAIT,
+        "ida's profile with its record and event",
+        async || {
+            let (status, body) = api(&p, &profile_query("CRMID", "ida")).await;
+            if status == 200
+                && body[&id]["eventCount"] == 1
+                && body[&id]["entity"]["loyalty"]["tier"] == "gold"
+            {
+                Ok(body)
+            } else {
+                Err(body)
+            }
+        },
+    )
+    .await;
+
+    // Every record of every topic with time-based retention that the profile came through or
+    // wrote is gone; only the compacted changelogs and checkpoints (the stages' state) remain.
+    profile.engine.shutdown().await;
+    profile.identity.shutdown().await;
+    let t = &p.config.topics;
+    empty_topics(
+        &p,
+        &[
+            t.profile_sequence(),
+            t.profile_resolved(),
+            t.profile_updates(),
+            t.identity_graph(),
+            t.segment_membership(),
+            t.segment_membership_json(),
+            t.segment_exports(),
+        ],
+        p.config.profile.partitions,
+    )
+    .await;
+    let _again = p.start_profile().await;
+    let after = eventually(WAIT, "ida's profile found again", async || {
+        let (status, body) = api(&p, &profile_query("CRMID", "ida")).await;
+        if status == 200 {
+            Ok(body)
+        } else {
+            Err(body)
+        }
+    })
+    .await;
+    assert_eq!(after[&id]["entity"], before[&id]["entity"], "{after}");
+    assert_eq!(after[&id]["eventCount"], 1, "{after}");
+    assert_eq!(after[&id]["sources"], before[&id]["sources"]);
+    let (status, body) = api(
+        &p,
+        &format!("/access/entities?schema.name={EVENTS}&relatedSchema.name={PROFILE}&relatedEntityId=ida&relatedEntityIdNS=CRMID"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["children"][0]["entityId"], "ida-1", "{body}");
+    let (status, body) = api(&p, "/identity/cluster/history?xid=CRMID:ida").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["history"][0]["op"], "created", "{body}");
+}
+
+#[tokio::test]
+async fn with_two_engine_instances_every_profile_is_found_through_control() {
+    let p = Pipeline::start().await;
+    let _identity = p.start_with_stages(cdp::Stages::IDENTITY, |_| {}).await;
+    let engines = [
+        p.start_with_stages(cdp::Stages::ENGINE, |c| {
+            c.profile.instance_id = Some("engine-a".into())
+        })
+        .await,
+        p.start_with_stages(cdp::Stages::ENGINE, |c| {
+            c.profile.instance_id = Some("engine-b".into())
+        })
+        .await,
+    ];
+    let (dataset, stream) = event_stream(&p).await;
+    let people: Vec<String> = (0..24).map(|i| format!("person-{i}")).collect();
+    let batch: Vec<Value> = people
+        .iter()
+        .map(|who| {
+            json!({"_id": format!("{who}-1"), "timestamp": chrono::Utc::now().to_rfc3339(),
+                   "eventType": "web.webpagedetails.pageViews",
+                   "identityMap": {"CRMID": [{"id": who, "primary": true}]}})
+        })
+        .collect();
+    send(&p, &stream, &dataset, &batch).await;
+
+    let mut answered_by = [0usize; 2];
+    for who in &people {
+        let id = profile_id(&p, &format!("CRMID:{who}")).await;
+        let body = eventually(WAIT, "the profile found through control", async || {
+            let (status, body) = api(&p, &profile_query("CRMID", who)).await;
+            if status == 200 && body[&id]["eventCount"] == 1 {
+                Ok(body)
+            } else {
+                Err(body)
+            }
+        })
+        .await;
+        assert_eq!(
+            body[&id]["entity"]["identityMap"]["CRMID"][0]["id"],
+            who.as_str()
+        );
+        // Exactly one instance holds it; the other says it does not hold its partition.
+        let mut owners = Vec::new();
+        for (i, engine) in engines.iter().enumerate() {
+            let query = engine.query_addr.expect("an engine's query API");
+            let status = p
+                .http
+                .get(format!("http://{query}/internal/engine/profile"))
+                .query(&[("org", ORG), ("sandbox", "prod"), ("id", id.as_str())])
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .expect("an engine's query API")
+                .status()
+                .as_u16();
+            match status {
+                200 => owners.push(i),
+                421 => {}
+                other => panic!("engine {i} answered {other} for {who}"),
+            }
+        }
+        assert_eq!(owners.len(), 1, "{who}: held by {owners:?}");
+        answered_by[owners[0]] += 1;
+    }
+    assert!(
+        answered_by.iter().all(|n| *n > 0),
+        "both instances hold profiles: {answered_by:?}"
+    );
+}
