@@ -687,3 +687,177 @@ async fn profile_attributes_qualify_with_events_and_a_changed_attribute_exits() 
         .iter()
         .all(|c| c.status == Status::Exited && c.trigger == Trigger::Profile));
 }
+
+#[tokio::test]
+async fn a_qualification_resting_on_events_ends_when_they_leave_the_lookback() {
+    let p = Pipeline::start().await;
+    // Seed 003's lookback is a day; six seconds here, so its end comes within the test.
+    let _profile = p
+        .start_profile_with(|c| c.segment.lookback_ms = 6_000)
+        .await;
+    // No window of its own: only the lookback ends the qualification.
+    define(&p, "viewed", r#"xEvent.any(eventType = "view")"#).await;
+    let (dataset, stream) = event_stream(&p).await;
+    let view = at("v1", "una", "view", chrono::Duration::zero());
+    let viewed_ms = view["timestamp"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.timestamp_millis())
+        .expect("the event's timestamp");
+    send(&p, &stream, &dataset, &[view]).await;
+    let mut changes = Vec::new();
+    eventually(
+        Duration::from_secs(30),
+        "una entered, then left with no new event",
+        async || {
+            changes = memberships(&p, 2).await;
+            changes.len() >= 2
+        },
+    )
+    .await;
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert_eq!(
+        (changes[0].status, changes[0].trigger),
+        (Status::Realized, Trigger::Event)
+    );
+    assert_eq!(
+        (changes[1].status, changes[1].trigger),
+        (Status::Exited, Trigger::Timer)
+    );
+    let late = changes[1].time - (viewed_ms + 6_000);
+    assert!(
+        (0..3_000).contains(&late),
+        "exited when the event left the lookback, not before and not much after ({late} ms)"
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_definition_exits_its_members_so_destinations_learn_it() {
+    let p = Pipeline::start().await;
+    let _profile = p.start_profile().await;
+    let (dataset, stream) = event_stream(&p).await;
+    let resp = p
+        .http
+        .post(format!("{}/segment/definitions", p.control))
+        .bearer_auth(cdp_e2e::ADMIN)
+        .header("x-gw-ims-org-id", ORG)
+        .json(
+            &json!({"name": "viewers", "schema": {"name": "_xdm.context.profile"},
+                      "expression": {"type": "PQL", "format": "pql/text",
+                                     "value": "xEvent.any(eventType = \"view\")"}}),
+        )
+        .send()
+        .await
+        .expect("POST /segment/definitions");
+    assert_eq!(resp.status(), 200);
+    let definition: serde_json::Value = resp.json().await.expect("definition JSON");
+    let id = definition["id"].as_str().unwrap_or_default().to_string();
+    send(
+        &p,
+        &stream,
+        &dataset,
+        &[at("w1", "vic", "view", chrono::Duration::zero())],
+    )
+    .await;
+    eventually(Duration::from_secs(30), "vic realized", async || {
+        !memberships(&p, 1).await.is_empty()
+    })
+    .await;
+    let deleted = p
+        .http
+        .delete(format!("{}/segment/definitions/{id}", p.control))
+        .bearer_auth(cdp_e2e::ADMIN)
+        .header("x-gw-ims-org-id", ORG)
+        .send()
+        .await
+        .expect("DELETE /segment/definitions");
+    assert_eq!(deleted.status(), 204);
+    let mut changes = Vec::new();
+    eventually(Duration::from_secs(30), "vic's exit", async || {
+        changes = memberships(&p, 2).await;
+        changes.len() >= 2
+    })
+    .await;
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert_eq!(changes[1].segment_id, id);
+    assert_eq!(changes[1].status, Status::Exited);
+    assert_eq!(changes[1].trigger, Trigger::Definition);
+    // And the profile no longer shows it as a member.
+    eventually(
+        Duration::from_secs(10),
+        "the exit on vic's profile",
+        async || {
+            let (_, body) = crate::profile::api(
+                &p,
+                "/access/entities?schema.name=_xdm.context.profile&entityId=vic&entityIdNS=CRMID",
+            )
+            .await;
+            body[&changes[1].profile_id]["entity"]["segmentMembership"]["ups"][&id]["status"]
+                == "exited"
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_definition_change_is_evaluated_in_transactions_of_bounded_size() {
+    let p = Pipeline::start().await;
+    // Two profiles per turn of the engine's loop.
+    let _profile = p.start_profile_with(|c| c.segment.sweep_chunk = 2).await;
+    let (dataset, stream) = event_stream(&p).await;
+    let people = ["b1", "b2", "b3", "b4", "b5", "b6"];
+    let views: Vec<serde_json::Value> = people
+        .iter()
+        .map(|who| at(&format!("{who}-v"), who, "view", chrono::Duration::zero()))
+        .collect();
+    send(&p, &stream, &dataset, &views).await;
+    for who in people {
+        eventually(Duration::from_secs(30), "the profile", async || {
+            crate::profile::api(&p, &format!("/identity/cluster/members?xid=CRMID:{who}"))
+                .await
+                .0
+                == 200
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    define(&p, "late-viewers", r#"xEvent.any(eventType = "view")"#).await;
+    let records = eventually(
+        Duration::from_secs(30),
+        "every profile realized",
+        async || {
+            let r = p
+                .broker
+                .read_committed_settle(
+                    &p.config.topics.segment_membership_json(),
+                    people.len(),
+                    Duration::from_secs(5),
+                    Duration::from_millis(300),
+                )
+                .await;
+            if r.len() >= people.len() {
+                Ok(r)
+            } else {
+                Err(r.len())
+            }
+        },
+    )
+    .await;
+    assert_eq!(records.len(), people.len());
+    let changes: Vec<MembershipChange> = records
+        .iter()
+        .map(|r| serde_json::from_value(r.json()).expect("a membership record"))
+        .collect();
+    assert!(changes
+        .iter()
+        .all(|c| c.status == Status::Realized && c.trigger == Trigger::Definition));
+    // Three partitions of at most two profiles each per turn: never all in one transaction.
+    let transactions: std::collections::BTreeSet<&str> =
+        records.iter().filter_map(|r| r.header("cdp-txn")).collect();
+    assert!(
+        transactions.len() >= 2,
+        "{} transactions for {} profiles",
+        transactions.len(),
+        people.len()
+    );
+}
