@@ -861,3 +861,47 @@ async fn a_definition_change_is_evaluated_in_transactions_of_bounded_size() {
         people.len()
     );
 }
+
+#[tokio::test]
+async fn a_definition_reading_a_field_nobody_kept_sees_the_history_after_a_backfill() {
+    let p = Pipeline::start().await;
+    let _profile = p.start_profile().await;
+    define(&p, "viewed", r#"xEvent.any(eventType = "view")"#).await;
+    let (dataset, stream) = event_stream(&p).await;
+    let mut view = at("k1", "kai", "view", chrono::Duration::zero());
+    view["web"] = json!({"page": "home", "referrer": "search"});
+    send(&p, &stream, &dataset, &[view]).await;
+    eventually(Duration::from_secs(30), "kai in viewed", async || {
+        !memberships(&p, 1).await.is_empty()
+    })
+    .await;
+    let events_of_kai = "/access/entities?schema.name=_xdm.context.experienceevent&relatedSchema.name=_xdm.context.profile&relatedEntityId=kai&relatedEntityIdNS=CRMID";
+    let (_, body) = crate::profile::api(&p, events_of_kai).await;
+    assert_eq!(body["children"][0]["entityId"], "k1", "{body}");
+    assert!(
+        body["children"][0]["entity"].get("web").is_none(),
+        "no definition reads web.*: the profile keeps only what they read: {body}"
+    );
+
+    // A definition that reads a field nobody kept: the held event is read again from
+    // events.valid, and the definition sees it.
+    define(&p, "home-viewers", r#"xEvent.any(web.page = "home")"#).await;
+    let mut changes = Vec::new();
+    eventually(Duration::from_secs(40), "kai in home-viewers", async || {
+        changes = memberships(&p, 2).await;
+        changes.iter().any(|c| c.segment_id == "home-viewers")
+    })
+    .await;
+    let entered = changes
+        .iter()
+        .find(|c| c.segment_id == "home-viewers")
+        .expect("the entry");
+    assert_eq!(entered.status, Status::Realized);
+    assert_eq!(entered.trigger, Trigger::Definition);
+    let (_, body) = crate::profile::api(&p, events_of_kai).await;
+    assert_eq!(
+        body["children"][0]["entity"]["web"],
+        json!({"page": "home"}),
+        "the field read is filled in, the others are not kept: {body}"
+    );
+}

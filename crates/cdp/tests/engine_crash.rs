@@ -146,6 +146,7 @@ fn update(profile: &str, seq: u32, kind: &str) -> (String, String, i64) {
         refused: Vec::new(),
         owner: Some(crm.clone()),
         transfer: None,
+        refresh: false,
         entity: serde_json::value::to_raw_value(&entity).expect("an entity"),
     };
     let r = Resolved::Item {

@@ -49,6 +49,9 @@ impl Engine {
             )));
         };
         let mut work = self.load(ctx, at, &item.org_id, &item.sandbox, profile)?;
+        if item.refresh {
+            return self.refresh(ctx, at, work, item);
+        }
         let mut changed = false;
         if let Some(ids) = identities {
             changed = work.record.identities != ids;
@@ -195,6 +198,53 @@ impl Engine {
                 ..Details::default()
             },
         )?;
+        self.finish(ctx, at, &mut work, touch)
+    }
+
+    /// An event read again from events.valid (a definition now reads fields the profile did
+    /// not keep): the held event takes the fields the sandbox keeps now, and the definitions
+    /// reading its type are evaluated again. Nothing else changes, nothing is written to
+    /// `profile.updates`; an event the profile does not hold (any more) is left alone.
+    fn refresh(
+        &mut self,
+        ctx: &mut Context<'_>,
+        at: At,
+        mut work: Work,
+        item: Item,
+    ) -> Result<(), ProcessError> {
+        if work.fresh || item.kind != ItemKind::Event {
+            return Ok(());
+        }
+        let Ok(i) = work.record.position(item.timestamp_ms, &item.item_id) else {
+            return Ok(());
+        };
+        let entity: Value = match serde_json::from_str(item.entity.get()) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(item = %item.item_id, error = %e, "a refreshed event's entity cannot be read; skipped");
+                metrics::counter!("cdp_engine_unreadable_total").increment(1);
+                return Ok(());
+            }
+        };
+        let sandbox =
+            self.definitions
+                .sandbox(&self.catalog, &work.record.org, &work.record.sandbox);
+        let fields = sandbox.projection.project(&entity);
+        let event = &mut work.record.events[i];
+        if event.fields == fields {
+            return Ok(());
+        }
+        event.fields = fields;
+        metrics::counter!("cdp_engine_events_refreshed_total").increment(1);
+        let segmented = event.segmented;
+        let ty = work
+            .record
+            .type_of(&work.record.events[i])
+            .map(String::from);
+        let mut touch = Touch::new(Trigger::Definition);
+        if segmented {
+            touch.event_types.push(ty);
+        }
         self.finish(ctx, at, &mut work, touch)
     }
 
@@ -392,6 +442,7 @@ impl Engine {
                 refused: Vec::new(),
                 owner: Some(owner.clone()),
                 transfer: transfer(None),
+                refresh: false,
                 entity,
             };
             self.hand_back(ctx, at, &item)?;
@@ -422,6 +473,7 @@ impl Engine {
                 refused: Vec::new(),
                 owner: Some(f.owner.clone()),
                 transfer: transfer(Some(f.seq)),
+                refresh: false,
                 entity,
             };
             self.hand_back(ctx, at, &item)?;

@@ -86,6 +86,15 @@ fn header<'a>(m: &'a OwnedMessage, name: &str) -> Option<&'a str> {
 }
 
 impl Intake {
+    /// The item an events.valid record makes, if it makes one (no refusal written): what a
+    /// backfill sends again.
+    pub async fn item_of(&self, m: &OwnedMessage) -> Option<Item> {
+        match self.judge(m).await {
+            Verdict::Item(item) => Some(*item),
+            Verdict::Skip(_) | Verdict::Refuse(..) => None,
+        }
+    }
+
     async fn judge(&self, m: &OwnedMessage) -> Verdict {
         let Some(raw) = m.headers().and_then(RawHeaders::from_kafka) else {
             return Verdict::Skip("no_provenance_headers");
@@ -234,6 +243,7 @@ impl Intake {
             refused: extracted.refused,
             owner: None,
             transfer: None,
+            refresh: false,
             entity,
         }))
     }

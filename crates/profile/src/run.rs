@@ -93,22 +93,23 @@ pub async fn run(
     ensure_topics(kafka, &topic_specs(topics, settings)).await?;
     let [intake_spec, mut identity_spec] = specs(topics, settings, &instance);
     identity_spec.queries = identity_queries;
-    let intake = Intake {
-        catalog,
-        decoder: ValueDecoder::new(&settings.registry_url),
-        limits: Limits {
-            max_event_bytes: settings.max_event_bytes,
-            max_record_bytes: settings.max_record_bytes,
-        },
-        sequence_topic: topics.profile_sequence(),
-        error_topic: topics.events_error(),
-    };
+    let intake = intake_of(&catalog, settings, topics);
     let resolved_partitions =
         cdp_contract::admin::partition_count(kafka, &topics.profile_resolved()).await?;
+    let backfill = crate::identity::backfill::Backfill::new(
+        catalog.clone(),
+        kafka.clone(),
+        topics.events_valid(),
+        topics.profile_sequence(),
+        settings.keep_event_fields.clone(),
+        longest_ttl(&catalog, settings),
+        std::sync::Arc::new(intake_of(&catalog, settings, topics)),
+    );
     let identity = IdentityStage {
         resolved_topic: topics.profile_resolved(),
         resolved_partitions,
         graph_topic: topics.identity_graph(),
+        backfill: Some(backfill),
     };
     let stage = |name: &'static str| move |e| ProfileError::Stage(name, e);
     tokio::try_join!(
@@ -124,4 +125,33 @@ pub async fn run(
         },
     )?;
     Ok(())
+}
+
+/// The intake stage's processor (also what a backfill turns events.valid records into items
+/// with).
+fn intake_of(catalog: &CatalogView, settings: &ProfileSettings, topics: &Topics) -> Intake {
+    Intake {
+        catalog: catalog.clone(),
+        decoder: ValueDecoder::new(&settings.registry_url),
+        limits: Limits {
+            max_event_bytes: settings.max_event_bytes,
+            max_record_bytes: settings.max_record_bytes,
+        },
+        sequence_topic: topics.profile_sequence(),
+        error_topic: topics.events_error(),
+    }
+}
+
+/// How far back profiles may hold events: the engine's time-to-live or the longest a dataset
+/// sets, as the catalog says now.
+fn longest_ttl(catalog: &CatalogView, settings: &ProfileSettings) -> i64 {
+    let datasets = catalog
+        .read()
+        .datasets
+        .values()
+        .filter_map(|d| d.profile_event_ttl_days)
+        .map(|days| i64::from(days) * crate::settings::ONE_DAY_MS)
+        .max()
+        .unwrap_or(0);
+    settings.ttl_ms().max(datasets)
 }

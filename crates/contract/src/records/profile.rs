@@ -64,6 +64,11 @@ pub struct Item {
     pub owner: Option<Identity>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transfer: Option<Transfer>,
+    /// An event read again from `events.valid` to fill in fields its profile did not keep (a
+    /// definition now reads them): placed by its owner identity without linking anything, it
+    /// only refreshes an event the profile holds.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refresh: bool,
     /// The XDM entity (for a record: its attributes), passed through unparsed.
     pub entity: Box<RawValue>,
 }
@@ -228,6 +233,7 @@ mod tests {
             refused: Vec::new(),
             owner: Some(Identity::new("CRMID", "c")),
             transfer: None,
+            refresh: false,
             entity: entity.clone(),
         };
         let r = Resolved::Item {

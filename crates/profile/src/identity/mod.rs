@@ -2,6 +2,7 @@
 //! ([`extract`]), and how links form, are cut and evicted ([`graph`]). What an identity is, and
 //! the records the graph writes, are the contract's (`cdp_contract::records`).
 
+pub mod backfill;
 pub mod extract;
 pub mod graph;
 pub mod history;

@@ -30,6 +30,8 @@ pub struct IdentityStage {
     /// `cdp_contract::partition::for_key(profile id)`, where control looks for it too.
     pub resolved_partitions: i32,
     pub graph_topic: String,
+    /// Reads events again when definitions come to read fields profiles did not keep.
+    pub backfill: Option<super::backfill::Backfill>,
 }
 
 pub(crate) fn node_key(org: &str, sandbox: &str, identity: &Identity) -> Vec<u8> {
@@ -137,6 +139,24 @@ impl IdentityStage {
             )));
         };
         item.owner = Some(owner_identity.clone());
+        if item.refresh {
+            // Read again to fill in fields: it goes where its owner is now, and links nothing.
+            let Some(target) = Self::cluster_of(ctx, &org, &sandbox, &owner_identity)? else {
+                metrics::counter!("cdp_identity_refresh_unplaced_total").increment(1);
+                return Ok(());
+            };
+            metrics::counter!("cdp_identity_refreshes_placed_total").increment(1);
+            return self.emit_resolved(
+                ctx,
+                cause,
+                &Resolved::Item {
+                    profile_id: target,
+                    seq,
+                    identities: None,
+                    item: Box::new(item),
+                },
+            );
+        }
         let time_ms = cdp_contract::clock::now_ms();
         if !item.refused.is_empty() {
             let refused = GraphRecord::Refused {
@@ -342,6 +362,17 @@ fn op(change: &GraphChange) -> &'static str {
 }
 
 impl Processor for IdentityStage {
+    async fn sweep(
+        &mut self,
+        partitions: &[i32],
+        ctx: &mut Context<'_>,
+    ) -> Result<bool, ProcessError> {
+        match &mut self.backfill {
+            Some(b) => b.turn(partitions, ctx),
+            None => Ok(false),
+        }
+    }
+
     async fn process(
         &mut self,
         batch: &[OwnedMessage],
