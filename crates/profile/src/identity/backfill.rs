@@ -11,10 +11,13 @@
 //! backfill runs per pipeline), one sandbox at a time, in a task beside the stage's loop.
 //! Delivery is at least once and a refresh is idempotent; a backfill that did not finish (a
 //! crash, a failure) runs again. State in partition 0: `r<org>\0<sandbox>` → the fields the
-//! sandbox's profiles keep, and those a backfill in progress adds ([`Mark`]).
+//! sandbox's profiles keep, and those a backfill in progress adds ([`Mark`]). A sandbox's mark
+//! is written when its first item is placed, with what its definitions read then (what the
+//! engine keeps of that item): a sandbox without one holds no profile, so nothing to read
+//! again.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cdp_catalog::CatalogView;
@@ -35,6 +38,9 @@ const PARTITION: i32 = 0;
 
 /// Dotted paths, split.
 type Paths = BTreeSet<Vec<String>>;
+
+/// Per sandbox, the event fields its definitions read, as of a catalog version.
+type FieldsRead = (i64, HashMap<(String, String), Paths>);
 
 /// What a sandbox's profiles keep of events, and what a backfill in progress adds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,7 +73,9 @@ pub struct Backfill {
     running: Option<Running>,
     /// The catalog version `read` was computed at, and per sandbox the fields its
     /// definitions read (with the keep-list).
-    read: (i64, HashMap<(String, String), Paths>),
+    read: Mutex<FieldsRead>,
+    /// Sandboxes known to have a mark, since the last turn.
+    marked: Mutex<HashSet<(String, String)>>,
     /// No backfill starts before this (after a failure).
     pause_until: i64,
 }
@@ -91,7 +99,8 @@ impl Backfill {
             ttl_ms,
             intake,
             running: None,
-            read: (-1, HashMap::new()),
+            read: Mutex::new((-1, HashMap::new())),
+            marked: Mutex::new(HashSet::new()),
             pause_until: 0,
         }
     }
@@ -112,10 +121,11 @@ impl Backfill {
     }
 
     /// Per sandbox with definitions, the event fields they read, with the keep-list.
-    fn fields_read(&mut self, list: &Paths) -> HashMap<(String, String), Paths> {
+    fn fields_read(&self, list: &Paths) -> HashMap<(String, String), Paths> {
         let state = self.catalog.read();
-        if state.version() == self.read.0 {
-            return self.read.1.clone();
+        let mut cache = self.read.lock().unwrap_or_else(|e| e.into_inner());
+        if state.version() == cache.0 {
+            return cache.1.clone();
         }
         let mut out: HashMap<(String, String), Paths> = HashMap::new();
         for d in state.segments.values() {
@@ -133,8 +143,49 @@ impl Backfill {
                 );
             }
         }
-        self.read = (state.version(), out.clone());
+        *cache = (state.version(), out.clone());
         out
+    }
+
+    /// An item of the sandbox is being placed: the sandbox gets its mark if it has none yet,
+    /// with what its definitions read now.
+    pub fn note(
+        &self,
+        ctx: &mut Context<'_>,
+        cause: Cause,
+        org: &str,
+        sandbox: &str,
+    ) -> Result<(), ProcessError> {
+        let sandbox_key = (org.to_string(), sandbox.to_string());
+        if self
+            .marked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&sandbox_key)
+        {
+            return Ok(());
+        }
+        let Some(list) = self.kept_by_list() else {
+            return Ok(());
+        };
+        let key = mark_key(org, sandbox);
+        if ctx.get(PARTITION, &key)?.is_none() {
+            let kept = self.fields_read(&list).remove(&sandbox_key).unwrap_or(list);
+            write_mark(
+                ctx,
+                cause,
+                &key,
+                &Mark {
+                    kept,
+                    pending: None,
+                },
+            )?;
+        }
+        self.marked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sandbox_key);
+        Ok(())
     }
 
     /// One turn of the identity stage's loop (it holds `partitions`): records a backfill that
@@ -180,8 +231,9 @@ impl Backfill {
             }
         }
         let fields = self.fields_read(&list);
-        let mut sandboxes: BTreeMap<(String, String), Paths> = fields.into_iter().collect();
-        for (k, _) in ctx.scan(PARTITION, b"r")? {
+        // Only sandboxes holding profiles have a mark.
+        let mut sandboxes: BTreeMap<(String, String), Mark> = BTreeMap::new();
+        for (k, v) in ctx.scan(PARTITION, b"r")? {
             let rest = &k[1..];
             let mut parts = rest.splitn(2, |b| *b == 0);
             if let (Some(o), Some(s)) = (parts.next(), parts.next()) {
@@ -189,12 +241,15 @@ impl Backfill {
                     String::from_utf8_lossy(o).into_owned(),
                     String::from_utf8_lossy(s).into_owned(),
                 );
-                sandboxes.entry(key).or_insert_with(|| list.clone());
+                sandboxes.insert(key, json::from_slice(&v, "a backfill mark")?);
             }
         }
-        for ((org, sandbox), now) in sandboxes {
+        for ((org, sandbox), mut mark) in sandboxes {
             let key = mark_key(&org, &sandbox);
-            let mut mark = read_mark(ctx, &key, &list)?;
+            let now = fields
+                .get(&(org.clone(), sandbox.clone()))
+                .cloned()
+                .unwrap_or_else(|| list.clone());
             let busy = self
                 .running
                 .as_ref()
@@ -256,7 +311,6 @@ fn futures_join(task: JoinHandle<Result<u64, String>>) -> Result<u64, String> {
 fn read_mark(ctx: &Context<'_>, key: &[u8], list: &Paths) -> Result<Mark, ProcessError> {
     match ctx.get(PARTITION, key)? {
         Some(v) => json::from_slice(&v, "a backfill mark"),
-        // Never seen: events were kept with the keep-list alone (no definition read more).
         None => Ok(Mark {
             kept: list.clone(),
             pending: None,

@@ -139,6 +139,9 @@ impl IdentityStage {
             )));
         };
         item.owner = Some(owner_identity.clone());
+        if let Some(b) = &self.backfill {
+            b.note(ctx, cause, &org, &sandbox)?;
+        }
         if item.refresh {
             // Read again to fill in fields: it goes where its owner is now, and links nothing.
             let Some(target) = Self::cluster_of(ctx, &org, &sandbox, &owner_identity)? else {
