@@ -51,7 +51,7 @@ pub fn router(lookups: Lookups, catalog: CatalogView, admin_token: Arc<str>) -> 
 
 /// A lookup that could not be answered: 503 with `Retry-After` while no instance answers for
 /// the profile's partition, 502 when one failed.
-pub fn unavailable(e: LookupError) -> Response {
+pub fn lookup_failed(e: LookupError) -> Response {
     tracing::warn!(error = %e, "a profile lookup failed");
     let retry = matches!(e, LookupError::Unavailable { .. });
     let status = if retry {
@@ -102,7 +102,7 @@ async fn profile_of(
     {
         Ok(Some(found)) => Ok(found),
         Ok(None) => Err(unknown_identity(identity, tenant)),
-        Err(e) => Err(unavailable(e)),
+        Err(e) => Err(lookup_failed(e)),
     }
 }
 
@@ -205,7 +205,7 @@ async fn profile_entity(
         .lookups
         .profile(&tenant.org, &tenant.sandbox, &profile_id)
         .await
-        .map_err(unavailable)?
+        .map_err(lookup_failed)?
         .filter(|p| p.org_id == tenant.org && p.sandbox == tenant.sandbox);
     let stitched = policy.graph == IdentityGraphKind::Pdg;
     // Without the graph, a profile is the fragments of the identity asked for.
@@ -318,7 +318,7 @@ async fn events(
             req.limit,
         )
         .await
-        .map_err(unavailable)?
+        .map_err(lookup_failed)?
         .unwrap_or_else(|| cdp_contract::records::lookup::EventsPage {
             events: Vec::new(),
             next: None,
@@ -423,7 +423,7 @@ async fn cluster_history(
     {
         Ok(Some(found)) => found,
         Ok(None) => return unknown_identity(&identity, &tenant),
-        Err(e) => return unavailable(e),
+        Err(e) => return lookup_failed(e),
     };
     let history: Vec<HistoryEntry> = found
         .history

@@ -15,5 +15,5 @@ mod http;
 pub mod lookup;
 pub mod params;
 
-pub use http::router;
+pub use http::{lookup_failed, router};
 pub use lookup::{LookupError, Lookups, LookupsError};

@@ -122,6 +122,11 @@ struct WithErrors<'a> {
 
 impl IntoResponse for SegmentError {
     fn into_response(self) -> Response {
+        if let SegmentError::Lookup(e) = self {
+            // The same answer as the Profile API's: 503 with Retry-After while no instance
+            // answers for the profile's partition.
+            return crate::profiles::lookup_failed(e);
+        }
         let problem = self.problem();
         let SegmentError::Pql { errors, .. } = &self else {
             return problem.into_response();
