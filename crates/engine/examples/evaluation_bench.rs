@@ -243,12 +243,7 @@ impl Bench {
             Default::default(),
             self.now,
         );
-        let outcome = self.set.run(
-            pending,
-            &mut cx,
-            state,
-            Some(Duration::milliseconds(self.lookback_ms)),
-        );
+        let outcome = self.set.run(pending, &mut cx, state);
         outcome.evaluated
     }
 

@@ -73,6 +73,10 @@ pub struct ProfileRecord {
     /// `(segment, last qualification time, exit time)`.
     #[serde(default)]
     pub exited: Vec<(String, i64, i64)>,
+    /// When its streaming definitions were last evaluated (epoch ms): the events that left the
+    /// lookback since are changes of the definitions reading them.
+    #[serde(default)]
+    pub evaluated_ms: i64,
 }
 
 /// How long an ended membership stays on the profile (AEP shows exits for 30 days).

@@ -14,7 +14,7 @@ use cdp_contract::clock::now_ms;
 use cdp_contract::records::{MembershipChange, Status, Trigger};
 use cdp_pql::incremental::Changes;
 use cdp_stage::{Context, Output, ProcessError};
-use chrono::{Duration, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 use rdkafka::message::{Header, OwnedHeaders};
 use serde_json::Value;
 
@@ -90,7 +90,7 @@ impl Engine {
                 .note_membership(&change.segment_id, change.last_qualification_time, ended);
         }
         self.activate(ctx, at, work, &sandbox, &changes)?;
-        self.set_timer(ctx, at, work);
+        self.set_timer(ctx, at, work, &sandbox);
         self.save(ctx, at, work)
     }
 
@@ -135,7 +135,22 @@ impl Engine {
             record.scheduled.retain(|s| state.members.contains_key(s));
         }
         record.definitions = current;
-        let types: Vec<Option<&str>> = touch.event_types.iter().map(Option::as_deref).collect();
+        let lookback = self.settings.segment.lookback_ms;
+        let floor = now - lookback;
+        // Events that left the lookback since the profile was last evaluated are changes of
+        // the definitions reading them, as events that arrived are.
+        let since = record.evaluated_ms - lookback;
+        let mut types: Vec<Option<&str>> = touch.event_types.iter().map(Option::as_deref).collect();
+        if !everything {
+            for e in &record.events {
+                if e.segmented && e.ts <= floor && e.ts > since {
+                    let ty = record.type_of(e);
+                    if !types.contains(&ty) {
+                        types.push(ty);
+                    }
+                }
+            }
+        }
         let segments: Vec<&str> = touch.segments.iter().map(String::as_str).collect();
         let changes = Changes {
             everything,
@@ -149,8 +164,6 @@ impl Engine {
             .pending(&changes, &record.attributes, &state, now);
         let mut out = exits;
         if !pending.is_empty() {
-            let lookback = self.settings.segment.lookback_ms;
-            let floor = now - lookback;
             let seen: Vec<&crate::record::Event> = record
                 .events
                 .iter()
@@ -168,12 +181,7 @@ impl Engine {
                 Default::default(),
                 now_dt,
             );
-            let outcome = sandbox.streaming.run(
-                pending,
-                &mut cx,
-                &mut state,
-                Some(Duration::milliseconds(lookback)),
-            );
+            let outcome = sandbox.streaming.run(pending, &mut cx, &mut state);
             metrics::histogram!("cdp_engine_definitions_evaluated")
                 .record(outcome.evaluated as f64);
             for t in outcome.transitions {
@@ -197,6 +205,7 @@ impl Engine {
             }
         }
         record.set_segments(state);
+        record.evaluated_ms = now;
         Ok(out)
     }
 
@@ -294,17 +303,25 @@ impl Engine {
         Ok(())
     }
 
-    /// The profile's timer: its earliest due definition, or its oldest event's expiry.
-    fn set_timer(&self, ctx: &mut Context<'_>, at: At, work: &Work) {
-        let segments = if work.record.flagged {
+    /// The profile's timer: its earliest due definition, the next event a definition reads to
+    /// leave the lookback, or its oldest event's expiry.
+    fn set_timer(&self, ctx: &mut Context<'_>, at: At, work: &Work, sandbox: &Sandbox) {
+        let record = &work.record;
+        let segments = if record.flagged {
             None
         } else {
-            work.record.due.iter().map(|(_, at)| *at).min()
+            let lookback = self.settings.segment.lookback_ms;
+            let leaves = record
+                .events
+                .iter()
+                .filter(|e| e.segmented && e.ts + lookback > record.evaluated_ms)
+                .filter(|e| sandbox.streaming.reads_event_type(record.type_of(e)))
+                .map(|e| e.ts + lookback)
+                .min();
+            let due = record.due.iter().map(|(_, at)| *at).min();
+            earliest(due, leaves)
         };
-        let due = match (segments, self.next_expiry(work)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let due = earliest(segments, self.next_expiry(work));
         let current = ctx.timer(at.partition, &work.key);
         match due {
             Some(due) if current != Some(due) => ctx.set_timer(at.cause, &work.key, due),
@@ -357,5 +374,12 @@ impl Engine {
         work.record.members.clear();
         work.record.due.clear();
         Ok(())
+    }
+}
+
+fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
     }
 }

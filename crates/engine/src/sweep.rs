@@ -267,7 +267,7 @@ fn schedules(
                     Default::default(),
                     now_dt,
                 );
-                let outcome = batch.evaluate(&mut cx, &mut state, &Changes::everything(), None);
+                let outcome = batch.evaluate(&mut cx, &mut state, &Changes::everything());
                 record.set_segments(state);
                 let mut touch = Touch::new(Trigger::Schedule);
                 for t in outcome.transitions {

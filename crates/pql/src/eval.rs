@@ -171,17 +171,6 @@ impl<'a> Context<'a> {
         }
     }
 
-    /// The earliest timestamp among the events of `types` (`None`: every event).
-    pub(crate) fn oldest(&self, types: Option<&[String]>) -> Option<DateTime<Utc>> {
-        match types {
-            None => self.timeline.first().map(|(t, _)| *t),
-            Some(types) => self
-                .candidates(Some(types))
-                .filter_map(|i| self.events[i].ts)
-                .min(),
-        }
-    }
-
     pub fn now(&self) -> DateTime<Utc> {
         self.now
     }

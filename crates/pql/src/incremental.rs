@@ -17,15 +17,17 @@
 //! streams). One context serves the whole pass; memberships change inside it as definitions
 //! are decided.
 //!
-//! When a lookback is given, the caller's context holds only the events of the lookback, and an
-//! event stops being seen `lookback` after its timestamp: that instant counts as a change of
-//! every definition reading the event, so a qualification that rests on events ends when they
-//! leave, by timer.
+//! Events that left what the context holds since the last evaluation (a lookback window, an
+//! expiry) are changes like events that arrived: the caller names their types in
+//! [`Changes::event_types`], and sets the profile's timer for the next one to leave
+//! ([`DefinitionSet::reads_event_type`] says which event types matter), so a qualification
+//! that rests on events ends when they leave. Keeping that out of [`SegmentState::due`] keeps a
+//! due time only for definitions with a time window of their own: a profile's state stays small
+//! with many definitions.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 
 use crate::eval::Context;
@@ -240,28 +242,26 @@ impl DefinitionSet {
 
     /// Evaluates the definitions `changes` concerns (and those whose time came) for the
     /// profile in `cx`, whose memberships are taken from `state`; updates `state` and returns
-    /// the memberships that changed. `lookback`: events stop being seen this long after their
-    /// timestamp (the caller's context holds only the events still seen).
+    /// the memberships that changed.
     pub fn evaluate(
         &self,
         cx: &mut Context<'_>,
         state: &mut SegmentState,
         changes: &Changes<'_>,
-        lookback: Option<Duration>,
     ) -> Outcome {
         let pending = self.pending(changes, cx.profile, state, cx.now().timestamp_millis());
-        self.run(pending, cx, state, lookback)
+        self.run(pending, cx, state)
+    }
+
+    /// Whether any definition reads events of this type (`None`: without a string type): when
+    /// such an event leaves the context, definitions must be evaluated again.
+    pub fn reads_event_type(&self, event_type: Option<&str>) -> bool {
+        !self.any_event.is_empty() || event_type.is_some_and(|t| self.by_type.contains_key(t))
     }
 
     /// Evaluates what [`Self::pending`] found, and the definitions reading segments that
     /// change on the way.
-    pub fn run(
-        &self,
-        pending: Pending,
-        cx: &mut Context<'_>,
-        state: &mut SegmentState,
-        lookback: Option<Duration>,
-    ) -> Outcome {
+    pub fn run(&self, pending: Pending, cx: &mut Context<'_>, state: &mut SegmentState) -> Outcome {
         let Pending { mut dirty } = pending;
         dirty.resize(self.defs.len(), false);
         let now = cx.now();
@@ -279,15 +279,7 @@ impl DefinitionSet {
             outcome.evaluated += 1;
             let answer = def.plan.evaluate(cx);
             if self.timed {
-                let inputs = def.plan.inputs();
-                let leaves = match lookback {
-                    Some(window) if inputs.events != EventReads::None => cx
-                        .oldest(inputs.events.as_types().as_deref())
-                        .and_then(|t| t.checked_add_signed(window))
-                        .filter(|t| *t > now),
-                    _ => None,
-                };
-                match earliest(answer.next_change, leaves) {
+                match answer.next_change {
                     Some(at) => {
                         state.due.insert(def.id.clone(), at.timestamp_millis());
                     }
@@ -328,14 +320,6 @@ impl DefinitionSet {
         for &r in self.readers.get(segment).into_iter().flatten() {
             dirty[r] = true;
         }
-    }
-}
-
-fn earliest(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, None) => x,
-        (None, y) => y,
     }
 }
 
@@ -381,7 +365,7 @@ fn dependency_order(defs: Vec<Definition>) -> Vec<Definition> {
 mod tests {
     use super::*;
     use crate::parse;
-    use chrono::TimeZone;
+    use chrono::{DateTime, TimeZone, Utc};
     use serde_json::json;
 
     fn def(id: &str, src: &str) -> Definition {
@@ -418,10 +402,10 @@ mod tests {
             r#"chain(xEvent, timestamp, [A: WHAT(eventType = "v"), N: NOT WHAT(eventType in ["r", "q"]), B: WHAT(eventType = "c" and web.page = "x")])"#,
         );
         assert_eq!(chain.events, types(&["c", "q", "r", "v"]));
-        assert_eq!(
-            chain.event_paths,
-            paths(&["eventType", "timestamp", "web.page"])
-        );
+        // The chain orders by the events' time, which the context holds apart.
+        assert_eq!(chain.event_paths, paths(&["eventType", "web.page"]));
+        let compared = inputs(r#"xEvent.any(timestamp > datetime("2026-01-01T00:00:00Z"))"#);
+        assert_eq!(compared.event_paths, paths(&["timestamp"]));
         assert!(chain.profile_paths.is_empty());
         assert_eq!(inputs("xEvent.count() > 2").events, EventReads::Any);
         assert_eq!(inputs(r#"xEvent.any(value > 2)"#).events, EventReads::Any);
@@ -460,7 +444,7 @@ mod tests {
         let events = vec![json!({"eventType": "buy", "timestamp": at(0).to_rfc3339()})];
         let mut state = SegmentState::default();
         let mut cx = Context::new(&profile, &events, &HashSet::new(), at(1));
-        let first = set.evaluate(&mut cx, &mut state, &Changes::everything(), None);
+        let first = set.evaluate(&mut cx, &mut state, &Changes::everything());
         assert_eq!(first.evaluated, 4);
         let entered: Vec<&str> = first
             .transitions
@@ -479,7 +463,7 @@ mod tests {
             event_types: vec![Some("view")],
             ..Changes::default()
         };
-        let out = set.evaluate(&mut cx, &mut state, &changes, None);
+        let out = set.evaluate(&mut cx, &mut state, &changes);
         assert_eq!((out.evaluated, out.transitions.len()), (1, 0));
 
         // The tier changes: "gold" exits, and the segment reading it follows in the same pass.
@@ -489,7 +473,7 @@ mod tests {
             attributes_before: Some(&profile),
             ..Changes::default()
         };
-        let out = set.evaluate(&mut cx, &mut state, &changes, None);
+        let out = set.evaluate(&mut cx, &mut state, &changes);
         assert_eq!(out.evaluated, 2);
         let left: Vec<(&str, bool)> = out
             .transitions
@@ -501,29 +485,42 @@ mod tests {
     }
 
     #[test]
-    fn an_event_leaving_the_lookback_is_a_due_time() {
+    fn an_event_that_left_is_a_change_of_the_definitions_reading_its_type() {
         let set = DefinitionSet::new(
-            vec![def("buyers", r#"xEvent.any(eventType = "buy")"#)],
+            vec![
+                def("buyers", r#"xEvent.any(eventType = "buy")"#),
+                def(
+                    "soon",
+                    r#"xEvent.any(eventType = "view" and timestamp occurs < 10 seconds before now)"#,
+                ),
+            ],
             true,
         );
+        assert!(set.reads_event_type(Some("buy")));
+        assert!(!set.reads_event_type(Some("other")));
+        assert!(!set.reads_event_type(None));
         let profile = json!({});
-        let events = vec![json!({"eventType": "buy", "timestamp": at(0).to_rfc3339()})];
+        let events = vec![
+            json!({"eventType": "buy", "timestamp": at(0).to_rfc3339()}),
+            json!({"eventType": "view", "timestamp": at(0).to_rfc3339()}),
+        ];
         let mut state = SegmentState::default();
         let mut cx = Context::new(&profile, &events, &HashSet::new(), at(1));
-        let window = Duration::seconds(60);
-        set.evaluate(&mut cx, &mut state, &Changes::everything(), Some(window));
-        assert!(state.members.contains_key("buyers"));
-        assert_eq!(state.next_due(), Some(at(60).timestamp_millis()));
-        // Without the lookback nothing but new data changes the answer.
-        let mut plain = SegmentState::default();
-        let mut cx = Context::new(&profile, &events, &HashSet::new(), at(1));
-        set.evaluate(&mut cx, &mut plain, &Changes::everything(), None);
-        assert_eq!(plain.next_due(), None);
-        // At that time the event is gone from the context: the due definition exits.
-        let mut cx = Context::new(&profile, &[], &HashSet::new(), at(60));
-        let out = set.evaluate(&mut cx, &mut state, &Changes::default(), Some(window));
+        set.evaluate(&mut cx, &mut state, &Changes::everything());
+        assert_eq!(state.members.len(), 2);
+        // Only the window of its own is a due time.
+        assert_eq!(state.due.keys().collect::<Vec<_>>(), ["soon"]);
+        assert_eq!(state.next_due(), Some(at(10).timestamp_millis()));
+        // The purchase leaves what the context holds (a lookback): the caller says so.
+        let left = vec![json!({"eventType": "view", "timestamp": at(0).to_rfc3339()})];
+        let mut cx = Context::new(&profile, &left, &HashSet::new(), at(5));
+        let changes = Changes {
+            event_types: vec![Some("buy")],
+            ..Changes::default()
+        };
+        let out = set.evaluate(&mut cx, &mut state, &changes);
         assert_eq!(out.evaluated, 1);
+        assert_eq!(out.transitions[0].segment, "buyers");
         assert!(!out.transitions[0].entered);
-        assert_eq!(state.next_due(), None);
     }
 }

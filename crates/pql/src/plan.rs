@@ -25,7 +25,9 @@ pub struct Inputs {
     pub profile_paths: BTreeSet<Vec<String>>,
     /// The events it reads.
     pub events: EventReads,
-    /// Event fields it reads: in event conditions, a chain's time field, an aggregate's field.
+    /// Event fields it reads: in event conditions, a chain's time field, an aggregate's field;
+    /// not `timestamp` where only the event's time is read (`occurs`, a chain's order), which
+    /// the context is given apart.
     pub event_paths: BTreeSet<Vec<String>>,
     /// The segments it reads (`inSegment`).
     pub segments: BTreeSet<String>,
@@ -61,15 +63,6 @@ impl EventReads {
             EventReads::None => false,
             EventReads::Any => true,
             EventReads::Types(types) => event_type.is_some_and(|t| types.contains(t)),
-        }
-    }
-
-    /// The types, for [`crate::Context`]'s index (`None`: every event).
-    pub(crate) fn as_types(&self) -> Option<Vec<String>> {
-        match self {
-            EventReads::Types(t) => Some(t.iter().cloned().collect()),
-            EventReads::None => Some(Vec::new()),
-            EventReads::Any => None,
         }
     }
 }
@@ -241,8 +234,10 @@ fn collect(n: &Node, in_event: bool, out: &mut Inputs) {
         Kind::Cmp { field, .. }
         | Kind::In { field, .. }
         | Kind::Exists(field)
-        | Kind::Str { field, .. }
-        | Kind::Occurs { field, .. } => path(field, out),
+        | Kind::Str { field, .. } => path(field, out),
+        // An event's time is known without its `timestamp` field (the context is given it).
+        Kind::Occurs { field, .. } if in_event && field.is_timestamp => {}
+        Kind::Occurs { field, .. } => path(field, out),
         Kind::InSegment(id) => {
             out.segments.insert(id.clone());
         }
@@ -270,7 +265,9 @@ fn collect(n: &Node, in_event: bool, out: &mut Inputs) {
                 out.events.add(&s.types);
                 collect(&s.cond, true, out);
             }
-            out.event_paths.insert(time.keys.clone());
+            if !time.is_timestamp {
+                out.event_paths.insert(time.keys.clone());
+            }
         }
     }
 }

@@ -123,12 +123,14 @@ fn step() -> impl Strategy<Value = (i64, Step)> {
     )
 }
 
-/// One profile as the engine keeps it: events with their time, attributes, segment state.
+/// One profile as the engine keeps it: events with their time, attributes, segment state, and
+/// when it was last evaluated (the engine's record).
 #[derive(Clone)]
 struct Profile {
     events: Vec<(DateTime<Utc>, Value)>,
     attributes: Value,
     state: SegmentState,
+    evaluated: Option<DateTime<Utc>>,
 }
 
 impl Profile {
@@ -137,29 +139,54 @@ impl Profile {
             events: Vec::new(),
             attributes: json!({}),
             state: SegmentState::default(),
+            evaluated: None,
         }
     }
 
-    /// Evaluates at `now` with the events still in the lookback.
+    /// Evaluates at `now` with the events still in the lookback; the types of those that left
+    /// it since the last evaluation are changes too, as the engine names them.
     fn evaluate(&mut self, set: &DefinitionSet, now: DateTime<Utc>, changes: &Changes<'_>) {
-        let floor = now - Duration::seconds(LOOKBACK_S);
+        let window = Duration::seconds(LOOKBACK_S);
+        let floor = now - window;
+        let left: Vec<Option<&str>> = self
+            .events
+            .iter()
+            .filter(|(t, _)| *t <= floor && self.evaluated.is_some_and(|e| *t > e - window))
+            .map(|(_, v)| v["eventType"].as_str())
+            .collect();
+        let mut changes = changes.clone();
+        changes.event_types.extend(left);
         let seen: Vec<&(DateTime<Utc>, Value)> =
             self.events.iter().filter(|(t, _)| *t > floor).collect();
         let values: Vec<Value> = seen.iter().map(|(_, v)| v.clone()).collect();
         let times = seen.iter().map(|(t, _)| Some(*t)).collect();
         let mut cx = Context::with_times(&self.attributes, &values, times, HashSet::new(), now);
-        set.evaluate(
-            &mut cx,
-            &mut self.state,
-            changes,
-            Some(Duration::seconds(LOOKBACK_S)),
-        );
+        set.evaluate(&mut cx, &mut self.state, &changes);
+        self.evaluated = Some(now);
+    }
+
+    /// The profile's timer: its earliest due definition, or the next event to leave the
+    /// lookback whose type a definition reads.
+    fn timer(&self, set: &DefinitionSet) -> Option<i64> {
+        let window = Duration::seconds(LOOKBACK_S);
+        let leaves = self
+            .events
+            .iter()
+            .filter(|(_, v)| set.reads_event_type(v["eventType"].as_str()))
+            .map(|(t, _)| *t + window)
+            .filter(|t| self.evaluated.is_some_and(|e| *t > e))
+            .map(|t| t.timestamp_millis())
+            .min();
+        match (self.state.next_due(), leaves) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Fires every timer due by `until`, at its own time.
     fn run_timers(&mut self, set: &DefinitionSet, until: DateTime<Utc>, everything: bool) {
         for _ in 0..500 {
-            let Some(due) = self.state.next_due() else {
+            let Some(due) = self.timer(set) else {
                 return;
             };
             if due > until.timestamp_millis() {
@@ -280,14 +307,7 @@ fn incremental_evaluation_evaluates_fewer_definitions() {
                 ..Changes::default()
             }
         };
-        evaluated += set
-            .evaluate(
-                &mut cx,
-                &mut p.state,
-                &changes,
-                Some(Duration::seconds(LOOKBACK_S)),
-            )
-            .evaluated;
+        evaluated += set.evaluate(&mut cx, &mut p.state, &changes).evaluated;
     }
     let everything = 20 * set.len();
     assert!(

@@ -82,6 +82,16 @@ pub struct ProfileBenchArgs {
     /// The state store's block cache, MiB (profile.state_cache_mb).
     #[arg(long, default_value_t = ProfileSettings::default().state_cache_mb)]
     state_cache_mb: u64,
+    /// Streaming segment definitions in the sandbox (the five query types in equal parts).
+    #[arg(long, default_value_t = 100)]
+    definitions: usize,
+    /// Profile API lookups through a `cdp control` process after (c) (its memory is measured);
+    /// 0 skips it.
+    #[arg(long, default_value_t = 2_000)]
+    lookups: u64,
+    /// No engine-alone phase (the engine on a copy of profile.resolved).
+    #[arg(long)]
+    skip_engine_alone: bool,
 }
 
 /// How long the runtime's restore may read a changelog partition before it gives up
@@ -660,7 +670,7 @@ fn page() -> String {
 
 /// Records in per profile stage so far, from the runtime's metrics.
 fn stage_inputs(page: &str) -> String {
-    ["intake", "identity", "profile"]
+    ["intake", "identity", "engine"]
         .iter()
         .map(|s| {
             format!(
@@ -674,7 +684,7 @@ fn stage_inputs(page: &str) -> String {
 
 /// What each stage's transactions did between two metric pages.
 fn transactions(before: &str, after: &str) -> Vec<String> {
-    ["intake", "identity", "profile"]
+    ["intake", "identity", "engine"]
         .iter()
         .map(|s| {
             let d = |name: &str| {
@@ -694,73 +704,139 @@ fn transactions(before: &str, after: &str) -> Vec<String> {
         .collect()
 }
 
-/// A running profile pipeline (intake, identity and the engine, in-process).
+/// `n` streaming definitions of the five query types in equal parts, over the bench's events
+/// (page views and product views of `product-<k>`): `(id, classification, expression)`. An
+/// event of either type is read by about a third of them.
+fn bench_definitions(n: usize) -> Vec<(String, &'static str, String)> {
+    let per = n.div_ceil(5);
+    let ty = |k: usize| {
+        if k.is_multiple_of(2) {
+            "web.webpagedetails.pageViews"
+        } else {
+            "commerce.productViews"
+        }
+    };
+    let mut out = Vec::new();
+    for k in 0..per {
+        let window = if k % 2 == 1 {
+            " and timestamp occurs < 1 hours before now"
+        } else {
+            ""
+        };
+        out.push((
+            format!("single-{k}"),
+            "single event",
+            format!(
+                r#"xEvent.any(eventType = "{}" and web.webPageDetails.name = "product-{k}"{window})"#,
+                ty(k)
+            ),
+        ));
+        out.push((
+            format!("profile-{k}"),
+            "profile only",
+            format!(r#"loyalty.tier = "tier-{k}""#),
+        ));
+        out.push((
+            format!("attr-{k}"),
+            "single event with profile attributes",
+            format!(
+                r#"loyalty.tier = "tier-{k}" and xEvent.any(eventType = "{}")"#,
+                ty(k)
+            ),
+        ));
+        out.push((
+            format!("of-{k}"),
+            "segment of segments",
+            format!(r#"inSegment("single-{k}")"#),
+        ));
+        let multi = if k.is_multiple_of(2) {
+            format!(
+                r#"xEvent[eventType = "{}" and web.webPageDetails.name = "product-{k}"].count() >= 2"#,
+                ty(k)
+            )
+        } else {
+            format!(
+                r#"chain(xEvent, timestamp, [C0: WHAT(eventType = "web.webpagedetails.pageViews" and web.webPageDetails.name = "product-{k}"), C1: WHAT(eventType = "commerce.productViews") WITHIN 24 hours AFTER C0])"#
+            )
+        };
+        out.push((format!("multi-{k}"), "multiple events", multi));
+    }
+    out.truncate(n);
+    out
+}
+
+/// Writes the bench's definitions to a namespace's catalog.
+async fn define(
+    kafka: &KafkaSettings,
+    topics: &Topics,
+    view: &CatalogView,
+    n: usize,
+) -> anyhow::Result<()> {
+    let writer = cdp_catalog::CatalogWriter::new(kafka, topics, view.clone())?;
+    let now = now_ms();
+    for (id, classification, expression) in bench_definitions(n) {
+        writer
+            .put(&cdp_catalog::CatalogRecord::Segment(
+                cdp_catalog::SegmentDefinition {
+                    id: id.clone(),
+                    name: id,
+                    description: None,
+                    org_id: super::ORG.into(),
+                    sandbox: "prod".into(),
+                    schema_name: "_xdm.context.profile".into(),
+                    expression,
+                    streaming: true,
+                    classification: classification.into(),
+                    profile_only: classification == "profile only",
+                    creation_time: now,
+                    update_time: now,
+                },
+            ))
+            .await?;
+    }
+    Ok(())
+}
+
+/// The admin token of the bench's stages and control.
+const BENCH_TOKEN: &str = "bench-admin-token";
+
+/// The configuration the bench starts stages with.
+fn config_of(kafka: &KafkaSettings, topics: &Topics, settings: &ProfileSettings) -> cdp::CdpConfig {
+    let mut c = cdp::CdpConfig {
+        kafka: kafka.clone(),
+        topics: topics.clone(),
+        ..cdp::CdpConfig::default()
+    };
+    c.profile = settings.clone();
+    c.profile.query_listen = "127.0.0.1:0".into();
+    c.health.listen = "127.0.0.1:0".into();
+    c.control.admin_token = BENCH_TOKEN.into();
+    c
+}
+
+/// Running profile stages (intake, identity and the engine, or the engine alone), in-process,
+/// started as `cdp profile` / `cdp engine` start them (their query API included).
 struct Pipeline {
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    running: cdp::Running,
 }
 
 impl Pipeline {
-    fn start(
+    async fn start(
         kafka: &KafkaSettings,
         topics: &Topics,
         settings: &ProfileSettings,
-        view: &CatalogView,
-    ) -> Pipeline {
-        let (stop, stopped) = watch::channel(false);
-        let (kafka, topics, settings, view) = (
-            kafka.clone(),
-            topics.clone(),
-            settings.clone(),
-            view.clone(),
-        );
-        let task = tokio::spawn(async move {
-            let engine = cdp::config::engine_settings(&settings, &Default::default())?;
-            tokio::try_join!(
-                async {
-                    cdp_profile::run(
-                        &kafka,
-                        &topics,
-                        &settings,
-                        view.clone(),
-                        None,
-                        stopped.clone(),
-                    )
-                    .await
-                    .map_err(anyhow::Error::from)
-                },
-                async {
-                    cdp_engine::run(
-                        &kafka,
-                        &topics,
-                        &engine,
-                        view.clone(),
-                        None,
-                        stopped.clone(),
-                    )
-                    .await
-                    .map_err(anyhow::Error::from)
-                },
-            )?;
-            Ok(())
-        });
-        Pipeline { stop, task }
-    }
-
-    /// Fails if the stages stopped by themselves.
-    async fn check(&mut self) -> anyhow::Result<()> {
-        if self.task.is_finished() {
-            (&mut self.task).await??;
-            bail!("the profile stages stopped");
-        }
-        Ok(())
+        stages: cdp::Stages,
+    ) -> anyhow::Result<Pipeline> {
+        let running = cdp::start(&config_of(kafka, topics, settings), stages)
+            .await
+            .context("starting the profile stages")?;
+        Ok(Pipeline { running })
     }
 
     async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(true);
-        tokio::time::timeout(Duration::from_secs(120), self.task)
+        tokio::time::timeout(Duration::from_secs(120), self.running.shutdown())
             .await
-            .context("the profile stages did not stop within 2 minutes")???;
+            .context("the profile stages did not stop within 2 minutes")?;
         Ok(())
     }
 }
@@ -897,12 +973,18 @@ struct Restored {
     journal: u64,
 }
 
-/// The live state of a sample of profiles: keys + values.
+/// The live state of a sample of profiles: keys + values, and what the records' parts take
+/// (MessagePack, uncompressed).
 #[derive(Default)]
 struct Logical {
     profiles: usize,
     bytes: usize,
     events: usize,
+    event_bytes: usize,
+    member_bytes: usize,
+    due_bytes: usize,
+    members: usize,
+    dues: usize,
 }
 
 impl Logical {
@@ -926,6 +1008,12 @@ fn sample_logical(store: &StateStore, partition: i32, into: &mut Logical) -> any
         into.bytes += key.len() + value.len();
         let record = cdp_engine::record::ProfileRecord::decode(&value)?;
         into.events += record.events.len();
+        into.members += record.members.len();
+        into.dues += record.due.len();
+        let size = |v: &dyn erased::Size| v.size();
+        into.event_bytes += size(&record.events);
+        into.member_bytes += size(&record.members);
+        into.due_bytes += size(&record.due);
     }
     Ok(())
 }
@@ -1097,14 +1185,21 @@ pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Res
         broker()
     );
 
-    // (c) The three profile stages until every event has its committed update.
+    // The sandbox's streaming definitions.
+    define(&kafka, &topics, &view, args.definitions).await?;
+    println!(
+        "    {} streaming definitions of the five query types in the sandbox",
+        args.definitions
+    );
+
+    // (c) Intake, identity and the engine until every event has its committed update.
     let follower = Follower::start(&kafka, &topics.profile_updates(), args.partitions, total)?;
     reset_peak();
     let rss_before = status_kb("self", "VmRSS:");
     let page_before = page();
     let cpu = CpuMark::take(broker_pid.as_deref());
     let started = Instant::now();
-    let mut pipeline = Pipeline::start(&kafka, &topics, &settings, &view);
+    let pipeline = Pipeline::start(&kafka, &topics, &settings, cdp::Stages::PROFILE).await?;
     let mut progress = (0u64, Instant::now());
     let mut printed = Instant::now();
     loop {
@@ -1112,7 +1207,6 @@ pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Res
         if distinct >= total {
             break;
         }
-        pipeline.check().await?;
         if distinct > progress.0 {
             progress = (distinct, Instant::now());
         } else if progress.1.elapsed() > Duration::from_secs(300) {
@@ -1155,7 +1249,7 @@ pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Res
     let page_after = page();
     let state = state_bytes(&state_base.join("run"));
     println!(
-        "(c) profile stages (intake → identity → profile): {:>9.0} events/s steady{}; {:.0} events/s including {:.1} s to the first update ({:.1} s in all)",
+        "(c) profile stages (intake → identity → engine): {:>9.0} events/s steady{}; {:.0} events/s including {:.1} s to the first update ({:.1} s in all)",
         profile.steady,
         validate
             .as_ref()
@@ -1212,12 +1306,53 @@ pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Res
     let (identity_records, identity_bytes) =
         topic_size(&kafka, &topics.identity_changelog(), 1, 2_000)?;
     println!(
-        "(f) profile.changelog: {profile_records} records, ~{:.1} MiB ({}); identity.changelog: {identity_records} records, ~{:.1} MiB ({}) after (c) (records = log end − log start, bytes = records × the average key + value of the first 2,000 per partition)",
+        "(f) engine.changelog: {profile_records} records, ~{:.1} MiB ({}); identity.changelog: {identity_records} records, ~{:.1} MiB ({}) after (c) (records = log end − log start, bytes = records × the average key + value of the first 2,000 per partition)",
         profile_bytes / 1048576.0,
         per_profile(profile_bytes, args.profiles),
         identity_bytes / 1048576.0,
         per_profile(identity_bytes, args.profiles),
     );
+
+    // (g) Control answering Profile API lookups from the engine: its memory.
+    let control = if args.lookups > 0 {
+        let c = control_lookups(&kafka, &topics, shape, args.lookups).await?;
+        println!(
+            "(g) cdp control: {} of {} Profile API lookups answered 200 (p50 {} ms, p99 {} ms); control's RSS {} (peak {})",
+            c.found, args.lookups, c.p50, c.p99, mib(c.rss_kb), mib(c.hwm_kb)
+        );
+        Some(c)
+    } else {
+        None
+    };
+
+    // (c2) The engine alone on the same events: a copy of what the identity stage wrote.
+    let alone = if args.skip_engine_alone {
+        None
+    } else {
+        let r = engine_alone(
+            &kafka,
+            &topics,
+            &settings,
+            args.definitions,
+            total,
+            &state_base,
+            broker_pid.as_deref(),
+        )
+        .await?;
+        println!(
+            "(c2) the engine alone on a copy of profile.resolved ({} records): {:>9.0} events/s steady{}; {:.0} events/s including {:.1} s to the first update",
+            r.1,
+            r.0.steady,
+            validate
+                .as_ref()
+                .map(|v| format!(" ({:.2} of validate)", r.0.steady / v.steady))
+                .unwrap_or_default(),
+            r.0.overall,
+            r.0.first.as_secs_f64()
+        );
+        println!("    {}", r.0.cpu);
+        Some(r.0)
+    };
 
     // (d) Latency on the running pipeline.
     let lat = if args.latency_seconds > 0 {
@@ -1256,11 +1391,11 @@ pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Res
     let mut logical = Logical::default();
     if !args.skip_restore {
         for (name, changelog, partitions) in [
-            ("profile", topics.engine_changelog(), args.partitions),
+            ("engine", topics.engine_changelog(), args.partitions),
             ("identity", topics.identity_changelog(), 1),
         ] {
             let dir = state_base.join(format!("restore-{name}"));
-            let sample = (name == "profile").then_some(&mut logical);
+            let sample = (name == "engine").then_some(&mut logical);
             let parts = restore(
                 &kafka,
                 &changelog,
@@ -1289,11 +1424,17 @@ pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Res
             }
             restored.push((name, parts));
         }
+        let n = logical.profiles.max(1) as f64;
         println!(
-            "(f) live profile state (keys + values, uncompressed) of {} sampled profiles: {:.0} B/profile, {:.1} events each",
+            "(f) live profile state (keys + values, uncompressed) of {} sampled profiles: {:.0} B/profile: {:.1} events in {:.0} B, {:.1} memberships in {:.0} B, {:.1} due times in {:.0} B",
             logical.profiles,
             logical.per_profile(),
-            logical.events as f64 / logical.profiles.max(1) as f64,
+            logical.events as f64 / n,
+            logical.event_bytes as f64 / n,
+            logical.members as f64 / n,
+            logical.member_bytes as f64 / n,
+            logical.dues as f64 / n,
+            logical.due_bytes as f64 / n,
         );
         // The stages again with an empty state directory: time until new events have their
         // updates (group joins, both restores, processing).
@@ -1303,7 +1444,7 @@ pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Res
         };
         let probes = (args.partitions as u64 * 4).max(8);
         let started = Instant::now();
-        let mut pipeline = Pipeline::start(&kafka, &topics, &settings, &view);
+        let pipeline = Pipeline::start(&kafka, &topics, &settings, cdp::Stages::PROFILE).await?;
         produce_all(&kafka, &topics.events_valid(), probes, |j| {
             let person = mix(j ^ 0x04e5_7a47) % shape.profiles;
             let (key, value) = shape.event_of(person, 0, &format!("rst-{j}"));
@@ -1320,7 +1461,6 @@ pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Res
             if got == probes {
                 break;
             }
-            pipeline.check().await?;
             if Instant::now() > deadline {
                 bail!("after the restart only {got} of {probes} new events had their update within 30 minutes");
             }
@@ -1354,13 +1494,34 @@ pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Res
         );
     }
     println!(
-        "| (c) profile stages, events/s | {:.0}{} |",
+        "| (c) intake → identity → engine, events/s | {:.0}{} |",
         profile.steady,
         validate
             .as_ref()
-            .map(|v| format!(" (**{:.2}** of validate)", profile.steady / v.steady))
+            .map(|v| format!(" ({:.2} of validate)", profile.steady / v.steady))
             .unwrap_or_default()
     );
+    if let Some(a) = &alone {
+        println!(
+            "| (c2) the engine alone, {} definitions, events/s | {:.0}{} |",
+            args.definitions,
+            a.steady,
+            validate
+                .as_ref()
+                .map(|v| format!(" (**{:.2}** of validate)", a.steady / v.steady))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(c) = &control {
+        println!(
+            "| (g) control's RSS after {} Profile API lookups (peak) | {} ({}); lookups p50 {} ms, p99 {} ms |",
+            args.lookups,
+            mib(c.rss_kb),
+            mib(c.hwm_kb),
+            c.p50,
+            c.p99
+        );
+    }
     if let Some(l) = &lat {
         println!(
             "| (d) latency at {:.0} events/s, p50 / p90 / p99 / max | {} / {} / **{}** / {} ms |",
@@ -1391,17 +1552,17 @@ pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Res
         mib(rss_peak),
         mib(rss_after)
     );
-    if let Some((allocated, _, _)) = state.get("profile") {
+    if let Some((allocated, _, _)) = state.get("engine") {
         println!(
-            "| (f) profile state on disk after (c) | {:.1} MiB, **{}** |",
+            "| (f) engine state on disk after (c) | {:.1} MiB, **{}** |",
             *allocated as f64 / 1048576.0,
             per_profile(*allocated as f64, args.profiles)
         );
     }
-    if let Some((_, parts)) = restored.iter().find(|(n, _)| *n == "profile") {
+    if let Some((_, parts)) = restored.iter().find(|(n, _)| *n == "engine") {
         if let Some(last) = parts.last() {
             println!(
-                "| (f) profile state on disk after a restore | {:.1} MiB, {} |",
+                "| (f) engine state on disk after a restore | {:.1} MiB, {} |",
                 last.bytes as f64 / 1048576.0,
                 per_profile(last.bytes as f64, args.profiles)
             );
@@ -1423,9 +1584,225 @@ pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Res
         );
     }
     println!(
-        "| (f) profile.changelog | {profile_records} records, ~{:.0} MiB, {} |",
+        "| (f) engine.changelog | {profile_records} records, ~{:.0} MiB, {} |",
         profile_bytes / 1048576.0,
         per_profile(profile_bytes, args.profiles)
     );
     Ok(())
+}
+
+/// What `cdp control` used while answering lookups.
+struct ControlRun {
+    found: u64,
+    p50: i64,
+    p99: i64,
+    rss_kb: Option<u64>,
+    hwm_kb: Option<u64>,
+}
+
+/// (g): a `cdp control` process (this binary) on the namespace answers Profile API lookups of
+/// random profiles, asking the engine and the identity owner; its resident memory after.
+async fn control_lookups(
+    kafka: &KafkaSettings,
+    topics: &Topics,
+    shape: Shape,
+    lookups: u64,
+) -> anyhow::Result<ControlRun> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let log = std::env::temp_dir().join(format!("cdp-bench-control-{}.log", topics.namespace));
+    let file = std::fs::File::create(&log)?;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .arg("control")
+        .env("CDP_KAFKA__BOOTSTRAP_SERVERS", &kafka.bootstrap_servers)
+        .env("CDP_TOPICS__NAMESPACE", &topics.namespace)
+        .env("CDP_CONTROL__LISTEN", format!("127.0.0.1:{port}"))
+        .env("CDP_CONTROL__ADMIN_TOKEN", BENCH_TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .spawn()
+        .context("starting cdp control")?;
+    let pid = child.id().to_string();
+    let http = reqwest::Client::new();
+    let lookup = |person: u64| {
+        let http = http.clone();
+        async move {
+            let started = Instant::now();
+            let status = http
+                .get(format!("http://127.0.0.1:{port}/access/entities"))
+                .query(&[
+                    ("schema.name", "_xdm.context.profile"),
+                    ("entityId", Shape::ecid(person).as_str()),
+                    ("entityIdNS", "ECID"),
+                ])
+                .bearer_auth(BENCH_TOKEN)
+                .header("x-gw-ims-org-id", super::ORG)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0);
+            (status, started.elapsed().as_millis() as i64)
+        }
+    };
+    let ready = Instant::now();
+    while lookup(0).await.0 != 200 {
+        if ready.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            bail!(
+                "cdp control did not answer a lookup within a minute (log: {})",
+                log.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut times = Vec::with_capacity(lookups as usize);
+    let mut found = 0;
+    for j in 0..lookups {
+        let (status, ms) = lookup(mix(j ^ 0x100c_0b5e) % shape.profiles).await;
+        if status == 200 {
+            found += 1;
+        }
+        times.push(ms);
+    }
+    times.sort_unstable();
+    let run = ControlRun {
+        found,
+        p50: quantile(&times, 0.5),
+        p99: quantile(&times, 0.99),
+        rss_kb: status_kb(&pid, "VmRSS:"),
+        hwm_kb: status_kb(&pid, "VmHWM:"),
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(run)
+}
+
+/// Copies every record of `from` to the same partition of `to` (keys and values; read
+/// committed), as fast as the broker takes them; how many.
+fn copy_topic(kafka: &KafkaSettings, from: &str, to: &str, partitions: i32) -> anyhow::Result<u64> {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let reader: BaseConsumer = kafka.reader("bench-copy").create()?;
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = HashMap::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(from, p, Offset::Beginning)?;
+        let (_, high) = reader.fetch_watermarks(from, p, Duration::from_secs(10))?;
+        ends.insert(p, high);
+    }
+    reader.assign(&tpl)?;
+    let producer: BaseProducer = kafka.producer("bench-copy", 120_000).create()?;
+    let mut copied = 0u64;
+    let mut idle_since = Instant::now();
+    loop {
+        let Some(m) = reader.poll(Duration::from_millis(200)) else {
+            // The end as read may lie before the last records (tansu reports the last batch's
+            // offset): stop once nothing came for a while.
+            if ends.is_empty() || idle_since.elapsed() > Duration::from_secs(3) {
+                break;
+            }
+            continue;
+        };
+        let m = m?;
+        idle_since = Instant::now();
+        if ends
+            .get(&m.partition())
+            .is_some_and(|end| m.offset() + 1 >= *end)
+        {
+            ends.remove(&m.partition());
+        }
+        let mut record = BaseRecord::to(to).partition(m.partition());
+        if let Some(k) = m.key() {
+            record = record.key(k);
+        }
+        if let Some(v) = m.payload() {
+            record = record.payload(v);
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(50));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+        copied += 1;
+    }
+    producer.flush(Duration::from_secs(120))?;
+    Ok(copied)
+}
+
+/// (c2): the engine alone, in a namespace of its own with the same definitions, on a copy of
+/// what the identity stage wrote to profile.resolved in (c), until every event has its update.
+#[allow(clippy::too_many_arguments)]
+async fn engine_alone(
+    kafka: &KafkaSettings,
+    from: &Topics,
+    settings: &ProfileSettings,
+    definitions: usize,
+    total: u64,
+    state_base: &Path,
+    broker: Option<&str>,
+) -> anyhow::Result<(Rates, u64)> {
+    let partitions = settings.partitions;
+    let (topics, view) = namespace(kafka, partitions, |_| Vec::new()).await?;
+    define(kafka, &topics, &view, definitions).await?;
+    ensure_topics(kafka, &cdp_engine::run::topic_specs(&topics, partitions)).await?;
+    let (k, source, target) = (
+        kafka.clone(),
+        from.profile_resolved(),
+        topics.profile_resolved(),
+    );
+    let copied =
+        tokio::task::spawn_blocking(move || copy_topic(&k, &source, &target, partitions)).await??;
+    let follower = Follower::start(kafka, &topics.profile_updates(), partitions, total)?;
+    let settings = ProfileSettings {
+        group_prefix: format!("{}-profile", topics.namespace),
+        state_dir: Some(state_base.join("alone").display().to_string()),
+        ..settings.clone()
+    };
+    let cpu = CpuMark::take(broker);
+    let started = Instant::now();
+    let pipeline = Pipeline::start(kafka, &topics, &settings, cdp::Stages::ENGINE).await?;
+    let mut progress = (0u64, Instant::now());
+    loop {
+        let distinct = follower.with(|s| s.distinct);
+        if distinct >= total {
+            break;
+        }
+        if distinct > progress.0 {
+            progress = (distinct, Instant::now());
+        } else if progress.1.elapsed() > Duration::from_secs(300) {
+            bail!("the engine alone: no progress for 5 minutes ({distinct} of {total} events)");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let done = Instant::now();
+    let (first, last) = follower.with(|s| (s.first, s.last_new));
+    let mut rates = Rates::of(
+        total,
+        started,
+        first.unwrap_or(started),
+        last.unwrap_or(done),
+    );
+    rates.cpu = cpu.since(broker, total);
+    pipeline.stop().await?;
+    Ok((rates, copied))
+}
+
+/// The MessagePack size of a part of a record.
+mod erased {
+    pub trait Size {
+        fn size(&self) -> usize;
+    }
+
+    impl<T: serde::Serialize> Size for T {
+        fn size(&self) -> usize {
+            rmp_serde::to_vec(self).map_or(0, |v| v.len())
+        }
+    }
 }
