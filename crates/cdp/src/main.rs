@@ -2,6 +2,11 @@
 
 mod commands;
 
+/// mimalloc rather than glibc's malloc: allocation was a third of the profile path's CPU
+/// (docs/BENCHMARKS.md, "The allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};

@@ -401,6 +401,10 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         }));
     }
     if stages.engine {
+        let ignored = config.segment.ignored_keys();
+        if !ignored.is_empty() {
+            tracing::warn!(keys = ?ignored, "these settings of the former segment stage are ignored: segmentation runs in the profile engine, which takes its group, instance, batching and state from [profile]");
+        }
         let settings = config.engine()?;
         let (kafka, topics) = (config.kafka.clone(), config.topics.clone());
         let (view, stop) = (catalog.clone(), shutdown_rx.clone());
