@@ -25,7 +25,7 @@ use cdp_engine::record::{Event, ProfileRecord};
 use cdp_engine::SegmentSettings;
 use cdp_pql::incremental::{Changes, Definition, DefinitionSet};
 use cdp_pql::{classify, parse, Plan, SegmentInfo};
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 
 /// Rounds, and how long each scenario runs per round.
@@ -226,16 +226,7 @@ impl Bench {
             return 0;
         }
         let floor = now - self.lookback_ms;
-        let seen: Vec<&Event> = record
-            .events
-            .iter()
-            .filter(|e| e.segmented && e.ts > floor)
-            .collect();
-        let values: Vec<Value> = seen.iter().map(|e| record.event_value(e)).collect();
-        let times = seen
-            .iter()
-            .map(|e| Utc.timestamp_millis_opt(e.ts).single())
-            .collect();
+        let (values, times) = record.segment_events(floor);
         let mut cx = cdp_pql::Context::with_times(
             &record.attributes,
             &values,
@@ -411,16 +402,7 @@ fn main() {
             "context build alone (event values + Context::with_times)",
             Box::new(|_| {
                 let floor = bench.now.timestamp_millis() - bench.lookback_ms;
-                let seen: Vec<&Event> = record
-                    .events
-                    .iter()
-                    .filter(|e| e.segmented && e.ts > floor)
-                    .collect();
-                let values: Vec<Value> = seen.iter().map(|e| record.event_value(e)).collect();
-                let times = seen
-                    .iter()
-                    .map(|e| Utc.timestamp_millis_opt(e.ts).single())
-                    .collect();
+                let (values, times) = record.segment_events(floor);
                 let cx = cdp_pql::Context::with_times(
                     &record.attributes,
                     &values,

@@ -24,6 +24,19 @@ use crate::stage::{fatal, At, Details, Engine, Work};
 /// The refused identities a profile remembers for its audit.
 const AUDIT: usize = 20;
 
+/// An item's entity (an event, or a record's attributes) as JSON; one that cannot be read is
+/// logged, counted and skipped (it is still in its dataset).
+fn entity_of(item: &Item) -> Option<Value> {
+    match serde_json::from_str(item.entity.get()) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::error!(item = %item.item_id, dataset = %item.dataset_id, error = %e, "an item's entity cannot be read; skipped");
+            metrics::counter!("cdp_engine_unreadable_total").increment(1);
+            None
+        }
+    }
+}
+
 /// An event that left a profile.
 #[derive(Debug, Clone)]
 pub(crate) struct Removed {
@@ -111,13 +124,8 @@ impl Engine {
             }
             return Ok(());
         }
-        let entity: Value = match serde_json::from_str(item.entity.get()) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!(item = %item.item_id, error = %e, "an event's entity cannot be read; skipped");
-                metrics::counter!("cdp_engine_unreadable_total").increment(1);
-                return Ok(());
-            }
+        let Some(entity) = entity_of(&item) else {
+            return Ok(());
         };
         let sandbox =
             self.definitions
@@ -218,13 +226,8 @@ impl Engine {
         let Ok(i) = work.record.position(item.timestamp_ms, &item.item_id) else {
             return Ok(());
         };
-        let entity: Value = match serde_json::from_str(item.entity.get()) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!(item = %item.item_id, error = %e, "a refreshed event's entity cannot be read; skipped");
-                metrics::counter!("cdp_engine_unreadable_total").increment(1);
-                return Ok(());
-            }
+        let Some(entity) = entity_of(&item) else {
+            return Ok(());
         };
         let sandbox =
             self.definitions
@@ -307,13 +310,8 @@ impl Engine {
         owner: Identity,
         item: Item,
     ) -> Result<(), ProcessError> {
-        let attributes: Value = match serde_json::from_str(item.entity.get()) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!(dataset = %item.dataset_id, error = %e, "a profile record cannot be read; skipped");
-                metrics::counter!("cdp_engine_unreadable_total").increment(1);
-                return Ok(());
-            }
+        let Some(attributes) = entity_of(&item) else {
+            return Ok(());
         };
         let fragment = Fragment {
             dataset_id: item.dataset_id,

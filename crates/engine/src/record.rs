@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use cdp_contract::records::{Fragment, Identity, Refused};
 use cdp_pql::incremental::SegmentState;
-use chrono::{SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -255,6 +255,16 @@ impl ProfileRecord {
             }
         }
         v
+    }
+
+    /// The events streaming segmentation sees at a lookback `floor` (epoch ms; events after it),
+    /// as the evaluator reads them, with their times.
+    pub fn segment_events(&self, floor: i64) -> (Vec<Value>, Vec<Option<DateTime<Utc>>>) {
+        self.events
+            .iter()
+            .filter(|e| e.segmented && e.ts > floor)
+            .map(|e| (self.event_value(e), Utc.timestamp_millis_opt(e.ts).single()))
+            .unzip()
     }
 
     pub fn segments(&self) -> SegmentState {

@@ -16,7 +16,6 @@ use cdp_pql::incremental::Changes;
 use cdp_stage::{Context, Output, ProcessError};
 use chrono::{TimeZone, Utc};
 use rdkafka::message::{Header, OwnedHeaders};
-use serde_json::Value;
 
 use crate::activation::{self, Snapshot};
 use crate::apply::Removed;
@@ -164,16 +163,7 @@ impl Engine {
             .pending(&changes, &record.attributes, &state, now);
         let mut out = exits;
         if !pending.is_empty() {
-            let seen: Vec<&crate::record::Event> = record
-                .events
-                .iter()
-                .filter(|e| e.segmented && e.ts > floor)
-                .collect();
-            let values: Vec<Value> = seen.iter().map(|e| record.event_value(e)).collect();
-            let times = seen
-                .iter()
-                .map(|e| Utc.timestamp_millis_opt(e.ts).single())
-                .collect();
+            let (values, times) = record.segment_events(floor);
             let mut cx = cdp_pql::Context::with_times(
                 &record.attributes,
                 &values,
