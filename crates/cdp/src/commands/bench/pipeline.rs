@@ -1,11 +1,11 @@
-//! `cdp bench pipeline`: the whole pipeline (edge → validate → profile → segment), started
+//! `cdp bench pipeline`: the whole pipeline (edge → validate → intake → identity → engine), started
 //! in-process on a fresh namespace, with `--segments` streaming definitions spread over the five
 //! streaming query types and `--profiles` profiles:
 //!
 //! - **sustained**: `--sustained-events` events posted to `/collection/batch` as fast as the
-//!   edge takes them (concurrent requests of `--batch` messages), timed until the profile stage
-//!   has written the `event` update of every one (read_committed), and the membership changes
-//!   the segment stage wrote meanwhile;
+//!   edge takes them (concurrent requests of `--batch` messages), timed until the engine has
+//!   written the `event` update of every one (read_committed), and the membership changes it
+//!   wrote meanwhile;
 //! - **latency** at `--rate` events/s for `--seconds`: each event is the first of a fresh
 //!   profile with an event type only two single-event definitions match (`single-0`, and
 //!   `single-1` with a `--window-seconds` window); per event, the time from the edge's 2xx to
@@ -16,8 +16,7 @@
 //!   `cdp_engine_timer_lateness_seconds` histogram over the same phase.
 //!
 //! The lake stage is not started (it is not on the path to a membership, and it would compete
-//! for the disk and the two cores); control is not either (its Profile API follows the same
-//! topics).
+//! for the disk and the two cores); control is not either (its Profile API asks the engine).
 
 use super::procfs::{broker_pid, status_kb};
 use std::collections::{BTreeMap, HashMap};

@@ -1,16 +1,21 @@
-//! `cdp bench profile`: the profile stages (intake → identity → profile) against the validate
-//! stage on the same events, in one run, on one broker, each phase under its own namespace:
+//! `cdp bench profile`: the profile stages (intake → identity → engine, with the sandbox's
+//! streaming definitions) against the validate stage on the same events, in one run, on one
+//! broker, each phase under its own namespace:
 //!
 //! - **validate reference**: the events as raw messages through one validate stage (exactly
 //!   once), until its group has committed the end of the raw topic — events/s;
 //! - **profile**: the events pre-produced to events.valid as validate writes them (dataset and
 //!   value-format headers, provenance headers, key = primary identity), then the three profile
-//!   stages started in-process, until every event has its `event` update on profile.updates
+//!   stages started in-process (the engine evaluating `--definitions` streaming definitions), until every event has its `event` update on profile.updates
 //!   (read_committed) — events/s and the ratio to validate; resident memory and the state
 //!   directory's bytes per profile;
+//! - **engine alone**: the engine on a copy of the run's profile.resolved, without intake and
+//!   identity in front of it — events/s and the ratio to validate;
+//! - **lookups**: a `cdp control` process answering Profile API lookups routed to the engine's
+//!   query listener — its resident memory and the lookups' latency;
 //! - **latency** at an offered load on the running pipeline: per event, the time from producing
 //!   it to events.valid to reading its committed `event` update (matched by the event's `_id`);
-//! - **restore**: with the stages stopped, each partition of the profile (and identity)
+//! - **restore**: with the stages stopped, each partition of the engine (and identity)
 //!   changelog read into a fresh state store by the runtime's own restore code; then the stages
 //!   restarted with an empty state directory, timed until new events have their updates;
 //! - **changelog**: records per partition (log end − start) × the average record size of a
@@ -64,7 +69,7 @@ pub struct ProfileBenchArgs {
     #[arg(long, default_value_t = 20)]
     stitched_pct: u64,
     /// Partitions of events.valid, profile.resolved and profile.updates (and so of the
-    /// profile stage's state).
+    /// engine's state).
     #[arg(long, default_value_t = 3)]
     partitions: i32,
     /// Offered load of the latency phase, events per second.
