@@ -9,7 +9,9 @@
 //! exact; for aggregates and chains it can be earlier, and a re-evaluation at that
 //! instant simply yields the same answer and a later time.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+use crate::fast::{FastMap, FastSet};
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use serde_json::Value;
@@ -45,7 +47,7 @@ pub struct Context<'a> {
     pub(crate) memberships: HashSet<String>,
     pub(crate) now: DateTime<Utc>,
     /// Event indices by string `eventType`, in input order.
-    pub(crate) by_type: HashMap<&'a str, Vec<usize>>,
+    pub(crate) by_type: FastMap<&'a str, Vec<usize>>,
     /// For each event, its position in `timeline`.
     pub(crate) time_pos: Vec<Option<usize>>,
 }
@@ -137,7 +139,7 @@ impl<'a> Context<'a> {
         for (pos, &(_, i)) in timeline.iter().enumerate() {
             time_pos[i] = Some(pos);
         }
-        let mut by_type: HashMap<&'a str, Vec<usize>> = HashMap::new();
+        let mut by_type: FastMap<&'a str, Vec<usize>> = FastMap::default();
         for (i, e) in events.iter().enumerate() {
             if let Some(t) = e.value.get("eventType").and_then(Value::as_str) {
                 by_type.entry(t).or_default().push(i);
@@ -600,7 +602,7 @@ pub(crate) fn chain<const T: bool>(
         matches: &matches,
         ordered,
         latest,
-        failed: HashSet::new(),
+        failed: FastSet::default(),
     };
     let found = search.run(0, None, &mut chosen);
     let result = found.then(|| chosen.iter().flatten().map(|&pos| ordered[pos].1).collect());
@@ -615,7 +617,7 @@ struct Search<'s> {
     latest: Vec<usize>,
     /// Dead ends already explored. Without this, a chain whose last step can't
     /// match would try every combination of the earlier steps' events.
-    failed: HashSet<(usize, Option<usize>, Vec<Option<usize>>)>,
+    failed: FastSet<(usize, Option<usize>, Vec<Option<usize>>)>,
 }
 
 impl Search<'_> {

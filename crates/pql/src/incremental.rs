@@ -25,7 +25,9 @@
 //! due time only for definitions with a time window of their own: a profile's state stays small
 //! with many definitions.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
+
+use crate::fast::FastMap;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -46,15 +48,15 @@ pub struct Definition {
 pub struct DefinitionSet {
     defs: Vec<Definition>,
     /// Event type → the definitions reading events of that type.
-    by_type: HashMap<String, Vec<usize>>,
+    by_type: FastMap<String, Vec<usize>>,
     /// Definitions reading every event.
     any_event: Vec<usize>,
     /// Definitions reading profile attributes.
     attribute_readers: Vec<usize>,
     /// Segment id → the definitions reading it.
-    readers: HashMap<String, Vec<usize>>,
+    readers: FastMap<String, Vec<usize>>,
     /// Position of each definition.
-    index: HashMap<String, usize>,
+    index: FastMap<String, usize>,
     /// Whether answers keep a time of their own ([`SegmentState::due`]); a schedule's batch
     /// definitions do not.
     timed: bool,

@@ -11,6 +11,7 @@ mod classify;
 mod error;
 mod eval;
 mod explain;
+mod fast;
 pub mod incremental;
 mod lexer;
 mod parser;
