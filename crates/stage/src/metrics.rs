@@ -1,7 +1,8 @@
 //! Every stage's metrics, named `cdp_<stage>_…` so one Prometheus page shows all stages side by
 //! side: records in and out (per output topic), quarantined records by reason, transactions
 //! committed and aborted, recovery skips and left-out outputs, batch sizes, transaction
-//! durations, rebalances, timers fired and consumer lag per partition.
+//! durations, rebalances, timers fired, consumer lag per partition, and where the loop's time
+//! goes ([`Phase`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,57 @@ struct Handles {
     batch_records: Histogram,
     transaction_records: Histogram,
     transaction_seconds: Histogram,
+    phases: [Histogram; Phase::ALL.len()],
+}
+
+/// What a turn of a stage's loop spends its time on, in `cdp_<stage>_loop_seconds{phase}`
+/// (`_sum` is the total): a loop that keeps up spends it in `input`; one that falls behind
+/// shows whether it is short of CPU (`process`, `state`, `produce`) or waits on the broker
+/// (`commit_wait`).
+#[derive(Debug, Clone, Copy)]
+pub enum Phase {
+    /// Waiting for the first record of a batch, a timer or a commit's outcome.
+    Input,
+    /// Reading the rest of a batch (up to `max_batch`, at most `max_wait_ms`).
+    Fill,
+    /// The stage's processor on a batch.
+    Process,
+    /// Waiting for the previous transaction's commit before applying a batch.
+    CommitWait,
+    /// Writing a batch's state changes to the store.
+    State,
+    /// Handing a batch's outputs and changelog records to the producer.
+    Produce,
+    /// Firing due timers, in full.
+    Timers,
+    /// The processor's sweep, in full.
+    Sweep,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 8] = [
+        Phase::Input,
+        Phase::Fill,
+        Phase::Process,
+        Phase::CommitWait,
+        Phase::State,
+        Phase::Produce,
+        Phase::Timers,
+        Phase::Sweep,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Phase::Input => "input",
+            Phase::Fill => "fill",
+            Phase::Process => "process",
+            Phase::CommitWait => "commit_wait",
+            Phase::State => "state",
+            Phase::Produce => "produce",
+            Phase::Timers => "timers",
+            Phase::Sweep => "sweep",
+        }
+    }
 }
 
 /// Cheap to clone; the handles are registered once.
@@ -43,6 +95,8 @@ impl StageMetrics {
             batch_records: metrics::histogram!(name("batch_records")),
             transaction_records: metrics::histogram!(name("transaction_records")),
             transaction_seconds: metrics::histogram!(name("transaction_duration_seconds")),
+            phases: Phase::ALL
+                .map(|p| metrics::histogram!(name("loop_seconds"), "phase" => p.label())),
         }))
     }
 
@@ -63,6 +117,7 @@ impl StageMetrics {
             batch_records: metrics::histogram!(name("batch_records")),
             transaction_records: Histogram::noop(),
             transaction_seconds: Histogram::noop(),
+            phases: Phase::ALL.map(|_| Histogram::noop()),
         }))
     }
 
@@ -72,6 +127,11 @@ impl StageMetrics {
 
     fn name(&self, what: &str) -> String {
         format!("cdp_{}_{what}", self.0.stage)
+    }
+
+    /// Time the loop spent in `phase` on one turn.
+    pub fn phase(&self, phase: Phase, took: Duration) {
+        self.0.phases[phase as usize].record(took.as_secs_f64());
     }
 
     pub fn batch(&self, records: usize) {

@@ -31,7 +31,7 @@ use tokio::sync::watch;
 
 use crate::consumer::{Span, StageConsumer};
 use crate::health::{self, Status};
-use crate::metrics::StageMetrics;
+use crate::metrics::{Phase, StageMetrics};
 use crate::processor::{Cause, Context, Output, ProcessError, Processor};
 use crate::recovery::{
     raw_position, Candidate, Emitted, Landed, Lineage, Positions, Recovery, RecoveryError, Seals,
@@ -365,6 +365,7 @@ impl<P: Processor> Runtime<P> {
         );
         loop {
             let wake = self.next_wake();
+            let waiting = Instant::now();
             let first = tokio::select! {
                 _ = shutdown.wait_for(|stop| *stop) => break,
                 m = self.consumer.recv() => Some(m),
@@ -377,6 +378,7 @@ impl<P: Processor> Runtime<P> {
                     None
                 }
             };
+            self.metrics.phase(Phase::Input, waiting.elapsed());
             if self.committing.as_ref().is_some_and(|c| c.done.is_some()) {
                 if let Err(e) = self.finish_commit().await {
                     self.fail(e).await?;
@@ -388,7 +390,9 @@ impl<P: Processor> Runtime<P> {
             match first {
                 Some(Ok(m)) => {
                     batch.push(m);
+                    let t = Instant::now();
                     full = self.fill(&mut batch).await;
+                    self.metrics.phase(Phase::Fill, t.elapsed());
                 }
                 Some(Err(e)) => {
                     tracing::warn!(stage = self.spec.stage, error = %e, "input read failed");
@@ -414,11 +418,17 @@ impl<P: Processor> Runtime<P> {
                     continue;
                 }
             }
-            if let Err(e) = self.fire_timers().await {
+            let t = Instant::now();
+            let r = self.fire_timers().await;
+            self.metrics.phase(Phase::Timers, t.elapsed());
+            if let Err(e) = r {
                 self.fail(e).await?;
                 continue;
             }
-            if let Err(e) = self.sweep().await {
+            let t = Instant::now();
+            let r = self.sweep().await;
+            self.metrics.phase(Phase::Sweep, t.elapsed());
+            if let Err(e) = r {
                 self.fail(e).await?;
                 continue;
             }
@@ -747,7 +757,10 @@ impl<P: Processor> Runtime<P> {
             self.metrics.recovery_skipped(total - todo.len());
         }
         let mut ctx = Context::new(&todo, self.state.as_ref());
-        match self.processor.process(&todo, &mut ctx).await {
+        let t = Instant::now();
+        let r = self.processor.process(&todo, &mut ctx).await;
+        self.metrics.phase(Phase::Process, t.elapsed());
+        match r {
             Ok(()) => {}
             Err(ProcessError::Retry(why)) => {
                 tracing::warn!(stage = self.spec.stage, reason = %why, "batch failed; reading it again");
@@ -765,7 +778,10 @@ impl<P: Processor> Runtime<P> {
         let Context {
             outputs, overlay, ..
         } = ctx;
-        if let Err(e) = self.finish_commit().await {
+        let t = Instant::now();
+        let r = self.finish_commit().await;
+        self.metrics.phase(Phase::CommitWait, t.elapsed());
+        if let Err(e) = r {
             // The batch was read after the failed transaction's records: both are read again.
             self.consumer.rewind(&self.spec.input, span.firsts()).await;
             return Err(e);
@@ -775,6 +791,7 @@ impl<P: Processor> Runtime<P> {
             self.consumer.rewind(&self.spec.input, span.firsts()).await;
             return Err(e);
         }
+        let t = Instant::now();
         let changes = match &mut self.state {
             Some(state) => match state.apply(overlay) {
                 Ok(changes) => changes,
@@ -787,6 +804,8 @@ impl<P: Processor> Runtime<P> {
             },
             None => Vec::new(),
         };
+        self.metrics.phase(Phase::State, t.elapsed());
+        let producing = Instant::now();
         self.metrics.batch(total);
         let changed: BTreeSet<i32> = changes.iter().filter_map(|(_, o)| o.partition).collect();
         if let Some(txn) = &mut self.txn {
@@ -832,6 +851,7 @@ impl<P: Processor> Runtime<P> {
             let at = position(cause).map(|(p, o)| raw_position(p, o));
             self.send(change, at.as_deref(), None).await?;
         }
+        self.metrics.phase(Phase::Produce, producing.elapsed());
         if suppressed > 0 {
             self.metrics.recovery_suppressed(suppressed);
             tracing::info!(

@@ -1,6 +1,7 @@
 //! The runtime against a real broker: recovery across a retried batch (the defect found in the
 //! validate stage's Avro-registry retry path), keyed state restored from the changelog after a
-//! restart, and wall-clock timers that fire on an idle partition and survive a restart.
+//! restart, wall-clock timers that fire on an idle partition and survive a restart, and the
+//! loop's time per phase in the metrics.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -273,6 +274,16 @@ impl Processor for Counter {
     }
 }
 
+/// `cdp_runtime_test_loop_seconds<suffix>{phase="…"}` on a metrics page.
+fn loop_phase(page: &str, suffix: &str, phase: &str) -> f64 {
+    let name = format!("cdp_runtime_test_loop_seconds{suffix}{{");
+    let label = format!("phase=\"{phase}\"");
+    page.lines()
+        .filter(|l| l.starts_with(&name) && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -313,6 +324,14 @@ async fn state_survives_restarts_and_timers_fire_on_an_idle_partition() {
     expired.sort();
     assert_eq!(expired, ["a expired", "b expired"], "{seen:?}");
     stop(stage).await;
+    // Where the loop's time went, per phase: the batch was processed, its state written and
+    // its outputs produced, and the timers fired.
+    let page = cdp_contract::prometheus::render().expect("the metrics recorder is installed");
+    for phase in ["input", "process", "state", "produce", "timers"] {
+        let turns = loop_phase(&page, "_count", phase);
+        assert!(turns >= 1.0, "phase {phase}: {turns} turns\n{page}");
+    }
+    assert!(loop_phase(&page, "_sum", "process") > 0.0, "{page}");
 
     // 2. A new instance restores the counts from the changelog; its timer (an hour away) is
     //    still pending when it stops.

@@ -41,6 +41,7 @@ use cdp_contract::clock::now_ms;
 use cdp_contract::envelope::{self, Source};
 use cdp_contract::{KafkaSettings, RawHeaders, Topics};
 use cdp_profile::ProfileSettings;
+use cdp_stage::metrics::Phase;
 use cdp_stage::state::{PartitionState, StateStore};
 use cdp_stage::{Lineage, Recovery};
 use cdp_validate::ValidateSettings;
@@ -1356,6 +1357,7 @@ pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Res
             r.0.first.as_secs_f64()
         );
         println!("    {}", r.0.cpu);
+        println!("    {}", r.2);
         Some(r.0)
     };
 
@@ -1752,7 +1754,7 @@ async fn engine_alone(
     total: u64,
     state_base: &Path,
     broker: Option<&str>,
-) -> anyhow::Result<(Rates, u64)> {
+) -> anyhow::Result<(Rates, u64, String)> {
     let partitions = settings.partitions;
     let (topics, view) = namespace(kafka, partitions, |_| Vec::new()).await?;
     define(kafka, &topics, &view, definitions).await?;
@@ -1771,6 +1773,7 @@ async fn engine_alone(
         ..settings.clone()
     };
     let cpu = CpuMark::take(broker);
+    let page_before = page();
     let started = Instant::now();
     let pipeline = Pipeline::start(kafka, &topics, &settings, cdp::Stages::ENGINE).await?;
     let mut progress = (0u64, Instant::now());
@@ -1795,8 +1798,39 @@ async fn engine_alone(
         last.unwrap_or(done),
     );
     rates.cpu = cpu.since(broker, total);
+    let steady = last.unwrap_or(done) - first.unwrap_or(started);
+    let busy = loop_time(&page_before, &page(), "engine", done - started, steady);
     pipeline.stop().await?;
-    Ok((rates, copied))
+    Ok((rates, copied, busy))
+}
+
+/// Where a stage's loop spent its time between two metric pages (`cdp_<stage>_loop_seconds`):
+/// every phase but waiting for input, beside the run's `wall` time and its `steady` window
+/// (first output to last); busy as long as the steady window means the loop never waited
+/// there. (Waiting is left out: the stages of an earlier phase of the run, idle under the
+/// same names, wait too.)
+fn loop_time(before: &str, after: &str, stage: &str, wall: Duration, steady: Duration) -> String {
+    let name = format!("cdp_{stage}_loop_seconds_sum");
+    let phases: Vec<(&str, f64)> = Phase::ALL
+        .iter()
+        .filter(|p| !matches!(p, Phase::Input))
+        .map(|p| {
+            let label = format!("phase=\"{}\"", p.label());
+            let spent = metric(after, &name, &label) - metric(before, &name, &label);
+            (p.label(), spent)
+        })
+        .collect();
+    let busy: f64 = phases.iter().map(|(_, s)| s).sum();
+    let each = phases
+        .iter()
+        .map(|(label, spent)| format!("{label} {spent:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{stage}'s loop: busy {busy:.1} s of {:.1} s from start, the steady window {:.1} s: {each} s",
+        wall.as_secs_f64(),
+        steady.as_secs_f64()
+    )
 }
 
 /// The MessagePack size of a part of a record.
