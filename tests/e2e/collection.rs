@@ -226,6 +226,55 @@ async fn malformed_json_oversized_and_unknown_stream() {
     );
 }
 
+/// One refused message costs an error record and an answer however small it is: a batch over
+/// `edge.collection_max_messages` is refused whole, with a small answer and nothing written
+/// (1 MB of `{}` used to be answered with 55 MB and write ~330,000 error records).
+#[tokio::test]
+async fn a_batch_over_the_message_cap_is_refused_whole() {
+    let p = Pipeline::start().await;
+    let stream = p
+        .create_stream(json!({"name": "web", "orgId": "ACME@AdobeOrg"}))
+        .await;
+    let id = stream["id"].as_str().unwrap();
+    let path = format!("/collection/batch/{id}");
+    let batch = |n: usize| format!("{{\"messages\":[{}]}}", vec!["{}"; n].join(","));
+    let limit = p.config.edge.collection_max_messages;
+    assert_eq!(limit, 5_000, "the documented default");
+
+    let flood = batch(330_000);
+    assert!(flood.len() <= 1_000_000, "within the body limit");
+    for body in [flood, batch(limit + 1)] {
+        let started = std::time::Instant::now();
+        let (status, resp, _) = p.post(&path, "application/json", body).await;
+        let shown: String = resp.to_string().chars().take(500).collect();
+        assert_eq!(status, 413, "{shown}");
+        let detail = resp["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("at most 5000 messages") && detail.contains("nothing"),
+            "{detail}"
+        );
+        assert!(resp.to_string().len() < 1_000, "a small answer: {resp}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    // At the cap, every message is answered.
+    let (status, resp, _) = p.post(&path, "application/json", batch(limit)).await;
+    assert_eq!(status, 207, "{resp}");
+    assert_eq!(resp["responses"].as_array().unwrap().len(), limit);
+
+    // Of all three requests, only the last one's refusals reach the error topic.
+    let errors = p
+        .broker
+        .read_committed(
+            &p.config.topics.events_error(),
+            limit + 1,
+            std::time::Duration::from_secs(20),
+        )
+        .await;
+    assert_eq!(errors.len(), limit, "the refused batches wrote nothing");
+    assert!(p.raw_records(0).await.is_empty());
+}
+
 #[tokio::test]
 async fn a_100_mb_streamed_body_is_refused_without_being_buffered() {
     use std::sync::atomic::{AtomicUsize, Ordering};

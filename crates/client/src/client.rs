@@ -21,6 +21,8 @@ use crate::worker::{Command, Pending, Waiter, Worker, WorkerConfig};
 
 /// The edge's limit on a collection request body (`edge.collection_max_bytes`).
 pub const EDGE_MAX_BODY_BYTES: usize = 1_000_000;
+/// The edge's default limit on messages per batch request (`edge.collection_max_messages`).
+pub const EDGE_MAX_MESSAGES: usize = 5_000;
 
 /// How one event ended.
 #[derive(Debug, Clone)]
@@ -167,7 +169,8 @@ impl ClientBuilder {
         self
     }
 
-    /// Events per request at most (default 100).
+    /// Events per request at most (default 100; at most [`EDGE_MAX_MESSAGES`], the edge's
+    /// default cap, which refuses a larger batch whole).
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = n;
         self
@@ -256,6 +259,11 @@ impl ClientBuilder {
             if value == 0 {
                 return Err(ClientError::Config(format!("{name} must be at least 1")));
             }
+        }
+        if self.batch_size > EDGE_MAX_MESSAGES {
+            return Err(ClientError::Config(format!(
+                "batch_size must be at most {EDGE_MAX_MESSAGES}: the edge refuses larger batches whole"
+            )));
         }
         if self.token_days == 0 {
             return Err(ClientError::Config("token_days must be at least 1".into()));

@@ -46,7 +46,9 @@ mod retry;
 mod worker;
 
 pub use auth::Auth;
-pub use client::{Client, ClientBuilder, Outcome, Receipt, Stats, EDGE_MAX_BODY_BYTES};
+pub use client::{
+    Client, ClientBuilder, Outcome, Receipt, Stats, EDGE_MAX_BODY_BYTES, EDGE_MAX_MESSAGES,
+};
 pub use error::ClientError;
 pub use event::Event;
 

@@ -755,6 +755,9 @@ async fn invalid_events_and_configuration_are_errors() {
     for builder in [
         Client::builder(&server.url, "s"),
         server.client().batch_size(0),
+        server
+            .client()
+            .batch_size(cdp_client::EDGE_MAX_MESSAGES + 1),
         server.client().buffer(0),
         Client::builder("ftp://host", "s").schema_id(SCHEMA),
         Client::builder(&server.url, "").schema_id(SCHEMA),

@@ -87,6 +87,8 @@ pub enum EdgeError {
     },
     #[error(transparent)]
     Body(#[from] BodyError),
+    #[error("a batch holds at most {limit} messages (edge.collection_max_messages), this one has {count}; nothing from it was accepted: send it in smaller batches")]
+    TooManyMessages { count: usize, limit: usize },
     #[error("{0}; nothing from this request was accepted, retry it")]
     Unavailable(#[from] ProduceError),
     /// A single message refused by its checks (it is kept on the error topic).
@@ -122,7 +124,9 @@ impl IntoResponse for EdgeError {
             | EdgeError::Invalid { .. } => StatusCode::BAD_REQUEST,
             EdgeError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             EdgeError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
-            EdgeError::Body(BodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            EdgeError::Body(BodyError::TooLarge { .. }) | EdgeError::TooManyMessages { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             EdgeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             EdgeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -352,6 +352,13 @@ pub async fn batch(
     if request.messages.is_empty() {
         return Err(EdgeError::BadRequest("\"messages\" is empty".into()));
     }
+    let limit = state.inner.settings.collection_max_messages;
+    if request.messages.len() > limit {
+        return Err(EdgeError::TooManyMessages {
+            count: request.messages.len(),
+            limit,
+        });
+    }
     let batch_id = state.inner.ids.batch_id(received_ms);
     let verdicts: Vec<Verdict> = {
         let catalog = state.inner.catalog.read();
