@@ -154,6 +154,50 @@ async fn schema_violations_are_quarantined_with_their_pointers() {
     assert_eq!(missing["violations"][0]["pointer"], "");
 }
 
+/// An event dated further ahead than `validate.max_future_ms` of its arrival would never leave
+/// a profile (events leave at their time-to-live after their timestamp): it is quarantined
+/// with the reason; one a minute ahead (a client's clock) is valid.
+#[tokio::test]
+async fn events_dated_too_far_ahead_are_quarantined() {
+    let p = Pipeline::start().await;
+    assert_eq!(
+        p.config.validate.max_future_ms, 86_400_000,
+        "documented default"
+    );
+    let dataset = p.create_dataset("acme", event_schema()).await;
+    let stream = p
+        .create_stream(json!({"name": "web", "orgId": "acme", "datasetId": dataset["id"]}))
+        .await;
+    let schema_id = dataset["schemaId"].as_str().unwrap();
+    let at = |ahead: chrono::Duration| {
+        (chrono::Utc::now() + ahead).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    let soon = json!({"_id": "soon", "timestamp": at(chrono::Duration::minutes(1))});
+    let later = json!({"_id": "later", "timestamp": at(chrono::Duration::days(2))});
+    let body = json!({"messages": [message(schema_id, soon.clone()), message(schema_id, later)]});
+    let (status, resp, _) = p
+        .post(
+            &format!("/collection/batch/{}", stream["id"].as_str().unwrap()),
+            "application/json",
+            body.to_string(),
+        )
+        .await;
+    assert_eq!(status, 207, "{resp}");
+
+    let valid = read(&p, &p.config.topics.events_valid(), 2).await;
+    assert_eq!(valid.len(), 1, "only the event a minute ahead is valid");
+    assert_eq!(valid[0].json(), soon);
+    let errors = read(&p, &p.config.topics.events_error(), 1).await;
+    assert_eq!(errors.len(), 1);
+    let error = errors[0].json();
+    assert_eq!(error["payload"]["body"]["xdmEntity"]["_id"], "later");
+    assert_eq!(error["stage"], "validate");
+    assert_eq!(error["datasetId"], dataset["id"]);
+    assert_eq!(error["violations"][0]["pointer"], "/timestamp");
+    let why = error["violations"][0]["message"].as_str().unwrap();
+    assert!(why.contains("validate.max_future_ms"), "{why}");
+}
+
 #[tokio::test]
 async fn sync_validation_answers_with_the_violations() {
     let p = Pipeline::start().await;

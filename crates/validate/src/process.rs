@@ -50,6 +50,8 @@ pub enum Reason {
     Schema,
     /// Valid, but not writable in the dataset's format (e.g. Avro refused it).
     Encoding,
+    /// Its `timestamp` lies further after its arrival than `validate.max_future_ms`.
+    Timestamp,
 }
 
 impl Reason {
@@ -61,6 +63,7 @@ impl Reason {
             Reason::Target => "target",
             Reason::Schema => "schema",
             Reason::Encoding => "encoding",
+            Reason::Timestamp => "timestamp",
         }
     }
 }
@@ -84,11 +87,29 @@ fn violation(message: impl Into<String>) -> Vec<Violation> {
     }]
 }
 
+/// An event's timestamp more than `max_future_ms` after `received_ms` (the edge's clock, so
+/// reading the same record again decides the same): why, for the error record.
+fn too_far_ahead(entity: &Value, received_ms: i64, max_future_ms: i64) -> Option<String> {
+    let text = entity.get("timestamp")?.as_str()?;
+    let at = chrono::DateTime::parse_from_rfc3339(text)
+        .ok()?
+        .timestamp_millis();
+    let ahead = at - received_ms;
+    (ahead > max_future_ms).then(|| {
+        format!(
+            "timestamp {text} is {} s after the event arrived; at most {} s ahead is accepted (validate.max_future_ms)",
+            ahead / 1000,
+            max_future_ms / 1000
+        )
+    })
+}
+
 pub fn process(
     input: &RawInput<'_>,
     catalog: &CatalogState,
     validators: &SchemaValidators,
     namespace_order: &[String],
+    max_future_ms: i64,
 ) -> Verdict {
     let raw_key = input
         .key
@@ -151,6 +172,16 @@ pub fn process(
     };
     if let Err(violations) = validators.validate(target.schema, entity) {
         return reject(Reason::Schema, Some(target.dataset.id.clone()), violations);
+    }
+    if let Some(why) = too_far_ahead(entity, raw.received_ms, max_future_ms) {
+        return reject(
+            Reason::Timestamp,
+            Some(target.dataset.id.clone()),
+            vec![Violation {
+                pointer: "/timestamp".into(),
+                message: why,
+            }],
+        );
     }
     let value = match serde_json::to_vec(entity) {
         Ok(v) => v,

@@ -24,6 +24,10 @@ pub struct ValidateSettings {
     pub max_transaction_records: usize,
     /// Partitions of events.valid / events.error when the stage creates them.
     pub partitions: i32,
+    /// How far after its arrival at the edge an event's `timestamp` may lie, in ms; later ones
+    /// are quarantined (reason `timestamp`). A profile keeps an event until its time-to-live
+    /// after its timestamp, so one dated years ahead would never leave.
+    pub max_future_ms: i64,
 }
 
 impl Default for ValidateSettings {
@@ -37,6 +41,7 @@ impl Default for ValidateSettings {
             commit_interval_ms: runtime.commit_interval_ms,
             max_transaction_records: runtime.max_transaction_records,
             partitions: 6,
+            max_future_ms: 24 * 60 * 60 * 1000,
         }
     }
 }

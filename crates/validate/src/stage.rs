@@ -71,6 +71,7 @@ pub async fn run(
             topics.events_valid(),
         ),
         namespaces: identity_namespaces.to_vec(),
+        max_future_ms: settings.max_future_ms,
         valid_topic: topics.events_valid(),
         error_topic: topics.events_error(),
         metrics: StageMetrics::new("validate"),
@@ -90,6 +91,7 @@ struct Validate {
     validators: SchemaValidators,
     avro: AvroValues,
     namespaces: Vec<String>,
+    max_future_ms: i64,
     valid_topic: String,
     error_topic: String,
     metrics: StageMetrics,
@@ -113,7 +115,15 @@ impl Processor for Validate {
             let state = self.catalog.read();
             batch
                 .iter()
-                .map(|m| process(&input(m), &state, &self.validators, &self.namespaces))
+                .map(|m| {
+                    process(
+                        &input(m),
+                        &state,
+                        &self.validators,
+                        &self.namespaces,
+                        self.max_future_ms,
+                    )
+                })
                 .collect()
         };
         // Only a registry that cannot be written fails the batch; the runtime reads it again.
