@@ -5,7 +5,9 @@
 //!   the current etag a 412;
 //! - [`apply`]: every operation may test anything but change only `/name`, `/description` and
 //!   `/transformations`; operations apply in order, all or nothing (a failing one is a 400
-//!   naming its index, op and path);
+//!   naming its index, op and path); at most [`MAX_OPERATIONS`] of them, and no flow larger
+//!   than [`MAX_FLOW_BYTES`] after any (a `copy` of `/transformations` into itself doubles the
+//!   flow: a few dozen would exhaust memory);
 //! - [`check_transformations`]: every segment selector is a `PLATFORM_SEGMENT` whose `value.id`
 //!   is a segment definition of the sandbox, every profile selector a `JSON_PATH` with
 //!   `operator: EXISTS` and a non-empty `path`.
@@ -19,6 +21,12 @@ use super::FlowError;
 
 /// The top-level members of a flow a patch may change.
 pub const WRITABLE: &[&str] = &["name", "description", "transformations"];
+
+/// Most operations in one patch.
+pub const MAX_OPERATIONS: usize = 100;
+
+/// Largest flow, as JSON, that a patch may make at any step.
+pub const MAX_FLOW_BYTES: usize = 1_000_000;
 
 /// `If-Match`: `*` or a list of entity tags.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +112,12 @@ pub fn parse(body: &Value) -> Result<Vec<PatchOperation>, FlowError> {
             "the body must be a JSON Patch array (RFC 6902), e.g. [{\"op\": \"add\", \"path\": \"/transformations/0/params/segmentSelectors/selectors/-\", \"value\": {…}}]",
         )
     })?;
+    if ops.len() > MAX_OPERATIONS {
+        return Err(FlowError::bad_request(format!(
+            "a patch has at most {MAX_OPERATIONS} operations; this one has {}: send it in parts",
+            ops.len()
+        )));
+    }
     ops.iter()
         .enumerate()
         .map(|(i, op)| {
@@ -149,15 +163,30 @@ pub fn apply(doc: &mut Value, ops: &[PatchOperation]) -> Result<(), FlowError> {
             _ => {}
         }
     }
-    json_patch::patch(doc, ops).map_err(|e| {
-        let op = ops.get(e.operation).map_or("?", op_name);
-        FlowError::bad_request(format!(
-            "operation {} ({op} {}) does not apply: {}",
-            e.operation,
-            shown(&e.path.to_string()),
-            e.kind
-        ))
-    })
+    // One operation at a time on a copy, so that the size is checked after each and the flow
+    // changes only if all apply.
+    let mut work = doc.clone();
+    for (i, op) in ops.iter().enumerate() {
+        let path = op.path().to_string();
+        json_patch::patch(&mut work, std::slice::from_ref(op)).map_err(|e| {
+            FlowError::bad_request(format!(
+                "operation {i} ({} {}) does not apply: {}",
+                op_name(op),
+                shown(&e.path.to_string()),
+                e.kind
+            ))
+        })?;
+        let size = serde_json::to_vec(&work).map_or(usize::MAX, |v| v.len());
+        if size > MAX_FLOW_BYTES {
+            return Err(FlowError::bad_request(format!(
+                "operation {i} ({} {}) makes the flow {size} bytes as JSON; a flow is at most {MAX_FLOW_BYTES}",
+                op_name(op),
+                shown(&path)
+            )));
+        }
+    }
+    *doc = work;
+    Ok(())
 }
 
 /// What a selector's place is called in messages.
@@ -355,6 +384,30 @@ mod tests {
             parse(&json!([add_segment("a"), {"op": "frobnicate", "path": "/name"}])).unwrap_err();
         assert!(e.to_string().starts_with("operation 1 is not"), "{e}");
         assert!(parse(&json!({"op": "add"})).is_err());
+    }
+
+    #[test]
+    fn patches_are_bounded_in_operations_and_in_the_size_they_make() {
+        let replace = json!({"op": "replace", "path": "/name", "value": "n"});
+        assert!(parse(&json!(vec![replace.clone(); MAX_OPERATIONS])).is_ok());
+        let e = parse(&json!(vec![replace; MAX_OPERATIONS + 1])).unwrap_err();
+        assert_eq!(e.status().as_u16(), 400);
+        assert!(e.to_string().contains("at most 100 operations"), "{e}");
+
+        // Each copy doubles the flow; the operation that takes it past the bound is named, and
+        // nothing applies.
+        let mut d = doc();
+        let grow = json!({"op": "copy", "from": "/transformations", "path": "/transformations/-"});
+        let ops = parse(&json!(vec![grow; 60])).unwrap();
+        let e = apply(&mut d, &ops).unwrap_err();
+        assert_eq!(e.status().as_u16(), 400);
+        let text = e.to_string();
+        assert!(
+            text.contains("(copy /transformations/-) makes the flow")
+                && text.contains("at most 1000000"),
+            "{text}"
+        );
+        assert_eq!(d, doc(), "all or nothing");
     }
 
     #[test]
