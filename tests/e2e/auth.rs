@@ -105,6 +105,33 @@ async fn tokens_missing_forged_expired_other_org_rotated_deleted() {
         403
     );
 
+    // A token signed with the right secret for another org's key but claiming this org (only
+    // a signer can make one; the development secret is public): the key decides, 403.
+    let (other_key_id, _) = p.create_key("OTHER@AdobeOrg").await;
+    let mut claimed = p
+        .edge_running
+        .catalog
+        .read()
+        .api_keys
+        .get(&other_key_id)
+        .cloned()
+        .unwrap();
+    claimed.org_id = "ACME@AdobeOrg".into();
+    let (mismatched, _) = Tokens::new(SECRET)
+        .issue(&claimed, 1, now_ms() / 1000)
+        .unwrap();
+    let (status, resp, _) = p
+        .post_with(&batch, "application/json", BATCH, Some(&mismatched))
+        .await;
+    assert_eq!(status, 403, "{resp}");
+    assert!(
+        resp["detail"]
+            .as_str()
+            .unwrap()
+            .contains("its API key belongs to org OTHER@AdobeOrg"),
+        "{resp}"
+    );
+
     // Rotation revokes tokens issued before it; the new secret issues working tokens.
     let rotated: serde_json::Value = p
         .http

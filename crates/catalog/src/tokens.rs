@@ -37,6 +37,8 @@ pub enum TokenError {
     Rotated,
     #[error("token is for org {token_org}, not {wanted}")]
     WrongOrg { token_org: String, wanted: String },
+    #[error("token names org {token_org}, but its API key belongs to org {key_org}")]
+    NotTheKeysOrg { token_org: String, key_org: String },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -106,6 +108,14 @@ impl Tokens {
             .ok_or(TokenError::UnknownKey)?;
         if key.generation != claims.gen {
             return Err(TokenError::Rotated);
+        }
+        // Only a signer could have put another org in the claims (the development secret is
+        // public): the key decides the org, not the token.
+        if claims.org != key.org_id {
+            return Err(TokenError::NotTheKeysOrg {
+                token_org: claims.org,
+                key_org: key.org_id.clone(),
+            });
         }
         if claims.org != org {
             return Err(TokenError::WrongOrg {
@@ -183,6 +193,27 @@ mod tests {
             t.verify(&tok, &cat, "OTHER"),
             Err(TokenError::WrongOrg { .. })
         ));
+    }
+
+    #[test]
+    fn a_token_naming_another_org_than_its_keys_is_refused() {
+        let t = Tokens::new("s3cret");
+        let k = key("x");
+        let cat = catalog_with(&k);
+        let other = ApiKey {
+            org_id: "OTHER".into(),
+            ..k.clone()
+        };
+        // Signed with the right secret, for key k1, but claiming OTHER.
+        let (tok, claims) = t.issue(&other, 1, now()).unwrap();
+        assert_eq!((claims.sub.as_str(), claims.org.as_str()), ("k1", "OTHER"));
+        assert_eq!(
+            t.verify(&tok, &cat, "OTHER"),
+            Err(TokenError::NotTheKeysOrg {
+                token_org: "OTHER".into(),
+                key_org: "ORG".into()
+            })
+        );
     }
 
     #[test]
