@@ -198,6 +198,48 @@ async fn events_dated_too_far_ahead_are_quarantined() {
     assert!(why.contains("validate.max_future_ms"), "{why}");
 }
 
+/// A message sent through org A's stream that names org B's dataset is refused and filed under
+/// A's own dataset: B's failed records never see A's payload. The named id stays in the
+/// payload and in the reason.
+#[tokio::test]
+async fn a_message_naming_another_orgs_dataset_is_filed_under_its_own() {
+    let p = Pipeline::start().await;
+    let ours = p.create_dataset("acme", event_schema()).await;
+    let theirs = p.create_dataset("other", event_schema()).await;
+    let stream = p
+        .create_stream(json!({"name": "web", "orgId": "acme", "datasetId": ours["id"]}))
+        .await;
+    let theirs_id = theirs["id"].as_str().unwrap();
+    let mut foreign = message(
+        theirs["schemaId"].as_str().unwrap(),
+        json!({"_id": "x-1", "timestamp": "2026-11-26T10:00:00Z"}),
+    );
+    foreign["header"]["datasetId"] = json!(theirs_id);
+    let body = json!({"messages": [foreign.clone()]});
+    let (status, resp, _) = p
+        .post(
+            &format!("/collection/batch/{}", stream["id"].as_str().unwrap()),
+            "application/json",
+            body.to_string(),
+        )
+        .await;
+    assert_eq!(status, 207, "{resp}");
+    assert_eq!(resp["responses"][0]["statusCode"], 400, "{resp}");
+
+    let errors = read(&p, &p.config.topics.events_error(), 1).await;
+    assert_eq!(errors.len(), 1);
+    let error = errors[0].json();
+    assert_eq!(error["orgId"], "acme");
+    assert_eq!(
+        error["datasetId"], ours["id"],
+        "filed under the stream's dataset"
+    );
+    assert_eq!(errors[0].header("cdp-dataset-id"), ours["id"].as_str());
+    assert_eq!(error["payload"], foreign, "the named dataset stays as data");
+    let why = error["violations"][0]["message"].as_str().unwrap();
+    assert!(why.contains(theirs_id), "{why}");
+}
+
 #[tokio::test]
 async fn sync_validation_answers_with_the_violations() {
     let p = Pipeline::start().await;

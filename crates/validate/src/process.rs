@@ -10,7 +10,7 @@ use cdp_contract::RawHeaders;
 use rdkafka::message::{Header, OwnedHeaders};
 use serde_json::Value;
 
-use cdp_xdm::{partition_key, target, MessageRefs, SchemaValidators};
+use cdp_xdm::{filed_under, partition_key, target, MessageRefs, SchemaValidators};
 
 /// A raw event as read from the topic.
 pub struct RawInput<'a> {
@@ -162,10 +162,7 @@ pub fn process(
         }
         Source::Stream => (payload, MessageRefs::default()),
     };
-    let dataset_hint = refs
-        .dataset_id
-        .map(str::to_string)
-        .or_else(|| stream.dataset_id.clone());
+    let dataset_hint = filed_under(catalog, stream, refs.dataset_id);
     let target = match target(catalog, stream, refs) {
         Ok(t) => t,
         Err(e) => return reject(Reason::Target, dataset_hint, violation(e.detail())),

@@ -43,6 +43,24 @@ impl TargetError {
     }
 }
 
+/// The dataset a refused message's error record is filed under: the one it names when that is
+/// a dataset of the stream's org, else the stream's own. A message can name any id, and filing
+/// it under another org's dataset would count it there and show its payload in that org's
+/// failed records; the named id stays in the payload and in the reason.
+pub fn filed_under(catalog: &CatalogState, stream: &Stream, named: Option<&str>) -> Option<String> {
+    match named {
+        Some(id)
+            if catalog
+                .datasets
+                .get(id)
+                .is_some_and(|d| d.org_id == stream.org_id) =>
+        {
+            Some(id.to_string())
+        }
+        _ => stream.dataset_id.clone(),
+    }
+}
+
 pub fn target<'a>(
     catalog: &'a CatalogState,
     stream: &Stream,

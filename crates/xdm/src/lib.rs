@@ -26,7 +26,7 @@ pub mod schema_validator;
 
 pub use avro::{avro_schema_for, avro_to_json, json_to_avro, try_avro_to_json, AvroMapError};
 
-pub use checks::{target, MessageRefs, Target, TargetError};
+pub use checks::{filed_under, target, MessageRefs, Target, TargetError};
 pub use compose::{compose, ComposeError, Composition};
 pub use keying::partition_key;
 pub use resolve::{resolve, ResolveError};

@@ -14,7 +14,7 @@ use cdp_catalog::Stream;
 use cdp_contract::envelope::Source;
 use cdp_contract::quarantine::{ErrorRecord, Stage, Violation};
 use cdp_contract::RawHeaders;
-use cdp_xdm::{partition_key, target, MessageRefs};
+use cdp_xdm::{filed_under, partition_key, target, MessageRefs};
 use serde::{Deserialize, Serialize};
 use serde_json::error::Category;
 use serde_json::value::RawValue;
@@ -184,10 +184,7 @@ impl Judge<'_> {
             violations: vec![],
             dataset_id: self.stream.dataset_id.clone(),
         })?;
-        let dataset_hint = accepted
-            .dataset_id
-            .clone()
-            .or_else(|| self.stream.dataset_id.clone());
+        let dataset_hint = filed_under(self.catalog, self.stream, accepted.dataset_id.as_deref());
         let refs = MessageRefs {
             dataset_id: accepted.dataset_id.as_deref(),
             schema_id: Some(&accepted.schema_id),
