@@ -3,6 +3,7 @@
 //! in one process for development (`cdp up`). Tests start the pipeline through the same code.
 
 pub mod config;
+pub mod exposure;
 pub mod runtime;
 
 pub use config::CdpConfig;

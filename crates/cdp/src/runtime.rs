@@ -44,6 +44,8 @@ pub enum StartError {
     FlowRuns(#[from] cdp_contract::follower::FollowError),
     #[error(transparent)]
     Instance(#[from] cdp_stage::InstanceError),
+    #[error(transparent)]
+    Exposed(#[from] crate::exposure::Exposed),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -164,6 +166,7 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
     if config.kafka.bootstrap_servers.trim().is_empty() {
         return Err(StartError::NoBroker);
     }
+    crate::exposure::check(config, stages)?;
     if config.auth.is_dev_secret() {
         tracing::warn!("auth.token_secret is the development default: set CDP_AUTH__TOKEN_SECRET in production");
     }
