@@ -715,6 +715,62 @@ async fn profile_records_merge_under_the_default_policy_and_on_request_by_preced
     assert_eq!(by_crm["homeAddress"]["city"], "Oslo");
 }
 
+/// A profile at its event cap stores no more events, whatever a sender does: the next ones are
+/// counted in its audit and the profile is flagged; the events it holds are the first ones.
+#[tokio::test]
+async fn a_profile_at_its_event_cap_stores_no_more_events() {
+    let p = Pipeline::start().await;
+    let _profile = p
+        .start_profile_with(|c| c.profile.max_events_per_profile = 3)
+        .await;
+    let (dataset, stream) = event_stream(&p).await;
+    let ids = json!({"CRMID": [{"id": "hank", "primary": true}]});
+    for i in 0..3 {
+        send(
+            &p,
+            &stream,
+            &dataset,
+            &[event(&format!("e{i}"), ids.clone())],
+        )
+        .await;
+    }
+    eventually(Duration::from_secs(30), "hank's three events", async || {
+        events_of_maybe(&p, "CRMID", "hank")
+            .await
+            .is_some_and(|e| e.len() == 3)
+    })
+    .await;
+    let over: Vec<Value> = (3..5)
+        .map(|i| event(&format!("e{i}"), ids.clone()))
+        .collect();
+    send(&p, &stream, &dataset, &over).await;
+    let mut profile = Value::Null;
+    eventually(
+        Duration::from_secs(30),
+        "two events not stored",
+        async || {
+            let (_, body) = api(
+                &p,
+                "/access/entities?schema.name=_xdm.context.profile&entityId=hank&entityIdNS=CRMID",
+            )
+            .await;
+            profile = body
+                .as_object()
+                .and_then(|o| o.values().next())
+                .cloned()
+                .unwrap_or_default();
+            profile["audit"]["eventsNotStored"] == 2
+        },
+    )
+    .await;
+    assert_eq!(profile["eventCount"], 3, "{profile}");
+    assert_eq!(profile["flagged"], true, "{profile}");
+    assert_eq!(
+        events_of(&p, "CRMID", "hank").await,
+        ["e0", "e1", "e2"].map(String::from).into()
+    );
+}
+
 #[tokio::test]
 async fn a_dataset_keeps_events_in_profiles_for_its_own_time_to_live() {
     let p = Pipeline::start().await;

@@ -124,6 +124,9 @@ impl Engine {
             }
             return Ok(());
         }
+        if work.record.event_count() >= self.settings.max_events_per_profile {
+            return self.over_cap(ctx, at, work, changed, item);
+        }
         let Some(entity) = entity_of(&item) else {
             return Ok(());
         };
@@ -207,6 +210,45 @@ impl Engine {
             },
         )?;
         self.finish(ctx, at, &mut work, touch)
+    }
+
+    /// An event of a profile at its event cap is not stored, so that what a sender does cannot
+    /// grow a profile's state without bound: it is counted on the profile (its audit shows how
+    /// many), the profile is flagged (segmentation skips it, as AEP does past the limit), and
+    /// the event stays in its dataset and on `events.valid`. Room comes back as events leave
+    /// at their time-to-live.
+    fn over_cap(
+        &mut self,
+        ctx: &mut Context<'_>,
+        at: At,
+        mut work: Work,
+        changed: bool,
+        item: Item,
+    ) -> Result<(), ProcessError> {
+        metrics::counter!("cdp_engine_events_over_cap_total").increment(1);
+        if !work.record.flagged {
+            tracing::warn!(
+                profile = %work.id,
+                limit = self.settings.max_events_per_profile,
+                "profile at its event limit: new events are not stored, segmentation skips it"
+            );
+            metrics::counter!("cdp_engine_flagged_total").increment(1);
+        }
+        work.record.flagged = true;
+        work.record.events_not_stored += 1;
+        if changed || !item.refused.is_empty() {
+            self.update(
+                ctx,
+                at,
+                &work,
+                Change::Identities,
+                Details {
+                    refused: item.refused,
+                    ..Details::default()
+                },
+            )?;
+        }
+        self.finish(ctx, at, &mut work, Touch::new(Trigger::Profile))
     }
 
     /// An event read again from events.valid (a definition now reads fields the profile did

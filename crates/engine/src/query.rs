@@ -120,6 +120,7 @@ async fn profile(State(state): State<QueryState>, Query(q): Query<ProfileKey>) -
         identities: record.identities,
         fragments: record.fragments,
         flagged: record.flagged,
+        events_not_stored: record.events_not_stored,
         refused: record
             .refused
             .into_iter()

@@ -77,6 +77,9 @@ pub struct ProfileRecord {
     /// lookback since are changes of the definitions reading them.
     #[serde(default)]
     pub evaluated_ms: i64,
+    /// Events not stored because the profile was at its event cap (its audit shows it).
+    #[serde(default)]
+    pub events_not_stored: u64,
 }
 
 /// How long an ended membership stays on the profile (AEP shows exits for 30 days).

@@ -100,7 +100,8 @@ pub struct EngineSettings {
     pub partitions: i32,
     /// How long a profile keeps an event (at least a day); a dataset may set its own.
     pub event_ttl_ms: i64,
-    /// Above this many events a profile is flagged, and segmentation skips it.
+    /// The most events a profile stores: at it, a new event is not stored (counted on the
+    /// profile) and the profile is flagged, and segmentation skips it.
     pub max_events_per_profile: u32,
     /// Event fields every profile keeps besides those its definitions read (`*`: all).
     pub keep_event_fields: Vec<String>,

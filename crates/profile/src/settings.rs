@@ -19,7 +19,8 @@ pub struct ProfileSettings {
     pub partitions: i32,
     /// How long a profile keeps an event for segmentation (at least a day).
     pub event_ttl_ms: i64,
-    /// Above this many events a profile is flagged, and segmentation skips it.
+    /// The most events a profile stores: at it, a new event is not stored (counted on the
+    /// profile) and the profile is flagged, and segmentation skips it.
     pub max_events_per_profile: u32,
     /// Event fields every profile keeps besides those its sandbox's segment definitions read
     /// (dotted paths; `["*"]` keeps whole events, at the cost of state). The Profile API's

@@ -27,6 +27,9 @@ pub struct ProfileLookup {
     pub fragments: Vec<Fragment>,
     pub event_count: u32,
     pub flagged: bool,
+    /// Events not stored because the profile was at its event cap.
+    #[serde(default)]
+    pub events_not_stored: u64,
     /// The latest identities that were not linked, oldest first, with when.
     pub refused: Vec<RefusedAt>,
     /// Its segment memberships: current ones and recent exits.

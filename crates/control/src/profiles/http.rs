@@ -258,7 +258,10 @@ async fn profile_entity(
             "lastModifiedAt": rfc3339(last_modified),
             "eventCount": profile.as_ref().map(|p| p.event_count).unwrap_or_default(),
             "flagged": profile.as_ref().is_some_and(|p| p.flagged),
-            "audit": {"refusedIdentities": refused},
+            "audit": {
+                "refusedIdentities": refused,
+                "eventsNotStored": profile.as_ref().map(|p| p.events_not_stored).unwrap_or_default(),
+            },
         }
     });
     Ok(Json(body).into_response())
