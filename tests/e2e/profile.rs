@@ -149,6 +149,19 @@ pub async fn api(p: &Pipeline, path_and_query: &str) -> (u16, Value) {
     )
 }
 
+/// The profile of an identity as the Profile API answers it (`Null` when there is none).
+async fn entity(p: &Pipeline, ns: &str, id: &str) -> Value {
+    let (_, body) = api(
+        p,
+        &format!("/access/entities?schema.name=_xdm.context.profile&entityId={id}&entityIdNS={ns}"),
+    )
+    .await;
+    body.as_object()
+        .and_then(|o| o.values().next())
+        .cloned()
+        .unwrap_or_default()
+}
+
 #[tokio::test]
 async fn anonymous_browsing_then_login_is_one_profile_with_every_event() {
     let p = Pipeline::start().await;
@@ -483,16 +496,7 @@ async fn guardrails_refuse_identities_with_reasons_and_cap_the_graph() {
         Duration::from_secs(20),
         "carol's profile with its event",
         async || {
-            let (_, body) = api(
-                &p,
-                "/access/entities?schema.name=_xdm.context.profile&entityId=carol&entityIdNS=CRMID",
-            )
-            .await;
-            profile = body
-                .as_object()
-                .and_then(|o| o.values().next())
-                .cloned()
-                .unwrap_or_default();
+            profile = entity(&p, "CRMID", "carol").await;
             profile["eventCount"] == 1
         },
     )
@@ -749,16 +753,7 @@ async fn a_profile_at_its_event_cap_stores_no_more_events() {
         Duration::from_secs(30),
         "two events not stored",
         async || {
-            let (_, body) = api(
-                &p,
-                "/access/entities?schema.name=_xdm.context.profile&entityId=hank&entityIdNS=CRMID",
-            )
-            .await;
-            profile = body
-                .as_object()
-                .and_then(|o| o.values().next())
-                .cloned()
-                .unwrap_or_default();
+            profile = entity(&p, "CRMID", "hank").await;
             profile["audit"]["eventsNotStored"] == 2
         },
     )

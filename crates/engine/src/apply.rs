@@ -10,7 +10,7 @@
 use cdp_catalog::merge::{default_policy, merge};
 use cdp_contract::clock::now_ms;
 use cdp_contract::records::{
-    Change, Fragment, Identity, Item, ItemKind, StoredEvent, Transfer, Trigger,
+    Change, Fragment, Identity, Item, ItemKind, Refused, StoredEvent, Transfer, Trigger,
 };
 use cdp_stage::{Context, Output, ProcessError};
 use rdkafka::message::OwnedHeaders;
@@ -110,16 +110,7 @@ impl Engine {
                 metrics::counter!("cdp_engine_events_duplicate_total").increment(1);
             }
             if changed || !item.refused.is_empty() {
-                self.update(
-                    ctx,
-                    at,
-                    &work,
-                    Change::Identities,
-                    Details {
-                        refused: item.refused,
-                        ..Details::default()
-                    },
-                )?;
+                self.identities_only(ctx, at, &work, item.refused)?;
                 self.finish(ctx, at, &mut work, Touch::new(Trigger::Profile))?;
             }
             return Ok(());
@@ -237,18 +228,30 @@ impl Engine {
         work.record.flagged = true;
         work.record.events_not_stored += 1;
         if changed || !item.refused.is_empty() {
-            self.update(
-                ctx,
-                at,
-                &work,
-                Change::Identities,
-                Details {
-                    refused: item.refused,
-                    ..Details::default()
-                },
-            )?;
+            self.identities_only(ctx, at, &work, item.refused)?;
         }
         self.finish(ctx, at, &mut work, Touch::new(Trigger::Profile))
+    }
+
+    /// An event that is not added still brought identities, or identities that were refused:
+    /// subscribers learn that much.
+    fn identities_only(
+        &self,
+        ctx: &mut Context<'_>,
+        at: At,
+        work: &Work,
+        refused: Vec<Refused>,
+    ) -> Result<(), ProcessError> {
+        self.update(
+            ctx,
+            at,
+            work,
+            Change::Identities,
+            Details {
+                refused,
+                ..Details::default()
+            },
+        )
     }
 
     /// An event read again from events.valid (a definition now reads fields the profile did
