@@ -259,3 +259,81 @@ async fn the_dashboard_shows_dataset_activity_batch_errors_segments_and_live_eve
         );
     }
 }
+
+/// Dashboard sessions live on the server: they carry an expiry, a sign-out ends them there (a
+/// copy of the cookie is dead), the cookie is `Secure` behind TLS, and failed sign-ins are
+/// throttled (429).
+#[tokio::test]
+async fn dashboard_sessions_expire_end_at_sign_out_and_sign_ins_are_throttled() {
+    let p = Pipeline::start().await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let login = format!("{}/ui/login", p.control);
+    let sign_in = |token: &str, tls: bool| {
+        let mut req = http
+            .post(&login)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={token}&next=%2Fui"));
+        if tls {
+            req = req.header("x-forwarded-proto", "https");
+        }
+        req.send()
+    };
+    let cookie_of = |resp: &reqwest::Response| {
+        resp.headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+
+    let resp = sign_in(ADMIN, false).await.expect("sign in");
+    assert_eq!(resp.status(), 303);
+    let set = cookie_of(&resp);
+    assert!(
+        set.contains("HttpOnly")
+            && set.contains("SameSite=Strict")
+            && set.contains("Max-Age=43200"),
+        "{set}"
+    );
+    assert!(!set.contains("Secure"), "plain HTTP: {set}");
+    let session = set.split(';').next().unwrap_or_default().to_string();
+    assert!(
+        !session.contains(ADMIN),
+        "the cookie is an id, not the token"
+    );
+    let page = |cookie: String| {
+        http.get(format!("{}/ui", p.control))
+            .header("cookie", cookie)
+            .send()
+    };
+    assert_eq!(page(session.clone()).await.expect("page").status(), 200);
+
+    let behind_tls = sign_in(ADMIN, true).await.expect("sign in over TLS");
+    assert!(
+        cookie_of(&behind_tls).contains("; Secure"),
+        "{}",
+        cookie_of(&behind_tls)
+    );
+
+    // Sign-out ends the session on the server: the same cookie no longer opens a page.
+    let out = http
+        .post(format!("{}/ui/logout", p.control))
+        .header("cookie", session.clone())
+        .send()
+        .await
+        .expect("sign out");
+    assert_eq!(out.status(), 303);
+    let after = page(session).await.expect("page");
+    assert_eq!(after.status(), 303, "sent to the sign-in form");
+
+    // Ten wrong guesses a minute, then 429 with Retry-After, even for the right token.
+    for _ in 0..10 {
+        assert_eq!(sign_in("guess", false).await.expect("guess").status(), 401);
+    }
+    let throttled = sign_in(ADMIN, false).await.expect("throttled");
+    assert_eq!(throttled.status(), 429);
+    assert!(throttled.headers().get("retry-after").is_some());
+}

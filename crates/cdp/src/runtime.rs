@@ -301,6 +301,7 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
                 .public_edge_url
                 .clone()
                 .unwrap_or_else(|| format!("http://{}", config.edge.listen)),
+            sessions: cdp_ui::Sessions::default(),
         }))
         .merge(cdp_stage::health::metrics_router())
         .merge(cdp_http::admin_only(

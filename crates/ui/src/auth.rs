@@ -1,6 +1,13 @@
-//! The dashboard's sign-in: the admin token, typed once into a form, becomes a session cookie
-//! (a digest of the token, so the token itself is not stored in the browser, and rotating it
-//! signs every session out). API-style `Authorization: Bearer <admin token>` is accepted too.
+//! The dashboard's sign-in: the admin token, typed once into a form, opens a session held by
+//! control; the browser keeps only its random id in a cookie (`HttpOnly`, `SameSite=Strict`,
+//! `Secure` when the request came over TLS). A session ends after [`SESSION_TTL`], at sign-out
+//! (on the server, so a copied cookie is dead too), and when the admin token changes. Failed
+//! sign-ins are throttled: past [`FAILED_SIGN_INS`] in a minute the form answers 429.
+//! API-style `Authorization: Bearer <admin token>` is accepted too.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -15,9 +22,87 @@ use crate::UiState;
 
 pub const COOKIE: &str = "cdp_ui_session";
 
-/// The cookie value for a token: what a session proves it knew.
-fn session_value(admin_token: &str) -> String {
-    hex::encode(Sha256::digest(format!("cdp-ui-session:{admin_token}")))
+/// How long a dashboard session lasts.
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 60 * 60);
+
+/// Failed sign-ins accepted per minute (all clients together) before the form answers 429:
+/// guessing the token through the form is that slow. Bearer requests are not throttled.
+pub const FAILED_SIGN_INS: usize = 10;
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+/// The open sessions of this control process.
+#[derive(Clone, Default)]
+pub struct Sessions(Arc<Mutex<Held>>);
+
+#[derive(Default)]
+struct Held {
+    open: HashMap<String, Session>,
+    /// When the recent failed sign-ins happened, oldest first.
+    failures: VecDeque<Instant>,
+}
+
+struct Session {
+    /// Which admin token opened it: a changed token ends it.
+    token: [u8; 32],
+    expires: Instant,
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(format!("cdp-ui-session:{token}")).into()
+}
+
+impl Sessions {
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new session for whoever knew `admin_token`; its id.
+    fn open(&self, admin_token: &str, now: Instant) -> String {
+        let id = hex::encode(rand::random::<[u8; 32]>());
+        let mut held = self.held();
+        held.open.retain(|_, s| s.expires > now);
+        held.open.insert(
+            id.clone(),
+            Session {
+                token: digest(admin_token),
+                expires: now + SESSION_TTL,
+            },
+        );
+        id
+    }
+
+    fn valid(&self, id: &str, admin_token: &str, now: Instant) -> bool {
+        self.held()
+            .open
+            .get(id)
+            .is_some_and(|s| s.expires > now && s.token == digest(admin_token))
+    }
+
+    fn close(&self, id: &str) {
+        self.held().open.remove(id);
+    }
+
+    /// `Err(retry after)` while the failed sign-ins of the last minute are at the limit.
+    fn may_try(&self, now: Instant) -> Result<(), Duration> {
+        let mut held = self.held();
+        while held
+            .failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= FAILURE_WINDOW)
+        {
+            held.failures.pop_front();
+        }
+        match held.failures.front() {
+            Some(oldest) if held.failures.len() >= FAILED_SIGN_INS => {
+                Err(FAILURE_WINDOW.saturating_sub(now.duration_since(*oldest)))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn failed(&self, now: Instant) {
+        self.held().failures.push_back(now);
+    }
 }
 
 /// Compares digests, so the time taken does not reveal how much of a guess matched.
@@ -36,20 +121,29 @@ fn cookie_of<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-fn signed_in(headers: &HeaderMap, admin_token: &str) -> bool {
+fn signed_in(headers: &HeaderMap, ui: &UiState) -> bool {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if bearer.is_some_and(|t| same(t, admin_token)) {
+    if bearer.is_some_and(|t| same(t, &ui.admin_token)) {
         return true;
     }
-    cookie_of(headers, COOKIE).is_some_and(|c| same(c, &session_value(admin_token)))
+    cookie_of(headers, COOKIE)
+        .is_some_and(|id| ui.sessions.valid(id, &ui.admin_token, Instant::now()))
+}
+
+/// Whether the request reached us over TLS (directly, or through a proxy that says so).
+fn over_tls(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
 }
 
 /// Pages need a session; a browser without one is sent to the sign-in form and back.
 pub async fn require_session(State(ui): State<UiState>, req: Request, next: Next) -> Response {
-    if signed_in(req.headers(), &ui.admin_token) {
+    if signed_in(req.headers(), &ui) {
         return next.run(req).await;
     }
     if req.method() == Method::GET {
@@ -118,17 +212,41 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
-pub async fn login(State(ui): State<UiState>, Form(form): Form<LoginForm>) -> Response {
+pub async fn login(
+    State(ui): State<UiState>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
     let next = safe_next(form.next.as_deref()).to_string();
+    let now = Instant::now();
+    if let Err(wait) = ui.sessions.may_try(now) {
+        tracing::warn!(
+            "dashboard sign-in throttled: {FAILED_SIGN_INS} failed attempts in the last minute"
+        );
+        let mut resp = form_page(
+            &next,
+            Some("Too many failed sign-ins: wait a minute and try again."),
+        )
+        .into_response();
+        *resp.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(wait.as_secs().max(1)),
+        );
+        return resp;
+    }
     if !same(form.token.trim(), &ui.admin_token) {
+        ui.sessions.failed(now);
         tracing::info!("dashboard sign-in refused: wrong admin token");
         let mut resp = form_page(&next, Some("That is not the admin token.")).into_response();
         *resp.status_mut() = StatusCode::UNAUTHORIZED;
         return resp;
     }
+    let id = ui.sessions.open(&ui.admin_token, now);
+    let secure = if over_tls(&headers) { "; Secure" } else { "" };
     let cookie = format!(
-        "{COOKIE}={}; Path=/ui; HttpOnly; SameSite=Strict",
-        session_value(&ui.admin_token)
+        "{COOKIE}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        SESSION_TTL.as_secs()
     );
     let mut resp = Redirect::to(&next).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -137,7 +255,11 @@ pub async fn login(State(ui): State<UiState>, Form(form): Form<LoginForm>) -> Re
     resp
 }
 
-pub async fn logout() -> Response {
+/// Ends the session on the server (a copy of the cookie is dead too) and in the browser.
+pub async fn logout(State(ui): State<UiState>, headers: HeaderMap) -> Response {
+    if let Some(id) = cookie_of(&headers, COOKIE) {
+        ui.sessions.close(id);
+    }
     let mut resp = Redirect::to("/ui/login").into_response();
     resp.headers_mut().insert(
         header::SET_COOKIE,
@@ -151,21 +273,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_session_is_the_cookie_of_the_current_token_or_the_bearer_token() {
-        let mut h = HeaderMap::new();
-        assert!(!signed_in(&h, "admin"));
-        let cookie = format!("a=b; {COOKIE}={}", session_value("admin"));
-        h.insert(header::COOKIE, HeaderValue::from_str(&cookie).unwrap());
-        assert!(signed_in(&h, "admin"));
-        // A rotated token signs the session out.
-        assert!(!signed_in(&h, "rotated"));
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer admin"),
+    fn sessions_end_when_they_expire_are_closed_or_the_token_changes() {
+        let sessions = Sessions::default();
+        let t0 = Instant::now();
+        let id = sessions.open("admin", t0);
+        assert_eq!(id.len(), 64);
+        assert!(sessions.valid(&id, "admin", t0));
+        assert!(!sessions.valid("guess", "admin", t0));
+        assert!(
+            !sessions.valid(&id, "rotated", t0),
+            "a changed token ends it"
         );
-        assert!(signed_in(&h, "admin"));
-        assert!(!signed_in(&h, "other"));
+        assert!(sessions.valid(&id, "admin", t0 + SESSION_TTL - Duration::from_secs(1)));
+        assert!(!sessions.valid(&id, "admin", t0 + SESSION_TTL), "expired");
+        let other = sessions.open("admin", t0);
+        assert_ne!(id, other);
+        sessions.close(&other);
+        assert!(!sessions.valid(&other, "admin", t0));
+        assert!(sessions.valid(&id, "admin", t0), "only the closed one ends");
+    }
+
+    #[test]
+    fn failed_sign_ins_are_throttled_for_a_minute() {
+        let sessions = Sessions::default();
+        let t0 = Instant::now();
+        for i in 0..FAILED_SIGN_INS {
+            assert_eq!(sessions.may_try(t0), Ok(()), "attempt {i}");
+            sessions.failed(t0 + Duration::from_secs(i as u64));
+        }
+        let wait = sessions.may_try(t0 + Duration::from_secs(30)).unwrap_err();
+        assert_eq!(wait, Duration::from_secs(30));
+        assert_eq!(
+            sessions.may_try(t0 + FAILURE_WINDOW),
+            Ok(()),
+            "the oldest left"
+        );
+    }
+
+    #[test]
+    fn tls_is_recognised_from_the_proxy_header() {
+        let mut h = HeaderMap::new();
+        assert!(!over_tls(&h));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        assert!(over_tls(&h));
     }
 
     #[test]

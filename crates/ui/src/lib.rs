@@ -1,5 +1,5 @@
 //! The dashboard: server-rendered HTML that control serves at `/ui`, behind the admin token
-//! (a login form sets a session cookie; `Authorization: Bearer` works too).
+//! (a login form opens a server-side session that expires; `Authorization: Bearer` works too).
 //!
 //! It owns no data: every page reads what control already follows — the catalog (streams,
 //! datasets, segments, flows), the lake's batch view (the seed's Dataset Activity: record and
@@ -13,6 +13,8 @@ mod chart;
 mod html;
 mod pages;
 mod tail;
+
+pub use auth::Sessions;
 
 use std::sync::Arc;
 
@@ -37,6 +39,8 @@ pub struct UiState {
     pub admin_token: Arc<str>,
     /// The edge's address as clients reach it, shown with each stream's endpoints.
     pub edge_url: String,
+    /// The dashboard's open sessions.
+    pub sessions: Sessions,
 }
 
 /// `/ui` and its pages; `/ui/login` and the stylesheet are the only ones open without a
