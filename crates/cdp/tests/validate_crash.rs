@@ -112,7 +112,9 @@ async fn seeded_broker() -> (Broker, cdp_contract::Topics, tokio::task::JoinHand
             sandbox: "prod".into(),
             batch_id: "b".into(),
             xaction_id: format!("b:{i}"),
-            received_ms: 1,
+            // The events' own time (2026-11-26T10:00:00Z): validate quarantines events dated
+            // more than a day after the edge took them.
+            received_ms: 1_795_687_200_000,
             content_type: "application/json".into(),
             source: Source::Stream,
         };

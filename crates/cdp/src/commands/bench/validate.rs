@@ -129,7 +129,8 @@ fn raw_headers(i: usize) -> RawHeaders {
         sandbox: "prod".into(),
         batch_id: "bench".into(),
         xaction_id: format!("bench:{i}"),
-        received_ms: 0,
+        // When the edge took it: validate quarantines events dated too far after it.
+        received_ms: cdp_contract::clock::now_ms(),
         content_type: "application/json".into(),
         source: Source::Stream,
     }
