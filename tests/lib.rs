@@ -274,6 +274,21 @@ impl Pipeline {
         v["accessToken"].as_str().expect("accessToken").to_string()
     }
 
+    /// Posts `messages` to a stream as one `/collection/batch` request; asserts the 207 and
+    /// returns its body.
+    pub async fn post_batch(&self, stream: &Value, messages: Vec<Value>) -> Value {
+        let id = stream["id"].as_str().expect("stream id");
+        let (status, resp, _) = self
+            .post(
+                &format!("/collection/batch/{id}"),
+                "application/json",
+                json!({ "messages": messages }).to_string(),
+            )
+            .await;
+        assert_eq!(status, 207, "{resp}");
+        resp
+    }
+
     pub async fn post(
         &self,
         path: &str,

@@ -20,19 +20,6 @@ fn message(dataset: &Value, org: &str, entity: Value) -> Value {
            "body": {"xdmMeta": {"schemaRef": {"id": schema}}, "xdmEntity": entity}})
 }
 
-async fn post_batch(p: &Pipeline, stream: &Value, messages: Vec<Value>) -> Value {
-    let id = stream["id"].as_str().expect("stream id");
-    let (status, resp, _) = p
-        .post(
-            &format!("/collection/batch/{id}"),
-            "application/json",
-            json!({ "messages": messages }).to_string(),
-        )
-        .await;
-    assert_eq!(status, 207, "{resp}");
-    resp
-}
-
 #[tokio::test]
 async fn the_dashboard_shows_dataset_activity_batch_errors_segments_and_live_events() {
     let p = Pipeline::start().await;
@@ -87,7 +74,7 @@ async fn the_dashboard_shows_dataset_activity_batch_errors_segments_and_live_eve
         "OTHER@AdobeOrg",
         event("foreign", json!({"CRMID": [{"id": "x", "primary": true}]})),
     ));
-    let resp = post_batch(&p, &stream, first).await;
+    let resp = p.post_batch(&stream, first).await;
     let failing_batch = resp["batchId"].as_str().expect("batchId").to_string();
     let refused = resp["responses"]
         .as_array()
@@ -112,7 +99,7 @@ async fn the_dashboard_shows_dataset_activity_batch_errors_segments_and_live_eve
             )
         })
         .collect();
-    post_batch(&p, &stream, second).await;
+    p.post_batch(&stream, second).await;
 
     // What the page must show is first awaited through the JSON API and the page itself, so
     // the browser run asserts on a settled state.

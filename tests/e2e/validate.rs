@@ -174,15 +174,11 @@ async fn events_dated_too_far_ahead_are_quarantined() {
     };
     let soon = json!({"_id": "soon", "timestamp": at(chrono::Duration::minutes(1))});
     let later = json!({"_id": "later", "timestamp": at(chrono::Duration::days(2))});
-    let body = json!({"messages": [message(schema_id, soon.clone()), message(schema_id, later)]});
-    let (status, resp, _) = p
-        .post(
-            &format!("/collection/batch/{}", stream["id"].as_str().unwrap()),
-            "application/json",
-            body.to_string(),
-        )
-        .await;
-    assert_eq!(status, 207, "{resp}");
+    p.post_batch(
+        &stream,
+        vec![message(schema_id, soon.clone()), message(schema_id, later)],
+    )
+    .await;
 
     let valid = read(&p, &p.config.topics.events_valid(), 2).await;
     assert_eq!(valid.len(), 1, "only the event a minute ahead is valid");
@@ -215,15 +211,7 @@ async fn a_message_naming_another_orgs_dataset_is_filed_under_its_own() {
         json!({"_id": "x-1", "timestamp": "2026-11-26T10:00:00Z"}),
     );
     foreign["header"]["datasetId"] = json!(theirs_id);
-    let body = json!({"messages": [foreign.clone()]});
-    let (status, resp, _) = p
-        .post(
-            &format!("/collection/batch/{}", stream["id"].as_str().unwrap()),
-            "application/json",
-            body.to_string(),
-        )
-        .await;
-    assert_eq!(status, 207, "{resp}");
+    let resp = p.post_batch(&stream, vec![foreign.clone()]).await;
     assert_eq!(resp["responses"][0]["statusCode"], 400, "{resp}");
 
     let errors = read(&p, &p.config.topics.events_error(), 1).await;

@@ -34,38 +34,46 @@ fn is_placeholder(value: &str) -> bool {
         .any(|p| v.contains(p))
 }
 
+/// What is wrong with a secret: `default` when it is the shipped default, "a placeholder"
+/// when it is one, else nothing.
+fn weakness(is_default: bool, default: &'static str, value: &str) -> Option<&'static str> {
+    if is_default {
+        Some(default)
+    } else {
+        is_placeholder(value).then_some("a placeholder")
+    }
+}
+
 /// The first secret that must not keep its value given the listeners of `stages`.
 pub fn check(config: &CdpConfig, stages: Stages) -> Result<(), Exposed> {
-    let token_secret = &config.auth.token_secret;
-    let admin_token = &config.control.admin_token;
-    let token_weak = if config.auth.is_dev_secret() {
-        Some("the development default")
-    } else if is_placeholder(token_secret) {
-        Some("a placeholder")
-    } else {
-        None
-    };
-    let admin_weak = if admin_token == cdp_control::settings::DEV_ADMIN_TOKEN {
-        Some("the development default")
-    } else if is_placeholder(admin_token) {
-        Some("a placeholder")
-    } else {
-        None
-    };
-    let key_weak = if config.control.is_dev_secret_key() {
-        Some("the public development key")
-    } else if is_placeholder(&config.control.secret_key) {
-        Some("a placeholder")
-    } else {
-        None
-    };
-    let token = ("auth.token_secret", "CDP_AUTH__TOKEN_SECRET", token_weak);
+    let control = &config.control;
+    let token = (
+        "auth.token_secret",
+        "CDP_AUTH__TOKEN_SECRET",
+        weakness(
+            config.auth.is_dev_secret(),
+            "the development default",
+            &config.auth.token_secret,
+        ),
+    );
     let admin = (
         "control.admin_token",
         "CDP_CONTROL__ADMIN_TOKEN",
-        admin_weak,
+        weakness(
+            control.admin_token == cdp_control::settings::DEV_ADMIN_TOKEN,
+            "the development default",
+            &control.admin_token,
+        ),
     );
-    let key = ("control.secret_key", "CDP_CONTROL__SECRET_KEY", key_weak);
+    let key = (
+        "control.secret_key",
+        "CDP_CONTROL__SECRET_KEY",
+        weakness(
+            control.is_dev_secret_key(),
+            "the public development key",
+            &control.secret_key,
+        ),
+    );
     // Each exposed listener, and the secrets whoever reaches it could exploit.
     let mut listeners: Vec<(&'static str, &str, Vec<_>)> = Vec::new();
     if stages.edge {
