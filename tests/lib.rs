@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 pub const ADMIN: &str = "test-admin-token";
 pub const SECRET: &str = "test-token-secret";
 
-/// The profile stages of a pipeline: intake and identity, and the engine.
+/// The profile stages of a pipeline: identity and the engine (the intake runs in validate).
 pub struct ProfileStages {
     // Field order is drop order: the engine stops before the stages feeding it.
     pub engine: Running,
@@ -109,7 +109,7 @@ impl Pipeline {
         }
     }
 
-    /// Starts the profile stages in this process: intake and identity, and the profile engine
+    /// Starts the profile stages in this process: identity, and the profile engine
     /// (profile state and segments) as a part of its own, so a test can stop and restart it.
     /// Dropping the result stops them.
     pub async fn start_profile(&self) -> ProfileStages {
@@ -122,7 +122,7 @@ impl Pipeline {
         adjust(&mut config);
         let identity = cdp::start(&config, Stages::IDENTITY)
             .await
-            .expect("start the intake and identity stages");
+            .expect("start the identity stage");
         let engine = cdp::start(&config, Stages::ENGINE)
             .await
             .expect("start the profile engine");

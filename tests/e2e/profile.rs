@@ -589,13 +589,14 @@ async fn the_profile_toggle_decides_which_events_hydrate_profiles() {
         .await;
     let erin = || json!({"CRMID": [{"id": "erin", "primary": true}]});
     send(&p, &stream, &dataset, &[event("while-off", erin())]).await;
-    // The intake has read it (and skipped it) once its group committed past it.
-    let intake_group = p.config.profile.group("intake");
-    let valid = p.config.topics.events_valid();
+    // The intake (inside validate) has read it (and skipped it) once validate's group
+    // committed past it.
+    let validate_group = p.config.validate.group_id.clone();
+    let raw = p.raw_topic();
     eventually(
         Duration::from_secs(30),
         "the intake past the event",
-        async || committed(&p, &intake_group, &valid) >= 1,
+        async || committed(&p, &validate_group, &raw) >= 1,
     )
     .await;
     let (status, _) = api(

@@ -16,6 +16,18 @@ async fn read(p: &Pipeline, topic: &str, n: usize) -> Vec<Record> {
         .await
 }
 
+/// The records of events.error that the edge and validation wrote: these tests' events carry
+/// no identity, so the profile intake inside validate also refuses each valid one of a
+/// profile-enabled dataset into events.error (stage `profile`; see
+/// `the_profile_intake_runs_in_validates_transaction`), which is not what they are about.
+async fn quarantined(p: &Pipeline, n: usize) -> Vec<Record> {
+    read(p, &p.config.topics.events_error(), n)
+        .await
+        .into_iter()
+        .filter(|r| r.json()["stage"] != "profile")
+        .collect()
+}
+
 fn message(schema_id: &str, entity: Value) -> Value {
     json!({"header": {"schemaRef": {"id": schema_id, "contentType": "application/vnd.adobe.xed-full+json;version=1"}},
            "body": {"xdmMeta": {"schemaRef": {"id": schema_id}}, "xdmEntity": entity}})
@@ -72,7 +84,7 @@ async fn seed_002_mixed_request_splits_into_valid_and_error() {
         );
     }
 
-    let errors = read(&p, &p.config.topics.events_error(), 3).await;
+    let errors = quarantined(&p, 3).await;
     assert_eq!(
         errors.len(),
         3,
@@ -183,7 +195,7 @@ async fn events_dated_too_far_ahead_are_quarantined() {
     let valid = read(&p, &p.config.topics.events_valid(), 2).await;
     assert_eq!(valid.len(), 1, "only the event a minute ahead is valid");
     assert_eq!(valid[0].json(), soon);
-    let errors = read(&p, &p.config.topics.events_error(), 1).await;
+    let errors = quarantined(&p, 1).await;
     assert_eq!(errors.len(), 1);
     let error = errors[0].json();
     assert_eq!(error["payload"]["body"]["xdmEntity"]["_id"], "later");
@@ -316,7 +328,75 @@ async fn streaming_ingest_records_are_validated_against_the_streams_dataset() {
     let valid = read(&p, &p.config.topics.events_valid(), 1).await;
     assert_eq!(valid.len(), 1);
     assert_eq!(valid[0].json()["_id"], "r1");
-    let errors = read(&p, &p.config.topics.events_error(), 1).await;
+    let errors = quarantined(&p, 1).await;
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].json()["payload"], json!({"field1": "value1"}));
+}
+
+/// Valid events of a profile-enabled dataset go on to profile.sequence in validate's own
+/// transaction: an item for an event with an identity, a refusal (stage `profile`) for one
+/// without. With `validate.profile_intake` off, validation is the same and nothing goes on.
+#[tokio::test]
+async fn the_profile_intake_runs_in_validates_transaction() {
+    for intake in [true, false] {
+        let p = Pipeline::start_with(|c| c.validate.profile_intake = intake).await;
+        p.broker.create_pipeline_topics(&p.config.topics, 3).await;
+        let dataset = p.create_dataset("acme", event_schema()).await;
+        let stream = p
+            .create_stream(json!({"name": "web", "orgId": "acme", "datasetId": dataset["id"]}))
+            .await;
+        let schema_id = dataset["schemaId"].as_str().unwrap();
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let known = json!({"_id": "known", "timestamp": now,
+            "identityMap": {"ECID": [{"id": "12345678901234567890123456789012345678", "primary": true}]}});
+        let anonymous = json!({"_id": "anonymous", "timestamp": now});
+        p.post_batch(
+            &stream,
+            vec![message(schema_id, known), message(schema_id, anonymous)],
+        )
+        .await;
+
+        let valid = read(&p, &p.config.topics.events_valid(), 2).await;
+        assert_eq!(valid.len(), 2, "validation is the same (intake {intake})");
+        // What the intake writes is in the same transactions as these, so it is readable now.
+        let items = p
+            .broker
+            .read_committed(
+                &p.config.topics.profile_sequence(),
+                1,
+                Duration::from_secs(2),
+            )
+            .await;
+        let refusals: Vec<Value> = p
+            .broker
+            .read_committed(&p.config.topics.events_error(), 1, Duration::from_secs(2))
+            .await
+            .iter()
+            .map(Record::json)
+            .collect();
+        if !intake {
+            assert!(items.is_empty(), "no items with the intake off");
+            assert!(
+                refusals.is_empty(),
+                "no refusals with the intake off: {refusals:?}"
+            );
+            continue;
+        }
+        assert_eq!(items.len(), 1, "an item for the event with an identity");
+        let item = items[0].json();
+        assert_eq!(item["itemId"], "known");
+        assert_eq!(item["datasetId"], dataset["id"]);
+        assert_eq!(item["orgId"], "acme");
+        assert_eq!(items[0].partition, 0, "the identity stage's one partition");
+        assert_eq!(refusals.len(), 1, "{refusals:?}");
+        assert_eq!(refusals[0]["stage"], "profile");
+        assert_eq!(refusals[0]["payload"]["_id"], "anonymous");
+        let why = refusals[0]["violations"][0]["message"].as_str().unwrap();
+        assert!(why.contains("no identity"), "{why}");
+        // Written by validate, with its lineage: the raw event the item came from.
+        assert!(
+            items[0].header("cdp-raw-position").is_some(),
+            "lineage header"
+        );
+    }
 }

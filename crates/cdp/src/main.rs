@@ -36,12 +36,14 @@ enum Command {
     Edge,
     /// Run control: the management API (streams, API keys, tokens) over the catalog topic.
     Control,
-    /// Run validate: a consumer group on the raw topic writing events.valid / events.error.
+    /// Run validate: a consumer group on the raw topic writing events.valid / events.error, and
+    /// (unless validate.profile_intake is false) the profile intake's items to profile.sequence
+    /// in the same transaction.
     Validate,
     /// Run the lake: events.valid / events.error to Parquet datasets, with batch metadata.
     Lake,
-    /// Run the profile stages: intake (events.valid of profile-enabled datasets), identity (the
-    /// identity graph) and the profile engine, three consumer groups.
+    /// Run the profile stages: identity (the identity graph, from profile.sequence, which
+    /// validate's profile intake writes) and the profile engine, two consumer groups.
     Profile,
     /// Run the profile engine alone: each profile's state and its streaming segments
     /// (profile.resolved → profile.updates, segment.membership(.json), segment.exports), exits

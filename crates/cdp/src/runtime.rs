@@ -60,7 +60,7 @@ pub struct Stages {
     pub control: bool,
     pub validate: bool,
     pub lake: bool,
-    /// The intake and identity stages.
+    /// The identity stage (the profile intake runs inside validate).
     pub profile: bool,
     /// The profile engine: profile state and segments.
     pub engine: bool,
@@ -99,13 +99,13 @@ impl Stages {
         validate: true,
         ..Stages::NONE
     };
-    /// What `cdp profile` runs: intake, identity and the engine.
+    /// What `cdp profile` runs: identity and the engine.
     pub const PROFILE: Stages = Stages {
         profile: true,
         engine: true,
         ..Stages::NONE
     };
-    /// Intake and identity alone (the engine runs elsewhere).
+    /// Identity alone (the engine runs elsewhere).
     pub const IDENTITY: Stages = Stages {
         profile: true,
         ..Stages::NONE
@@ -186,8 +186,8 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             });
         }
     }
-    if stages.profile || stages.engine {
-        // The engine reads profile.resolved.
+    if stages.profile || stages.engine || (stages.validate && config.validate.profile_intake) {
+        // The engine reads profile.resolved; validate's profile intake writes profile.sequence.
         specs.extend(cdp_profile::run::topic_specs(topics, &config.profile));
     }
     if stages.engine || stages.sinks {
@@ -351,10 +351,15 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             config.validate.clone(),
             config.identity.namespaces.clone(),
         );
+        let intake = settings.profile_intake.then(|| {
+            Arc::new(cdp_profile::run::intake(&config.profile, &topics))
+                as Arc<dyn cdp_validate::Follower>
+        });
         let (view, stop) = (catalog.clone(), shutdown_rx.clone());
         running.tasks.push(tokio::spawn(async move {
             if let Err(e) =
-                cdp_validate::stage::run(&kafka, &topics, &settings, &identity, view, stop).await
+                cdp_validate::stage::run(&kafka, &topics, &settings, &identity, view, intake, stop)
+                    .await
             {
                 tracing::error!(error = %e, "validate stage stopped");
             }
@@ -400,7 +405,7 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             if let Err(e) =
                 cdp_profile::run(&kafka, &topics, &settings, view, identity_reader, stop).await
             {
-                tracing::error!(error = %e, "intake and identity stages stopped");
+                tracing::error!(error = %e, "identity stage stopped");
             }
         }));
     }

@@ -1,5 +1,6 @@
 //! Profiles exactly once across instances and crashes, with the profile stages as real
-//! `cdp profile` processes: the same valid events go to two pipelines. One is served by two
+//! `cdp profile` processes: the same valid events (as validate's profile intake writes them)
+//! go to two pipelines. One is served by two
 //! instances at once (the halves of a person's merge live on different partitions, so on
 //! different instances), one of which is killed with SIGKILL mid-stream and restarted; the
 //! other by one instance that runs undisturbed. Both end with the same profiles: the same
@@ -10,12 +11,11 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use cdp_contract::envelope::{self, Source};
+use cdp_contract::envelope::Source;
 use cdp_contract::records::{Change, Identity, ProfileUpdate};
 use cdp_contract::{RawHeaders, Topics};
 use cdp_control::{CatalogView, CatalogWriter};
 use cdp_test_support::{eventually, eventually_every, unique_name, Broker, ChildGuard, XdmFixture};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 
@@ -84,16 +84,22 @@ async fn pipeline(broker: &Broker, name: &str) -> Topics {
     topics
 }
 
-/// Writes events to events.valid as the validate stage does (headers, key = primary identity).
+/// Writes events to profile.sequence as validate's profile intake does: the intake's own code
+/// judges each event (headers, key = primary identity) against the pipeline's catalog.
 async fn produce(broker: &Broker, topics: &Topics, events: &[(String, serde_json::Value)]) {
+    use cdp_validate::Follower as _;
     let producer: FutureProducer = broker
         .kafka()
         .producer("valid", 30_000)
         .create()
         .expect("producer");
-    let topic = topics.events_valid();
+    let view = CatalogView::start(&broker.kafka(), topics).expect("view");
+    view.caught_up(Duration::from_secs(30))
+        .await
+        .expect("catalog read");
+    let intake = cdp_profile::run::intake(&cdp_profile::ProfileSettings::default(), topics);
     let sends = events.iter().enumerate().map(|(i, (key, value))| {
-        let headers: OwnedHeaders = RawHeaders {
+        let raw = RawHeaders {
             stream_id: "s".into(),
             org_id: "acme".into(),
             sandbox: "prod".into(),
@@ -102,29 +108,38 @@ async fn produce(broker: &Broker, topics: &Topics, events: &[(String, serde_json
             received_ms: cdp_contract::clock::now_ms(),
             content_type: "application/json".into(),
             source: Source::Collection,
-        }
-        .to_kafka()
-        .insert(Header {
-            key: envelope::DATASET_ID,
-            value: Some(DATASET),
-        })
-        .insert(Header {
-            key: envelope::VALUE_FORMAT,
-            value: Some("json"),
-        });
-        let (producer, topic, payload) = (producer.clone(), topic.clone(), value.to_string());
+        };
+        let text = value.to_string();
+        let item = intake
+            .follow(
+                &cdp_validate::Valid {
+                    raw: &raw,
+                    dataset_id: DATASET,
+                    entity: value,
+                    text: &text,
+                    key,
+                    position: (0, i as i64),
+                },
+                &view.read(),
+            )
+            .expect("the item can be written")
+            .expect("the intake takes the event");
+        assert_eq!(
+            item.topic,
+            topics.profile_sequence(),
+            "an item, not a refusal"
+        );
+        let (producer, topic, payload) =
+            (producer.clone(), item.topic, item.value.unwrap_or_default());
         async move {
             producer
                 .send(
-                    FutureRecord::to(&topic)
-                        .key(key.as_str())
-                        .payload(&payload)
-                        .headers(headers),
+                    FutureRecord::to(&topic).key(key.as_str()).payload(&payload),
                     Duration::from_secs(30),
                 )
                 .await
                 .map_err(|(e, _)| e)
-                .expect("valid event written");
+                .expect("item written");
         }
     });
     futures::future::join_all(sends).await;

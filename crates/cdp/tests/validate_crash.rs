@@ -100,10 +100,12 @@ async fn seeded_broker() -> (Broker, cdp_contract::Topics, tokio::task::JoinHand
     let producer: FutureProducer = kafka.producer("raw", 30_000).create().expect("producer");
     let topic = topics.ingest_raw();
     let send = move |i: usize| {
+        // An identity, so the profile intake inside validate makes an item of each valid one.
+        let identity = json!({"ECID": [{"id": format!("{i:038}"), "primary": true}]});
         let value = if i % 3 == 2 {
-            json!({"_id": format!("e{i}")})
+            json!({"_id": format!("e{i}"), "identityMap": identity})
         } else {
-            json!({"_id": format!("e{i}"), "timestamp": "2026-11-26T10:00:00Z"})
+            json!({"_id": format!("e{i}"), "timestamp": "2026-11-26T10:00:00Z", "identityMap": identity})
         }
         .to_string();
         let headers = RawHeaders {
@@ -196,7 +198,7 @@ async fn wait_for_valid_outputs(broker: &Broker, topics: &cdp_contract::Topics, 
 }
 
 /// Reads both outputs until the counts are reached (and a little longer) and checks that every
-/// raw event has exactly one output.
+/// raw event has exactly one output, and every valid one exactly one profile intake item.
 async fn assert_exactly_once(broker: &Broker, topics: &cdp_contract::Topics) {
     let valid = broker
         .read_committed_settle(
@@ -225,6 +227,32 @@ async fn assert_exactly_once(broker: &Broker, topics: &cdp_contract::Topics) {
     assert_eq!(valid.len(), EVENTS * 2 / 3, "valid output");
     assert_eq!(errors.len(), EVENTS / 3, "error output");
     assert_eq!(seen.len(), EVENTS, "every raw event on exactly one output");
+
+    // The profile intake writes in validate's transactions: one item per valid event.
+    let items = broker
+        .read_committed_settle(
+            &topics.profile_sequence(),
+            EVENTS * 2 / 3,
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+        )
+        .await;
+    let mut item_ids: HashMap<String, usize> = HashMap::new();
+    for r in &items {
+        let id = r.json()["itemId"].as_str().expect("an item").to_string();
+        *item_ids.entry(id).or_default() += 1;
+    }
+    let duplicated: Vec<_> = item_ids.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(duplicated.is_empty(), "duplicated items: {duplicated:?}");
+    let valid_ids: std::collections::HashSet<String> = valid
+        .iter()
+        .map(|r| r.json()["_id"].as_str().expect("an _id").to_string())
+        .collect();
+    let item_set: std::collections::HashSet<String> = item_ids.into_keys().collect();
+    assert_eq!(
+        item_set, valid_ids,
+        "an item for every valid event, and only for those"
+    );
 }
 
 // Partitions move to the new instance while the first has batches of them in flight; tansu

@@ -1,7 +1,7 @@
-//! Runs the two stages in front of the profile engine — intake and identity — each as its own
-//! consumer group on the stage runtime, in one process (`cdp profile` runs them with the
-//! engine). The identity stage's one-partition input means one instance owns the graph at a
-//! time while the others stand by in its group.
+//! Runs the identity stage in front of the profile engine, as its own consumer group on the
+//! stage runtime (`cdp profile` runs it with the engine); the intake that feeds it runs inside
+//! the validate stage ([`ProfileIntake`]). The identity stage's one-partition input means one
+//! instance owns the graph at a time while the others stand by in its group.
 
 use cdp_catalog::CatalogView;
 use cdp_contract::admin::{ensure_topics, AdminError, TopicSpec};
@@ -11,7 +11,7 @@ use cdp_xdm::decode::ValueDecoder;
 use tokio::sync::watch;
 
 use crate::identity::stage::IdentityStage;
-use crate::intake::{Intake, Limits};
+use crate::intake::{Intake, Limits, ProfileIntake};
 use crate::settings::ProfileSettings;
 
 #[derive(Debug, thiserror::Error)]
@@ -44,43 +44,42 @@ pub fn topic_specs(topics: &Topics, settings: &ProfileSettings) -> Vec<TopicSpec
     ]
 }
 
-/// The runtime's descriptions of the two stages.
-pub fn specs(topics: &Topics, settings: &ProfileSettings, instance: &str) -> [StageSpec; 2] {
+/// The runtime's description of the identity stage.
+pub fn spec(topics: &Topics, settings: &ProfileSettings, instance: &str) -> StageSpec {
     let ns = &topics.namespace;
-    let spec = |stage: &'static str,
-                input: String,
-                outputs: Vec<String>,
-                changelog: Option<String>| StageSpec {
-        stage,
-        group_id: settings.group(stage),
+    StageSpec {
+        stage: "identity",
+        group_id: settings.group("identity"),
         instance: instance.to_string(),
-        transactional_id: format!("{ns}-{stage}-{instance}"),
-        input,
-        outputs,
-        checkpoints: topics.checkpoints(stage),
-        changelog,
+        transactional_id: format!("{ns}-identity-{instance}"),
+        input: topics.profile_sequence(),
+        outputs: vec![topics.profile_resolved(), topics.identity_graph()],
+        checkpoints: topics.checkpoints("identity"),
+        changelog: Some(topics.identity_changelog()),
         lineage: Lineage::INPUT,
         settings: settings.runtime(),
         queries: None,
-    };
-    [
-        spec(
-            "intake",
-            topics.events_valid(),
-            vec![topics.profile_sequence(), topics.events_error()],
-            None,
-        ),
-        spec(
-            "identity",
-            topics.profile_sequence(),
-            vec![topics.profile_resolved(), topics.identity_graph()],
-            Some(topics.identity_changelog()),
-        ),
-    ]
+    }
 }
 
-/// Runs the two stages until `shutdown` turns true or one fails; the identity stage's state is
-/// readable through `identity_queries` (for [`crate::identity::query`]).
+/// The profile intake, for the validate stage to run (`validate.profile_intake`).
+pub fn intake(settings: &ProfileSettings, topics: &Topics) -> ProfileIntake {
+    ProfileIntake {
+        limits: limits(settings),
+        sequence_topic: topics.profile_sequence(),
+        error_topic: topics.events_error(),
+    }
+}
+
+fn limits(settings: &ProfileSettings) -> Limits {
+    Limits {
+        max_event_bytes: settings.max_event_bytes,
+        max_record_bytes: settings.max_record_bytes,
+    }
+}
+
+/// Runs the identity stage until `shutdown` turns true or it fails; its state is readable
+/// through `identity_queries` (for [`crate::identity::query`]).
 pub async fn run(
     kafka: &KafkaSettings,
     topics: &Topics,
@@ -91,9 +90,8 @@ pub async fn run(
 ) -> Result<(), ProfileError> {
     let instance = cdp_stage::instance_id(settings.instance_id.as_deref())?;
     ensure_topics(kafka, &topic_specs(topics, settings)).await?;
-    let [intake_spec, mut identity_spec] = specs(topics, settings, &instance);
+    let mut identity_spec = spec(topics, settings, &instance);
     identity_spec.queries = identity_queries;
-    let intake = intake_of(&catalog, settings, topics);
     let resolved_partitions =
         cdp_contract::admin::partition_count(kafka, &topics.profile_resolved()).await?;
     let backfill = crate::identity::backfill::Backfill::new(
@@ -103,7 +101,11 @@ pub async fn run(
         topics.profile_sequence(),
         settings.keep_event_fields.clone(),
         longest_ttl(&catalog, settings),
-        std::sync::Arc::new(intake_of(&catalog, settings, topics)),
+        std::sync::Arc::new(Intake {
+            catalog: catalog.clone(),
+            decoder: ValueDecoder::new(&settings.registry_url),
+            limits: limits(settings),
+        }),
     );
     let identity = IdentityStage {
         resolved_topic: topics.profile_resolved(),
@@ -111,35 +113,10 @@ pub async fn run(
         graph_topic: topics.identity_graph(),
         backfill: Some(backfill),
     };
-    let stage = |name: &'static str| move |e| ProfileError::Stage(name, e);
-    tokio::try_join!(
-        async {
-            cdp_stage::run(kafka, intake_spec, intake, shutdown.clone())
-                .await
-                .map_err(stage("intake"))
-        },
-        async {
-            cdp_stage::run(kafka, identity_spec, identity, shutdown.clone())
-                .await
-                .map_err(stage("identity"))
-        },
-    )?;
+    cdp_stage::run(kafka, identity_spec, identity, shutdown)
+        .await
+        .map_err(|e| ProfileError::Stage("identity", e))?;
     Ok(())
-}
-
-/// The intake stage's processor (also what a backfill turns events.valid records into items
-/// with).
-fn intake_of(catalog: &CatalogView, settings: &ProfileSettings, topics: &Topics) -> Intake {
-    Intake {
-        catalog: catalog.clone(),
-        decoder: ValueDecoder::new(&settings.registry_url),
-        limits: Limits {
-            max_event_bytes: settings.max_event_bytes,
-            max_record_bytes: settings.max_record_bytes,
-        },
-        sequence_topic: topics.profile_sequence(),
-        error_topic: topics.events_error(),
-    }
 }
 
 /// How far back profiles may hold events: the engine's time-to-live or the longest a dataset

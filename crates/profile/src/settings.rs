@@ -1,5 +1,6 @@
-//! The profile stages' configuration (`[profile]`): the intake and identity stages and the
-//! profile engine share one section; each runs as its own consumer group.
+//! The profile stages' configuration (`[profile]`): the identity stage, the profile engine
+//! and the intake (which runs inside validate) share one section; each stage runs as its own
+//! consumer group.
 
 use cdp_stage::RuntimeSettings;
 use serde::{Deserialize, Serialize};
@@ -10,7 +11,7 @@ pub const ONE_DAY_MS: i64 = 24 * 60 * 60 * 1000;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProfileSettings {
-    /// Consumer groups: `<group_prefix>-intake`, `-identity`, `-engine`.
+    /// Consumer groups: `<group_prefix>-identity`, `-engine`.
     pub group_prefix: String,
     /// This instance's stable name (transactional ids); default: the host name.
     pub instance_id: Option<String>,

@@ -299,7 +299,8 @@ impl Broker {
     }
 
     /// The topics a pipeline's stages need before any runs: the catalog (one partition,
-    /// compacted), and ingest.raw, events.valid and events.error with `partitions` each.
+    /// compacted), ingest.raw, events.valid and events.error with `partitions` each, and
+    /// profile.sequence (one partition, validate's profile intake writes it).
     pub async fn create_pipeline_topics(&self, topics: &cdp_contract::Topics, partitions: i32) {
         let spec = |name, partitions, compacted| TopicSpec {
             name,
@@ -313,6 +314,7 @@ impl Broker {
                 spec(topics.ingest_raw(), partitions, false),
                 spec(topics.events_valid(), partitions, false),
                 spec(topics.events_error(), partitions, false),
+                spec(topics.profile_sequence(), 1, false),
             ],
         )
         .await

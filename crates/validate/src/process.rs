@@ -10,13 +10,18 @@ use cdp_contract::RawHeaders;
 use rdkafka::message::{Header, OwnedHeaders};
 use serde_json::Value;
 
+use cdp_stage::Output;
 use cdp_xdm::{filed_under, partition_key, target, MessageRefs, SchemaValidators};
+
+use crate::follow::{Follower, Valid};
 
 /// A raw event as read from the topic.
 pub struct RawInput<'a> {
     pub key: Option<&'a [u8]>,
     pub payload: &'a [u8],
     pub headers: Option<RawHeaders>,
+    /// Its partition and offset on ingest.raw.
+    pub position: (i32, i64),
 }
 
 pub enum Verdict {
@@ -26,6 +31,8 @@ pub enum Verdict {
         value: Vec<u8>,
         headers: OwnedHeaders,
         encoding: Encoding,
+        /// What the [`Follower`] made of it (the profile intake's item or refusal).
+        follow: Result<Option<Output>, String>,
     },
     Invalid {
         key: String,
@@ -110,6 +117,7 @@ pub fn process(
     validators: &SchemaValidators,
     namespace_order: &[String],
     max_future_ms: i64,
+    follower: Option<&dyn Follower>,
 ) -> Verdict {
     let raw_key = input
         .key
@@ -202,8 +210,24 @@ pub fn process(
             "avro",
         ),
     };
+    let key = partition_key(entity_text, namespace_order, &raw_key);
+    let follow = match (follower, entity_text) {
+        (Some(follower), Some(text)) => follower.follow(
+            &Valid {
+                raw,
+                dataset_id: &target.dataset.id,
+                entity,
+                text,
+                key: &key,
+                position: input.position,
+            },
+            catalog,
+        ),
+        _ => Ok(None),
+    };
     Verdict::Valid {
-        key: partition_key(entity_text, namespace_order, &raw_key),
+        key,
+        follow,
         headers: raw
             .to_kafka()
             .insert(header(envelope::DATASET_ID, &target.dataset.id))

@@ -28,6 +28,10 @@ pub struct ValidateSettings {
     /// are quarantined (reason `timestamp`). A profile keeps an event until its time-to-live
     /// after its timestamp, so one dated years ahead would never leave.
     pub max_future_ms: i64,
+    /// Whether the profile intake runs inside this stage: valid events of profile-enabled
+    /// datasets go on to `profile.sequence` (or, refused by the profile, to events.error) in the
+    /// same transaction. Off for a deployment without profiles; validation is the same either way.
+    pub profile_intake: bool,
 }
 
 impl Default for ValidateSettings {
@@ -42,6 +46,7 @@ impl Default for ValidateSettings {
             max_transaction_records: runtime.max_transaction_records,
             partitions: 6,
             max_future_ms: 24 * 60 * 60 * 1000,
+            profile_intake: true,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! `<ns>.validate.checkpoints`) keeps that exactly once on brokers that show aborted records.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use cdp_catalog::{CatalogView, XdmSchema};
 use cdp_contract::envelope::{RAW_POSITION, VALIDATE_GROUP};
@@ -16,6 +17,7 @@ use rdkafka::message::{Headers, Message, OwnedMessage};
 use tokio::sync::watch;
 
 use crate::avro_values::{AvroValueError, AvroValues};
+use crate::follow::Follower;
 use crate::process::{process, refuse, Encoding, RawInput, Verdict};
 use crate::ValidateSettings;
 use cdp_xdm::SchemaValidators;
@@ -36,15 +38,26 @@ pub enum ValidateError {
     Schemas(#[from] cdp_registry::confluent::SchemaLogError),
 }
 
-/// The runtime's description of this stage.
-pub fn spec(topics: &Topics, settings: &ValidateSettings, instance: &str) -> StageSpec {
+/// The runtime's description of this stage; `follower`'s topics are outputs too.
+pub fn spec(
+    topics: &Topics,
+    settings: &ValidateSettings,
+    instance: &str,
+    follower: Option<&dyn Follower>,
+) -> StageSpec {
+    let mut outputs = vec![topics.events_valid(), topics.events_error()];
+    for topic in follower.map(|f| f.topics()).unwrap_or_default() {
+        if !outputs.contains(&topic) {
+            outputs.push(topic);
+        }
+    }
     StageSpec {
         stage: "validate",
         group_id: settings.group_id.clone(),
         instance: instance.to_string(),
         transactional_id: format!("{}-validate-{instance}", topics.namespace),
         input: topics.ingest_raw(),
-        outputs: vec![topics.events_valid(), topics.events_error()],
+        outputs,
         checkpoints: topics.validate_checkpoints(),
         changelog: None,
         lineage: LINEAGE,
@@ -53,13 +66,15 @@ pub fn spec(topics: &Topics, settings: &ValidateSettings, instance: &str) -> Sta
     }
 }
 
-/// Runs the stage until `shutdown` turns true.
+/// Runs the stage until `shutdown` turns true; `follower` (the profile intake) takes each valid
+/// event in the same transaction.
 pub async fn run(
     kafka: &KafkaSettings,
     topics: &Topics,
     settings: &ValidateSettings,
     identity_namespaces: &[String],
     catalog: CatalogView,
+    follower: Option<Arc<dyn Follower>>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ValidateError> {
     let instance = cdp_stage::instance_id(settings.instance_id.as_deref())?;
@@ -72,13 +87,14 @@ pub async fn run(
         ),
         namespaces: identity_namespaces.to_vec(),
         max_future_ms: settings.max_future_ms,
+        follower: follower.clone(),
         valid_topic: topics.events_valid(),
         error_topic: topics.events_error(),
         metrics: StageMetrics::new("validate"),
     };
     cdp_stage::run(
         kafka,
-        spec(topics, settings, &instance),
+        spec(topics, settings, &instance, follower.as_deref()),
         processor,
         shutdown,
     )
@@ -92,6 +108,8 @@ struct Validate {
     avro: AvroValues,
     namespaces: Vec<String>,
     max_future_ms: i64,
+    /// The profile intake, when this deployment has profiles.
+    follower: Option<Arc<dyn Follower>>,
     valid_topic: String,
     error_topic: String,
     metrics: StageMetrics,
@@ -102,6 +120,7 @@ fn input(m: &OwnedMessage) -> RawInput<'_> {
         key: m.key(),
         payload: m.payload().unwrap_or_default(),
         headers: m.headers().and_then(RawHeaders::from_kafka),
+        position: (m.partition(), m.offset()),
     }
 }
 
@@ -122,6 +141,7 @@ impl Processor for Validate {
                         &self.validators,
                         &self.namespaces,
                         self.max_future_ms,
+                        self.follower.as_deref(),
                     )
                 })
                 .collect()
@@ -136,8 +156,18 @@ impl Processor for Validate {
                     key,
                     value,
                     headers,
+                    follow,
                     ..
-                } => Output::new(&self.valid_topic, key, value).with_headers(headers),
+                } => {
+                    ctx.emit(
+                        Cause::Input(i),
+                        Output::new(&self.valid_topic, key, value).with_headers(headers),
+                    );
+                    match follow.map_err(ProcessError::Fatal)? {
+                        Some(output) => output,
+                        None => continue,
+                    }
+                }
                 Verdict::Invalid {
                     key,
                     record,

@@ -178,7 +178,8 @@ async fn outputs_left_by_a_crashed_transaction_are_not_written_again() {
         let (kafka, topics, view) = (kafka.clone(), topics.clone(), view.clone());
         tokio::spawn(async move {
             let identity = cdp_contract::IdentitySettings::default().namespaces;
-            cdp_validate::stage::run(&kafka, &topics, &settings, &identity, view, stopped).await
+            cdp_validate::stage::run(&kafka, &topics, &settings, &identity, view, None, stopped)
+                .await
         })
     };
     let valid = broker

@@ -23,11 +23,11 @@ pub enum BenchCommand {
     Edge(edge::EdgeBenchArgs),
     /// The validate stage with one and two instances vs a plain validation loop, in one run.
     Validate(validate::ValidateBenchArgs),
-    /// The profile stages (intake → identity → engine, with streaming definitions) vs the
+    /// The profile stages (identity → engine, with streaming definitions) vs the
     /// validate stage on the same events, in one run; latency, restore, memory and disk per
     /// profile, control's memory while it answers lookups.
     Profile(profile::ProfileBenchArgs),
-    /// The whole pipeline (edge → validate → intake → identity → engine) with streaming segments of the
+    /// The whole pipeline (edge → validate and profile intake → identity → engine) with streaming segments of the
     /// five types: sustained events/s, edge-ack → membership latency, exit-timer lateness.
     Pipeline(pipeline::PipelineBenchArgs),
     /// The sinks stage delivering destination-flow exports to Kinesis (kinesalite) and a Kafka

@@ -1,5 +1,5 @@
-//! `cdp bench pipeline`: the whole pipeline (edge → validate → intake → identity → engine), started
-//! in-process on a fresh namespace, with `--segments` streaming definitions spread over the five
+//! `cdp bench pipeline`: the whole pipeline (edge → validate with the profile intake →
+//! identity → engine), started in-process on a fresh namespace, with `--segments` streaming definitions spread over the five
 //! streaming query types and `--profiles` profiles:
 //!
 //! - **sustained**: `--sustained-events` events posted to `/collection/batch` as fast as the

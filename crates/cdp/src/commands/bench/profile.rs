@@ -1,20 +1,21 @@
-//! `cdp bench profile`: the profile stages (intake → identity → engine, with the sandbox's
-//! streaming definitions) against the validate stage on the same events, in one run, on one
-//! broker, each phase under its own namespace:
+//! `cdp bench profile`: the profile stages (identity → engine, with the sandbox's streaming
+//! definitions) against the validate stage on the same events, in one run, on one broker, each
+//! phase under its own namespace:
 //!
 //! - **validate reference**: the events as raw messages through one validate stage (exactly
-//!   once), until its group has committed the end of the raw topic — events/s;
-//! - **profile**: the events pre-produced to events.valid as validate writes them (dataset and
-//!   value-format headers, provenance headers, key = primary identity), then the three profile
+//!   once, without the profile intake, as before the intake moved into validate), until its
+//!   group has committed the end of the raw topic — events/s;
+//! - **profile**: the events pre-produced to profile.sequence as validate's profile intake
+//!   writes them (the intake's own code makes the items), then the two profile
 //!   stages started in-process (the engine evaluating `--definitions` streaming definitions), until every event has its `event` update on profile.updates
 //!   (read_committed) — events/s and the ratio to validate; resident memory and the state
 //!   directory's bytes per profile;
-//! - **engine alone**: the engine on a copy of the run's profile.resolved, without intake and
-//!   identity in front of it — events/s and the ratio to validate;
+//! - **engine alone**: the engine on a copy of the run's profile.resolved, without identity
+//!   in front of it — events/s and the ratio to validate;
 //! - **lookups**: a `cdp control` process answering Profile API lookups routed to the engine's
 //!   query listener — its resident memory and the lookups' latency;
 //! - **latency** at an offered load on the running pipeline: per event, the time from producing
-//!   it to events.valid to reading its committed `event` update (matched by the event's `_id`);
+//!   its item to profile.sequence to reading its committed `event` update (matched by the event's `_id`);
 //! - **restore**: with the stages stopped, each partition of the engine (and identity)
 //!   changelog read into a fresh state store by the runtime's own restore code; then the stages
 //!   restarted with an empty state directory, timed until new events have their updates;
@@ -38,7 +39,7 @@ use anyhow::{bail, Context as _};
 use cdp_catalog::CatalogView;
 use cdp_contract::admin::{ensure_topics, TopicSpec};
 use cdp_contract::clock::now_ms;
-use cdp_contract::envelope::{self, Source};
+use cdp_contract::envelope::Source;
 use cdp_contract::{KafkaSettings, RawHeaders, Topics};
 use cdp_profile::ProfileSettings;
 use cdp_stage::metrics::Phase;
@@ -48,7 +49,7 @@ use cdp_validate::ValidateSettings;
 use clap::Args;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
@@ -237,18 +238,60 @@ fn raw_headers(i: u64) -> RawHeaders {
     }
 }
 
-/// The headers validate writes on events.valid.
-fn valid_headers(i: u64) -> OwnedHeaders {
-    raw_headers(i)
-        .to_kafka()
-        .insert(Header {
-            key: envelope::DATASET_ID,
-            value: Some("bench-dataset"),
-        })
-        .insert(Header {
-            key: envelope::VALUE_FORMAT,
-            value: Some("json"),
-        })
+/// Events as the profile intake (inside validate) writes them to profile.sequence: the same
+/// code judges the bench's events, so the profile stages see exactly what validate would
+/// hand them.
+struct Items {
+    intake: cdp_profile::intake::ProfileIntake,
+    view: CatalogView,
+}
+
+impl Items {
+    fn new(topics: &Topics, settings: &ProfileSettings, view: &CatalogView) -> Self {
+        Self {
+            intake: cdp_profile::run::intake(settings, topics),
+            view: view.clone(),
+        }
+    }
+
+    /// Event `i`'s item (key, value, headers) on profile.sequence.
+    fn of(
+        &self,
+        i: u64,
+        key: &str,
+        value: &[u8],
+    ) -> anyhow::Result<(String, Vec<u8>, OwnedHeaders)> {
+        use cdp_validate::Follower as _;
+        let entity: Value = serde_json::from_slice(value)?;
+        let text = std::str::from_utf8(value)?;
+        let raw = raw_headers(i);
+        let output = self
+            .intake
+            .follow(
+                &cdp_validate::Valid {
+                    raw: &raw,
+                    dataset_id: "bench-dataset",
+                    entity: &entity,
+                    text,
+                    key,
+                    position: (0, i as i64),
+                },
+                &self.view.read(),
+            )
+            .map_err(|e| anyhow::anyhow!(e))?
+            .context("the intake skipped a bench event (is the bench dataset profile-enabled?)")?;
+        if output.topic != self.intake.sequence_topic {
+            bail!(
+                "the intake refused a bench event: {}",
+                String::from_utf8_lossy(output.value.as_deref().unwrap_or_default())
+            );
+        }
+        Ok((
+            key.to_string(),
+            output.value.unwrap_or_default(),
+            output.headers,
+        ))
+    }
 }
 
 /// A fresh namespace with the bench catalog and `topics` (besides the catalog).
@@ -286,12 +329,12 @@ async fn produce_all(
     kafka: &KafkaSettings,
     topic: &str,
     count: u64,
-    record: impl Fn(u64) -> (String, Vec<u8>, OwnedHeaders),
+    record: impl Fn(u64) -> anyhow::Result<(String, Vec<u8>, OwnedHeaders)>,
 ) -> anyhow::Result<()> {
     let producer: FutureProducer = kafka.producer("bench-profile-load", 120_000).create()?;
     let mut pending = std::collections::VecDeque::new();
     for i in 0..count {
-        let (key, payload, headers) = record(i);
+        let (key, payload, headers) = record(i)?;
         let mut rec = FutureRecord::to(topic)
             .key(&key)
             .payload(&payload)
@@ -364,7 +407,7 @@ async fn validate_reference(
     .await?;
     produce_all(kafka, &topics.ingest_raw(), shape.total(), |i| {
         let (key, value) = shape.event(i);
-        (key, value, raw_headers(i).to_kafka())
+        Ok((key, value, raw_headers(i).to_kafka()))
     })
     .await?;
     println!("  {} raw events written", shape.total());
@@ -391,7 +434,10 @@ async fn validate_reference(
         let (kafka, topics, view) = (kafka.clone(), topics.clone(), view.clone());
         tokio::spawn(async move {
             let identity = cdp_contract::IdentitySettings::default().namespaces;
-            cdp_validate::stage::run(&kafka, &topics, &settings, &identity, view, stopped).await
+            // Validation alone, without the profile intake: the reference the profile stages
+            // are compared with is the same as before the intake moved into validate.
+            cdp_validate::stage::run(&kafka, &topics, &settings, &identity, view, None, stopped)
+                .await
         })
     };
     let mut first: Option<(Instant, i64)> = None;
@@ -676,7 +722,7 @@ fn page() -> String {
 
 /// Records in per profile stage so far, from the runtime's metrics.
 fn stage_inputs(page: &str) -> String {
-    ["intake", "identity", "engine"]
+    ["identity", "engine"]
         .iter()
         .map(|s| {
             format!(
@@ -690,7 +736,7 @@ fn stage_inputs(page: &str) -> String {
 
 /// What each stage's transactions did between two metric pages.
 fn transactions(before: &str, after: &str) -> Vec<String> {
-    ["intake", "identity", "engine"]
+    ["identity", "engine"]
         .iter()
         .map(|s| {
             let d = |name: &str| {
@@ -820,7 +866,7 @@ fn config_of(kafka: &KafkaSettings, topics: &Topics, settings: &ProfileSettings)
     c
 }
 
-/// Running profile stages (intake, identity and the engine, or the engine alone), in-process,
+/// Running profile stages (identity and the engine, or the engine alone), in-process,
 /// started as `cdp profile` / `cdp engine` start them (their query API included).
 struct Pipeline {
     running: cdp::Running,
@@ -869,31 +915,34 @@ fn quantile(sorted: &[i64], q: f64) -> i64 {
     sorted.get(i).copied().unwrap_or(0)
 }
 
-/// (d): events at `rate` for `seconds` into the running pipeline, for existing profiles.
+/// (d): events at `rate` for `seconds` into the running pipeline (as items on
+/// profile.sequence), for existing profiles.
 async fn latency(
     kafka: &KafkaSettings,
     topics: &Topics,
+    items: &Items,
     shape: Shape,
     follower: &Follower,
     rate: u64,
     seconds: u64,
 ) -> anyhow::Result<Latency> {
     let producer: FutureProducer = kafka.producer("bench-profile-latency", 60_000).create()?;
-    let topic = topics.events_valid();
+    let topic = topics.profile_sequence();
     let record = |j: u64, id: &str| {
         let person = mix(j ^ 0x1a7e_0c1e) % shape.profiles;
         // The person's last kind of event: CRMID for a stitched person, else ECID.
-        shape.event_of(person, shape.per.saturating_sub(1), id)
+        let (key, value) = shape.event_of(person, shape.per.saturating_sub(1), id);
+        items.of(j, &key, &value)
     };
     // One acknowledged record first: a new idempotent producer holds what it is given until
     // it has its producer id (see latency.rs).
-    let (key, value) = record(u64::MAX, "lat-warm");
+    let (key, value, headers) = record(u64::MAX, "lat-warm")?;
     producer
         .send(
             FutureRecord::to(&topic)
                 .key(&key)
                 .payload(&value)
-                .headers(valid_headers(0)),
+                .headers(headers),
             Duration::from_secs(30),
         )
         .await
@@ -908,14 +957,14 @@ async fn latency(
             tokio::time::sleep_until((started + Duration::from_millis(10) * tick).into()).await;
         }
         let id = format!("lat-{j}");
-        let (key, value) = record(j as u64, &id);
+        let (key, value, headers) = record(j as u64, &id)?;
         let ts = now_ms();
         let delivery = producer
             .send_result(
                 FutureRecord::to(&topic)
                     .key(&key)
                     .payload(&value)
-                    .headers(valid_headers(j as u64))
+                    .headers(headers)
                     .timestamp(ts),
             )
             .map_err(|(e, _)| e)?;
@@ -1179,14 +1228,15 @@ pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Res
     )
     .await?;
     let started = Instant::now();
-    produce_all(&kafka, &topics.events_valid(), total, |i| {
+    let items = Items::new(&topics, &settings, &view);
+    produce_all(&kafka, &topics.profile_sequence(), total, |i| {
         let (key, value) = shape.event(i);
-        (key, value, valid_headers(i))
+        items.of(i, &key, &value)
     })
     .await?;
     println!(
-        "(a) {total} events written to {} in {:.1} s (not timed); broker RSS {}",
-        topics.events_valid(),
+        "(a) {total} events written to {} as validate's profile intake writes them, in {:.1} s (not timed); broker RSS {}",
+        topics.profile_sequence(),
         started.elapsed().as_secs_f64(),
         broker()
     );
@@ -1198,7 +1248,7 @@ pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Res
         args.definitions
     );
 
-    // (c) Intake, identity and the engine until every event has its committed update.
+    // (c) Identity and the engine until every event has its committed update.
     let follower = Follower::start(&kafka, &topics.profile_updates(), args.partitions, total)?;
     reset_peak();
     let rss_before = status_kb("self", "VmRSS:");
@@ -1255,7 +1305,7 @@ pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Res
     let page_after = page();
     let state = state_bytes(&state_base.join("run"));
     println!(
-        "(c) profile stages (intake → identity → engine): {:>9.0} events/s steady{}; {:.0} events/s including {:.1} s to the first update ({:.1} s in all)",
+        "(c) profile stages (identity → engine): {:>9.0} events/s steady{}; {:.0} events/s including {:.1} s to the first update ({:.1} s in all)",
         profile.steady,
         validate
             .as_ref()
@@ -1368,6 +1418,7 @@ pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Res
         let l = latency(
             &kafka,
             &topics,
+            &items,
             shape,
             &follower,
             args.latency_rate,
@@ -1452,10 +1503,10 @@ pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Res
         let probes = (args.partitions as u64 * 4).max(8);
         let started = Instant::now();
         let pipeline = Pipeline::start(&kafka, &topics, &settings, cdp::Stages::PROFILE).await?;
-        produce_all(&kafka, &topics.events_valid(), probes, |j| {
+        produce_all(&kafka, &topics.profile_sequence(), probes, |j| {
             let person = mix(j ^ 0x04e5_7a47) % shape.profiles;
             let (key, value) = shape.event_of(person, 0, &format!("rst-{j}"));
-            (key, value, valid_headers(j))
+            items.of(j, &key, &value)
         })
         .await?;
         let deadline = Instant::now() + Duration::from_secs(1800);
@@ -1501,7 +1552,7 @@ pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Res
         );
     }
     println!(
-        "| (c) intake → identity → engine, events/s | {:.0}{} |",
+        "| (c) identity → engine, events/s | {:.0}{} |",
         profile.steady,
         validate
             .as_ref()

@@ -255,7 +255,7 @@ pub async fn run(config: Option<PathBuf>, args: ValidateBenchArgs) -> anyhow::Re
         let (k, t, v) = (kafka.clone(), topics.clone(), view.clone());
         let stage = tokio::spawn(async move {
             let identity = cdp_contract::IdentitySettings::default().namespaces;
-            cdp_validate::stage::run(&k, &t, &settings, &identity, v, stopped).await
+            cdp_validate::stage::run(&k, &t, &settings, &identity, v, None, stopped).await
         });
         let outputs = [topics.events_valid(), topics.events_error()];
         let (l, transactions) =
@@ -403,7 +403,7 @@ async fn stage_run(
             (kafka.clone(), topics.clone(), view.clone(), stop_rx.clone());
         tasks.push(tokio::spawn(async move {
             let identity = cdp_contract::IdentitySettings::default().namespaces;
-            cdp_validate::stage::run(&kafka, &topics, &settings, &identity, view, stop).await
+            cdp_validate::stage::run(&kafka, &topics, &settings, &identity, view, None, stop).await
         }));
     }
     let mut first: Option<(Instant, i64)> = None;
