@@ -312,3 +312,76 @@ async fn a_100_mb_streamed_body_is_refused_without_being_buffered() {
         "client pushed {sent} bytes before the refusal"
     );
 }
+
+/// When the edge's producer queue fills in the middle of a batch, the messages enqueued before
+/// are written and answered as accepted, and only the rest are answered 503: sending those
+/// again duplicates nothing. (Before, the whole request was answered 503 although part of it
+/// was on the raw topic.)
+#[tokio::test]
+async fn a_batch_cut_short_by_a_full_queue_says_which_messages_were_written() {
+    let p = Pipeline::start().await;
+    // A second edge whose producer holds at most 5 messages not yet acknowledged.
+    let small = p
+        .start_with_stages(cdp::Stages::EDGE, |c| {
+            c.edge.listen = "127.0.0.1:0".into();
+            c.kafka
+                .properties
+                .insert("queue.buffering.max.messages".into(), "5".into());
+        })
+        .await;
+    let stream = p
+        .create_stream(json!({"name": "web", "orgId": "ACME@AdobeOrg"}))
+        .await;
+    let id = stream["id"].as_str().unwrap();
+    let messages: Vec<Value> = (0..20)
+        .map(|i| xdm_message(None, &format!("ecid-{i}")))
+        .collect();
+    let resp = p
+        .http
+        .post(format!(
+            "http://{}/collection/batch/{id}",
+            small.edge_addr.expect("edge address")
+        ))
+        .header("content-type", "application/json")
+        .body(json!({ "messages": messages }).to_string())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 207);
+    let body: Value = resp.json().await.expect("JSON");
+    let responses = body["responses"].as_array().unwrap();
+    assert_eq!(responses.len(), 20);
+    let written: Vec<&str> = responses
+        .iter()
+        .filter_map(|r| r["xactionId"].as_str())
+        .collect();
+    let unwritten: Vec<&Value> = responses
+        .iter()
+        .filter(|r| r["statusCode"] == 503)
+        .collect();
+    assert!(
+        !written.is_empty() && written.len() < 20,
+        "a batch cut short: {body}"
+    );
+    assert_eq!(written.len() + unwritten.len(), 20, "{body}");
+    let why = unwritten[0]["message"].as_str().unwrap();
+    assert!(why.contains("send this message again"), "{why}");
+    // The accepted ones come first: the queue filled, and the request stopped there.
+    for (i, r) in responses.iter().enumerate() {
+        assert_eq!(r["xactionId"].is_string(), i < written.len(), "{body}");
+    }
+
+    // Exactly the accepted messages are on the raw topic.
+    let records = p
+        .broker
+        .read_committed(&p.raw_topic(), 20, std::time::Duration::from_secs(3))
+        .await;
+    let mut on_topic: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r.header("cdp-xaction-id"))
+        .collect();
+    on_topic.sort_unstable();
+    let mut accepted = written.clone();
+    accepted.sort_unstable();
+    assert_eq!(on_topic, accepted);
+}

@@ -42,6 +42,14 @@ pub enum ProduceError {
     },
 }
 
+/// What became of each event of a request ([`RawProducer::send_each`]).
+pub struct Sent {
+    /// Per event, in request order: whether the broker acknowledged it.
+    pub written: Vec<bool>,
+    /// Why the first one that was not, if any was not.
+    pub error: Option<ProduceError>,
+}
+
 pub struct RawProducer {
     current: RwLock<Arc<FutureProducer>>,
     kafka: KafkaSettings,
@@ -83,6 +91,16 @@ impl RawProducer {
 
     /// Writes all events; `Ok` only when every one was acknowledged.
     pub async fn send_all(&self, events: &[RawEvent]) -> Result<(), ProduceError> {
+        match self.send_each(events).await.error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the events in request order and says which the broker acknowledged: a full
+    /// local queue stops the request there (the broker is not keeping up; the client retries
+    /// the rest after Retry-After), and what was enqueued before it is still written.
+    pub async fn send_each(&self, events: &[RawEvent]) -> Sent {
         let producer = self.producer();
         let started = Instant::now();
         // Enqueue everything in request order first (per-partition order is what the
@@ -100,8 +118,6 @@ impl RawProducer {
                 .headers(e.headers.clone());
             match producer.send_result(record) {
                 Ok(delivery) => pending.push(delivery),
-                // The local queue is full: the broker is not keeping up. Refuse the request
-                // rather than wait; the client retries after Retry-After.
                 Err((error, _)) => {
                     failures.push(error);
                     break;
@@ -110,34 +126,41 @@ impl RawProducer {
         }
         let outer = Duration::from_millis(u64::from(self.timeout_ms) + 1_000);
         let total = events.len();
-        let not_acknowledged = |failed: usize, first: String| ProduceError::NotAcknowledged {
-            failed,
-            total,
-            timeout_ms: self.timeout_ms,
-            first,
-        };
+        let mut written = vec![false; total];
         // librdkafka's message timeout bounds each acknowledgement; the outer bound covers a
         // queue that never drains.
-        let results = tokio::time::timeout(outer, join_all(pending))
-            .await
-            .map_err(|_| not_acknowledged(total, "timed out".into()))?;
+        let Ok(results) = tokio::time::timeout(outer, join_all(pending)).await else {
+            return Sent {
+                written,
+                error: Some(self.not_acknowledged(total, total, "timed out".into())),
+            };
+        };
         crate::metrics::produce_latency(started.elapsed());
-        let mut acknowledged = 0;
-        for r in results {
+        for (i, r) in results.into_iter().enumerate() {
             match r {
-                Ok(Ok(_)) => acknowledged += 1,
+                Ok(Ok(_)) => written[i] = true,
                 Ok(Err((error, _))) => failures.push(error),
                 Err(_canceled) => failures.push(KafkaError::Canceled),
             }
         }
-        if let Some(first) = failures.first() {
+        let error = failures.first().map(|first| {
             if failures.iter().any(needs_new_producer) || producer.client().fatal_error().is_some()
             {
                 self.replace(&producer);
             }
-            return Err(not_acknowledged(total - acknowledged, first.to_string()));
+            let failed = written.iter().filter(|w| !**w).count();
+            self.not_acknowledged(failed, total, first.to_string())
+        });
+        Sent { written, error }
+    }
+
+    fn not_acknowledged(&self, failed: usize, total: usize, first: String) -> ProduceError {
+        ProduceError::NotAcknowledged {
+            failed,
+            total,
+            timeout_ms: self.timeout_ms,
+            first,
         }
-        Ok(())
     }
 
     fn replace(&self, failed: &Arc<FutureProducer>) {

@@ -377,19 +377,34 @@ pub async fn batch(
     };
     let (events, answers): (Vec<RawEvent>, Vec<Option<Answer>>) =
         verdicts.into_iter().map(|v| (v.event, v.refused)).unzip();
-    state.inner.producer.send_all(&events).await?;
+    let sent = state.inner.producer.send_each(&events).await;
+    if let Some(error) = sent.error {
+        // Nothing written: the whole request is retried, as with any 503.
+        if !sent.written.contains(&true) {
+            return Err(error.into());
+        }
+        tracing::warn!(stream = %stream.id, batch = %batch_id, error = %error, "part of a batch was not written; those messages are answered 503");
+    }
     let mut accepted = 0;
     let responses: Vec<MessageResponse> = answers
         .into_iter()
+        .zip(sent.written)
         .enumerate()
-        .map(|(index, refused)| match refused {
-            None => {
+        .map(|(index, (refused, written))| match (refused, written) {
+            // Its raw record (or, for a refused message, its error record) is not written:
+            // only this message is to be sent again, so a retry duplicates nothing.
+            (_, false) => MessageResponse::Rejected {
+                status_code: 503,
+                message: "not written: the broker is not keeping up; send this message again"
+                    .into(),
+            },
+            (None, true) => {
                 accepted += 1;
                 MessageResponse::Accepted {
                     xaction_id: xaction_id(&batch_id, index),
                 }
             }
-            Some(answer) => MessageResponse::Rejected {
+            (Some(answer), true) => MessageResponse::Rejected {
                 status_code: 400,
                 message: answer.message,
             },
