@@ -86,7 +86,8 @@ pub struct Stats {
     pub accepted: u64,
     pub refused: u64,
     pub failed: u64,
-    /// Requests sent again (after 408/429/5xx, a connection error, or a refused token).
+    /// Requests sent again (after 408/429/5xx, a connection error, or a refused token; or with
+    /// the messages a 207 answered 429/503, which the edge did not write).
     pub retries: u64,
     /// Requests that got a final answer (or gave up).
     pub batches: u64,

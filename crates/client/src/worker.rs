@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::auth::Credentials;
 use crate::client::{problem_detail, Counters, Outcome};
-use crate::error::ClientError;
+use crate::error::{retryable_status, ClientError};
 use crate::retry::{parse_retry_after, RetryPolicy};
 
 /// `{"messages":[` and `]}` around the messages.
@@ -290,8 +290,109 @@ enum Answer {
 }
 
 /// Sends one batch and settles each of its events: counters first, then the receipt, so a
-/// caller that awaited its receipts sees them counted.
-async fn settle(shared: Arc<Shared>, batch: Vec<Pending>) {
+/// caller that awaited its receipts sees them counted. Messages a 207 answers 429 or 503 (the
+/// edge could not write them; the others were written) are sent again, alone, under the same
+/// retry policy as a whole request.
+async fn settle(shared: Arc<Shared>, mut batch: Vec<Pending>) {
+    let mut retries = 0u32;
+    loop {
+        let result = deliver(&shared, body_of(&batch)).await;
+        let counters = &shared.counters;
+        if retries == 0 {
+            Counters::add(&counters.batches, 1);
+        }
+        let n = batch.len() as u64;
+        match result {
+            Ok(Answer::Batch(answer)) if answer.responses.len() == batch.len() => {
+                let can_retry = retries < shared.retry.max_retries;
+                let mut again = Vec::new();
+                for (p, entry) in batch.into_iter().zip(answer.responses) {
+                    let outcome = match entry {
+                        Entry::Accepted { xaction_id } => {
+                            Counters::add(&counters.accepted, 1);
+                            Outcome::Accepted {
+                                xaction_id,
+                                batch_id: answer.batch_id.clone(),
+                            }
+                        }
+                        Entry::Refused { status_code, .. }
+                            if can_retry && retryable_status(status_code) =>
+                        {
+                            again.push(p);
+                            continue;
+                        }
+                        Entry::Refused {
+                            status_code,
+                            message,
+                        } => {
+                            Counters::add(&counters.refused, 1);
+                            Outcome::Refused {
+                                status_code,
+                                message,
+                                batch_id: Some(answer.batch_id.clone()),
+                            }
+                        }
+                    };
+                    // A dropped receipt is fine: the caller did not want the outcome.
+                    let _ = p.reply.send(outcome);
+                }
+                if again.is_empty() {
+                    return;
+                }
+                retries += 1;
+                let wait = shared.retry.delay(retries, None);
+                tracing::debug!(
+                    events = again.len(),
+                    retry = retries,
+                    wait_ms = wait.as_millis() as u64,
+                    "the edge did not write some messages of a batch; sending them again"
+                );
+                Counters::add(&counters.retries, 1);
+                tokio::time::sleep(wait).await;
+                batch = again;
+            }
+            Ok(Answer::Batch(answer)) => {
+                let error = Arc::new(ClientError::Protocol {
+                    url: shared.url.to_string(),
+                    message: format!(
+                        "batch {}: {} entries for {} messages",
+                        answer.batch_id,
+                        answer.responses.len(),
+                        batch.len()
+                    ),
+                });
+                Counters::add(&counters.failed, n);
+                for p in batch {
+                    let _ = p.reply.send(Outcome::Failed(error.clone()));
+                }
+                return;
+            }
+            Ok(Answer::Refused { status, message }) => {
+                Counters::add(&counters.refused, n);
+                for p in batch {
+                    let _ = p.reply.send(Outcome::Refused {
+                        status_code: status,
+                        message: message.clone(),
+                        batch_id: None,
+                    });
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, events = n, "batch failed");
+                let error = Arc::new(e);
+                Counters::add(&counters.failed, n);
+                for p in batch {
+                    let _ = p.reply.send(Outcome::Failed(error.clone()));
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// The request body of a batch: the collection envelope around the events' messages.
+fn body_of(batch: &[Pending]) -> Bytes {
     let mut body =
         Vec::with_capacity(ENVELOPE_BYTES + batch.iter().map(|p| p.json.len() + 1).sum::<usize>());
     body.extend_from_slice(b"{\"messages\":[");
@@ -302,72 +403,7 @@ async fn settle(shared: Arc<Shared>, batch: Vec<Pending>) {
         body.extend_from_slice(&p.json);
     }
     body.extend_from_slice(b"]}");
-    let result = deliver(&shared, Bytes::from(body)).await;
-    let counters = &shared.counters;
-    Counters::add(&counters.batches, 1);
-    let n = batch.len() as u64;
-    match result {
-        Ok(Answer::Batch(answer)) if answer.responses.len() == batch.len() => {
-            let refused = answer
-                .responses
-                .iter()
-                .filter(|e| matches!(e, Entry::Refused { .. }))
-                .count() as u64;
-            Counters::add(&counters.refused, refused);
-            Counters::add(&counters.accepted, n - refused);
-            for (p, entry) in batch.into_iter().zip(answer.responses) {
-                let outcome = match entry {
-                    Entry::Accepted { xaction_id } => Outcome::Accepted {
-                        xaction_id,
-                        batch_id: answer.batch_id.clone(),
-                    },
-                    Entry::Refused {
-                        status_code,
-                        message,
-                    } => Outcome::Refused {
-                        status_code,
-                        message,
-                        batch_id: Some(answer.batch_id.clone()),
-                    },
-                };
-                // A dropped receipt is fine: the caller did not want the outcome.
-                let _ = p.reply.send(outcome);
-            }
-        }
-        Ok(Answer::Batch(answer)) => {
-            let error = Arc::new(ClientError::Protocol {
-                url: shared.url.to_string(),
-                message: format!(
-                    "batch {}: {} entries for {} messages",
-                    answer.batch_id,
-                    answer.responses.len(),
-                    batch.len()
-                ),
-            });
-            Counters::add(&counters.failed, n);
-            for p in batch {
-                let _ = p.reply.send(Outcome::Failed(error.clone()));
-            }
-        }
-        Ok(Answer::Refused { status, message }) => {
-            Counters::add(&counters.refused, n);
-            for p in batch {
-                let _ = p.reply.send(Outcome::Refused {
-                    status_code: status,
-                    message: message.clone(),
-                    batch_id: None,
-                });
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, events = n, "batch failed");
-            let error = Arc::new(e);
-            Counters::add(&counters.failed, n);
-            for p in batch {
-                let _ = p.reply.send(Outcome::Failed(error.clone()));
-            }
-        }
-    }
+    Bytes::from(body)
 }
 
 /// One attempt's failure: the error, and how long the server asked to wait.

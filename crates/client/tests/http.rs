@@ -54,6 +54,8 @@ struct ServerState {
     tokens_issued: AtomicU64,
     token_lifetime_secs: AtomicU64,
     batches: AtomicU32,
+    /// Ids of `"flaky": true` events already answered 503 once.
+    flaked: Mutex<std::collections::HashSet<String>>,
 }
 
 struct Server {
@@ -73,6 +75,7 @@ impl Server {
             tokens_issued: AtomicU64::new(0),
             token_lifetime_secs: AtomicU64::new(3600),
             batches: AtomicU32::new(0),
+            flaked: Mutex::new(std::collections::HashSet::new()),
         });
         let app = Router::new()
             .route("/collection/batch/{stream}", post(edge))
@@ -170,7 +173,14 @@ async fn edge(
                 .enumerate()
                 .map(|(i, m)| {
                     let entity = &m["body"]["xdmEntity"];
-                    if entity["bad"] == json!(true) {
+                    let id = entity["_id"].as_str().unwrap_or("?").to_string();
+                    // Not written, as the edge answers when its producer queue filled mid-batch:
+                    // a flaky event once, a stuck one every time.
+                    let unwritten = entity["stuck"] == json!(true)
+                        || (entity["flaky"] == json!(true) && state.flaked.lock().unwrap().insert(id));
+                    if unwritten {
+                        json!({"statusCode": 503, "message": "not written: send this message again"})
+                    } else if entity["bad"] == json!(true) {
                         json!({"statusCode": 400, "message": format!("bad event {}", entity["_id"].as_str().unwrap_or("?"))})
                     } else {
                         json!({"xactionId": format!("{batch_id}:{i}")})
@@ -310,6 +320,77 @@ fn uuid_version(s: &str) -> Option<u8> {
     (parts.len() == 5 && parts[0].len() == 8)
         .then(|| u8::from_str_radix(&parts[2][..1], 16).ok())
         .flatten()
+}
+
+/// A 207 that answers some messages 503 (the edge could not write them; the others it did):
+/// only those are sent again, and one that is never written ends refused with its 503.
+#[tokio::test]
+async fn messages_a_207_did_not_write_are_sent_again_alone() {
+    let server = Server::start().await;
+    let client = server.client().max_retries(2).build().unwrap();
+    let events = [
+        Event::new(json!({"_id": "plain"})),
+        Event::new(json!({"_id": "flaky", "flaky": true})),
+        Event::new(json!({"_id": "stuck", "stuck": true})),
+        Event::new(json!({"_id": "bad", "bad": true})),
+    ];
+    let mut receipts = Vec::new();
+    for e in events {
+        receipts.push(client.send(e).await.unwrap());
+    }
+    client.flush().await.unwrap();
+    let mut outcomes = Vec::new();
+    for r in receipts {
+        outcomes.push(r.await);
+    }
+    assert!(
+        matches!(&outcomes[0], Outcome::Accepted { batch_id, .. } if batch_id == "b0"),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(&outcomes[1], Outcome::Accepted { batch_id, .. } if batch_id == "b1"),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(&outcomes[2], Outcome::Refused { status_code: 503, batch_id: Some(b), .. } if b == "b2"),
+        "{outcomes:?}"
+    );
+    assert!(
+        matches!(
+            &outcomes[3],
+            Outcome::Refused {
+                status_code: 400,
+                ..
+            }
+        ),
+        "{outcomes:?}"
+    );
+
+    // The whole batch once, then only what was not written: flaky and stuck, then stuck.
+    assert_eq!(server.sizes(), vec![4, 2, 1]);
+    let ids = |i: usize| -> Vec<String> {
+        server.seen()[i].body["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["body"]["xdmEntity"]["_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(1), ["flaky", "stuck"]);
+    assert_eq!(ids(2), ["stuck"]);
+    let stats = client.stats();
+    assert_eq!(
+        (
+            stats.sent,
+            stats.accepted,
+            stats.refused,
+            stats.failed,
+            stats.batches,
+            stats.retries
+        ),
+        (4, 2, 2, 0, 1, 2)
+    );
+    client.close().await.unwrap();
 }
 
 #[tokio::test]
