@@ -24,6 +24,8 @@ export const SDK_VERSION = '0.1.0';
 
 /** The edge refuses bodies over 1 MB; a batch stays below with room for the envelope. */
 export const DEFAULT_MAX_BATCH_BYTES = 900_000;
+/** The edge's default cap on messages per batch request (`edge.collection_max_messages`); it refuses a larger batch whole (413). */
+export const EDGE_MAX_MESSAGES = 5000;
 /**
  * Browsers allow at most 64 KiB of request bodies in flight with `keepalive` per page (the
  * Fetch standard's limit; Chromium counts sendBeacon in it too). A little is kept back for
@@ -62,7 +64,7 @@ export interface ClientOptions {
   getToken?: () => string | Promise<string>;
   /** Sent as `x-sandbox-name` (the edge refuses a sandbox other than the stream's). */
   sandbox?: string;
-  /** Events per request; a full batch is sent at once (default 50). */
+  /** Events per request; a full batch is sent at once (default 50, at most 5000: the edge refuses larger batches whole). */
   batchSize?: number;
   /** Bytes per request at most (default 900 000; the edge's limit is 1 MB). */
   maxBatchBytes?: number;
@@ -298,6 +300,9 @@ class CdpClient implements Client {
       if (typeof options[key] !== 'string' || options[key] === '') {
         throw new TypeError(`createClient: ${key} is required`);
       }
+    }
+    if (options.batchSize !== undefined && options.batchSize > EDGE_MAX_MESSAGES) {
+      throw new TypeError(`batchSize must be at most ${EDGE_MAX_MESSAGES}: the edge refuses larger batches whole`);
     }
     this.opts = {
       batchSize: Math.max(1, Math.floor(positive(options.batchSize, 50, 'batchSize'))),

@@ -375,4 +375,7 @@ test('invalid events are refused at once', async () => {
   );
   assert.equal(client.pending, 0);
   assert.throws(() => createClient({ edgeUrl: 'http://x' }), /streamId is required/);
+  // The edge refuses a batch of more than 5000 messages whole: such a size is a configuration error.
+  assert.throws(() => createClient(options('http://x', { batchSize: 5001 })), /batchSize must be at most 5000/);
+  await createClient(options('http://x', { batchSize: 5000 })).close();
 });
