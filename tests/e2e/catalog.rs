@@ -140,9 +140,21 @@ async fn management_api_is_authenticated_and_validates() {
             "{path}"
         );
     }
+    // The Confluent-compatible registry takes credentials too (issue 19): none is 401 with
+    // Confluent's error shape, the admin token reads.
     let subjects = p
         .http
         .get(format!("{}/subjects", p.control))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(subjects.status(), 401);
+    let body: Value = subjects.json().await.unwrap();
+    assert_eq!(body["error_code"], 40101, "{body}");
+    let subjects = p
+        .http
+        .get(format!("{}/subjects", p.control))
+        .bearer_auth(ADMIN)
         .send()
         .await
         .unwrap();

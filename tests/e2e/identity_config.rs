@@ -483,10 +483,12 @@ async fn merge_policies_are_validated_and_scoped() {
         assert_eq!(status, 400, "{problem}");
         assert!(detail(&problem).contains("x-gw-ims-org-id"), "{problem}");
     }
-    // The Confluent `/config` of the registry still answers beside it.
+    // The Confluent `/config` of the registry still answers beside it (with a credential, as
+    // every registry call).
     let status = p
         .http
         .get(format!("{}/config", p.control))
+        .bearer_auth(ADMIN)
         .send()
         .await
         .unwrap()

@@ -352,11 +352,13 @@ async fn schedules_are_validated_and_patches_name_the_refused_operation() {
         .status();
     assert_eq!(no_token, 401);
 
-    // The registry's Confluent `/config` and `/config/{subject}` still answer beside it.
+    // The registry's Confluent `/config` and `/config/{subject}` still answer beside it (with a
+    // credential, as every registry call).
     for path in ["/config", "/config/some-subject-value?defaultToGlobal=true"] {
         let resp = p
             .http
             .get(format!("{}{path}", p.control))
+            .bearer_auth(ADMIN)
             .send()
             .await
             .expect("registry request");

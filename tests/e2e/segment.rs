@@ -132,7 +132,13 @@ async fn a_purchase_qualifies_at_once_and_exits_by_timer_when_its_window_passes(
         .await;
     assert_eq!(avro.len(), 2);
     let decoder = schema_registry_converter::async_impl::avro::AvroDecoder::new(
-        schema_registry_converter::async_impl::schema_registry::SrSettings::new(p.control.clone()),
+        // A subscriber's decoder authenticates to the registry (here with the admin token).
+        schema_registry_converter::async_impl::schema_registry::SrSettings::new_builder(
+            p.control.clone(),
+        )
+        .set_token_authorization(cdp_e2e::ADMIN)
+        .build()
+        .expect("registry client"),
     );
     let mut statuses = Vec::new();
     for r in &avro {

@@ -448,7 +448,13 @@ async fn a_flow_activated_later_exports_the_members_already_there_to_kafka() {
         .await;
     assert_eq!(avro.len(), 1);
     let decoder = schema_registry_converter::async_impl::avro::AvroDecoder::new(
-        schema_registry_converter::async_impl::schema_registry::SrSettings::new(p.control.clone()),
+        // A subscriber's decoder authenticates to the registry (here with the admin token).
+        schema_registry_converter::async_impl::schema_registry::SrSettings::new_builder(
+            p.control.clone(),
+        )
+        .set_token_authorization(cdp_e2e::ADMIN)
+        .build()
+        .expect("registry client"),
     );
     let decoded = decoder
         .decode(Some(&avro[0].value))

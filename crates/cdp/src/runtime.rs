@@ -247,7 +247,14 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         // Control's server also answers for the datasets' contents and batches.
         let lake_api =
             cdp_lake::LakeApi::start(&config.kafka, topics, &config.lake, catalog.clone()).await?;
-        // …and for XDM schemas, datasets and the Confluent-compatible subjects.
+        // …and for XDM schemas, datasets and the Confluent-compatible subjects (behind
+        // credentials: the admin token, an org's API key or access token).
+        let registry_auth = cdp_registry::confluent::RegistryAuth::new(
+            Arc::from(config.control.admin_token.as_str()),
+            catalog.clone(),
+            tokens.clone(),
+            &topics.namespace,
+        );
         let registry = cdp_registry::RegistryState::start(
             &config.kafka,
             topics,
@@ -267,7 +274,14 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             admin_token: admin_token.clone(),
             max_token_days: config.auth.max_token_days,
         })
-        .merge(cdp_registry::confluent_router(&registry))
+        .merge(cdp_registry::confluent_router(
+            &registry,
+            registry_auth,
+            cdp_registry::confluent::Limits {
+                max_versions_per_subject: config.control.registry_max_versions_per_subject,
+                max_subjects: config.control.registry_max_subjects,
+            },
+        ))
         .merge(cdp_control::profiles::router(
             profiles.clone(),
             catalog.clone(),
@@ -366,11 +380,15 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         }));
     }
     if stages.lake {
-        let (kafka, topics, settings) = (
+        let (kafka, topics, mut settings) = (
             config.kafka.clone(),
             config.topics.clone(),
             config.lake.clone(),
         );
+        // The registry's credential for reading Avro values: the stages' own.
+        settings
+            .registry_token
+            .get_or_insert_with(|| config.control.admin_token.clone());
         let (view, stop) = (catalog.clone(), shutdown_rx.clone());
         running.tasks.push(tokio::spawn(async move {
             if let Err(e) = cdp_lake::run(&kafka, &topics, &settings, view, stop).await {
@@ -395,11 +413,15 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         running.query_addr = Some(addr);
     }
     if stages.profile {
-        let (kafka, topics, settings) = (
+        let (kafka, topics, mut settings) = (
             config.kafka.clone(),
             config.topics.clone(),
             config.profile.clone(),
         );
+        // The backfill reads Avro values through the registry with the stages' credential.
+        settings
+            .registry_token
+            .get_or_insert_with(|| config.control.admin_token.clone());
         let (view, stop) = (catalog.clone(), shutdown_rx.clone());
         running.tasks.push(tokio::spawn(async move {
             if let Err(e) =

@@ -23,6 +23,11 @@ pub struct ControlSettings {
     /// The edge's address as clients reach it (`https://collect.example.com`), shown by the
     /// dashboard with each stream's endpoints. Default: `http://` and `edge.listen`.
     pub public_edge_url: Option<String>,
+    /// The Confluent-compatible registry: the most versions a subject may have, and the most
+    /// subjects, registered over HTTP (every registration stays in the memory of every process
+    /// that follows the schemas topic).
+    pub registry_max_versions_per_subject: usize,
+    pub registry_max_subjects: usize,
 }
 
 impl Default for ControlSettings {
@@ -32,6 +37,8 @@ impl Default for ControlSettings {
             admin_token: DEV_ADMIN_TOKEN.to_string(),
             secret_key: DEV_SECRET_KEY_HEX.to_string(),
             public_edge_url: None,
+            registry_max_versions_per_subject: 100,
+            registry_max_subjects: 10_000,
         }
     }
 }
@@ -44,6 +51,11 @@ impl std::fmt::Debug for ControlSettings {
             .field("admin_token", &"<redacted>")
             .field("secret_key", &"<redacted>")
             .field("public_edge_url", &self.public_edge_url)
+            .field(
+                "registry_max_versions_per_subject",
+                &self.registry_max_versions_per_subject,
+            )
+            .field("registry_max_subjects", &self.registry_max_subjects)
             .finish()
     }
 }

@@ -42,4 +42,6 @@ pub enum LakeError {
     BatchView(#[from] batches::BatchViewError),
     #[error("a blocking Kafka call did not complete (the runtime is shutting down?)")]
     Join,
+    #[error(transparent)]
+    Registry(cdp_xdm::decode::DecodeError),
 }

@@ -20,6 +20,9 @@ pub struct LakeSettings {
     pub compression: String,
     /// Confluent-compatible schema registry used to decode Avro values on events.valid.
     pub registry_url: String,
+    /// The bearer credential presented to the registry; default (unset): `control.admin_token`,
+    /// the stages' credential.
+    pub registry_token: Option<String>,
     /// Partitions of the compacted batches topic when the lake creates it.
     pub batch_partitions: i32,
     /// How many Parquet files one flush writes at the same time.
@@ -55,6 +58,7 @@ impl Default for LakeSettings {
             flush_interval_ms: 5_000,
             compression: "zstd".to_string(),
             registry_url: "http://127.0.0.1:8081".to_string(),
+            registry_token: None,
             batch_partitions: 1,
             write_concurrency: 8,
             s3: S3Settings::default(),

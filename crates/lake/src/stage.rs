@@ -75,7 +75,11 @@ pub async fn run(
         concurrency: settings.write_concurrency,
         layouts: Default::default(),
     };
-    let decoder = ValueDecoder::new(&settings.registry_url);
+    let decoder = ValueDecoder::new(
+        &settings.registry_url,
+        settings.registry_token.as_deref().unwrap_or_default(),
+    )
+    .map_err(LakeError::Registry)?;
     let interval = Duration::from_millis(settings.flush_interval_ms.max(1));
     tracing::info!(root = %settings.root, group = %settings.group_id, "lake consuming");
     health.set(Status::Ready);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use apache_avro::types::Value as Avro;
 use cdp_control::CatalogWriter;
 use cdp_lake::LakeApi;
+use cdp_registry::confluent::{Limits, RegistryAuth};
 use cdp_registry::{confluent_router, xdm_router, RegistryState};
 use common::*;
 use schema_registry_converter::async_impl::avro::AvroEncoder;
@@ -28,6 +29,14 @@ const AVRO_SCHEMA: &str = r#"{"type": "record", "name": "WebEvent", "fields": [
 async fn avro_values_are_decoded_through_the_registry() {
     let env = Env::start().await;
     let writer = CatalogWriter::new(&env.kafka, &env.topics, env.catalog.clone()).expect("writer");
+    // The registry takes calls with credentials only: the lake reads with the stages' one.
+    const ADMIN: &str = "lake-test-admin";
+    let auth = RegistryAuth::new(
+        ADMIN.into(),
+        env.catalog.clone(),
+        cdp_catalog::tokens::Tokens::new("lake-test-token-secret"),
+        &env.topics.namespace,
+    );
     let state = RegistryState::start(&env.kafka, &env.topics, env.catalog.clone(), writer)
         .await
         .expect("registry");
@@ -36,10 +45,19 @@ async fn avro_values_are_decoded_through_the_registry() {
         .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move {
-        axum::serve(listener, confluent_router(&state).merge(xdm_router(state))).await
+        axum::serve(
+            listener,
+            confluent_router(&state, auth, Limits::default()).merge(xdm_router(state)),
+        )
+        .await
     });
 
-    let encoder = AvroEncoder::new(SrSettings::new(url.clone()));
+    let encoder = AvroEncoder::new(
+        SrSettings::new_builder(url.clone())
+            .set_token_authorization(ADMIN)
+            .build()
+            .expect("registry client"),
+    );
     let strategy = SubjectNameStrategy::TopicNameStrategyWithSchema(
         env.topics.events_valid(),
         false,
@@ -75,6 +93,7 @@ async fn avro_values_are_decoded_through_the_registry() {
     let root = temp_root("avro");
     let mut settings = settings(&root);
     settings.registry_url = url;
+    settings.registry_token = Some(ADMIN.into());
     let lake = env.run_lake(settings.clone());
     let api = LakeApi::start(&env.kafka, &env.topics, &settings, env.catalog.clone())
         .await

@@ -22,6 +22,8 @@ pub enum ProfileError {
     Instance(#[from] cdp_stage::InstanceError),
     #[error("cannot create the profile topics: {0}")]
     Topics(#[from] AdminError),
+    #[error(transparent)]
+    Registry(#[from] cdp_xdm::decode::DecodeError),
 }
 
 /// The topics the intake and identity stages write, besides what the runtime creates
@@ -103,7 +105,10 @@ pub async fn run(
         longest_ttl(&catalog, settings),
         std::sync::Arc::new(Intake {
             catalog: catalog.clone(),
-            decoder: ValueDecoder::new(&settings.registry_url),
+            decoder: ValueDecoder::new(
+                &settings.registry_url,
+                settings.registry_token.as_deref().unwrap_or_default(),
+            )?,
             limits: limits(settings),
         }),
     );

@@ -40,6 +40,9 @@ pub struct ProfileSettings {
     pub max_record_bytes: usize,
     /// The Confluent-compatible registry, to read Avro values of events.valid.
     pub registry_url: String,
+    /// The bearer credential presented to the registry; default (unset): `control.admin_token`,
+    /// the stages' credential.
+    pub registry_token: Option<String>,
     pub max_batch: usize,
     pub max_wait_ms: u64,
     pub commit_interval_ms: u64,
@@ -64,6 +67,7 @@ impl Default for ProfileSettings {
             query_url: None,
             max_event_bytes: 10 * 1024,
             max_record_bytes: 100 * 1024,
+            registry_token: None,
             registry_url: "http://127.0.0.1:8081".to_string(),
             max_batch: runtime.max_batch,
             max_wait_ms: runtime.max_wait_ms,

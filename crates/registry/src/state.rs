@@ -43,7 +43,20 @@ impl RegistryState {
     }
 }
 
-/// The Confluent-compatible subset, open like a Confluent registry, for ordinary Kafka tooling.
-pub fn confluent_router(state: &RegistryState) -> Router {
-    confluent::routes().with_state(state.schemas.clone())
+/// The Confluent-compatible subset, for ordinary Kafka tooling, behind credentials
+/// (`auth`, see [`confluent::RegistryAuth`]) and with bounded registrations.
+pub fn confluent_router(
+    state: &RegistryState,
+    auth: confluent::RegistryAuth,
+    limits: confluent::Limits,
+) -> Router {
+    confluent::routes()
+        .with_state(confluent::Api {
+            log: state.schemas.clone(),
+            limits,
+        })
+        .route_layer(axum::middleware::from_fn_with_state(
+            auth,
+            confluent::require_credential,
+        ))
 }

@@ -33,7 +33,7 @@ async fn post(http: &reqwest::Client, url: String, body: Value) -> (StatusCode, 
 async fn subjects_versions_config_and_compatibility() {
     let broker = Broker::start();
     let base = common::serve(&broker.kafka(), &common::namespace()).await;
-    let http = reqwest::Client::new();
+    let http = common::http();
     let subject = "cdp.segment.membership-value";
 
     let (s, b) = post(
@@ -270,7 +270,7 @@ async fn two_instances_agree_and_the_converter_round_trips() {
     let topics = common::namespace();
     let a = common::serve(&broker.kafka(), &topics).await;
     let b = common::serve(&broker.kafka(), &topics).await;
-    let http = reqwest::Client::new();
+    let http = common::http();
 
     // Registrations through both instances, interleaved.
     let (_, r1) = post(
@@ -309,8 +309,20 @@ async fn two_instances_agree_and_the_converter_round_trips() {
     }
 
     // The converter registers the schema through instance a and decodes through instance b.
-    let encoder = AvroEncoder::new(SrSettings::new(a.clone()));
-    let decoder = AvroDecoder::new(SrSettings::new(b.clone()));
+    // Confluent clients authenticate: the encoder with HTTP Basic (any user, the admin token as
+    // the password), the decoder with a bearer token.
+    let encoder = AvroEncoder::new(
+        SrSettings::new_builder(a.clone())
+            .set_basic_authorization("stages", Some(common::ADMIN))
+            .build()
+            .unwrap(),
+    );
+    let decoder = AvroDecoder::new(
+        SrSettings::new_builder(b.clone())
+            .set_token_authorization(common::ADMIN)
+            .build()
+            .unwrap(),
+    );
     let supplied = SuppliedSchema::new(
         Some("cdp.Membership".into()),
         SchemaType::Avro,
@@ -360,4 +372,190 @@ async fn two_instances_agree_and_the_converter_round_trips() {
         .await
         .unwrap();
     assert_eq!(versions, json!([1]));
+}
+
+/// Every call needs a credential. An org's API key (HTTP Basic `<id>:<secret>`, as Confluent
+/// clients send it) or access token may read and register ordinary subjects, but not the
+/// subjects of the pipeline's own topics nor the global config: those take the admin token
+/// (the stages' credential). Registrations are bounded per subject and in total.
+#[tokio::test]
+async fn the_registry_needs_credentials_and_keeps_the_pipelines_subjects_to_the_stages() {
+    use base64::Engine as _;
+    use cdp_registry::confluent::Limits;
+
+    let broker = Broker::start();
+    let topics = common::namespace();
+    let limits = Limits {
+        max_versions_per_subject: 2,
+        max_subjects: 3,
+    };
+    let (base, view) = common::serve_with(&broker.kafka(), &topics, limits).await;
+    // An API key of org ACME, written to the catalog as control writes it.
+    let writer = cdp_control::CatalogWriter::new(&broker.kafka(), &topics, view.clone())
+        .expect("catalog writer");
+    let secret = "s3cr3t-of-acme";
+    writer
+        .put(&cdp_catalog::CatalogRecord::ApiKey(cdp_catalog::ApiKey {
+            id: "k-acme".into(),
+            name: "acme tooling".into(),
+            org_id: "ACME@AdobeOrg".into(),
+            secret_sha256: cdp_catalog::tokens::hash_secret(secret),
+            generation: 1,
+            created_at: 0,
+            rotated_at: None,
+        }))
+        .await
+        .expect("key written");
+    cdp_test_support::eventually(
+        std::time::Duration::from_secs(10),
+        "the registry to see the key",
+        async || view.read().api_keys.contains_key("k-acme"),
+    )
+    .await;
+    let basic = |user: &str, password: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        )
+    };
+    let (token, _) = cdp_catalog::tokens::Tokens::new(common::TOKEN_SECRET)
+        .issue(
+            &view.read().api_keys["k-acme"],
+            1,
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64,
+        )
+        .expect("token");
+    let bearer = format!("Bearer {token}");
+    let acme = basic("k-acme", secret);
+    let plain = reqwest::Client::new();
+    let call =
+        |method: reqwest::Method, path: String, auth: Option<String>, body: Option<Value>| {
+            let mut r = plain
+                .request(method, format!("{base}{path}"))
+                .header("content-type", "application/vnd.schemaregistry.v1+json");
+            if let Some(a) = auth {
+                r = r.header("authorization", a);
+            }
+            if let Some(b) = body {
+                r = r.body(b.to_string());
+            }
+            async move {
+                let resp = r.send().await.unwrap();
+                let status = resp.status();
+                let www = resp.headers().get("www-authenticate").is_some();
+                (
+                    status,
+                    www,
+                    resp.json::<Value>().await.unwrap_or(Value::Null),
+                )
+            }
+        };
+    let schema = |field: &str| json!({"schema": format!(r#"{{"type":"record","name":"R","fields":[{{"name":"{field}","type":"string","default":""}}]}}"#)});
+    let register = |subject: &str, field: &str, auth: &str| {
+        call(
+            reqwest::Method::POST,
+            format!("/subjects/{subject}/versions"),
+            Some(auth.to_string()),
+            Some(schema(field)),
+        )
+    };
+
+    // No credential, or a wrong one: 401, in Confluent's error shape.
+    for auth in [
+        None,
+        Some("Bearer nope".to_string()),
+        Some(basic("k-acme", "wrong")),
+        Some("Digest x".into()),
+    ] {
+        let (s, www, b) = call(reqwest::Method::GET, "/subjects".into(), auth.clone(), None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{auth:?}: {b}");
+        assert_eq!(b["error_code"], 40101, "{b}");
+        assert!(www, "WWW-Authenticate on 401");
+        let (s, _, _) = call(
+            reqwest::Method::POST,
+            "/subjects/tool-value/versions".into(),
+            auth,
+            Some(schema("a")),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+
+    // The org's key (Basic) and token (Bearer) read and write ordinary subjects.
+    let (s, _, b) = register("tool-value", "a", &acme).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, _, b) = call(
+        reqwest::Method::GET,
+        "/subjects".into(),
+        Some(bearer.clone()),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b, json!(["tool-value"]));
+    let (s, _, b) = call(
+        reqwest::Method::PUT,
+        "/config/tool-value".into(),
+        Some(bearer.clone()),
+        Some(json!({"compatibility": "NONE"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+
+    // …but not the pipeline's own subjects, nor the global config.
+    let own = format!("{}-value", topics.segment_membership());
+    for auth in [acme.clone(), bearer.clone()] {
+        let (s, _, b) = register(&own, "a", &auth).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+        assert_eq!(b["error_code"], 40301);
+        assert!(
+            b["message"].as_str().unwrap().contains("only the stages"),
+            "{b}"
+        );
+        let (s, _, _) = call(
+            reqwest::Method::PUT,
+            "/config".into(),
+            Some(auth),
+            Some(json!({"compatibility": "NONE"})),
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+    }
+    let (s, _, b) = register(&own, "a", &format!("Bearer {}", common::ADMIN)).await;
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "the admin token (the stages' credential) may: {b}"
+    );
+
+    // Bounded: two versions per subject, three subjects in all (two are used).
+    let (s, _, b) = register("tool-value", "b", &acme).await;
+    assert_eq!(s, StatusCode::OK, "the second version: {b}");
+    let (s, _, b) = register("tool-value", "c", &acme).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert_eq!(b["error_code"], 42210);
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .contains("the most a subject may have"),
+        "{b}"
+    );
+    // A schema already registered is still answered with its id.
+    let (s, _, _) = register("tool-value", "b", &acme).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, b) = register("third-value", "a", &acme).await;
+    assert_eq!(s, StatusCode::OK, "the third subject: {b}");
+    let (s, _, b) = register("fourth-value", "a", &acme).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .contains("registry_max_subjects"),
+        "{b}"
+    );
 }

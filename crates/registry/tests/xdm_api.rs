@@ -19,7 +19,7 @@ fn enc(s: &str) -> String {
 async fn schemas_versions_datasets_and_profile_rules() {
     let broker = Broker::start();
     let base = common::serve(&broker.kafka(), &common::namespace()).await;
-    let http = reqwest::Client::new();
+    let http = common::http();
 
     let create = |body: Value| http.post(format!("{base}/xdm/schemas")).json(&body).send();
     let r = create(json!({

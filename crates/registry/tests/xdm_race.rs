@@ -17,7 +17,7 @@ use std::time::Duration;
 use cdp_contract::admin::ensure_topics;
 use cdp_contract::{KafkaSettings, Topics};
 use cdp_control::{CatalogView, CatalogWriter};
-use cdp_registry::{confluent_router, xdm_router, RegistryState};
+use cdp_registry::{xdm_router, RegistryState};
 use cdp_test_support::{eventually, unique_name, Broker};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use reqwest::StatusCode;
@@ -108,9 +108,7 @@ async fn instance(
         .expect("registry state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(listener, confluent_router(&state).merge(xdm_router(state))).await
-    });
+    tokio::spawn(async move { axum::serve(listener, xdm_router(state)).await });
     format!("http://{addr}")
 }
 

@@ -18,6 +18,8 @@ pub enum DecodeError {
     Mapping(#[from] AvroMapError),
     #[error("unknown value format {0:?}")]
     Format(String),
+    #[error("cannot set up the schema registry client: {0}")]
+    Registry(String),
 }
 
 /// Decodes values by their `cdp-value-format` header.
@@ -26,10 +28,16 @@ pub struct ValueDecoder {
 }
 
 impl ValueDecoder {
-    pub fn new(registry_url: &str) -> Self {
-        Self {
-            avro: AvroDecoder::new(SrSettings::new(registry_url.to_string())),
-        }
+    /// A decoder asking the registry at `registry_url`, with `token` as its bearer credential
+    /// (the registry refuses calls without one; the stages use control's admin token).
+    pub fn new(registry_url: &str, token: &str) -> Result<Self, DecodeError> {
+        let settings = SrSettings::new_builder(registry_url.to_string())
+            .set_token_authorization(token)
+            .build()
+            .map_err(|e| DecodeError::Registry(e.to_string()))?;
+        Ok(Self {
+            avro: AvroDecoder::new(settings),
+        })
     }
 
     pub async fn decode(&self, format: Option<&str>, bytes: &[u8]) -> Result<Value, DecodeError> {
@@ -55,7 +63,7 @@ mod tests {
     #[tokio::test]
     async fn json_values_are_parsed_and_unknown_formats_refused() {
         // No Avro value is decoded here, so the registry is never asked.
-        let decoder = ValueDecoder::new("http://127.0.0.1:9");
+        let decoder = ValueDecoder::new("http://127.0.0.1:9", "token").expect("decoder");
         let v = decoder
             .decode(None, br#"{"_id": "e1", "n": null}"#)
             .await

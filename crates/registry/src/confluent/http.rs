@@ -4,15 +4,17 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::Extension;
 use axum::Router;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::Caller;
 use super::compat::{self, Level};
 use super::follower::SchemaLog;
 use super::state::{parse_avro, Outcome};
@@ -21,7 +23,45 @@ const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 /// How long a miss may wait for this instance to catch up with the schemas topic.
 const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(5);
 
-pub fn routes() -> Router<SchemaLog> {
+/// Bounds on what callers may register over HTTP (the stages register through the schemas
+/// topic, and their subjects are bounded by the catalog).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Versions a subject may have.
+    pub max_versions_per_subject: usize,
+    /// Subjects in all.
+    pub max_subjects: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_versions_per_subject: 100,
+            max_subjects: 10_000,
+        }
+    }
+}
+
+/// The handlers' state: the schemas log, and the bounds on registrations.
+#[derive(Clone)]
+pub struct Api {
+    pub log: SchemaLog,
+    pub limits: Limits,
+}
+
+impl FromRef<Api> for SchemaLog {
+    fn from_ref(api: &Api) -> SchemaLog {
+        api.log.clone()
+    }
+}
+
+impl FromRef<Api> for Limits {
+    fn from_ref(api: &Api) -> Limits {
+        api.limits
+    }
+}
+
+pub fn routes() -> Router<Api> {
     Router::new()
         .route("/subjects", get(subjects))
         .route("/subjects/{subject}", post(lookup))
@@ -58,6 +98,12 @@ impl SrError {
             code,
             message: message.into(),
         }
+    }
+    pub(crate) fn unauthorized(why: &str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, 40101, why)
+    }
+    pub(crate) fn forbidden(why: &str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, 40301, why)
     }
     fn subject_not_found(s: &str) -> Self {
         Self::new(
@@ -270,17 +316,24 @@ async fn by_id(State(log): State<SchemaLog>, Path(id): Path<String>) -> Result<R
 
 async fn register(
     State(log): State<SchemaLog>,
+    State(limits): State<Limits>,
+    Extension(caller): Extension<Caller>,
     Path(subject): Path<String>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, SrError> {
+    caller.may_write(Some(&subject))?;
     let req: SchemaBody = body(&headers, &bytes)?;
     let text = req.avro()?;
     // Fast path, and a clean 409/422 without writing anything: the fold applies the same rules.
-    match log.read().evaluate(&subject, text) {
-        Ok(Some((id, _))) => return Ok(ok(json!({ "id": id }))),
-        Ok(None) => {}
-        Err(o) => return Err(refusal(o)),
+    {
+        let state = log.read();
+        match state.evaluate(&subject, text) {
+            Ok(Some((id, _))) => return Ok(ok(json!({ "id": id }))),
+            Ok(None) => {}
+            Err(o) => return Err(refusal(o)),
+        }
+        within_limits(&state, &subject, limits)?;
     }
     match log
         .register(&subject, text)
@@ -292,6 +345,29 @@ async fn register(
             Ok(ok(json!({ "id": id })))
         }
         other => Err(refusal(other)),
+    }
+}
+
+/// A new version of `subject` stays within the registry's bounds: every registration stays in
+/// the memory of every process that follows the schemas topic.
+fn within_limits(state: &super::SrState, subject: &str, limits: Limits) -> Result<(), SrError> {
+    let refuse = |message: String| {
+        Err(SrError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            42210,
+            message,
+        ))
+    };
+    match state.subjects.get(subject) {
+        Some(versions) if versions.len() >= limits.max_versions_per_subject => refuse(format!(
+            "subject '{subject}' has {} versions, the most a subject may have (control.registry_max_versions_per_subject); nothing was registered",
+            versions.len()
+        )),
+        None if state.subjects.len() >= limits.max_subjects => refuse(format!(
+            "the registry holds {} subjects, the most it may (control.registry_max_subjects); '{subject}' was not registered",
+            state.subjects.len()
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -358,9 +434,11 @@ async fn global_config(State(log): State<SchemaLog>) -> Response {
 
 async fn put_global_config(
     State(log): State<SchemaLog>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, SrError> {
+    caller.may_write(None)?;
     let level = parse_level(&headers, &bytes)?;
     log.set_level(None, level).await.map_err(SrError::backend)?;
     Ok(ok(json!({ "compatibility": level.name() })))
@@ -389,10 +467,12 @@ async fn subject_config(
 
 async fn put_subject_config(
     State(log): State<SchemaLog>,
+    Extension(caller): Extension<Caller>,
     Path(subject): Path<String>,
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, SrError> {
+    caller.may_write(Some(&subject))?;
     let level = parse_level(&headers, &bytes)?;
     log.set_level(Some(&subject), level)
         .await
