@@ -135,6 +135,24 @@ pub struct Running {
     pub catalog: CatalogView,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// Why the first stage or server that stopped on its own stopped.
+    stopped: Stopped,
+}
+
+/// The reason the first stage (or server) of a process stopped with an error, kept for the
+/// process's exit message: a supervisor restarting it sees why in its last line.
+#[derive(Clone, Default)]
+struct Stopped(Arc<std::sync::Mutex<Option<String>>>);
+
+impl Stopped {
+    fn record(&self, why: String) {
+        let mut first = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        first.get_or_insert(why);
+    }
+
+    fn reason(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 impl Running {
@@ -146,13 +164,16 @@ impl Running {
         }
     }
 
-    /// Resolves when any stage's server stops on its own (an error).
-    pub async fn wait(&mut self) {
+    /// Resolves when any stage or server stops on its own (an error), with why.
+    pub async fn wait(&mut self) -> String {
         if self.tasks.is_empty() {
             return futures::future::pending().await;
         }
         let (_, index, _) = futures::future::select_all(self.tasks.iter_mut()).await;
         self.tasks.remove(index);
+        self.stopped
+            .reason()
+            .unwrap_or_else(|| "a stage stopped unexpectedly".to_string())
     }
 }
 
@@ -225,6 +246,7 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         catalog: catalog.clone(),
         shutdown,
         tasks: Vec::new(),
+        stopped: Stopped::default(),
     };
 
     if stages.control {
@@ -327,6 +349,7 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             &config.control.listen,
             router,
             shutdown_rx.clone(),
+            running.stopped.clone(),
         )
         .await?;
         running.control_addr = Some(addr);
@@ -342,7 +365,14 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             &config.identity,
         )?;
         let router = cdp_edge::router(state);
-        let (addr, task) = serve("edge", &config.edge.listen, router, shutdown_rx.clone()).await?;
+        let (addr, task) = serve(
+            "edge",
+            &config.edge.listen,
+            router,
+            shutdown_rx.clone(),
+            running.stopped.clone(),
+        )
+        .await?;
         running.edge_addr = Some(addr);
         running.tasks.push(task);
     }
@@ -353,6 +383,7 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             &config.health.listen,
             cdp_stage::health::router(),
             shutdown_rx.clone(),
+            running.stopped.clone(),
         )
         .await?;
         running.health_addr = Some(addr);
@@ -370,12 +401,14 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
                 as Arc<dyn cdp_validate::Follower>
         });
         let (view, stop) = (catalog.clone(), shutdown_rx.clone());
+        let stopped = running.stopped.clone();
         running.tasks.push(tokio::spawn(async move {
             if let Err(e) =
                 cdp_validate::stage::run(&kafka, &topics, &settings, &identity, view, intake, stop)
                     .await
             {
                 tracing::error!(error = %e, "validate stage stopped");
+                stopped.record(format!("the validate stage stopped: {e}"));
             }
         }));
     }
@@ -390,9 +423,11 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             .registry_token
             .get_or_insert_with(|| config.control.admin_token.clone());
         let (view, stop) = (catalog.clone(), shutdown_rx.clone());
+        let stopped = running.stopped.clone();
         running.tasks.push(tokio::spawn(async move {
             if let Err(e) = cdp_lake::run(&kafka, &topics, &settings, view, stop).await {
                 tracing::error!(error = %e, "lake stage stopped");
+                stopped.record(format!("the lake stage stopped: {e}"));
             }
         }));
     }
@@ -423,11 +458,13 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             .registry_token
             .get_or_insert_with(|| config.control.admin_token.clone());
         let (view, stop) = (catalog.clone(), shutdown_rx.clone());
+        let stopped = running.stopped.clone();
         running.tasks.push(tokio::spawn(async move {
             if let Err(e) =
                 cdp_profile::run(&kafka, &topics, &settings, view, identity_reader, stop).await
             {
                 tracing::error!(error = %e, "identity stage stopped");
+                stopped.record(format!("the identity stage stopped: {e}"));
             }
         }));
     }
@@ -439,11 +476,13 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         let settings = config.engine()?;
         let (kafka, topics) = (config.kafka.clone(), config.topics.clone());
         let (view, stop) = (catalog.clone(), shutdown_rx.clone());
+        let stopped = running.stopped.clone();
         running.tasks.push(tokio::spawn(async move {
             if let Err(e) =
                 cdp_engine::run(&kafka, &topics, &settings, view, engine_reader, stop).await
             {
                 tracing::error!(error = %e, "profile engine stopped");
+                stopped.record(format!("the profile engine stopped: {e}"));
             }
         }));
     }
@@ -457,12 +496,14 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             config.profile.partitions,
         );
         let (view, stop) = (catalog.clone(), shutdown_rx.clone());
+        let stopped = running.stopped.clone();
         running.tasks.push(tokio::spawn(async move {
             if let Err(e) =
                 cdp_sinks::flows::run(&kafka, &topics, &settings, partitions, secrets, view, stop)
                     .await
             {
                 tracing::error!(error = %e, "sinks stage stopped");
+                stopped.record(format!("the sinks stage stopped: {e}"));
             }
         }));
     }
@@ -505,6 +546,7 @@ async fn serve_queries(
         &config.profile.query_listen,
         router,
         shutdown.clone(),
+        running.stopped.clone(),
     )
     .await?;
     running.tasks.push(task);
@@ -543,6 +585,7 @@ async fn serve(
     addr: &str,
     router: Router,
     mut shutdown: watch::Receiver<bool>,
+    stopped: Stopped,
 ) -> Result<(SocketAddr, JoinHandle<()>), StartError> {
     let listener = TcpListener::bind(addr)
         .await
@@ -563,6 +606,7 @@ async fn serve(
             .await;
         if let Err(e) = result {
             tracing::error!(stage, error = %e, "server stopped");
+            stopped.record(format!("the {stage} server stopped: {e}"));
         }
     });
     Ok((local, task))

@@ -25,7 +25,7 @@ pub async fn stage(config: Option<PathBuf>, stages: Stages, demo: bool) -> anyho
     }
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
-        _ = running.wait() => anyhow::bail!("a stage stopped unexpectedly"),
+        reason = running.wait() => anyhow::bail!("{reason}"),
     }
     running.shutdown().await;
     Ok(())
