@@ -156,6 +156,22 @@ impl Stopped {
 }
 
 impl Running {
+    /// Runs a consumer stage until it ends; an error is logged and kept as the process's reason
+    /// to stop (see [`Self::wait`]).
+    fn spawn_stage<E: std::fmt::Display>(
+        &mut self,
+        what: &'static str,
+        stage: impl std::future::Future<Output = Result<(), E>> + Send + 'static,
+    ) {
+        let stopped = self.stopped.clone();
+        self.tasks.push(tokio::spawn(async move {
+            if let Err(e) = stage.await {
+                tracing::error!(error = %e, "{what} stopped");
+                stopped.record(format!("the {what} stopped: {e}"));
+            }
+        }));
+    }
+
     /// Stops accepting connections and waits for in-flight requests to finish.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
@@ -401,16 +417,10 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
                 as Arc<dyn cdp_validate::Follower>
         });
         let (view, stop) = (catalog.clone(), shutdown_rx.clone());
-        let stopped = running.stopped.clone();
-        running.tasks.push(tokio::spawn(async move {
-            if let Err(e) =
-                cdp_validate::stage::run(&kafka, &topics, &settings, &identity, view, intake, stop)
-                    .await
-            {
-                tracing::error!(error = %e, "validate stage stopped");
-                stopped.record(format!("the validate stage stopped: {e}"));
-            }
-        }));
+        running.spawn_stage("validate stage", async move {
+            cdp_validate::stage::run(&kafka, &topics, &settings, &identity, view, intake, stop)
+                .await
+        });
     }
     if stages.lake {
         let (kafka, topics, mut settings) = (
@@ -423,13 +433,9 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             .registry_token
             .get_or_insert_with(|| config.control.admin_token.clone());
         let (view, stop) = (catalog.clone(), shutdown_rx.clone());
-        let stopped = running.stopped.clone();
-        running.tasks.push(tokio::spawn(async move {
-            if let Err(e) = cdp_lake::run(&kafka, &topics, &settings, view, stop).await {
-                tracing::error!(error = %e, "lake stage stopped");
-                stopped.record(format!("the lake stage stopped: {e}"));
-            }
-        }));
+        running.spawn_stage("lake stage", async move {
+            cdp_lake::run(&kafka, &topics, &settings, view, stop).await
+        });
     }
     // The identity stage and the engine answer queries where their state lives.
     let (identity_reader, engine_reader) = (
@@ -458,15 +464,9 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             .registry_token
             .get_or_insert_with(|| config.control.admin_token.clone());
         let (view, stop) = (catalog.clone(), shutdown_rx.clone());
-        let stopped = running.stopped.clone();
-        running.tasks.push(tokio::spawn(async move {
-            if let Err(e) =
-                cdp_profile::run(&kafka, &topics, &settings, view, identity_reader, stop).await
-            {
-                tracing::error!(error = %e, "identity stage stopped");
-                stopped.record(format!("the identity stage stopped: {e}"));
-            }
-        }));
+        running.spawn_stage("identity stage", async move {
+            cdp_profile::run(&kafka, &topics, &settings, view, identity_reader, stop).await
+        });
     }
     if stages.engine {
         let ignored = config.segment.ignored_keys();
@@ -476,15 +476,9 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         let settings = config.engine()?;
         let (kafka, topics) = (config.kafka.clone(), config.topics.clone());
         let (view, stop) = (catalog.clone(), shutdown_rx.clone());
-        let stopped = running.stopped.clone();
-        running.tasks.push(tokio::spawn(async move {
-            if let Err(e) =
-                cdp_engine::run(&kafka, &topics, &settings, view, engine_reader, stop).await
-            {
-                tracing::error!(error = %e, "profile engine stopped");
-                stopped.record(format!("the profile engine stopped: {e}"));
-            }
-        }));
+        running.spawn_stage("profile engine", async move {
+            cdp_engine::run(&kafka, &topics, &settings, view, engine_reader, stop).await
+        });
     }
     if stages.sinks {
         // The key control sealed the connections' credentials with.
@@ -496,16 +490,9 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             config.profile.partitions,
         );
         let (view, stop) = (catalog.clone(), shutdown_rx.clone());
-        let stopped = running.stopped.clone();
-        running.tasks.push(tokio::spawn(async move {
-            if let Err(e) =
-                cdp_sinks::flows::run(&kafka, &topics, &settings, partitions, secrets, view, stop)
-                    .await
-            {
-                tracing::error!(error = %e, "sinks stage stopped");
-                stopped.record(format!("the sinks stage stopped: {e}"));
-            }
-        }));
+        running.spawn_stage("sinks stage", async move {
+            cdp_sinks::flows::run(&kafka, &topics, &settings, partitions, secrets, view, stop).await
+        });
     }
     Ok(running)
 }
