@@ -243,13 +243,20 @@ impl Pipeline {
         .await;
     }
 
-    /// Creates an API key; returns (key id, full API key string).
+    /// Creates an API key (role `send`, every sandbox); returns (key id, full API key string).
     pub async fn create_key(&self, org: &str) -> (String, String) {
+        self.create_key_with(json!({"orgId": org})).await
+    }
+
+    /// Creates an API key from `body` (`orgId`, and `roles` or `sandboxes` when wanted);
+    /// returns (key id, full API key string).
+    pub async fn create_key_with(&self, mut body: Value) -> (String, String) {
+        body["name"] = json!("test");
         let v: Value = self
             .http
             .post(format!("{}/api-keys", self.control))
             .bearer_auth(ADMIN)
-            .json(&json!({"name": "test", "orgId": org}))
+            .json(&body)
             .send()
             .await
             .expect("POST /api-keys")

@@ -1,6 +1,7 @@
 //! End-to-end tests against a real broker (one tansu per test) and real HTTP.
 
 mod auth;
+mod authorization;
 mod avro_json_parity;
 mod browser_sdk;
 mod catalog;

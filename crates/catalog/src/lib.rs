@@ -8,6 +8,8 @@
 //!   [`CatalogView`] that follows the topic, and the [`CatalogWriter`] (read-your-writes);
 //! - access tokens ([`tokens`]): API-key authentication, and HS256 JWTs issued from a key and
 //!   verified against the catalog (a deleted or rotated key invalidates its tokens at once);
+//! - who calls a management API ([`principal`]): the operator's admin token, or an org's key or
+//!   token with its roles and sandboxes;
 //! - destinations ([`flows`], seed 004): base, source and target connections and dataflows of
 //!   the Flow Service API, the connection specs; credentials sealed with a [`SecretKey`]
 //!   ([`secrets`]) so the catalog topic never holds a secret in clear;
@@ -23,7 +25,7 @@
 //!
 //! Modules depend on each other in one direction only: `secrets` ← `flows` ← `model` ←
 //! `conditional` ← `state` ← `fold`; `state` ← `view` ← `writer` (which also names
-//! `conditional` and `model`); `model`, `state` ← `tokens`; `model` ← `merge`; `clock` and
+//! `conditional` and `model`); `model`, `state` ← `tokens` ← `principal` (with `view`); `model` ← `merge`; `clock` and
 //! `schedule` depend on nothing.
 
 pub use cdp_contract::clock;
@@ -33,6 +35,7 @@ mod fold;
 pub mod merge;
 pub mod model;
 mod namespaces;
+pub mod principal;
 pub mod schedule;
 pub mod secrets;
 mod state;
@@ -48,7 +51,7 @@ pub use flows::{
 };
 pub use model::{
     ApiKey, AttributeMerge, AttributeMergeKind, CatalogRecord, Dataset, IdentityGraphChoice,
-    IdentityGraphKind, IdentityNamespace, IdentityType, MergePolicy, PayloadType, Schedule,
+    IdentityGraphKind, IdentityNamespace, IdentityType, MergePolicy, PayloadType, Role, Schedule,
     SchemaRef, SegmentDefinition, Stream, ValueFormat, XdmSchema,
 };
 pub use namespaces::standard_namespaces;

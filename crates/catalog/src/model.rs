@@ -174,6 +174,68 @@ pub struct ApiKey {
     pub created_at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotated_at: Option<i64>,
+    /// What the key (and every token issued from it) may do in its org. Keys stored before
+    /// roles existed were only ever used to send events, so that is what they keep.
+    #[serde(default = "Role::send_only")]
+    pub roles: Vec<Role>,
+    /// The org's sandboxes the key reaches; empty: all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sandboxes: Vec<String>,
+}
+
+impl ApiKey {
+    pub fn may(&self, role: Role) -> bool {
+        self.roles.iter().any(|r| r.includes(role))
+    }
+
+    pub fn reaches_sandbox(&self, sandbox: &str) -> bool {
+        self.sandboxes.is_empty() || self.sandboxes.iter().any(|s| s == sandbox)
+    }
+}
+
+/// What an org's credential may do. The operator's admin token is not a role: it does
+/// everything, in every org.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Post events to the org's authenticated streams (the edge).
+    Send,
+    /// Read the org's management APIs (every `GET`): streams, schemas and datasets, batches,
+    /// segments, profiles and identities, destinations, and the registry.
+    Read,
+    /// Create, change and delete the org's resources; includes `read`.
+    Manage,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Send, Role::Read, Role::Manage];
+
+    pub fn send_only() -> Vec<Role> {
+        vec![Role::Send]
+    }
+
+    /// Whether holding `self` grants `wanted`.
+    pub fn includes(self, wanted: Role) -> bool {
+        self == wanted || (self == Role::Manage && wanted == Role::Read)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Send => "send",
+            Role::Read => "read",
+            Role::Manage => "manage",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// How a dataset's valid events are encoded on `events.valid`.
@@ -475,13 +537,35 @@ mod tests {
             generation: 2,
             created_at: 1,
             rotated_at: None,
+            roles: vec![Role::Read, Role::Manage],
+            sandboxes: vec!["prod".into()],
         });
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["kind"], "apiKey");
         assert_eq!(json["orgId"], "o");
+        assert_eq!(json["roles"], serde_json::json!(["read", "manage"]));
         let back: CatalogRecord = serde_json::from_value(json).unwrap();
         assert_eq!(back, r);
         assert_eq!(r.key(), "apiKey/k1");
+    }
+
+    #[test]
+    fn a_key_stored_before_roles_may_only_send_in_every_sandbox() {
+        let old = serde_json::json!({"kind": "apiKey", "id": "k", "name": "n", "orgId": "o",
+            "secretSha256": "h", "generation": 1, "createdAt": 0});
+        let CatalogRecord::ApiKey(k) = serde_json::from_value(old).unwrap() else {
+            panic!("not a key");
+        };
+        assert_eq!(k.roles, vec![Role::Send]);
+        assert!(k.may(Role::Send) && !k.may(Role::Read) && !k.may(Role::Manage));
+        assert!(k.reaches_sandbox("prod") && k.reaches_sandbox("dev"));
+        let manager = ApiKey {
+            roles: vec![Role::Manage],
+            sandboxes: vec!["dev".into()],
+            ..k
+        };
+        assert!(manager.may(Role::Read) && manager.may(Role::Manage) && !manager.may(Role::Send));
+        assert!(manager.reaches_sandbox("dev") && !manager.reaches_sandbox("prod"));
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! Access tokens: HS256 JWTs issued from an API key for a number of days, scoped to the key's
 //! org. Verification checks the signature and expiry, then the catalog: the key must still exist
 //! and be at the generation the token was issued under, so deleting or rotating a key revokes
-//! its tokens immediately.
+//! its tokens immediately. A token may be narrowed to some of its key's roles and sandboxes;
+//! what it may do is always within what its key may do now.
 
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::model::ApiKey;
+use crate::model::{ApiKey, Role};
 use crate::state::CatalogState;
 
 const ISSUER: &str = "cdp-control";
@@ -23,6 +24,19 @@ pub struct Claims {
     pub gen: u32,
     pub iat: i64,
     pub exp: i64,
+    /// Narrowed to these of its key's roles; absent: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<Role>>,
+    /// Narrowed to these sandboxes; absent: all its key reaches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandboxes: Option<Vec<String>>,
+}
+
+/// What a token is asked to be narrowed to (`POST /tokens`' `roles` and `sandboxes`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Narrowing {
+    pub roles: Option<Vec<Role>>,
+    pub sandboxes: Option<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -39,6 +53,12 @@ pub enum TokenError {
     WrongOrg { token_org: String, wanted: String },
     #[error("token names org {token_org}, but its API key belongs to org {key_org}")]
     NotTheKeysOrg { token_org: String, key_org: String },
+    #[error("a token cannot have role '{0}': its API key does not")]
+    BeyondKeyRole(Role),
+    #[error("a token cannot reach sandbox '{0}': its API key does not")]
+    BeyondKeySandbox(String),
+    #[error("none of the token's sandboxes is its API key's any more; request a new token")]
+    NoSandboxLeft,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -76,6 +96,28 @@ impl Tokens {
         days: u32,
         now_s: i64,
     ) -> Result<(String, Claims), TokenError> {
+        self.issue_narrowed(key, days, now_s, Narrowing::default())
+    }
+
+    /// A token for some of `key`'s roles and sandboxes: asking for more than the key has is an
+    /// error, not a silent cut.
+    pub fn issue_narrowed(
+        &self,
+        key: &ApiKey,
+        days: u32,
+        now_s: i64,
+        narrowing: Narrowing,
+    ) -> Result<(String, Claims), TokenError> {
+        if let Some(roles) = &narrowing.roles {
+            if let Some(r) = roles.iter().find(|r| !key.may(**r)) {
+                return Err(TokenError::BeyondKeyRole(*r));
+            }
+        }
+        if let Some(sandboxes) = &narrowing.sandboxes {
+            if let Some(s) = sandboxes.iter().find(|s| !key.reaches_sandbox(s)) {
+                return Err(TokenError::BeyondKeySandbox(s.clone()));
+            }
+        }
         let claims = Claims {
             iss: ISSUER.to_string(),
             sub: key.id.clone(),
@@ -83,6 +125,8 @@ impl Tokens {
             gen: key.generation,
             iat: now_s,
             exp: now_s + i64::from(days) * 86_400,
+            roles: narrowing.roles,
+            sandboxes: narrowing.sandboxes,
         };
         let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|_| TokenError::Invalid)?;
@@ -188,6 +232,8 @@ mod tests {
             generation: 1,
             created_at: 0,
             rotated_at: None,
+            roles: vec![Role::Send],
+            sandboxes: vec![],
         }
     }
 
@@ -243,6 +289,38 @@ mod tests {
         assert_eq!(t.verify(&tok, &cat, "ORG"), Err(TokenError::Rotated));
         cat.api_keys.clear();
         assert_eq!(t.verify(&tok, &cat, "ORG"), Err(TokenError::UnknownKey));
+    }
+
+    #[test]
+    fn a_token_is_narrowed_within_its_key_never_beyond() {
+        let t = Tokens::new("s3cret");
+        let k = ApiKey {
+            roles: vec![Role::Send, Role::Read],
+            sandboxes: vec!["prod".into(), "dev".into()],
+            ..key("x")
+        };
+        let narrow = Narrowing {
+            roles: Some(vec![Role::Read]),
+            sandboxes: Some(vec!["dev".into()]),
+        };
+        let (_, claims) = t.issue_narrowed(&k, 1, now(), narrow).unwrap();
+        assert_eq!(claims.roles, Some(vec![Role::Read]));
+        let more_roles = Narrowing {
+            roles: Some(vec![Role::Manage]),
+            sandboxes: None,
+        };
+        assert_eq!(
+            t.issue_narrowed(&k, 1, now(), more_roles).unwrap_err(),
+            TokenError::BeyondKeyRole(Role::Manage)
+        );
+        let more_sandboxes = Narrowing {
+            roles: None,
+            sandboxes: Some(vec!["qa".into()]),
+        };
+        assert_eq!(
+            t.issue_narrowed(&k, 1, now(), more_sandboxes).unwrap_err(),
+            TokenError::BeyondKeySandbox("qa".into())
+        );
     }
 
     #[test]

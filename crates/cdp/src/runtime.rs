@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use cdp_catalog::principal::Authenticator;
 use cdp_catalog::tokens::Tokens;
 use cdp_catalog::{CatalogError, WriteError};
 use cdp_catalog::{CatalogView, CatalogWriter};
@@ -276,23 +277,26 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         let writer = CatalogWriter::new(&config.kafka, topics, catalog.clone())?;
         let segment_writer = writer.clone();
         let flow_writer = writer.clone();
+        // Who calls control's APIs: the operator's admin token, or an org's key or token
+        // within its org, sandboxes and roles.
+        let auth = Authenticator::new(
+            Arc::from(config.control.admin_token.as_str()),
+            catalog.clone(),
+            tokens.clone(),
+        );
         let runs = cdp_control::flows::runs::FlowRuns::start(
             &config.kafka,
             topics,
             catalog.clone(),
-            Arc::from(config.control.admin_token.as_str()),
+            auth.clone(),
         )?;
         // Control's server also answers for the datasets' contents and batches.
         let lake_api =
             cdp_lake::LakeApi::start(&config.kafka, topics, &config.lake, catalog.clone()).await?;
         // …and for XDM schemas, datasets and the Confluent-compatible subjects (behind
         // credentials: the admin token, an org's API key or access token).
-        let registry_auth = cdp_registry::confluent::RegistryAuth::new(
-            Arc::from(config.control.admin_token.as_str()),
-            catalog.clone(),
-            tokens.clone(),
-            &topics.namespace,
-        );
+        let registry_auth =
+            cdp_registry::confluent::RegistryAuth::new(auth.clone(), &topics.namespace);
         let registry = cdp_registry::RegistryState::start(
             &config.kafka,
             topics,
@@ -309,7 +313,7 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             view: catalog.clone(),
             writer,
             tokens: tokens.clone(),
-            admin_token: admin_token.clone(),
+            auth: auth.clone(),
             max_token_days: config.auth.max_token_days,
         })
         .merge(cdp_registry::confluent_router(
@@ -323,21 +327,21 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         .merge(cdp_control::profiles::router(
             profiles.clone(),
             catalog.clone(),
-            admin_token.clone(),
+            auth.clone(),
         ))
         .merge(cdp_control::segments::router(
             cdp_control::segments::SegmentApi {
                 view: catalog.clone(),
                 writer: segment_writer,
                 profiles: profiles.clone(),
-                admin_token: admin_token.clone(),
+                auth: auth.clone(),
             },
         ))
         .merge(cdp_control::flows::router(cdp_control::flows::FlowApi {
             view: catalog.clone(),
             writer: flow_writer,
             secrets,
-            admin_token: admin_token.clone(),
+            auth: auth.clone(),
         }))
         .merge(cdp_control::flows::runs::router(runs.clone()))
         .merge(cdp_ui::router(cdp_ui::UiState {
@@ -356,10 +360,16 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             sessions: cdp_ui::Sessions::default(),
         }))
         .merge(cdp_stage::health::metrics_router())
-        .merge(cdp_http::admin_only(
-            cdp_lake::router(lake_api).merge(cdp_registry::xdm_router(registry)),
-            admin_token,
-        ));
+        // Datasets, batches and XDM schemas stay the operator's until they are addressed by
+        // org and sandbox like the rest.
+        .merge(
+            cdp_lake::router(lake_api)
+                .merge(cdp_registry::xdm_router(registry))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    auth,
+                    cdp_http::operator_only,
+                )),
+        );
         let (addr, task) = serve(
             "control",
             &config.control.listen,

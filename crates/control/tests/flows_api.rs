@@ -93,7 +93,11 @@ impl Harness {
             view: self.view.clone(),
             writer: self.writer.clone(),
             secrets: key,
-            admin_token: Arc::from(ADMIN),
+            auth: cdp_catalog::principal::Authenticator::new(
+                Arc::from(ADMIN),
+                self.view.clone(),
+                cdp_catalog::tokens::Tokens::new("flows-api-test-token-secret"),
+            ),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -81,11 +81,16 @@ impl Harness {
         let profiles = Lookups::start(&kafka, &topics, Arc::from(ADMIN))
             .await
             .expect("profile lookups");
+        let auth = cdp_catalog::principal::Authenticator::new(
+            Arc::from(ADMIN),
+            catalog.clone(),
+            cdp_catalog::tokens::Tokens::new("segment-api-test-token-secret"),
+        );
         let app = router(SegmentApi {
             view: catalog,
             writer,
             profiles,
-            admin_token: Arc::from(ADMIN),
+            auth,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -3,9 +3,10 @@
 //! endpoint answers 401 for both (seed 001). The caller picks the status.
 
 use axum::http::{header, HeaderMap};
+use cdp_catalog::principal::{token_credential, Denied, Principal};
 use cdp_catalog::tokens::{TokenError, Tokens};
 use cdp_catalog::CatalogState;
-use cdp_catalog::Stream;
+use cdp_catalog::{Role, Stream};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthFailure {
@@ -13,6 +14,9 @@ pub enum AuthFailure {
     Missing,
     #[error("access token refused: {0}")]
     Refused(#[from] TokenError),
+    /// A valid token of another org, or without role `send`, or not for the stream's sandbox.
+    #[error("access token refused: {0}")]
+    NotAllowed(#[from] Denied),
 }
 
 pub fn authorize(
@@ -34,6 +38,14 @@ pub fn authorize(
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or(AuthFailure::Missing)?;
-    tokens.verify(token, catalog, &stream.org_id)?;
+    let credential = token_credential(tokens, token, catalog)?;
+    if credential.org != stream.org_id {
+        return Err(TokenError::WrongOrg {
+            token_org: credential.org,
+            wanted: stream.org_id.clone(),
+        }
+        .into());
+    }
+    Principal::Org(credential).authorize(&stream.org_id, &stream.sandbox, Role::Send)?;
     Ok(())
 }

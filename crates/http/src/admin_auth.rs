@@ -1,5 +1,5 @@
-//! The management APIs' authentication: a bearer admin token from configuration. Control's own
-//! routes and the other management APIs it serves (datasets, XDM schemas, batches) share it.
+//! The internal query APIs' authentication: a bearer admin token from configuration, the
+//! credential control's lookups present to the stages.
 
 use std::sync::Arc;
 
@@ -7,20 +7,12 @@ use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use sha2::{Digest, Sha256};
 
 use crate::problem::Problem;
 
-/// Puts every route of `router` behind the admin token: the other management APIs (datasets,
-/// XDM schemas, batches) that control serves beside its own.
-pub fn admin_only(router: Router, admin_token: Arc<str>) -> Router {
-    router.route_layer(axum::middleware::from_fn_with_state(
-        admin_token,
-        require_admin,
-    ))
-}
-
+/// The admin token alone: for the stages' internal query APIs, which follow no catalog and so
+/// cannot check an org's credential.
 pub async fn require_admin(
     State(admin_token): State<Arc<str>>,
     req: Request,

@@ -32,9 +32,11 @@ async fn avro_values_are_decoded_through_the_registry() {
     // The registry takes calls with credentials only: the lake reads with the stages' one.
     const ADMIN: &str = "lake-test-admin";
     let auth = RegistryAuth::new(
-        ADMIN.into(),
-        env.catalog.clone(),
-        cdp_catalog::tokens::Tokens::new("lake-test-token-secret"),
+        cdp_catalog::principal::Authenticator::new(
+            ADMIN.into(),
+            env.catalog.clone(),
+            cdp_catalog::tokens::Tokens::new("lake-test-token-secret"),
+        ),
         &env.topics.namespace,
     );
     let state = RegistryState::start(&env.kafka, &env.topics, env.catalog.clone(), writer)

@@ -403,13 +403,33 @@ async fn the_registry_needs_credentials_and_keeps_the_pipelines_subjects_to_the_
             generation: 1,
             created_at: 0,
             rotated_at: None,
+            roles: vec![cdp_catalog::Role::Manage],
+            sandboxes: vec![],
+        }))
+        .await
+        .expect("key written");
+    // A key made to send events only.
+    writer
+        .put(&cdp_catalog::CatalogRecord::ApiKey(cdp_catalog::ApiKey {
+            id: "k-send".into(),
+            name: "acme web".into(),
+            org_id: "ACME@AdobeOrg".into(),
+            secret_sha256: cdp_catalog::tokens::hash_secret(secret),
+            generation: 1,
+            created_at: 0,
+            rotated_at: None,
+            roles: vec![cdp_catalog::Role::Send],
+            sandboxes: vec![],
         }))
         .await
         .expect("key written");
     cdp_test_support::eventually(
         std::time::Duration::from_secs(10),
-        "the registry to see the key",
-        async || view.read().api_keys.contains_key("k-acme"),
+        "the registry to see the keys",
+        async || {
+            let c = view.read();
+            c.api_keys.contains_key("k-acme") && c.api_keys.contains_key("k-send")
+        },
     )
     .await;
     let basic = |user: &str, password: &str| {
@@ -483,6 +503,21 @@ async fn the_registry_needs_credentials_and_keeps_the_pipelines_subjects_to_the_
         .await;
         assert_eq!(s, StatusCode::UNAUTHORIZED);
     }
+
+    // A key without the roles: 403 for reading and for writing.
+    let sender = basic("k-send", secret);
+    let (s, _, b) = call(
+        reqwest::Method::GET,
+        "/subjects".into(),
+        Some(sender.clone()),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    assert_eq!(b["error_code"], 40301, "{b}");
+    assert!(b["message"].as_str().unwrap().contains("'read'"), "{b}");
+    let (s, _, b) = register("tool-value", "a", &sender).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
 
     // The org's key (Basic) and token (Bearer) read and write ordinary subjects.
     let (s, _, b) = register("tool-value", "a", &acme).await;

@@ -73,7 +73,8 @@ pub enum StreamsCommand {
 
 #[derive(Subcommand)]
 pub enum KeysCommand {
-    /// Create an API key for an org; its secret is printed once.
+    /// Create an API key for an org; its secret is printed once. The key (and every token
+    /// issued from it) acts only in that org, in its sandboxes, with its roles.
     Create {
         #[command(flatten)]
         control: ControlArgs,
@@ -81,6 +82,16 @@ pub enum KeysCommand {
         name: String,
         #[arg(long)]
         org: String,
+        /// What the key may do, comma-separated: `send` (post events to the org's authenticated
+        /// streams), `read` (every GET of the org's management APIs and the schema registry),
+        /// `manage` (create, change and delete the org's streams, segments, merge policies,
+        /// destinations…; includes read). API keys themselves, datasets and XDM schemas stay
+        /// the operator's (admin token).
+        #[arg(long, value_delimiter = ',', value_parser = ["send", "read", "manage"], default_value = "send")]
+        roles: Vec<String>,
+        /// The org's sandboxes the key reaches, comma-separated (default: all of them).
+        #[arg(long, value_delimiter = ',')]
+        sandboxes: Vec<String>,
     },
     /// List API keys (without secrets).
     List {
@@ -111,6 +122,14 @@ pub struct TokenArgs {
     /// Days until the token expires.
     #[arg(long, default_value_t = 1)]
     days: u32,
+    /// Narrow the token to some of its key's roles, comma-separated (default: all of them).
+    /// Asking for a role the key lacks is refused (403).
+    #[arg(long, value_delimiter = ',', value_parser = ["send", "read", "manage"])]
+    roles: Vec<String>,
+    /// Narrow the token to some of its key's sandboxes, comma-separated (default: all it
+    /// reaches).
+    #[arg(long, value_delimiter = ',')]
+    sandboxes: Vec<String>,
 }
 
 /// Control's management API, with the admin token (`cdp send` looks streams up through it too).
@@ -249,45 +268,55 @@ pub async fn streams(config: Option<PathBuf>, cmd: StreamsCommand) -> anyhow::Re
 pub async fn keys(config: Option<PathBuf>, cmd: KeysCommand) -> anyhow::Result<()> {
     let config = load_config(config)?;
     use reqwest::Method;
-    let v = match cmd {
-        KeysCommand::Create { control, name, org } => {
-            Client::new(&config, control)
+    let v =
+        match cmd {
+            KeysCommand::Create {
+                control,
+                name,
+                org,
+                roles,
+                sandboxes,
+            } => Client::new(&config, control)
                 .call(
                     Method::POST,
                     "/api-keys",
-                    Some(json!({"name": name, "orgId": org})),
+                    Some(
+                        json!({"name": name, "orgId": org, "roles": roles, "sandboxes": sandboxes}),
+                    ),
                 )
-                .await?
-        }
-        KeysCommand::List { control } => {
-            Client::new(&config, control)
-                .call(Method::GET, "/api-keys", None)
-                .await?
-        }
-        KeysCommand::Rotate { control, id } => {
-            Client::new(&config, control)
-                .call(Method::POST, &format!("/api-keys/{id}/rotate"), None)
-                .await?
-        }
-        KeysCommand::Delete { control, id } => {
-            Client::new(&config, control)
-                .call(Method::DELETE, &format!("/api-keys/{id}"), None)
-                .await?;
-            eprintln!("API key {id} deleted");
-            Value::Null
-        }
-    };
+                .await?,
+            KeysCommand::List { control } => {
+                Client::new(&config, control)
+                    .call(Method::GET, "/api-keys", None)
+                    .await?
+            }
+            KeysCommand::Rotate { control, id } => {
+                Client::new(&config, control)
+                    .call(Method::POST, &format!("/api-keys/{id}/rotate"), None)
+                    .await?
+            }
+            KeysCommand::Delete { control, id } => {
+                Client::new(&config, control)
+                    .call(Method::DELETE, &format!("/api-keys/{id}"), None)
+                    .await?;
+                eprintln!("API key {id} deleted");
+                Value::Null
+            }
+        };
     print(&v)
 }
 
 pub async fn token(config: Option<PathBuf>, args: TokenArgs) -> anyhow::Result<()> {
     let config = load_config(config)?;
+    let mut body = json!({"apiKey": args.api_key, "days": args.days});
+    if !args.roles.is_empty() {
+        body["roles"] = json!(args.roles);
+    }
+    if !args.sandboxes.is_empty() {
+        body["sandboxes"] = json!(args.sandboxes);
+    }
     let v = Client::new(&config, args.control)
-        .call(
-            reqwest::Method::POST,
-            "/tokens",
-            Some(json!({"apiKey": args.api_key, "days": args.days})),
-        )
+        .call(reqwest::Method::POST, "/tokens", Some(body))
         .await?;
     print(&v)
 }

@@ -29,8 +29,8 @@ pub use connections::{ConnectionView, EndpointView, SourceConnectionView, Target
 pub use dataflows::FlowView;
 pub use error::FlowError;
 
+use cdp_catalog::principal::Authenticator;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use axum::routing::get;
 use axum::{Json, Router};
@@ -51,7 +51,7 @@ pub struct FlowApi {
     /// Seals destination credentials before they are written, opens them to show the
     /// non-secret ones (`control.secret_key`).
     pub secrets: SecretKey,
-    pub admin_token: Arc<str>,
+    pub auth: Authenticator,
 }
 
 /// The Flow Service routes, every one behind the admin token.
@@ -82,8 +82,8 @@ pub fn router(api: FlowApi) -> Router {
                 .delete(dataflows::delete),
         )
         .route_layer(axum::middleware::from_fn_with_state(
-            api.admin_token.clone(),
-            cdp_http::require_admin,
+            api.auth.clone(),
+            cdp_http::org_scoped,
         ))
         .with_state(api)
 }

@@ -2,8 +2,8 @@
 //! it on `<ns>.sinks.status` (records delivered, failed, retried; the last error and delivery).
 //! A target the stage has not reported on yet shows as `pending`.
 
+use cdp_catalog::principal::Authenticator;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::routing::get;
@@ -51,7 +51,7 @@ impl Fold for RunsState {
 pub struct FlowRuns {
     pub view: CatalogView,
     pub runs: Follower<RunsState>,
-    pub admin_token: Arc<str>,
+    pub auth: Authenticator,
 }
 
 impl FlowRuns {
@@ -59,14 +59,10 @@ impl FlowRuns {
         kafka: &KafkaSettings,
         topics: &Topics,
         view: CatalogView,
-        admin_token: Arc<str>,
+        auth: Authenticator,
     ) -> Result<Self, FollowError> {
         let runs = Follower::start(kafka, &topics.sinks_status(), &[0], "cdp-control-runs")?;
-        Ok(Self {
-            view,
-            runs,
-            admin_token,
-        })
+        Ok(Self { view, runs, auth })
     }
 }
 
@@ -74,8 +70,8 @@ pub fn router(api: FlowRuns) -> Router {
     Router::new()
         .route("/flows/{id}/runs", get(list))
         .route_layer(axum::middleware::from_fn_with_state(
-            api.admin_token.clone(),
-            cdp_http::require_admin,
+            api.auth.clone(),
+            cdp_http::org_scoped,
         ))
         .with_state(api)
 }

@@ -1,5 +1,6 @@
-//! `/api-keys`: create, list, rotate and delete API keys. A secret is returned once, on create
-//! and rotate; the catalog keeps only its SHA-256.
+//! `/api-keys`: create, list, rotate and delete API keys (the operator's). A secret is returned
+//! once, on create and rotate; the catalog keeps only its SHA-256. A key acts in its org only,
+//! with its roles (`send`, the default; `read`; `manage`) in its sandboxes (all by default).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -7,7 +8,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use cdp_catalog::clock::now_ms;
-use cdp_catalog::model::{api_key_key, ApiKey, CatalogRecord};
+use cdp_catalog::model::{api_key_key, ApiKey, CatalogRecord, Role};
 use cdp_catalog::tokens::{hash_secret, new_secret};
 use cdp_http::{ApiJson, Problem};
 
@@ -24,6 +25,9 @@ pub struct ApiKeyView {
     pub created_at: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rotated_at: Option<i64>,
+    pub roles: Vec<Role>,
+    /// Empty: every sandbox of the org.
+    pub sandboxes: Vec<String>,
 }
 
 impl From<&ApiKey> for ApiKeyView {
@@ -35,6 +39,8 @@ impl From<&ApiKey> for ApiKeyView {
             generation: k.generation,
             created_at: k.created_at,
             rotated_at: k.rotated_at,
+            roles: k.roles.clone(),
+            sandboxes: k.sandboxes.clone(),
         }
     }
 }
@@ -44,6 +50,11 @@ impl From<&ApiKey> for ApiKeyView {
 pub struct CreateKey {
     pub name: String,
     pub org_id: String,
+    /// Default: `["send"]`, the least a key is made for.
+    #[serde(default = "Role::send_only")]
+    pub roles: Vec<Role>,
+    #[serde(default)]
+    pub sandboxes: Vec<String>,
 }
 
 /// The key with its secret: shown only in this answer.
@@ -62,6 +73,23 @@ pub async fn create(
     if req.name.trim().is_empty() || req.org_id.trim().is_empty() {
         return Err(Problem::bad_request("name and orgId must not be empty"));
     }
+    if req.roles.is_empty() {
+        return Err(Problem::bad_request(
+            "roles must name at least one of send, read, manage",
+        ));
+    }
+    if let Some(bad) = req.sandboxes.iter().find(|s| {
+        s.is_empty()
+            || s.chars()
+                .any(|c| c == '/' || c.is_whitespace() || c.is_control())
+    }) {
+        return Err(Problem::bad_request(format!(
+            "sandboxes: {bad:?} is not a sandbox name (non-empty, without '/' or whitespace)"
+        )));
+    }
+    let mut roles = req.roles;
+    roles.sort();
+    roles.dedup();
     let id = uuid::Uuid::new_v4().simple().to_string();
     let (secret, full) = new_secret(&id);
     let key = ApiKey {
@@ -72,9 +100,11 @@ pub async fn create(
         generation: 1,
         created_at: now_ms(),
         rotated_at: None,
+        roles,
+        sandboxes: req.sandboxes,
     };
     save(&state, &key).await?;
-    tracing::info!(key = %key.id, org = %key.org_id, "API key created");
+    tracing::info!(key = %key.id, org = %key.org_id, roles = ?key.roles, "API key created");
     Ok((
         StatusCode::CREATED,
         Json(KeyWithSecret {

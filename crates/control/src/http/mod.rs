@@ -1,6 +1,8 @@
 //! The management API: streams, API keys, tokens, identity namespaces, merge policies and
 //! schedules (batch segmentation).
-//! Everything except token issuance needs the admin bearer token.
+//! Everything except token issuance needs a credential: API keys are the operator's (admin
+//! token) to create and rotate; the rest an org's credential may read (`read`) and change
+//! (`manage`) within its org and sandboxes (see `cdp_http::org_scoped`).
 
 mod api_keys;
 mod merge_policies;
@@ -13,13 +15,12 @@ pub use api_keys::ApiKeyView;
 pub use merge_policies::MergePolicyView;
 pub use namespaces::NamespaceView;
 
-use std::sync::Arc;
-
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::Router;
+use cdp_catalog::principal::Authenticator;
 use cdp_catalog::tokens::Tokens;
 use cdp_catalog::{CatalogView, CatalogWriter};
 use cdp_http::Problem;
@@ -30,17 +31,22 @@ pub struct ControlState {
     pub view: CatalogView,
     pub writer: CatalogWriter,
     pub tokens: Tokens,
-    pub admin_token: Arc<str>,
+    pub auth: Authenticator,
     pub max_token_days: u32,
 }
 
 pub fn router(state: ControlState) -> Router {
-    let admin = Router::new()
-        .route("/streams", post(streams::create).get(streams::list))
-        .route("/streams/{id}", get(streams::get).delete(streams::delete))
+    let operator = Router::new()
         .route("/api-keys", post(api_keys::create).get(api_keys::list))
         .route("/api-keys/{id}", axum::routing::delete(api_keys::delete))
         .route("/api-keys/{id}/rotate", post(api_keys::rotate))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.auth.clone(),
+            cdp_http::operator_only,
+        ));
+    let org = Router::new()
+        .route("/streams", post(streams::create).get(streams::list))
+        .route("/streams/{id}", get(streams::get).delete(streams::delete))
         .route(
             "/identity/namespaces",
             get(namespaces::list).post(namespaces::create),
@@ -71,21 +77,18 @@ pub fn router(state: ControlState) -> Router {
                 .delete(schedules::delete),
         )
         .route_layer(axum::middleware::from_fn_with_state(
-            state.admin_token.clone(),
-            cdp_http::require_admin,
+            state.auth.clone(),
+            cdp_http::org_scoped,
         ));
     Router::new()
-        .merge(admin)
+        .merge(operator)
+        .merge(org)
         .route("/tokens", post(tokens::issue))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
 }
 
-/// AEP's org header; every identity and merge-policy call needs it.
-pub const ORG_HEADER: &str = "x-gw-ims-org-id";
-/// AEP's sandbox header; `prod` when absent.
-pub const SANDBOX_HEADER: &str = "x-sandbox-name";
-pub const DEFAULT_SANDBOX: &str = "prod";
+pub use cdp_http::{DEFAULT_SANDBOX, ORG_HEADER, SANDBOX_HEADER};
 
 /// The org and sandbox a request is about, from AEP's headers (`x-gw-ims-org-id`, required;
 /// `x-sandbox-name`, default `prod`). Rejected with a 400 problem naming the header.

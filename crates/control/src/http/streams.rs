@@ -2,6 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::Extension;
 use axum::Json;
 use serde::Deserialize;
 
@@ -9,6 +10,8 @@ use cdp_catalog::clock::now_ms;
 use cdp_catalog::model::{
     normalize_origin, stream_key, CatalogRecord, PayloadType, SchemaRef, Stream,
 };
+use cdp_catalog::principal::Principal;
+use cdp_catalog::Role;
 use cdp_http::{ApiJson, Problem};
 
 use super::ControlState;
@@ -39,6 +42,7 @@ pub struct CreateStream {
 
 pub async fn create(
     State(state): State<ControlState>,
+    Extension(who): Extension<Principal>,
     ApiJson(req): ApiJson<CreateStream>,
 ) -> Result<(StatusCode, Json<Stream>), Problem> {
     if req.name.trim().is_empty() {
@@ -47,6 +51,9 @@ pub async fn create(
     if req.org_id.trim().is_empty() {
         return Err(Problem::bad_request("orgId must not be empty"));
     }
+    let sandbox = req.sandbox.clone().unwrap_or_else(|| "prod".to_string());
+    who.authorize(&req.org_id, &sandbox, Role::Manage)
+        .map_err(|denied| Problem::new(StatusCode::FORBIDDEN, denied.to_string()))?;
     let (dataset_id, schema_ref) = dataset_of(&state, &req)?;
     if req.rate_limit == Some(0) {
         return Err(Problem::bad_request(
@@ -60,7 +67,7 @@ pub async fn create(
         name: req.name,
         description: req.description,
         org_id: req.org_id,
-        sandbox: req.sandbox.unwrap_or_else(|| "prod".to_string()),
+        sandbox,
         payload_type: req.payload_type,
         authentication_required: req.authentication_required,
         rate_limit: req.rate_limit,
@@ -140,30 +147,46 @@ fn dataset_of(state: &ControlState, req: &CreateStream) -> Result<(String, Schem
     Ok((dataset_id.clone(), schema_ref))
 }
 
-pub async fn list(State(state): State<ControlState>) -> Json<serde_json::Value> {
-    let mut streams: Vec<Stream> = state.view.read().streams.values().cloned().collect();
+/// The streams the caller sees: all of them for the operator, its org's for an org's credential.
+pub async fn list(
+    State(state): State<ControlState>,
+    Extension(who): Extension<Principal>,
+) -> Json<serde_json::Value> {
+    let mut streams: Vec<Stream> = state
+        .view
+        .read()
+        .streams
+        .values()
+        .filter(|s| who.sees(&s.org_id, &s.sandbox))
+        .cloned()
+        .collect();
     streams.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
     Json(serde_json::json!({ "streams": streams }))
 }
 
-pub async fn get(
-    State(state): State<ControlState>,
-    Path(id): Path<String>,
-) -> Result<Json<Stream>, Problem> {
+/// Another org's stream is not found, not forbidden: its id says nothing to the caller.
+fn visible(state: &ControlState, who: &Principal, id: &str) -> Result<Stream, Problem> {
     state
         .view
-        .stream(&id)
-        .map(Json)
+        .stream(id)
+        .filter(|s| who.sees(&s.org_id, &s.sandbox))
         .ok_or_else(|| Problem::not_found(format!("no stream {id}")))
+}
+
+pub async fn get(
+    State(state): State<ControlState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Stream>, Problem> {
+    visible(&state, &who, &id).map(Json)
 }
 
 pub async fn delete(
     State(state): State<ControlState>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
-    if state.view.stream(&id).is_none() {
-        return Err(Problem::not_found(format!("no stream {id}")));
-    }
+    visible(&state, &who, &id)?;
     state
         .writer
         .delete(&stream_key(&id))

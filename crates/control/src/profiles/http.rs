@@ -4,8 +4,8 @@
 //! (`x-gw-ims-org-id`; the sandbox is `x-sandbox-name`, `prod` when absent). Each answer is
 //! put together from the identity owner's and the engine's (see [`super::lookup`]).
 
+use cdp_catalog::principal::Authenticator;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{OriginalUri, Query, State};
@@ -37,14 +37,14 @@ struct ProfileApi {
 }
 
 /// The Profile and Identity read routes, behind the admin token.
-pub fn router(lookups: Lookups, catalog: CatalogView, admin_token: Arc<str>) -> Router {
+pub fn router(lookups: Lookups, catalog: CatalogView, auth: Authenticator) -> Router {
     Router::new()
         .route("/access/entities", get(entities))
         .route("/identity/cluster/members", get(cluster_members))
         .route("/identity/cluster/history", get(cluster_history))
         .route_layer(axum::middleware::from_fn_with_state(
-            admin_token,
-            cdp_http::require_admin,
+            auth,
+            cdp_http::org_scoped,
         ))
         .with_state(ProfileApi { lookups, catalog })
 }

@@ -31,7 +31,7 @@ pub use error::{PqlErrorItem, SegmentError};
 pub use http::ExplainView;
 pub use list::{ListPage, ListQuery, PageInfo};
 
-use std::sync::Arc;
+use cdp_catalog::principal::Authenticator;
 
 use axum::routing::get;
 use axum::Router;
@@ -48,7 +48,7 @@ pub struct SegmentApi {
     pub writer: CatalogWriter,
     /// Where `explain` reads the profile it evaluates on.
     pub profiles: Lookups,
-    pub admin_token: Arc<str>,
+    pub auth: Authenticator,
 }
 
 /// The `/segment/definitions` routes, every one behind the admin token.
@@ -61,8 +61,8 @@ pub fn router(state: SegmentApi) -> Router {
         )
         .route("/segment/definitions/{id}/explain", get(http::explain))
         .route_layer(axum::middleware::from_fn_with_state(
-            state.admin_token.clone(),
-            cdp_http::require_admin,
+            state.auth.clone(),
+            cdp_http::org_scoped,
         ))
         .with_state(state)
 }

@@ -8,96 +8,67 @@
 //!   user name with the admin token as the password.
 //!
 //! The admin token is the operator's and the stages' credential: it may do everything. An org's
-//! key or token may read, and register or configure subjects other than those of the
-//! pipeline's own topics (`<namespace>.…`): their records are the stages' to write, and a
+//! key or token with role `read` may read; with `manage` it may also register or configure
+//! subjects other than those of the pipeline's own topics (`<namespace>.…`): their records are the stages' to write, and a
 //! schema registered there by someone else would change what every subscriber decodes. The
 //! global compatibility level is the admin's too.
 
-use std::sync::Arc;
-
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use cdp_catalog::tokens::{authenticate_key, key_string, Tokens};
-use cdp_catalog::CatalogView;
-use sha2::{Digest, Sha256};
+use cdp_catalog::principal::{Authenticator, Principal};
 
 use super::http::SrError;
 
 /// What the registry checks credentials against.
 #[derive(Clone)]
 pub struct RegistryAuth {
-    admin_token: Arc<str>,
-    catalog: CatalogView,
-    tokens: Tokens,
+    auth: Authenticator,
     /// `<namespace>.`: the subjects of the pipeline's own topics start with it.
     project_prefix: String,
 }
 
 impl RegistryAuth {
-    pub fn new(
-        admin_token: Arc<str>,
-        catalog: CatalogView,
-        tokens: Tokens,
-        namespace: &str,
-    ) -> Self {
+    pub fn new(auth: Authenticator, namespace: &str) -> Self {
         Self {
-            admin_token,
-            catalog,
-            tokens,
+            auth,
             project_prefix: format!("{namespace}."),
         }
     }
 
-    fn is_admin(&self, presented: &str) -> bool {
-        // Digests, so the comparison time does not reveal a matching prefix.
-        Sha256::digest(presented.as_bytes()) == Sha256::digest(self.admin_token.as_bytes())
-    }
-
-    fn caller(&self, headers: &HeaderMap) -> Result<Caller, SrError> {
-        let value = headers
+    fn caller(&self, req: &Request) -> Result<Caller, SrError> {
+        let authorization = req
+            .headers()
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| {
-                SrError::unauthorized(
-                    "the registry needs credentials: 'Authorization: Bearer <token>' or HTTP Basic '<API key id>:<secret>'",
-                )
-            })?;
-        let org = if let Some(token) = value.strip_prefix("Bearer ") {
-            if self.is_admin(token) {
-                None
-            } else {
-                let claims = self
-                    .tokens
-                    .verify_any(token, &self.catalog.read())
-                    .map_err(|e| SrError::unauthorized(&format!("the bearer token: {e}")))?;
-                Some(claims.org)
+            .map(|v| v.to_str().unwrap_or(""));
+        let org = match self
+            .auth
+            .principal(authorization)
+            .map_err(|e| SrError::unauthorized(&e.to_string()))?
+        {
+            Principal::Operator => None,
+            Principal::Org(credential) => {
+                // Subjects are not per org or sandbox yet: the role is what is checked here,
+                // and an org header, as everywhere, must be the credential's own.
+                if let Some(org) = req.headers().get(cdp_http::ORG_HEADER) {
+                    if org.as_bytes() != credential.org.as_bytes() {
+                        return Err(SrError::forbidden(&format!(
+                            "the credential is for org {}, not {}",
+                            credential.org,
+                            String::from_utf8_lossy(org.as_bytes())
+                        )));
+                    }
+                }
+                let role = cdp_http::role_of(req.method());
+                if !credential.may(role) {
+                    return Err(SrError::forbidden(&format!(
+                        "org {}'s credential lacks role '{role}' for this call",
+                        credential.org
+                    )));
+                }
+                Some(credential.org)
             }
-        } else if let Some(basic) = value.strip_prefix("Basic ") {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(basic.trim())
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| {
-                    SrError::unauthorized("Basic credentials are not base64 of '<user>:<password>'")
-                })?;
-            let (user, password) = decoded.split_once(':').ok_or_else(|| {
-                SrError::unauthorized("Basic credentials are not '<user>:<password>'")
-            })?;
-            if self.is_admin(password) {
-                None
-            } else {
-                let catalog = self.catalog.read();
-                let key = authenticate_key(&catalog, &key_string(user, password))
-                    .map_err(|e| SrError::unauthorized(&format!("the API key: {e}")))?;
-                Some(key.org_id.clone())
-            }
-        } else {
-            return Err(SrError::unauthorized(
-                "the Authorization header must be 'Bearer <token>' or 'Basic <base64>'",
-            ));
         };
         Ok(Caller {
             org,
@@ -139,7 +110,7 @@ pub async fn require_credential(
     mut req: Request,
     next: Next,
 ) -> Response {
-    match auth.caller(req.headers()) {
+    match auth.caller(&req) {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
             next.run(req).await

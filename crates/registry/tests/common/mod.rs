@@ -52,9 +52,11 @@ pub async fn serve_with(
     let view = CatalogView::start(kafka, &topics).expect("catalog view");
     let writer = CatalogWriter::new(kafka, &topics, view.clone()).expect("catalog writer");
     let auth = RegistryAuth::new(
-        ADMIN.into(),
-        view.clone(),
-        cdp_catalog::tokens::Tokens::new(TOKEN_SECRET),
+        cdp_catalog::principal::Authenticator::new(
+            ADMIN.into(),
+            view.clone(),
+            cdp_catalog::tokens::Tokens::new(TOKEN_SECRET),
+        ),
         &topics.namespace,
     );
     let state = RegistryState::start(kafka, &topics, view.clone(), writer)

@@ -1,0 +1,503 @@
+//! Who may call what (issue 19): every route control and the edge serve, walked from the
+//! OpenAPI document that lists them and checked against the routes the source declares; and two
+//! orgs, each with its own keys, that cannot reach each other.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use cdp_e2e::{Pipeline, ADMIN};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const A: &str = "ORG-A@AdobeOrg";
+const B: &str = "ORG-B@AdobeOrg";
+const ORG_HEADER: &str = "x-gw-ims-org-id";
+
+/// Routes no credential is asked for: a route documented as public must be listed here too.
+const PUBLIC: [&str; 6] = [
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/tokens",
+    "/ui/login",
+    "/ui/style.css",
+];
+
+/// The stages' own query APIs (on `profile.query_listen`, not control's or the edge's port):
+/// control calls them with the admin token.
+const INTERNAL: &str = "/internal/";
+
+/// One operation of the OpenAPI document, with its `security` as written.
+#[derive(Debug)]
+struct Operation {
+    path: String,
+    method: Method,
+    security: String,
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the repository")
+        .to_path_buf()
+}
+
+/// The operations of `docs/openapi.yaml`. Every one must say who may call it.
+fn documented() -> Vec<Operation> {
+    let text = std::fs::read_to_string(repo().join("docs/openapi.yaml")).expect("openapi.yaml");
+    let mut ops = Vec::new();
+    let (mut in_paths, mut path) = (false, String::new());
+    for line in text.lines() {
+        if line == "paths:" {
+            in_paths = true;
+            continue;
+        }
+        if in_paths && !line.starts_with(' ') && !line.is_empty() {
+            break;
+        }
+        if let Some(p) = line.strip_prefix("  /").and_then(|p| p.strip_suffix(':')) {
+            path = format!("/{p}");
+        } else if let Some(m) = line.strip_prefix("    ").and_then(|m| m.strip_suffix(':')) {
+            if let Ok(method) = m.to_uppercase().parse::<Method>() {
+                if ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
+                    ops.push(Operation {
+                        path: path.clone(),
+                        method,
+                        security: String::new(),
+                    });
+                }
+            }
+        } else if let Some(s) = line.strip_prefix("      security: ") {
+            if let Some(op) = ops.last_mut() {
+                op.security = s.trim().to_string();
+            }
+        }
+    }
+    for op in &ops {
+        assert!(
+            !op.security.is_empty(),
+            "{} {} in docs/openapi.yaml has no security: say who may call it",
+            op.method,
+            op.path
+        );
+    }
+    ops
+}
+
+/// `/a/{x}/b` → `/a/{}/b`: path parameters are named differently in the source and the docs.
+fn shape(path: &str) -> String {
+    let mut out = String::new();
+    let mut in_param = false;
+    for c in path.chars() {
+        match c {
+            '{' => {
+                in_param = true;
+                out.push_str("{}");
+            }
+            '}' => in_param = false,
+            c if !in_param => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Every path a `.route("…")` of the crates' sources declares.
+fn declared() -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut dirs = vec![repo().join("crates")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read crates").flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                // Sources only: a test's own routes are not served.
+                if !p.ends_with("tests") && !p.ends_with("target") {
+                    dirs.push(p);
+                }
+            } else if p.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&p).expect("source");
+                let mut rest = text.as_str();
+                while let Some(at) = rest.find(".route(") {
+                    rest = &rest[at + ".route(".len()..];
+                    let trimmed = rest.trim_start();
+                    if let Some(lit) = trimmed.strip_prefix('"') {
+                        if let Some(end) = lit.find('"') {
+                            found.insert(lit[..end].to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+/// A credential of each kind the walk needs.
+struct Callers {
+    /// Org A, every role.
+    a_all: String,
+    /// Org A, `send` only (a key's default).
+    a_send: String,
+    /// Org A, `read` only.
+    a_read: String,
+    /// Org B, every role.
+    b_all: String,
+}
+
+async fn token_of(p: &Pipeline, body: Value) -> String {
+    let (_, key) = p.create_key_with(body).await;
+    p.token(&key, 1).await
+}
+
+async fn callers(p: &Pipeline) -> Callers {
+    let all = json!(["send", "read", "manage"]);
+    Callers {
+        a_all: token_of(p, json!({"orgId": A, "roles": all})).await,
+        a_send: token_of(p, json!({"orgId": A})).await,
+        a_read: token_of(p, json!({"orgId": A, "roles": ["read"]})).await,
+        b_all: token_of(p, json!({"orgId": B, "roles": all})).await,
+    }
+}
+
+/// Calls `op` on `base` with the path parameters filled in, a JSON body for writes, and the
+/// given bearer token and org header; answers the status.
+async fn call(base: &str, op: &Operation, bearer: Option<&str>, org: Option<&str>) -> StatusCode {
+    call_path(base, &op.method, &fill(&op.path), bearer, org).await
+}
+
+async fn call_path(
+    base: &str,
+    method: &Method,
+    path: &str,
+    bearer: Option<&str>,
+    org: Option<&str>,
+) -> StatusCode {
+    // Redirects are answers here (the dashboard's to its sign-in form), not to be followed.
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let client = CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("HTTP client")
+    });
+    let mut req = client
+        .request(method.clone(), format!("{base}{path}"))
+        .header("accept", "application/json");
+    if let Some(t) = bearer {
+        req = req.bearer_auth(t);
+    }
+    if let Some(o) = org {
+        req = req.header(ORG_HEADER, o);
+    }
+    if *method != Method::GET && *method != Method::DELETE {
+        req = req.json(&json!({}));
+    }
+    req.send().await.expect("request").status()
+}
+
+fn fill(path: &str) -> String {
+    shape(path).replace("{}", "authz-probe")
+}
+
+fn refused(s: StatusCode) -> bool {
+    s == StatusCode::UNAUTHORIZED || s == StatusCode::FORBIDDEN
+}
+
+#[tokio::test]
+async fn every_route_of_control_and_the_edge_checks_who_calls() {
+    let ops = documented();
+
+    // The walk covers what is served: every route the sources declare is documented.
+    let documented_shapes: BTreeSet<String> = ops.iter().map(|o| shape(&o.path)).collect();
+    let undocumented: Vec<String> = declared()
+        .into_iter()
+        .filter(|r| !r.starts_with(INTERNAL) && !documented_shapes.contains(&shape(r)))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "routes served but not in docs/openapi.yaml (so not walked here): {undocumented:?}"
+    );
+
+    let p = Pipeline::start().await;
+    let who = callers(&p).await;
+    let stream = p
+        .create_stream(json!({"name": "secure", "orgId": A, "authenticationRequired": true}))
+        .await;
+    let stream_id = stream["id"].as_str().expect("stream id");
+
+    let mut walked = 0;
+    for op in &ops {
+        let what = format!("{} {} ({})", op.method, op.path, op.security);
+        let is_edge = op.path.starts_with("/collection") || op.path.starts_with("/stream/");
+        if op.security == "[]" {
+            assert!(
+                PUBLIC.contains(&op.path.as_str()),
+                "{what} is documented as public: add it to PUBLIC if it must be"
+            );
+            continue;
+        }
+        walked += 1;
+        if is_edge {
+            // On a stream of org A that requires authentication.
+            let path = shape(&op.path).replace("{}", stream_id);
+            let edge = p.edge.as_str();
+            let none = call_path(edge, &op.method, &path, None, None).await;
+            assert_eq!(none, StatusCode::UNAUTHORIZED, "{what}: no credential");
+            for (name, t) in [("org B", &who.b_all), ("org A read-only", &who.a_read)] {
+                let s = call_path(edge, &op.method, &path, Some(t), None).await;
+                assert!(refused(s), "{what}: {name}'s token was let in ({s})");
+            }
+            let s = call_path(edge, &op.method, &path, Some(&who.a_send), None).await;
+            assert!(
+                !refused(s),
+                "{what}: org A's sending token was refused ({s})"
+            );
+            continue;
+        }
+        let control = p.control.as_str();
+        let none = call(control, op, None, None).await;
+        if op.security.contains("uiSession") {
+            // The dashboard is the operator's: a redirect to sign in, or 401.
+            assert!(
+                none == StatusCode::SEE_OTHER || none == StatusCode::UNAUTHORIZED,
+                "{what}: no session ({none})"
+            );
+            let s = call(control, op, Some(&who.a_all), None).await;
+            assert!(
+                s == StatusCode::SEE_OTHER || s == StatusCode::UNAUTHORIZED,
+                "{what}: an org's token opened the dashboard ({s})"
+            );
+            continue;
+        }
+        assert_eq!(none, StatusCode::UNAUTHORIZED, "{what}: no credential");
+        let admin = call(control, op, Some(ADMIN), Some(A)).await;
+        assert!(
+            !refused(admin),
+            "{what}: the admin token was refused ({admin})"
+        );
+        if op.security == "[{admin: []}]" {
+            let s = call(control, op, Some(&who.a_all), None).await;
+            assert_eq!(
+                s,
+                StatusCode::FORBIDDEN,
+                "{what}: an org's token on an operator route"
+            );
+            continue;
+        }
+        let role = if op.security.contains("[read]") {
+            "read"
+        } else if op.security.contains("[manage]") {
+            "manage"
+        } else {
+            panic!("{what}: neither the operator's nor a role's");
+        };
+        let s = call(control, op, Some(&who.b_all), Some(A)).await;
+        assert_eq!(
+            s,
+            StatusCode::FORBIDDEN,
+            "{what}: org B's token, org A's header"
+        );
+        let lacking = if role == "read" {
+            &who.a_send
+        } else {
+            &who.a_read
+        };
+        let s = call(control, op, Some(lacking), Some(A)).await;
+        assert_eq!(
+            s,
+            StatusCode::FORBIDDEN,
+            "{what}: org A's token without '{role}'"
+        );
+        let s = call(control, op, Some(&who.a_all), None).await;
+        assert!(
+            !refused(s),
+            "{what}: org A's token with '{role}' was refused ({s})"
+        );
+    }
+    assert!(walked > 60, "only {walked} routes walked");
+}
+
+/// The ids of the streams `token` lists.
+async fn list(p: &Pipeline, token: &str) -> Vec<String> {
+    let v: Value = p
+        .http
+        .get(format!("{}/streams", p.control))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("GET /streams")
+        .json()
+        .await
+        .expect("streams");
+    v["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .map(|s| s["id"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn two_orgs_each_see_and_change_only_their_own() {
+    let p = Pipeline::start().await;
+    let all = json!(["send", "read", "manage"]);
+    let (_, a_key) = p.create_key_with(json!({"orgId": A, "roles": all})).await;
+    let a = p.token(&a_key, 1).await;
+    let b = token_of(&p, json!({"orgId": B, "roles": all})).await;
+    let dataset_a = p.create_dataset(A, cdp_e2e::event_schema()).await;
+    let dataset_b = p.create_dataset(B, cdp_e2e::event_schema()).await;
+
+    // Streams: each org creates its own, with its own token, and cannot create another's.
+    let create = |token: &str, org: &str, dataset: &Value| {
+        p.http
+            .post(format!("{}/streams", p.control))
+            .bearer_auth(token)
+            .json(&json!({"name": format!("{org} stream"), "orgId": org,
+                          "datasetId": dataset["id"], "authenticationRequired": true}))
+            .send()
+    };
+    let resp = create(&a, A, &dataset_a).await.expect("POST /streams");
+    assert_eq!(resp.status(), 201);
+    let stream_a: Value = resp.json().await.expect("stream");
+    let resp = create(&b, B, &dataset_b).await.expect("POST /streams");
+    assert_eq!(resp.status(), 201);
+    let stream_b: Value = resp.json().await.expect("stream");
+    let resp = create(&b, A, &dataset_a).await.expect("POST /streams");
+    assert_eq!(resp.status(), 403, "org B created a stream in org A");
+    let id_a = stream_a["id"].as_str().expect("id").to_string();
+    let id_b = stream_b["id"].as_str().expect("id").to_string();
+    assert_eq!(list(&p, &a).await, vec![id_a.clone()]);
+    assert_eq!(list(&p, &b).await, vec![id_b.clone()]);
+    let admin_sees = list(&p, ADMIN).await;
+    assert!(admin_sees.contains(&id_a) && admin_sees.contains(&id_b));
+    for method in [Method::GET, Method::DELETE] {
+        let s = call_path(
+            &p.control,
+            &method,
+            &format!("/streams/{id_a}"),
+            Some(&b),
+            None,
+        )
+        .await;
+        assert_eq!(
+            s,
+            StatusCode::NOT_FOUND,
+            "{method} of org A's stream by org B"
+        );
+    }
+
+    // The edge: org A's token sends to A's stream; B's is refused there.
+    p.wait_for_edge(|c| c.streams.contains_key(&id_a)).await;
+    let batch = format!("/collection/batch/{id_a}");
+    let body = r#"{"messages":[{"header":{},"body":{"xdmMeta":{},"xdmEntity":{"_id":"1"}}}]}"#;
+    assert_eq!(
+        p.post_with(&batch, "application/json", body, Some(&a))
+            .await
+            .0,
+        207
+    );
+    assert_eq!(
+        p.post_with(&batch, "application/json", body, Some(&b))
+            .await
+            .0,
+        403
+    );
+
+    // Segments, addressed by the org header: the credential fills it in, and may not name
+    // another org.
+    let segment = json!({"name": "buyers", "schema": {"name": "_xdm.context.profile"},
+        "expression": {"type": "PQL", "format": "pql/text",
+                       "value": "xEvent.any(eventType = \"commerce.purchases\")"}});
+    let resp = p
+        .http
+        .post(format!("{}/segment/definitions", p.control))
+        .bearer_auth(&a)
+        .json(&segment)
+        .send()
+        .await
+        .expect("POST /segment/definitions");
+    assert_eq!(resp.status(), 200);
+    let definition: Value = resp.json().await.expect("definition");
+    assert_eq!(definition["imsOrgId"], A, "{definition}");
+    let seg_path = format!(
+        "/segment/definitions/{}",
+        definition["id"].as_str().unwrap_or_default()
+    );
+    assert_eq!(
+        call_path(&p.control, &Method::GET, &seg_path, Some(&a), None).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call_path(&p.control, &Method::GET, &seg_path, Some(&b), None).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call_path(&p.control, &Method::GET, &seg_path, Some(&b), Some(A)).await,
+        StatusCode::FORBIDDEN
+    );
+    let listed: Value = p
+        .http
+        .get(format!("{}/segment/definitions", p.control))
+        .bearer_auth(&b)
+        .send()
+        .await
+        .expect("GET /segment/definitions")
+        .json()
+        .await
+        .expect("definitions");
+    assert!(
+        !listed
+            .to_string()
+            .contains(definition["id"].as_str().unwrap_or("-")),
+        "org B lists org A's segment: {listed}"
+    );
+
+    // A token narrowed to reading cannot send, and a token cannot be wider than its key.
+    let narrow = |body: Value| {
+        p.http
+            .post(format!("{}/tokens", p.control))
+            .json(&body)
+            .send()
+    };
+    let resp = narrow(json!({"apiKey": a_key, "roles": ["read"]}))
+        .await
+        .expect("POST /tokens");
+    assert_eq!(resp.status(), 200);
+    let reader: Value = resp.json().await.expect("token");
+    assert_eq!(reader["roles"], json!(["read"]));
+    let reader = reader["accessToken"].as_str().expect("token").to_string();
+    assert_eq!(
+        p.post_with(&batch, "application/json", body, Some(&reader))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(list(&p, &reader).await, vec![id_a.clone()]);
+    let (_, sender_key) = p.create_key(A).await;
+    let resp = narrow(json!({"apiKey": sender_key, "roles": ["manage"]}))
+        .await
+        .expect("POST /tokens");
+    assert_eq!(resp.status(), 403, "a token wider than its key");
+
+    // A key for one sandbox: the default (prod) is refused, its own is not.
+    let dev = token_of(
+        &p,
+        json!({"orgId": A, "roles": ["read"], "sandboxes": ["dev"]}),
+    )
+    .await;
+    let get_definitions = |sandbox: Option<&'static str>| {
+        let mut r = p
+            .http
+            .get(format!("{}/segment/definitions", p.control))
+            .bearer_auth(&dev);
+        if let Some(s) = sandbox {
+            r = r.header("x-sandbox-name", s);
+        }
+        r.send()
+    };
+    assert_eq!(get_definitions(None).await.expect("GET").status(), 403);
+    assert_eq!(
+        get_definitions(Some("dev")).await.expect("GET").status(),
+        200
+    );
+}
