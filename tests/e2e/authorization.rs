@@ -390,17 +390,59 @@ async fn two_orgs_each_see_and_change_only_their_own() {
     p.wait_for_edge(|c| c.streams.contains_key(&id_a)).await;
     let batch = format!("/collection/batch/{id_a}");
     let body = r#"{"messages":[{"header":{},"body":{"xdmMeta":{},"xdmEntity":{"_id":"1"}}}]}"#;
-    assert_eq!(
-        p.post_with(&batch, "application/json", body, Some(&a))
-            .await
-            .0,
-        207
-    );
+    let (status, answer, _) = p
+        .post_with(&batch, "application/json", body, Some(&a))
+        .await;
+    assert_eq!(status, 207);
     assert_eq!(
         p.post_with(&batch, "application/json", body, Some(&b))
             .await
             .0,
         403
+    );
+
+    // Datasets and their batches: each org sees its own only.
+    let ds_a = format!(
+        "/datasets/{}",
+        dataset_a["id"].as_str().expect("dataset id")
+    );
+    assert_eq!(
+        call_path(&p.control, &Method::GET, &ds_a, Some(&a), None).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call_path(&p.control, &Method::GET, &ds_a, Some(&b), None).await,
+        StatusCode::NOT_FOUND
+    );
+    let datasets: Value = p
+        .http
+        .get(format!("{}/datasets", p.control))
+        .bearer_auth(&b)
+        .send()
+        .await
+        .expect("GET /datasets")
+        .json()
+        .await
+        .expect("datasets");
+    let orgs: BTreeSet<&str> = datasets["datasets"]
+        .as_array()
+        .expect("datasets")
+        .iter()
+        .filter_map(|d| d["orgId"].as_str())
+        .collect();
+    assert_eq!(orgs, BTreeSet::from([B]), "{datasets}");
+    let batch_path = format!("/batches/{}", answer["batchId"].as_str().expect("batchId"));
+    cdp_test_support::eventually(
+        std::time::Duration::from_secs(30),
+        "org A's batch in the lake",
+        async || {
+            call_path(&p.control, &Method::GET, &batch_path, Some(&a), None).await == StatusCode::OK
+        },
+    )
+    .await;
+    assert_eq!(
+        call_path(&p.control, &Method::GET, &batch_path, Some(&b), None).await,
+        StatusCode::NOT_FOUND
     );
 
     // Segments, addressed by the org header: the credential fills it in, and may not name

@@ -134,6 +134,12 @@ impl Principal {
         }
     }
 
+    /// Whether a record of `org` that belongs to no sandbox (a dataset, a batch) is visible to
+    /// this principal.
+    pub fn sees_org(&self, org: &str) -> bool {
+        self.org().is_none_or(|o| o == org)
+    }
+
     /// Whether a record of `org`'s `sandbox` is visible to this principal (lists and lookups of
     /// resources addressed by id, not by the org and sandbox headers).
     pub fn sees(&self, org: &str, sandbox: &str) -> bool {
@@ -280,6 +286,7 @@ mod tests {
             Ok(())
         );
         assert!(Principal::Operator.sees("B", "x"));
+        assert!(reader.sees_org("A") && !reader.sees_org("B"));
     }
 
     #[test]

@@ -360,16 +360,8 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             sessions: cdp_ui::Sessions::default(),
         }))
         .merge(cdp_stage::health::metrics_router())
-        // Datasets, batches and XDM schemas stay the operator's until they are addressed by
-        // org and sandbox like the rest.
-        .merge(
-            cdp_lake::router(lake_api)
-                .merge(cdp_registry::xdm_router(registry))
-                .route_layer(axum::middleware::from_fn_with_state(
-                    auth,
-                    cdp_http::operator_only,
-                )),
-        );
+        .merge(cdp_lake::router(lake_api, auth.clone()))
+        .merge(cdp_registry::xdm_router(registry, auth));
         let (addr, task) = serve(
             "control",
             &config.control.listen,

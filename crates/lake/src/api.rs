@@ -5,7 +5,8 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
+use cdp_catalog::principal::{Authenticator, Principal};
 use cdp_catalog::CatalogView;
 use cdp_contract::admin::ensure_topics;
 use cdp_contract::{KafkaSettings, Topics};
@@ -54,14 +55,47 @@ impl LakeApi {
 }
 
 /// `GET /datasets/{id}`, `GET /datasets/{id}/activity`, `GET /batches/{id}`,
-/// `GET /batches/{id}/failed`.
-pub fn router(state: LakeApi) -> Router {
+/// `GET /batches/{id}/failed`, behind credentials: the operator's, or an org's with `read` for
+/// its own datasets and their batches (another org's are 404).
+pub fn router(state: LakeApi, auth: Authenticator) -> Router {
     Router::new()
         .route("/datasets/{id}", get(dataset))
         .route("/datasets/{id}/activity", get(activity))
         .route("/batches/{id}", get(batch))
         .route("/batches/{id}/failed", get(failed_records))
+        .route_layer(axum::middleware::from_fn_with_state(
+            auth,
+            cdp_http::org_scoped,
+        ))
         .with_state(state)
+}
+
+impl LakeApi {
+    /// Dataset `id`, if `who` may see it.
+    fn dataset(&self, who: &Principal, id: &str) -> Option<cdp_catalog::Dataset> {
+        self.catalog
+            .read()
+            .datasets
+            .get(id)
+            .filter(|d| who.sees_org(&d.org_id))
+            .cloned()
+    }
+
+    /// Whether `who` may see batch `id`: the operator always; an org when every dataset the
+    /// batch touched is its own (a batch of failures no dataset took is the operator's).
+    fn sees_batch(&self, who: &Principal, batch: &BatchSummary) -> bool {
+        if who.org().is_none() {
+            return true;
+        }
+        let catalog = self.catalog.read();
+        !batch.dataset_ids.is_empty()
+            && batch.dataset_ids.iter().all(|id| {
+                catalog
+                    .datasets
+                    .get(id)
+                    .is_some_and(|d| who.sees_org(&d.org_id))
+            })
+    }
 }
 
 #[derive(Serialize)]
@@ -79,8 +113,12 @@ fn unknown_dataset(id: &str) -> Response {
     Problem::not_found(format!("dataset {id} does not exist")).into_response()
 }
 
-async fn dataset(State(api): State<LakeApi>, Path(id): Path<String>) -> Response {
-    let Some(ds) = api.catalog.read().datasets.get(&id).cloned() else {
+async fn dataset(
+    State(api): State<LakeApi>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
+    let Some(ds) = api.dataset(&who, &id) else {
         return unknown_dataset(&id);
     };
     let state = api.batches.read();
@@ -107,6 +145,7 @@ struct ActivityQuery {
 
 async fn activity(
     State(api): State<LakeApi>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     query: Result<Query<ActivityQuery>, QueryRejection>,
 ) -> Response {
@@ -114,7 +153,7 @@ async fn activity(
         return Problem::bad_request("minutes must be a positive integer").into_response();
     };
     let minutes = q.minutes.unwrap_or(60).clamp(1, 7 * 24 * 60);
-    if !api.catalog.read().datasets.contains_key(&id) {
+    if api.dataset(&who, &id).is_none() {
         return unknown_dataset(&id);
     }
     let now = cdp_catalog::clock::now_ms();
@@ -125,10 +164,14 @@ fn unknown_batch(id: &str) -> Response {
     Problem::not_found(format!("batch {id} does not exist")).into_response()
 }
 
-async fn batch(State(api): State<LakeApi>, Path(id): Path<String>) -> Response {
+async fn batch(
+    State(api): State<LakeApi>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Response {
     match api.batches.batch(&id) {
-        Some(b) => Json(b).into_response(),
-        None => unknown_batch(&id),
+        Some(b) if api.sees_batch(&who, &b) => Json(b).into_response(),
+        _ => unknown_batch(&id),
     }
 }
 
@@ -152,6 +195,7 @@ struct FailedPage {
 
 async fn failed_records(
     State(api): State<LakeApi>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Response {
@@ -161,6 +205,13 @@ async fn failed_records(
     };
     let start = q.start.unwrap_or(0);
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    if !api
+        .batches
+        .batch(&id)
+        .is_some_and(|b| api.sees_batch(&who, &b))
+    {
+        return unknown_batch(&id);
+    }
     let contributions = api.batches.read().contributions(&id);
     if contributions.is_empty() {
         return unknown_batch(&id);

@@ -31,14 +31,12 @@ async fn avro_values_are_decoded_through_the_registry() {
     let writer = CatalogWriter::new(&env.kafka, &env.topics, env.catalog.clone()).expect("writer");
     // The registry takes calls with credentials only: the lake reads with the stages' one.
     const ADMIN: &str = "lake-test-admin";
-    let auth = RegistryAuth::new(
-        cdp_catalog::principal::Authenticator::new(
-            ADMIN.into(),
-            env.catalog.clone(),
-            cdp_catalog::tokens::Tokens::new("lake-test-token-secret"),
-        ),
-        &env.topics.namespace,
+    let authenticator = cdp_catalog::principal::Authenticator::new(
+        ADMIN.into(),
+        env.catalog.clone(),
+        cdp_catalog::tokens::Tokens::new("lake-test-token-secret"),
     );
+    let auth = RegistryAuth::new(authenticator.clone(), &env.topics.namespace);
     let state = RegistryState::start(&env.kafka, &env.topics, env.catalog.clone(), writer)
         .await
         .expect("registry");
@@ -49,7 +47,8 @@ async fn avro_values_are_decoded_through_the_registry() {
     tokio::spawn(async move {
         axum::serve(
             listener,
-            confluent_router(&state, auth, Limits::default()).merge(xdm_router(state)),
+            confluent_router(&state, auth, Limits::default())
+                .merge(xdm_router(state, authenticator)),
         )
         .await
     });

@@ -14,10 +14,29 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
+/// The operator's token of the routers these tests build.
+const ADMIN: &str = "lake-test-admin";
+
+/// The lake's API over `api`, behind credentials as control serves it.
+fn router(api: LakeApi) -> axum::Router {
+    let auth = cdp_catalog::principal::Authenticator::new(
+        ADMIN.into(),
+        api.catalog.clone(),
+        cdp_catalog::tokens::Tokens::new("lake-test-token-secret"),
+    );
+    cdp_lake::router(api, auth)
+}
+
+/// `GET uri` with the admin token.
 async fn get(app: &axum::Router, uri: &str) -> (StatusCode, Value) {
     let resp = app
         .clone()
-        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+        .oneshot(
+            Request::get(uri)
+                .header("authorization", format!("Bearer {ADMIN}"))
+                .body(Body::empty())
+                .expect("request"),
+        )
         .await
         .expect("response");
     let status = resp.status();
@@ -115,7 +134,7 @@ async fn events_and_failures_land_in_parquet_and_the_apis_report_them() {
     assert_eq!(unassigned.len(), 1);
     assert_eq!(unassigned[0]["_batch_id"], "b2");
 
-    let app = cdp_lake::router(api);
+    let app = router(api);
     let (status, b1) = get(&app, "/batches/b1").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(b1["status"], "partial");
@@ -219,7 +238,7 @@ async fn unreadable_values_become_failed_records() {
     )
     .await;
     lake.stop().await;
-    let app = cdp_lake::router(api);
+    let app = router(api);
     let (_, page) = get(&app, "/batches/u1/failed").await;
     let records = page["records"].as_array().cloned().unwrap_or_default();
     assert_eq!(records.len(), 2, "{page}");

@@ -12,9 +12,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use cdp_catalog::clock::now_ms;
 use cdp_catalog::model::{CatalogRecord, Dataset, SchemaRef, ValueFormat, XdmSchema};
+use cdp_catalog::principal::{Authenticator, Principal};
 use cdp_catalog::{Conditional, DatasetCreation, Decision, SchemaChange, WriteError};
 use cdp_http::{ApiJson, Problem};
 use cdp_xdm::compose::{compose, valid_tenant, Composition};
@@ -29,17 +30,26 @@ use crate::state::RegistryState;
 /// so only a schema changed this often during one request exhausts them.
 const ATTEMPTS: u32 = 5;
 
-/// The XDM schema and dataset management API (control puts it behind the admin token).
-pub fn xdm_router(state: RegistryState) -> Router {
-    routes().with_state(state)
-}
-
-fn routes() -> Router<RegistryState> {
-    Router::new()
+/// The XDM schema and dataset management API, behind credentials: XDM schemas are shared by
+/// every org (their ids name a tenant namespace, not an org), so they are the operator's;
+/// datasets belong to an org, whose credential may read (`read`) and create or change
+/// (`manage`) its own.
+pub fn xdm_router(state: RegistryState, auth: Authenticator) -> Router {
+    let schemas = Router::new()
         .route("/xdm/schemas", post(create_schema).get(list_schemas))
         .route("/xdm/schemas/{id}", get(get_schema).put(update_schema))
+        .route_layer(axum::middleware::from_fn_with_state(
+            auth.clone(),
+            cdp_http::operator_only,
+        ));
+    let datasets = Router::new()
         .route("/datasets", post(create_dataset).get(list_datasets))
         .route("/datasets/{id}", axum::routing::patch(patch_dataset))
+        .route_layer(axum::middleware::from_fn_with_state(
+            auth,
+            cdp_http::org_scoped,
+        ));
+    schemas.merge(datasets).with_state(state)
 }
 
 #[derive(Debug, Deserialize)]
@@ -328,6 +338,7 @@ fn profile_rule(schema: &XdmSchema) -> Result<(), Problem> {
 
 async fn create_dataset(
     State(state): State<RegistryState>,
+    Extension(who): Extension<Principal>,
     ApiJson(req): ApiJson<CreateDataset>,
 ) -> Result<(StatusCode, Json<Dataset>), Problem> {
     if req.name.trim().is_empty() {
@@ -335,6 +346,16 @@ async fn create_dataset(
     }
     if req.org_id.trim().is_empty() {
         return Err(Problem::bad_request("orgId must not be empty"));
+    }
+    if !who.sees_org(&req.org_id) {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "the credential is for org {}, not {}",
+                who.org().unwrap_or_default(),
+                req.org_id
+            ),
+        ));
     }
     for _ in 0..ATTEMPTS {
         let (schema_id, schema_version, schema_revision) = {
@@ -399,8 +420,18 @@ async fn create_dataset(
     ))
 }
 
-async fn list_datasets(State(state): State<RegistryState>) -> Json<Value> {
-    let mut datasets: Vec<Dataset> = state.view.read().datasets.values().cloned().collect();
+async fn list_datasets(
+    State(state): State<RegistryState>,
+    Extension(who): Extension<Principal>,
+) -> Json<Value> {
+    let mut datasets: Vec<Dataset> = state
+        .view
+        .read()
+        .datasets
+        .values()
+        .filter(|d| who.sees_org(&d.org_id))
+        .cloned()
+        .collect();
     datasets.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
     Json(json!({ "datasets": datasets }))
 }
@@ -418,6 +449,7 @@ pub struct PatchDataset {
 
 async fn patch_dataset(
     State(state): State<RegistryState>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<PatchDataset>,
 ) -> Result<Json<Dataset>, Problem> {
@@ -436,6 +468,7 @@ async fn patch_dataset(
         let mut dataset = catalog
             .datasets
             .get(&id)
+            .filter(|d| who.sees_org(&d.org_id))
             .cloned()
             .ok_or_else(|| Problem::not_found(format!("no dataset {id}")))?;
         if req.profile_enabled == Some(true) {

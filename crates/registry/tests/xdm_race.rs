@@ -10,6 +10,8 @@
 //!
 //! Whatever the views show, the catalog topic's order decides, the same way in every instance.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -103,12 +105,17 @@ async fn instance(
     };
     view.caught_up(WAIT).await.expect("catalog read");
     let writer = CatalogWriter::new(kafka, topics, view.clone()).expect("catalog writer");
+    let auth = cdp_catalog::principal::Authenticator::new(
+        common::ADMIN.into(),
+        view.clone(),
+        cdp_catalog::tokens::Tokens::new(common::TOKEN_SECRET),
+    );
     let state = RegistryState::start(kafka, topics, view, writer)
         .await
         .expect("registry state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, xdm_router(state)).await });
+    tokio::spawn(async move { axum::serve(listener, xdm_router(state, auth)).await });
     format!("http://{addr}")
 }
 
@@ -158,7 +165,7 @@ async fn setup() -> Setup {
         a,
         b,
         freezer,
-        http: reqwest::Client::new(),
+        http: common::http(),
     }
 }
 

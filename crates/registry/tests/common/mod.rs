@@ -29,6 +29,7 @@ pub fn http() -> reqwest::Client {
 
 /// A fresh namespace per test, so the tests can share an external broker
 /// (`CDP_TEST_BOOTSTRAP`) run after run.
+#[allow(dead_code)]
 pub fn namespace() -> Topics {
     Topics::new(cdp_test_support::unique_name("registry"))
 }
@@ -51,14 +52,12 @@ pub async fn serve_with(
         .expect("catalog topic");
     let view = CatalogView::start(kafka, &topics).expect("catalog view");
     let writer = CatalogWriter::new(kafka, &topics, view.clone()).expect("catalog writer");
-    let auth = RegistryAuth::new(
-        cdp_catalog::principal::Authenticator::new(
-            ADMIN.into(),
-            view.clone(),
-            cdp_catalog::tokens::Tokens::new(TOKEN_SECRET),
-        ),
-        &topics.namespace,
+    let authenticator = cdp_catalog::principal::Authenticator::new(
+        ADMIN.into(),
+        view.clone(),
+        cdp_catalog::tokens::Tokens::new(TOKEN_SECRET),
     );
+    let auth = RegistryAuth::new(authenticator.clone(), &topics.namespace);
     let state = RegistryState::start(kafka, &topics, view.clone(), writer)
         .await
         .expect("registry state");
@@ -67,7 +66,7 @@ pub async fn serve_with(
     tokio::spawn(async move {
         axum::serve(
             listener,
-            confluent_router(&state, auth, limits).merge(xdm_router(state)),
+            confluent_router(&state, auth, limits).merge(xdm_router(state, authenticator)),
         )
         .await
     });
