@@ -319,11 +319,58 @@ pub struct ConnectionAuth {
     pub sealed: Sealed,
 }
 
+/// What a connection's sealed params are bound to: its id and org. Copied onto another
+/// connection, or into another org, they do not open.
+pub fn auth_associated_data(connection_id: &str, org_id: &str) -> Vec<u8> {
+    format!("cdp/connection-auth\0{connection_id}\0{org_id}").into_bytes()
+}
+
+impl ConnectionAuth {
+    /// `params` sealed with `key` for connection `connection_id` of `org_id`.
+    pub fn seal(
+        spec_name: &str,
+        params: &Map<String, Value>,
+        key: &SecretKey,
+        connection_id: &str,
+        org_id: &str,
+    ) -> Self {
+        Self {
+            spec_name: spec_name.to_string(),
+            sealed: key.seal(params, &auth_associated_data(connection_id, org_id)),
+        }
+    }
+}
+
 impl Connection {
     /// The connection's `auth.params` in clear (every one, secrets included); `None` when it
     /// has no auth.
     pub fn open_auth(&self, key: &SecretKey) -> Result<Option<Map<String, Value>>, SecretError> {
-        self.auth.as_ref().map(|a| key.open(&a.sealed)).transpose()
+        let associated = auth_associated_data(&self.id, &self.org_id);
+        self.auth
+            .as_ref()
+            .map(|a| key.open(&a.sealed, &associated))
+            .transpose()
+    }
+
+    /// This connection with its params sealed again by `key`'s current key, when another key
+    /// (or none named) sealed them; `None` when there is nothing to do.
+    pub fn resealed(&self, key: &SecretKey) -> Result<Option<Connection>, SecretError> {
+        let Some(auth) = &self.auth else {
+            return Ok(None);
+        };
+        if !key.needs_reseal(&auth.sealed) {
+            return Ok(None);
+        }
+        let params = self.open_auth(key)?.unwrap_or_default();
+        let mut again = self.clone();
+        again.auth = Some(ConnectionAuth::seal(
+            &auth.spec_name,
+            &params,
+            key,
+            &self.id,
+            &self.org_id,
+        ));
+        Ok(Some(again))
     }
 
     pub fn spec(&self) -> Option<&'static ConnectionSpec> {
@@ -622,23 +669,57 @@ mod tests {
             org_id: "o".into(),
             sandbox: "prod".into(),
             connection_spec_id: EVENT_HUBS_SPEC.into(),
-            auth: Some(ConnectionAuth {
-                spec_name: "Azure Event Hubs authentication credentials".into(),
-                sealed: key.seal(params.as_object().unwrap()),
-            }),
+            auth: Some(ConnectionAuth::seal(
+                "Azure Event Hubs authentication credentials",
+                params.as_object().unwrap(),
+                &key,
+                "c",
+                "o",
+            )),
             etag: "e".into(),
             created_at: 1,
             updated_at: 1,
         };
-        assert_eq!(c.open_auth(&key).unwrap().map(Value::Object), Some(params));
-        assert!(!serde_json::to_string(&c).unwrap().contains("k3y"));
         assert_eq!(
-            c.open_auth(&SecretKey::from_bytes([1; 32])).unwrap_err(),
-            SecretError::WrongKey
+            c.open_auth(&key).unwrap().map(Value::Object),
+            Some(params.clone())
         );
+        assert!(!serde_json::to_string(&c).unwrap().contains("k3y"));
+        assert!(matches!(
+            c.open_auth(&SecretKey::from_bytes([1; 32])).unwrap_err(),
+            SecretError::UnknownKey { .. }
+        ));
         assert_eq!(
             c.spec().unwrap().destination(),
             Some(DestinationKind::EventHubs)
         );
+        // The sealed params of one connection, copied onto another or into another org, do
+        // not open.
+        let copied = Connection {
+            id: "other".into(),
+            ..c.clone()
+        };
+        assert_eq!(copied.open_auth(&key).unwrap_err(), SecretError::WrongKey);
+        let moved = Connection {
+            org_id: "another org".into(),
+            ..c.clone()
+        };
+        assert_eq!(moved.open_auth(&key).unwrap_err(), SecretError::WrongKey);
+
+        // Rotation: the new key opens the old sealing, and reseals it once.
+        let new = SecretKey::from_bytes([5; 32]).with_previous([key.clone()]);
+        let resealed = c.resealed(&new).unwrap().expect("sealed by the old key");
+        assert_eq!(
+            resealed.auth.as_ref().unwrap().sealed.key_id,
+            Some(new.id())
+        );
+        assert_eq!(
+            resealed
+                .open_auth(&SecretKey::from_bytes([5; 32]))
+                .unwrap()
+                .map(Value::Object),
+            Some(params)
+        );
+        assert_eq!(resealed.resealed(&new).unwrap(), None);
     }
 }

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod exposure;
 pub mod runtime;
+pub mod secrets;
 
 pub use config::CdpConfig;
 pub use runtime::{start, Running, Stages, StartError};

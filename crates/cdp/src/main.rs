@@ -70,6 +70,9 @@ enum Command {
     Keys(commands::manage::KeysCommand),
     /// Exchange an API key for an access token.
     Token(commands::manage::TokenArgs),
+    /// Destination credentials sealed in the catalog (rotation of control.secret_key).
+    #[command(subcommand)]
+    Secrets(commands::secrets::SecretsCommand),
     /// Send synthetic web and commerce events (page views, product views, add-to-cart,
     /// purchases over N people) to a running stack through the Rust SDK, with progress.
     Send(commands::send::SendArgs),
@@ -102,6 +105,7 @@ async fn main() -> std::process::ExitCode {
         Command::Streams(c) => commands::manage::streams(config_path, c).await,
         Command::Keys(c) => commands::manage::keys(config_path, c).await,
         Command::Token(a) => commands::manage::token(config_path, a).await,
+        Command::Secrets(c) => commands::secrets::run(config_path, c).await,
         Command::Send(a) => commands::send::run(config_path, a).await,
         Command::Bench(c) => commands::bench::run(config_path, c).await,
     };

@@ -89,11 +89,13 @@ impl Pipeline {
             org_id: ORG.into(),
             sandbox: SANDBOX.into(),
             connection_spec_id: KINESIS_SPEC.into(),
-            auth: Some(ConnectionAuth {
-                spec_name: "Amazon Kinesis authentication credentials".into(),
-                sealed: SecretKey::development()
-                    .seal(params.as_object().expect("params are an object")),
-            }),
+            auth: Some(ConnectionAuth::seal(
+                "Amazon Kinesis authentication credentials",
+                params.as_object().expect("params are an object"),
+                &SecretKey::development(),
+                CONNECTION,
+                ORG,
+            )),
             etag: etag.into(),
             created_at: now,
             updated_at: now,

@@ -20,6 +20,10 @@ pub struct ControlSettings {
     /// The sink stage needs the same key to open them. Default: the public, insecure
     /// development key.
     pub secret_key: String,
+    /// Keys `secret_key` replaced, same format: what they sealed still opens, until
+    /// `cdp secrets reseal` has sealed it again with `secret_key` (then drop them). TOML list;
+    /// `CDP_CONTROL__PREVIOUS_SECRET_KEYS='["<hex>"]'`.
+    pub previous_secret_keys: Vec<String>,
     /// The edge's address as clients reach it (`https://collect.example.com`), shown by the
     /// dashboard with each stream's endpoints. Default: `http://` and `edge.listen`.
     pub public_edge_url: Option<String>,
@@ -36,6 +40,7 @@ impl Default for ControlSettings {
             listen: "127.0.0.1:8081".to_string(),
             admin_token: DEV_ADMIN_TOKEN.to_string(),
             secret_key: DEV_SECRET_KEY_HEX.to_string(),
+            previous_secret_keys: Vec::new(),
             public_edge_url: None,
             registry_max_versions_per_subject: 100,
             registry_max_subjects: 10_000,
@@ -50,6 +55,10 @@ impl std::fmt::Debug for ControlSettings {
             .field("listen", &self.listen)
             .field("admin_token", &"<redacted>")
             .field("secret_key", &"<redacted>")
+            .field(
+                "previous_secret_keys",
+                &format!("<{} redacted>", self.previous_secret_keys.len()),
+            )
             .field("public_edge_url", &self.public_edge_url)
             .field(
                 "registry_max_versions_per_subject",
@@ -61,9 +70,15 @@ impl std::fmt::Debug for ControlSettings {
 }
 
 impl ControlSettings {
-    /// `secret_key` parsed; an error says what is expected without repeating the setting.
+    /// `secret_key` parsed, still opening what `previous_secret_keys` sealed; an error says
+    /// what is expected without repeating the setting.
     pub fn secret_key(&self) -> Result<SecretKey, SecretError> {
-        SecretKey::from_config(&self.secret_key)
+        let previous = self
+            .previous_secret_keys
+            .iter()
+            .map(|k| SecretKey::from_config(k))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SecretKey::from_config(&self.secret_key)?.with_previous(previous))
     }
 
     /// Whether the secret key is the development one (start-up should warn).

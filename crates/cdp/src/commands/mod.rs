@@ -1,6 +1,7 @@
 pub mod bench;
 pub mod manage;
 pub mod run;
+pub mod secrets;
 pub mod send;
 
 use std::path::PathBuf;

@@ -97,13 +97,13 @@ impl ConnectionView {
         let auth = match &c.auth {
             None => None,
             Some(a) => {
-                let opened = api
-                    .secrets
-                    .open(&a.sealed)
+                let opened = c
+                    .open_auth(&api.secrets)
                     .map_err(|source| FlowError::Sealed {
                         id: c.id.clone(),
                         source,
-                    })?;
+                    })?
+                    .unwrap_or_default();
                 let spec = connection_spec(&c.connection_spec_id);
                 let shown = opened
                     .into_iter()
@@ -259,11 +259,13 @@ fn check_auth_values(spec: &ConnectionSpec, params: &Map<String, Value>) -> Resu
     Ok(())
 }
 
-/// The `auth` of a new base connection of `spec`, sealed; `None` for a spec without auth.
+/// The `auth` of new base connection `id` of `org`, of `spec`, sealed for it; `None` for a spec
+/// without auth.
 fn sealed_auth(
     api: &FlowApi,
     spec: &ConnectionSpec,
     auth: Option<AuthBody>,
+    (id, org): (&str, &str),
 ) -> Result<Option<ConnectionAuth>, FlowError> {
     let Some(spec_name) = spec.auth_spec_name else {
         // The profile source: nothing to authenticate.
@@ -297,10 +299,13 @@ fn sealed_auth(
     let params = auth.params.unwrap_or_default();
     check_params("auth.params", spec, spec.auth_params, &params)?;
     check_auth_values(spec, &params)?;
-    Ok(Some(ConnectionAuth {
-        spec_name: spec_name.to_string(),
-        sealed: api.secrets.seal(&params),
-    }))
+    Ok(Some(ConnectionAuth::seal(
+        spec_name,
+        &params,
+        &api.secrets,
+        id,
+        org,
+    )))
 }
 
 /// `POST /connections`: 201 `{"id", "etag"}`.
@@ -311,10 +316,11 @@ pub async fn create(
 ) -> Result<(StatusCode, HeaderMap, Json<Value>), FlowError> {
     let name = check_name(body.name, "connection")?;
     let spec = named_spec(body.connection_spec)?;
-    let auth = sealed_auth(&api, spec, body.auth)?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let auth = sealed_auth(&api, spec, body.auth, (&id, &tenant.org))?;
     let now = now_ms();
     let connection = Connection {
-        id: uuid::Uuid::new_v4().to_string(),
+        id,
         name,
         description: description(body.description),
         org_id: tenant.org.clone(),

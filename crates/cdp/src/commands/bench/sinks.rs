@@ -637,10 +637,13 @@ async fn write_flow(
                 org_id: org.clone(),
                 sandbox: sandbox.clone(),
                 connection_spec_id: spec.into(),
-                auth: Some(ConnectionAuth {
-                    spec_name: spec_name.into(),
-                    sealed: key.seal(&auth),
-                }),
+                auth: Some(ConnectionAuth::seal(
+                    spec_name,
+                    &auth,
+                    key,
+                    &connection,
+                    &org,
+                )),
                 etag: etag(),
                 created_at: now,
                 updated_at: now,
