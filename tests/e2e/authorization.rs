@@ -257,15 +257,21 @@ async fn every_route_of_control_and_the_edge_checks_who_calls() {
         let control = p.control.as_str();
         let none = call(control, op, None, None).await;
         if op.security.contains("uiSession") {
-            // The dashboard is the operator's: a redirect to sign in, or 401.
+            // The dashboard: a redirect to sign in, or 401, without a session; an org's
+            // credential needs role read (and then sees its org only).
             assert!(
                 none == StatusCode::SEE_OTHER || none == StatusCode::UNAUTHORIZED,
                 "{what}: no session ({none})"
             );
-            let s = call(control, op, Some(&who.a_all), None).await;
+            let s = call(control, op, Some(&who.a_send), None).await;
+            assert_eq!(s, StatusCode::FORBIDDEN, "{what}: a token without read");
+            let s = call(control, op, Some(&who.a_read), None).await;
+            // Signing out answers with a redirect to the form; a page would only redirect
+            // there if the token were refused.
+            let sent_to_sign_in = s == StatusCode::SEE_OTHER && op.method == Method::GET;
             assert!(
-                s == StatusCode::SEE_OTHER || s == StatusCode::UNAUTHORIZED,
-                "{what}: an org's token opened the dashboard ({s})"
+                !refused(s) && !sent_to_sign_in,
+                "{what}: a token with read was refused ({s})"
             );
             continue;
         }
@@ -542,4 +548,92 @@ async fn two_orgs_each_see_and_change_only_their_own() {
         get_definitions(Some("dev")).await.expect("GET").status(),
         200
     );
+}
+
+#[tokio::test]
+async fn the_dashboard_signed_in_with_an_orgs_key_shows_that_org_only() {
+    let p = Pipeline::start().await;
+    let stream_a = p.create_stream(json!({"name": "a web", "orgId": A})).await;
+    let stream_b = p.create_stream(json!({"name": "b web", "orgId": B})).await;
+    let (id_a, id_b) = (
+        stream_a["id"].as_str().expect("id"),
+        stream_b["id"].as_str().expect("id"),
+    );
+    let (dataset_a, dataset_b) = (
+        stream_a["datasetId"].as_str().expect("dataset"),
+        stream_b["datasetId"].as_str().expect("dataset"),
+    );
+    let (key_id, reader) = p
+        .create_key_with(json!({"orgId": A, "roles": ["read"]}))
+        .await;
+    let (_, sender) = p.create_key(A).await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let sign_in = |key: String| {
+        browser
+            .post(format!("{}/ui/login", p.control))
+            .form(&[("token", key.as_str()), ("next", "/ui")])
+            .send()
+    };
+
+    // A key that may only send does not open the dashboard.
+    let refused = sign_in(sender).await.expect("POST /ui/login");
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(refused.headers().get("set-cookie").is_none());
+
+    let resp = sign_in(reader).await.expect("POST /ui/login");
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let cookie = resp
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("session cookie")
+        .to_string();
+    let page = |path: String| {
+        browser
+            .get(format!("{}{path}", p.control))
+            .header("cookie", &cookie)
+            .send()
+    };
+    let overview = page("/ui".into()).await.expect("GET /ui");
+    assert_eq!(overview.status(), StatusCode::OK);
+    let html = overview.text().await.expect("html");
+    assert!(
+        html.contains(id_a) && html.contains(dataset_a),
+        "org A's own"
+    );
+    assert!(
+        !html.contains(id_b) && !html.contains(dataset_b),
+        "org B's stream or dataset on org A's dashboard"
+    );
+    for path in [
+        format!("/ui/datasets/{dataset_b}"),
+        format!("/ui/streams/{id_b}/events?refresh=0"),
+    ] {
+        let s = page(path.clone()).await.expect("GET").status();
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}");
+    }
+    let own = page(format!("/ui/datasets/{dataset_a}"))
+        .await
+        .expect("GET");
+    assert_eq!(own.status(), StatusCode::OK);
+
+    // Rotating the key ends its sessions.
+    let rotated = p
+        .http
+        .post(format!("{}/api-keys/{key_id}/rotate", p.control))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .expect("rotate");
+    assert_eq!(rotated.status(), StatusCode::OK);
+    cdp_test_support::eventually(
+        std::time::Duration::from_secs(10),
+        "the rotated key's session to end",
+        async || page("/ui".into()).await.expect("GET /ui").status() == StatusCode::SEE_OTHER,
+    )
+    .await;
 }

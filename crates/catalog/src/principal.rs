@@ -39,7 +39,7 @@ pub struct OrgCredential {
 }
 
 impl OrgCredential {
-    fn of_key(key: &ApiKey) -> Self {
+    pub fn of_key(key: &ApiKey) -> Self {
         Self {
             key_id: key.id.clone(),
             org: key.org_id.clone(),
@@ -174,6 +174,29 @@ impl Authenticator {
     fn is_admin(&self, presented: &str) -> bool {
         // Digests, so the comparison time does not reveal a matching prefix.
         Sha256::digest(presented.as_bytes()) == Sha256::digest(self.admin_token.as_bytes())
+    }
+
+    /// Whether `presented` is the admin token.
+    pub fn is_admin_token(&self, presented: &str) -> bool {
+        self.is_admin(presented)
+    }
+
+    /// The credential of an API key string (`cdpk.<id>.<secret>`), as typed into a form.
+    pub fn api_key(&self, presented: &str) -> Result<(OrgCredential, u32), KeyError> {
+        let catalog = self.catalog.read();
+        let key = authenticate_key(&catalog, presented.trim())?;
+        Ok((OrgCredential::of_key(key), key.generation))
+    }
+
+    /// The credential of key `key_id` if it still exists at `generation` (a session opened
+    /// with a key ends when the key is rotated or deleted, and follows its roles).
+    pub fn key_at(&self, key_id: &str, generation: u32) -> Option<OrgCredential> {
+        let catalog = self.catalog.read();
+        catalog
+            .api_keys
+            .get(key_id)
+            .filter(|k| k.generation == generation)
+            .map(OrgCredential::of_key)
     }
 
     /// The principal an `Authorization` header's value names.

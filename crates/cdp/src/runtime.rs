@@ -352,6 +352,7 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             kafka: config.kafka.clone(),
             topics: topics.clone(),
             admin_token: admin_token.clone(),
+            auth: auth.clone(),
             edge_url: config
                 .control
                 .public_edge_url

@@ -83,7 +83,7 @@ impl LakeApi {
 
     /// Whether `who` may see batch `id`: the operator always; an org when every dataset the
     /// batch touched is its own (a batch of failures no dataset took is the operator's).
-    fn sees_batch(&self, who: &Principal, batch: &BatchSummary) -> bool {
+    pub fn sees_batch(&self, who: &Principal, batch: &BatchSummary) -> bool {
         if who.org().is_none() {
             return true;
         }

@@ -1,9 +1,11 @@
-//! The dashboard's sign-in: the admin token, typed once into a form, opens a session held by
-//! control; the browser keeps only its random id in a cookie (`HttpOnly`, `SameSite=Strict`,
-//! `Secure` when the request came over TLS). A session ends after [`SESSION_TTL`], at sign-out
-//! (on the server, so a copied cookie is dead too), and when the admin token changes. Failed
-//! sign-ins are throttled: past [`FAILED_SIGN_INS`] in a minute the form answers 429.
-//! API-style `Authorization: Bearer <admin token>` is accepted too.
+//! The dashboard's sign-in: the admin token (the operator: every org), or an org's API key with
+//! role `read` (that org only), typed once into a form, opens a session held by control; the
+//! browser keeps only its random id in a cookie (`HttpOnly`, `SameSite=Strict`, `Secure` when
+//! the request came over TLS). A session ends after [`SESSION_TTL`], at sign-out (on the server,
+//! so a copied cookie is dead too), and when the admin token changes or the key is rotated or
+//! deleted. Failed sign-ins are throttled: past [`FAILED_SIGN_INS`] in a minute the form answers
+//! 429. API-style `Authorization: Bearer <admin token or an org's access token>` is accepted too.
+//! The pages read the caller's [`Principal`] and show only what it may see.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -14,6 +16,8 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
+use cdp_catalog::principal::{OrgCredential, Principal};
+use cdp_catalog::Role;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -42,9 +46,17 @@ struct Held {
 }
 
 struct Session {
-    /// Which admin token opened it: a changed token ends it.
-    token: [u8; 32],
+    owner: Owner,
     expires: Instant,
+}
+
+/// Who opened a session, as far as checking it later needs.
+#[derive(Clone, PartialEq, Eq)]
+enum Owner {
+    /// The operator, with a digest of the admin token it knew: a changed token ends it.
+    Operator([u8; 32]),
+    /// An org's API key at a generation: rotating or deleting the key ends it.
+    Key { id: String, generation: u32 },
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -56,26 +68,28 @@ impl Sessions {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A new session for whoever knew `admin_token`; its id.
-    fn open(&self, admin_token: &str, now: Instant) -> String {
+    /// A new session for `owner`; its id.
+    fn open(&self, owner: Owner, now: Instant) -> String {
         let id = hex::encode(rand::random::<[u8; 32]>());
         let mut held = self.held();
         held.open.retain(|_, s| s.expires > now);
         held.open.insert(
             id.clone(),
             Session {
-                token: digest(admin_token),
+                owner,
                 expires: now + SESSION_TTL,
             },
         );
         id
     }
 
-    fn valid(&self, id: &str, admin_token: &str, now: Instant) -> bool {
+    /// Who session `id` is for, if it is still open.
+    fn owner(&self, id: &str, now: Instant) -> Option<Owner> {
         self.held()
             .open
             .get(id)
-            .is_some_and(|s| s.expires > now && s.token == digest(admin_token))
+            .filter(|s| s.expires > now)
+            .map(|s| s.owner.clone())
     }
 
     fn close(&self, id: &str) {
@@ -121,16 +135,36 @@ fn cookie_of<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-fn signed_in(headers: &HeaderMap, ui: &UiState) -> bool {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if bearer.is_some_and(|t| same(t, &ui.admin_token)) {
-        return true;
+/// Who is signed in: by bearer (the admin token, an org's access token) or by session. `Err`
+/// with a status for a credential that is refused.
+fn signed_in(headers: &HeaderMap, ui: &UiState) -> Result<Option<Principal>, StatusCode> {
+    if let Some(authorization) = headers.get(header::AUTHORIZATION) {
+        let who = ui
+            .auth
+            .principal(Some(authorization.to_str().unwrap_or("")))
+            .map_err(|_| StatusCode::FORBIDDEN)?;
+        return readable(who).map(Some);
     }
-    cookie_of(headers, COOKIE)
-        .is_some_and(|id| ui.sessions.valid(id, &ui.admin_token, Instant::now()))
+    let Some(id) = cookie_of(headers, COOKIE) else {
+        return Ok(None);
+    };
+    let who = match ui.sessions.owner(id, Instant::now()) {
+        Some(Owner::Operator(token)) if token == digest(&ui.admin_token) => Principal::Operator,
+        Some(Owner::Key { id, generation }) => match ui.auth.key_at(&id, generation) {
+            Some(credential) => Principal::Org(credential),
+            None => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    readable(who).map(Some)
+}
+
+/// An org's credential needs role `read` for the dashboard.
+fn readable(who: Principal) -> Result<Principal, StatusCode> {
+    match &who {
+        Principal::Org(c) if !c.may(Role::Read) => Err(StatusCode::FORBIDDEN),
+        _ => Ok(who),
+    }
 }
 
 /// Whether the request reached us over TLS (directly, or through a proxy that says so).
@@ -142,9 +176,20 @@ fn over_tls(headers: &HeaderMap) -> bool {
 }
 
 /// Pages need a session; a browser without one is sent to the sign-in form and back.
-pub async fn require_session(State(ui): State<UiState>, req: Request, next: Next) -> Response {
-    if signed_in(req.headers(), &ui) {
-        return next.run(req).await;
+pub async fn require_session(State(ui): State<UiState>, mut req: Request, next: Next) -> Response {
+    match signed_in(req.headers(), &ui) {
+        Ok(Some(who)) => {
+            req.extensions_mut().insert(who);
+            return next.run(req).await;
+        }
+        Ok(None) => {}
+        Err(status) => {
+            return (
+                status,
+                "this credential may not open the dashboard (it needs role read)",
+            )
+                .into_response()
+        }
     }
     if req.method() == Method::GET {
         let back = req
@@ -193,11 +238,11 @@ fn form_page(next: &str, error: Option<&str>) -> Html<String> {
     let body = format!(
         r#"<section class="login">
 <h1>Sign in</h1>
-<p>The dashboard is for operators: sign in with control's admin token (<code>control.admin_token</code>).</p>
+<p>Sign in with control's admin token (<code>control.admin_token</code>: every org), or with an org's API key (<code>cdpk.…</code>, role <code>read</code>: that org only).</p>
 {error}
 <form method="post" action="/ui/login">
 <input type="hidden" name="next" value="{next}">
-<label>Admin token <input type="password" name="token" autocomplete="current-password" required autofocus></label>
+<label>Admin token or API key <input type="password" name="token" autocomplete="current-password" required autofocus></label>
 <button type="submit">Sign in</button>
 </form>
 </section>"#,
@@ -235,14 +280,37 @@ pub async fn login(
         );
         return resp;
     }
-    if !same(form.token.trim(), &ui.admin_token) {
-        ui.sessions.failed(now);
-        tracing::info!("dashboard sign-in refused: wrong admin token");
-        let mut resp = form_page(&next, Some("That is not the admin token.")).into_response();
-        *resp.status_mut() = StatusCode::UNAUTHORIZED;
-        return resp;
-    }
-    let id = ui.sessions.open(&ui.admin_token, now);
+    let presented = form.token.trim();
+    let owner = if same(presented, &ui.admin_token) {
+        Owner::Operator(digest(&ui.admin_token))
+    } else {
+        match ui.auth.api_key(presented) {
+            Ok((credential, generation)) if credential.may(Role::Read) => {
+                tracing::info!(key = %credential.key_id, org = %credential.org, "dashboard sign-in with an org's key");
+                key_owner(&credential, generation)
+            }
+            Ok((credential, _)) => {
+                tracing::info!(key = %credential.key_id, "dashboard sign-in refused: the key lacks role read");
+                let mut resp = form_page(
+                    &next,
+                    Some("That API key may not read its org's data (it needs role read)."),
+                )
+                .into_response();
+                *resp.status_mut() = StatusCode::FORBIDDEN;
+                return resp;
+            }
+            Err(_) => {
+                ui.sessions.failed(now);
+                tracing::info!("dashboard sign-in refused: neither the admin token nor an API key");
+                let mut resp =
+                    form_page(&next, Some("That is not the admin token, nor an API key."))
+                        .into_response();
+                *resp.status_mut() = StatusCode::UNAUTHORIZED;
+                return resp;
+            }
+        }
+    };
+    let id = ui.sessions.open(owner, now);
     let secure = if over_tls(&headers) { "; Secure" } else { "" };
     let cookie = format!(
         "{COOKIE}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
@@ -253,6 +321,13 @@ pub async fn login(
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     resp
+}
+
+fn key_owner(credential: &OrgCredential, generation: u32) -> Owner {
+    Owner::Key {
+        id: credential.key_id.clone(),
+        generation,
+    }
 }
 
 /// Ends the session on the server (a copy of the cookie is dead too) and in the browser.
@@ -273,24 +348,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sessions_end_when_they_expire_are_closed_or_the_token_changes() {
+    fn sessions_end_when_they_expire_or_are_closed() {
         let sessions = Sessions::default();
         let t0 = Instant::now();
-        let id = sessions.open("admin", t0);
+        let admin = Owner::Operator(digest("admin"));
+        let id = sessions.open(admin.clone(), t0);
         assert_eq!(id.len(), 64);
-        assert!(sessions.valid(&id, "admin", t0));
-        assert!(!sessions.valid("guess", "admin", t0));
+        assert!(sessions.owner(&id, t0) == Some(admin.clone()));
+        assert!(sessions.owner("guess", t0).is_none());
         assert!(
-            !sessions.valid(&id, "rotated", t0),
-            "a changed token ends it"
+            Owner::Operator(digest("rotated")) != admin,
+            "a changed token is another owner"
         );
-        assert!(sessions.valid(&id, "admin", t0 + SESSION_TTL - Duration::from_secs(1)));
-        assert!(!sessions.valid(&id, "admin", t0 + SESSION_TTL), "expired");
-        let other = sessions.open("admin", t0);
+        assert!(sessions
+            .owner(&id, t0 + SESSION_TTL - Duration::from_secs(1))
+            .is_some());
+        assert!(sessions.owner(&id, t0 + SESSION_TTL).is_none(), "expired");
+        let key = Owner::Key {
+            id: "k".into(),
+            generation: 1,
+        };
+        let other = sessions.open(key.clone(), t0);
         assert_ne!(id, other);
+        assert!(sessions.owner(&other, t0) == Some(key));
         sessions.close(&other);
-        assert!(!sessions.valid(&other, "admin", t0));
-        assert!(sessions.valid(&id, "admin", t0), "only the closed one ends");
+        assert!(sessions.owner(&other, t0).is_none());
+        assert!(
+            sessions.owner(&id, t0).is_some(),
+            "only the closed one ends"
+        );
     }
 
     #[test]

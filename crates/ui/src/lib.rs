@@ -1,5 +1,7 @@
-//! The dashboard: server-rendered HTML that control serves at `/ui`, behind the admin token
-//! (a login form opens a server-side session that expires; `Authorization: Bearer` works too).
+//! The dashboard: server-rendered HTML that control serves at `/ui`, behind the admin token or
+//! an org's API key with role `read` (a login form opens a server-side session that expires;
+//! `Authorization: Bearer` works too). Signed in with an org's key, every page shows that org's
+//! streams, datasets, batches, segments and flows only.
 //!
 //! It owns no data: every page reads what control already follows — the catalog (streams,
 //! datasets, segments, flows), the lake's batch view (the seed's Dataset Activity: record and
@@ -20,6 +22,7 @@ use std::sync::Arc;
 
 use axum::routing::{get, post};
 use axum::Router;
+use cdp_catalog::principal::Authenticator;
 use cdp_catalog::CatalogView;
 use cdp_contract::{KafkaSettings, Topics};
 use cdp_control::flows::runs::FlowRuns;
@@ -37,6 +40,8 @@ pub struct UiState {
     pub kafka: KafkaSettings,
     pub topics: Topics,
     pub admin_token: Arc<str>,
+    /// Checks bearer credentials and the API keys typed into the sign-in form.
+    pub auth: Authenticator,
     /// The edge's address as clients reach it, shown with each stream's endpoints.
     pub edge_url: String,
     /// The dashboard's open sessions.

@@ -4,6 +4,8 @@
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use cdp_catalog::principal::Principal;
 use serde::Deserialize;
 
 use super::datasets::status_badge;
@@ -20,11 +22,17 @@ pub struct PageQuery {
 
 pub async fn show(
     State(ui): State<UiState>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Response {
     let start = query.ok().and_then(|Query(q)| q.start).unwrap_or(0);
-    let Some(batch) = ui.lake.batches.batch(&id) else {
+    let batch = ui
+        .lake
+        .batches
+        .batch(&id)
+        .filter(|b| ui.lake.sees_batch(&who, b));
+    let Some(batch) = batch else {
         return not_found(&format!(
             "There is no batch {id} (yet): the lake lists a batch once it has written its records."
         ));

@@ -5,6 +5,8 @@
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use cdp_catalog::principal::Principal;
 use cdp_lake::activity::activity;
 use cdp_lake::BatchStatus;
 use serde::Deserialize;
@@ -29,6 +31,7 @@ pub fn status_badge(status: BatchStatus) -> &'static str {
 
 pub async fn show(
     State(ui): State<UiState>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     query: Result<Query<ActivityQuery>, QueryRejection>,
 ) -> Response {
@@ -37,7 +40,14 @@ pub async fn show(
         .and_then(|Query(q)| q.minutes)
         .unwrap_or(60)
         .clamp(5, 24 * 60);
-    let Some(dataset) = ui.catalog.read().datasets.get(&id).cloned() else {
+    let dataset = ui
+        .catalog
+        .read()
+        .datasets
+        .get(&id)
+        .filter(|d| who.sees_org(&d.org_id))
+        .cloned();
+    let Some(dataset) = dataset else {
         return not_found(&format!("There is no dataset {id}."));
     };
     let a = activity(

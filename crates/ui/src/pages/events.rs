@@ -5,6 +5,8 @@
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use cdp_catalog::principal::Principal;
 use serde::Deserialize;
 
 use super::not_found;
@@ -25,6 +27,7 @@ pub struct LiveQuery {
 
 pub async fn show(
     State(ui): State<UiState>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     query: Result<Query<LiveQuery>, QueryRejection>,
 ) -> Response {
@@ -33,7 +36,14 @@ pub async fn show(
         .and_then(|Query(q)| q.refresh)
         .unwrap_or(2)
         .min(60);
-    let Some(stream) = ui.catalog.read().streams.get(&id).cloned() else {
+    let stream = ui
+        .catalog
+        .read()
+        .streams
+        .get(&id)
+        .filter(|s| who.sees(&s.org_id, &s.sandbox))
+        .cloned();
+    let Some(stream) = stream else {
         return not_found(&format!("There is no stream {id}."));
     };
     let (raw_topic, error_topic) = (ui.topics.ingest_raw(), ui.topics.events_error());

@@ -3,15 +3,21 @@
 
 use axum::extract::State;
 use axum::response::Html;
+use axum::Extension;
+use cdp_catalog::principal::Principal;
 use cdp_contract::flow_run::RunStatus;
 
 use crate::html::{count, esc, table, time, Layout, Section};
 use crate::UiState;
 
-pub async fn show(State(ui): State<UiState>) -> Html<String> {
+pub async fn show(State(ui): State<UiState>, Extension(who): Extension<Principal>) -> Html<String> {
     let catalog = ui.catalog.read();
     let runs = ui.runs.runs.read();
-    let mut flows: Vec<_> = catalog.flows.values().collect();
+    let mut flows: Vec<_> = catalog
+        .flows
+        .values()
+        .filter(|f| who.sees(&f.org_id, &f.sandbox))
+        .collect();
     flows.sort_by(|a, b| (&a.org_id, &a.name).cmp(&(&b.org_id, &b.name)));
     let cards: Vec<String> = flows
         .iter()

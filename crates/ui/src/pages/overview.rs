@@ -3,16 +3,22 @@
 
 use axum::extract::State;
 use axum::response::Html;
+use axum::Extension;
+use cdp_catalog::principal::Principal;
 
 use crate::html::{count, esc, path_segment, table, time, Layout, Section};
 use crate::UiState;
 
-pub async fn show(State(ui): State<UiState>) -> Html<String> {
+pub async fn show(State(ui): State<UiState>, Extension(who): Extension<Principal>) -> Html<String> {
     let catalog = ui.catalog.read();
     let batches = ui.lake.batches.read();
     let edge = ui.edge_url.trim_end_matches('/');
 
-    let mut streams: Vec<_> = catalog.streams.values().collect();
+    let mut streams: Vec<_> = catalog
+        .streams
+        .values()
+        .filter(|s| who.sees(&s.org_id, &s.sandbox))
+        .collect();
     streams.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
     let stream_rows: Vec<String> = streams
         .iter()
@@ -45,7 +51,11 @@ pub async fn show(State(ui): State<UiState>) -> Html<String> {
         })
         .collect();
 
-    let mut datasets: Vec<_> = catalog.datasets.values().collect();
+    let mut datasets: Vec<_> = catalog
+        .datasets
+        .values()
+        .filter(|d| who.sees_org(&d.org_id))
+        .collect();
     datasets.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
     let dataset_rows: Vec<String> = datasets
         .iter()

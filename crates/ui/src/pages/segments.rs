@@ -3,6 +3,8 @@
 
 use axum::extract::State;
 use axum::response::Html;
+use axum::Extension;
+use cdp_catalog::principal::Principal;
 
 use super::stat;
 use crate::chart::{stacked_bars, Point, Series};
@@ -12,9 +14,16 @@ use crate::UiState;
 const MINUTE: i64 = 60_000;
 const MINUTES: i64 = 60;
 
-pub async fn show(State(ui): State<UiState>) -> Html<String> {
+pub async fn show(State(ui): State<UiState>, Extension(who): Extension<Principal>) -> Html<String> {
     let tallies = ui.profiles.tallies().await;
-    let mut definitions: Vec<_> = ui.catalog.read().segments.values().cloned().collect();
+    let mut definitions: Vec<_> = ui
+        .catalog
+        .read()
+        .segments
+        .values()
+        .filter(|d| who.sees(&d.org_id, &d.sandbox))
+        .cloned()
+        .collect();
     definitions
         .sort_by(|a, b| (&a.org_id, &a.sandbox, &a.name).cmp(&(&b.org_id, &b.sandbox, &b.name)));
     let now = cdp_catalog::clock::now_ms();
