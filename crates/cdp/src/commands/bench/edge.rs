@@ -46,6 +46,10 @@ pub struct EdgeBenchArgs {
     /// leaves it out.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     sdk: bool,
+    /// Also send each round to a stream that requires authentication, with an org's access
+    /// token (role send): what checking the token costs; `--auth false` leaves it out.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    auth: bool,
 }
 
 /// The schema of every message, and its version (`schemaRef.contentType` `…;version=1`): the
@@ -126,6 +130,12 @@ pub async fn run(config: Option<PathBuf>, args: EdgeBenchArgs) -> anyhow::Result
     )
     .await?;
     let stream_id = "bench".to_string();
+    let token = if args.auth {
+        Some(authenticated_stream(&config, &running.catalog).await?)
+    } else {
+        None
+    };
+    let auth_url = format!("http://{edge}/collection/batch/{AUTH_STREAM}");
     let raw_topic = format!("{namespace}.bench.rawproducer");
     ensure_topics(
         &config.kafka,
@@ -194,18 +204,22 @@ pub async fn run(config: Option<PathBuf>, args: EdgeBenchArgs) -> anyhow::Result
         ..args.clone()
     };
     raw_round(&producer, &raw_topic, &encoded, warm.messages).await?;
-    edge_round(&http, &url, &bodies, &warm).await?;
+    edge_round(&http, &url, None, &bodies, &warm).await?;
+    if let Some(token) = &token {
+        edge_round(&http, &auth_url, Some(token), &bodies, &warm).await?;
+    }
     if let Some(client) = &sdk {
         sdk_round(client, &entities, &warm).await?;
     }
     let mut raw_rates = Vec::new();
     let mut edge_rates = Vec::new();
     let mut sdk_rates = Vec::new();
+    let mut auth_rates = Vec::new();
     let mut latencies = Vec::new();
     let mut sdk_latencies = Vec::new();
     for round in 1..=args.rounds {
         let raw = raw_round(&producer, &raw_topic, &encoded, args.messages).await?;
-        let (edge_elapsed, mut lat) = edge_round(&http, &url, &bodies, &args).await?;
+        let (edge_elapsed, mut lat) = edge_round(&http, &url, None, &bodies, &args).await?;
         let raw_rate = args.messages as f64 / raw.as_secs_f64();
         let edge_rate =
             (args.messages / args.batch * args.batch) as f64 / edge_elapsed.as_secs_f64();
@@ -216,6 +230,16 @@ pub async fn run(config: Option<PathBuf>, args: EdgeBenchArgs) -> anyhow::Result
         raw_rates.push(raw_rate);
         edge_rates.push(edge_rate);
         latencies.append(&mut lat);
+        if let Some(token) = &token {
+            let (elapsed, _) = edge_round(&http, &auth_url, Some(token), &bodies, &args).await?;
+            let auth_rate =
+                (args.messages / args.batch * args.batch) as f64 / elapsed.as_secs_f64();
+            println!(
+                "round {round}: edge with a token {auth_rate:>10.0} ev/s | with token / open {:.2}",
+                auth_rate / edge_rate
+            );
+            auth_rates.push(auth_rate);
+        }
         if let Some(client) = &sdk {
             let (sdk_elapsed, mut lat) = sdk_round(client, &entities, &args).await?;
             let sdk_rate =
@@ -242,6 +266,14 @@ pub async fn run(config: Option<PathBuf>, args: EdgeBenchArgs) -> anyhow::Result
         args.rounds
     );
     println!("ratio edge/raw: {:.2}", edge_mean / raw_mean);
+    if !auth_rates.is_empty() {
+        let auth_mean = auth_rates.iter().sum::<f64>() / auth_rates.len() as f64;
+        println!(
+            "edge, stream requiring a token: {auth_mean:.0} events/s (mean of {} rounds); with token / open {:.2}",
+            args.rounds,
+            auth_mean / edge_mean
+        );
+    }
     println!(
         "edge request latency ({} requests of {} messages): p50 {:.1} ms, p99 {:.1} ms",
         latencies.len(),
@@ -320,9 +352,46 @@ async fn raw_round(
     Ok(started.elapsed())
 }
 
+/// The stream of the authenticated side: the open one's twin, requiring a token.
+const AUTH_STREAM: &str = "bench-auth";
+
+/// Adds stream [`AUTH_STREAM`] (authentication required) and an API key of its org with role
+/// `send` to the catalog, waits until this process sees them, and answers an access token of
+/// the key, as `POST /tokens` issues it.
+async fn authenticated_stream(
+    config: &cdp::CdpConfig,
+    view: &cdp_catalog::CatalogView,
+) -> anyhow::Result<String> {
+    use cdp_catalog::{ApiKey, CatalogRecord, CatalogWriter, Role};
+    let writer = CatalogWriter::new(&config.kafka, &config.topics, view.clone())?;
+    let mut stream = view
+        .stream("bench")
+        .context("the bench stream is not in the catalog")?;
+    stream.id = AUTH_STREAM.into();
+    stream.authentication_required = true;
+    let key = ApiKey {
+        id: "bench-key".into(),
+        name: "bench".into(),
+        org_id: stream.org_id.clone(),
+        secret_sha256: cdp_catalog::tokens::hash_secret(&uuid::Uuid::new_v4().to_string()),
+        generation: 1,
+        created_at: 0,
+        rotated_at: None,
+        roles: vec![Role::Send],
+        sandboxes: vec![],
+    };
+    writer.put(&CatalogRecord::Stream(stream)).await?;
+    writer.put(&CatalogRecord::ApiKey(key.clone())).await?;
+    let (token, _) = cdp_catalog::tokens::Tokens::new(&config.auth.token_secret)
+        .issue(&key, 1, cdp_catalog::clock::now_ms() / 1000)
+        .map_err(|e| anyhow::anyhow!("issuing the bench token: {e}"))?;
+    Ok(token)
+}
+
 async fn edge_round(
     http: &reqwest::Client,
     url: &str,
+    bearer: Option<&String>,
     bodies: &Arc<Vec<Vec<u8>>>,
     args: &EdgeBenchArgs,
 ) -> anyhow::Result<(Duration, Vec<Duration>)> {
@@ -333,12 +402,14 @@ async fn edge_round(
             let body = bodies[i % bodies.len()].clone();
             async move {
                 let t = Instant::now();
-                let resp = http
+                let mut request = http
                     .post(url)
                     .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await?;
+                    .body(body);
+                if let Some(token) = bearer {
+                    request = request.bearer_auth(token);
+                }
+                let resp = request.send().await?;
                 let status = resp.status();
                 let _ = resp.bytes().await?;
                 if status.as_u16() != 207 {
