@@ -500,6 +500,104 @@ async fn two_orgs_each_see_and_change_only_their_own() {
         "org B lists org A's segment: {listed}"
     );
 
+    // XDM schemas: an org's own, or shared by the operator.
+    let schema_body = |org: Option<&str>| {
+        let mut body = json!({"title": "Web events", "tenant": "acme",
+            "class": "_xdm.context.experienceevent",
+            "fieldGroups": ["web-details"]});
+        if let Some(org) = org {
+            body["orgId"] = json!(org);
+        }
+        body
+    };
+    let create_schema = |token: &str, body: Value| {
+        p.http
+            .post(format!("{}/xdm/schemas", p.control))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let resp = create_schema(&a, schema_body(None)).await.expect("POST");
+    assert_eq!(resp.status(), 201);
+    let own: Value = resp.json().await.expect("schema");
+    assert_eq!(own["orgId"], A, "{own}");
+    let own_path = format!(
+        "/xdm/schemas/{}",
+        own["id"]
+            .as_str()
+            .expect("schema id")
+            .replace('/', "%2F")
+            .replace(':', "%3A")
+    );
+    let resp = create_schema(&a, schema_body(Some(B))).await.expect("POST");
+    assert_eq!(resp.status(), 403, "org A made a schema for org B");
+    let resp = create_schema(ADMIN, schema_body(None)).await.expect("POST");
+    assert_eq!(resp.status(), 201);
+    let shared: Value = resp.json().await.expect("schema");
+    assert!(shared.get("orgId").is_none_or(Value::is_null), "{shared}");
+    let shared_path = format!(
+        "/xdm/schemas/{}",
+        shared["id"]
+            .as_str()
+            .expect("schema id")
+            .replace('/', "%2F")
+            .replace(':', "%3A")
+    );
+    assert_eq!(
+        call_path(&p.control, &Method::GET, &own_path, Some(&a), None).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call_path(&p.control, &Method::GET, &own_path, Some(&b), None).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call_path(&p.control, &Method::GET, &shared_path, Some(&b), None).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call_path(&p.control, &Method::PUT, &shared_path, Some(&b), None).await,
+        StatusCode::FORBIDDEN,
+        "an org changed a shared schema"
+    );
+    let listed: Value = p
+        .http
+        .get(format!("{}/xdm/schemas", p.control))
+        .bearer_auth(&b)
+        .send()
+        .await
+        .expect("GET /xdm/schemas")
+        .json()
+        .await
+        .expect("schemas");
+    let ids: Vec<&str> = listed["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&shared["id"].as_str().unwrap_or("-")),
+        "{listed}"
+    );
+    assert!(
+        !ids.contains(&own["id"].as_str().unwrap_or("-")),
+        "{listed}"
+    );
+    let resp = p
+        .http
+        .post(format!("{}/datasets", p.control))
+        .bearer_auth(&b)
+        .json(&json!({"name": "borrowed", "orgId": B, "schemaRef": {"id": own["id"]}}))
+        .send()
+        .await
+        .expect("POST /datasets");
+    assert_eq!(
+        resp.status(),
+        400,
+        "org B bound a dataset to org A's schema"
+    );
+
     // A token narrowed to reading cannot send, and a token cannot be wider than its key.
     let narrow = |body: Value| {
         p.http

@@ -316,6 +316,7 @@ mod tests {
 
     fn schema(version: u32, title: &str) -> XdmSchema {
         XdmSchema {
+            org_id: None,
             id: ID.into(),
             version,
             title: title.into(),

@@ -183,6 +183,13 @@ pub struct ApiKey {
     pub sandboxes: Vec<String>,
 }
 
+impl XdmSchema {
+    /// Whether `org` may use this schema: its own, or a shared one.
+    pub fn usable_by(&self, org: &str) -> bool {
+        self.org_id.as_deref().is_none_or(|o| o == org)
+    }
+}
+
 impl ApiKey {
     pub fn may(&self, role: Role) -> bool {
         self.roles.iter().any(|r| r.includes(role))
@@ -256,6 +263,10 @@ pub enum ValueFormat {
 pub struct XdmSchema {
     /// `https://ns.adobe.com/{tenant}/schemas/{name}`, the `schemaRef.id` of messages.
     pub id: String,
+    /// The org that owns it (created with that org's credential); `None`: shared by every org,
+    /// the operator's to change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<String>,
     /// 1, 2, … (`application/vnd.adobe.xed-full+json;version=N`).
     pub version: u32,
     pub title: String,

@@ -30,31 +30,40 @@ use crate::state::RegistryState;
 /// so only a schema changed this often during one request exhausts them.
 const ATTEMPTS: u32 = 5;
 
-/// The XDM schema and dataset management API, behind credentials: XDM schemas are shared by
-/// every org (their ids name a tenant namespace, not an org), so they are the operator's;
-/// datasets belong to an org, whose credential may read (`read`) and create or change
-/// (`manage`) its own.
+/// The XDM schema and dataset management API, behind credentials. A schema created with an
+/// org's credential is that org's; one the operator creates without `orgId` is shared by every
+/// org (readable by all, the operator's to change). A dataset belongs to an org. An org's
+/// credential reads (`read`) and creates or changes (`manage`) its own, and sees another org's
+/// as not found.
 pub fn xdm_router(state: RegistryState, auth: Authenticator) -> Router {
-    let schemas = Router::new()
+    Router::new()
         .route("/xdm/schemas", post(create_schema).get(list_schemas))
         .route("/xdm/schemas/{id}", get(get_schema).put(update_schema))
-        .route_layer(axum::middleware::from_fn_with_state(
-            auth.clone(),
-            cdp_http::operator_only,
-        ));
-    let datasets = Router::new()
         .route("/datasets", post(create_dataset).get(list_datasets))
         .route("/datasets/{id}", axum::routing::patch(patch_dataset))
         .route_layer(axum::middleware::from_fn_with_state(
             auth,
             cdp_http::org_scoped,
-        ));
-    schemas.merge(datasets).with_state(state)
+        ))
+        .with_state(state)
+}
+
+/// Whether `who` may use `schema` (read it, bind a dataset to it).
+fn usable(who: &Principal, schema: &XdmSchema) -> bool {
+    who.org().is_none_or(|org| schema.usable_by(org))
+}
+
+fn no_schema(id: &str) -> Problem {
+    Problem::not_found(format!("no XDM schema {id}"))
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateSchema {
+    /// The owning org: an org's credential's own (another is 403); the operator may leave it
+    /// out for a schema every org shares.
+    #[serde(default)]
+    pub org_id: Option<String>,
     pub title: String,
     pub tenant: String,
     pub class: String,
@@ -88,6 +97,7 @@ fn build(version: u32, c: &Composition<'_>) -> Result<XdmSchema, Problem> {
     }
     let composed = compose(c).map_err(|e| Problem::bad_request(e.to_string()))?;
     Ok(XdmSchema {
+        org_id: None,
         id: c.id.to_string(),
         version,
         title: c.title.to_string(),
@@ -148,8 +158,20 @@ fn encode_component(s: &str) -> String {
 
 async fn create_schema(
     State(state): State<RegistryState>,
+    Extension(who): Extension<Principal>,
     ApiJson(req): ApiJson<CreateSchema>,
 ) -> Result<Response, Problem> {
+    let org_id = match (who.org(), req.org_id) {
+        (None, given) => given,
+        (Some(own), None) => Some(own.to_string()),
+        (Some(own), Some(given)) if given == own => Some(given),
+        (Some(own), Some(given)) => {
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                format!("the credential is for org {own}, not {given}"),
+            ))
+        }
+    };
     if !valid_tenant(&req.tenant) {
         return Err(Problem::bad_request(
             "tenant must be 1-64 letters, digits or underscores (its fields live under _{tenant})",
@@ -160,7 +182,7 @@ async fn create_schema(
         req.tenant,
         uuid::Uuid::new_v4().simple()
     );
-    let schema = build(
+    let mut schema = build(
         1,
         &Composition {
             id: &id,
@@ -172,6 +194,7 @@ async fn create_schema(
             profile_enabled: req.profile_enabled,
         },
     )?;
+    schema.org_id = org_id;
     put(&state, CatalogRecord::Schema(schema.clone())).await?;
     tracing::info!(schema = %schema.id, "XDM schema created");
     Ok(created(&schema))
@@ -181,6 +204,7 @@ async fn create_schema(
 /// latest version is replaced in place.
 async fn update_schema(
     State(state): State<RegistryState>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<UpdateSchema>,
 ) -> Result<Response, Problem> {
@@ -189,8 +213,15 @@ async fn update_schema(
             let catalog = state.view.read();
             let latest = catalog
                 .latest_schema(&id)
+                .filter(|s| usable(&who, s))
                 .cloned()
-                .ok_or_else(|| Problem::not_found(format!("no XDM schema {id}")))?;
+                .ok_or_else(|| no_schema(&id))?;
+            if let (Some(org), None) = (who.org(), &latest.org_id) {
+                return Err(Problem::new(
+                    StatusCode::FORBIDDEN,
+                    format!("schema {id} is shared by every org: only the operator changes it (org {org}'s credential may not)"),
+                ));
+            }
             let base = catalog
                 .revision(&id, latest.version)
                 .ok_or_else(|| missing_revision(&id, latest.version))?;
@@ -202,7 +233,7 @@ async fn update_schema(
         } else {
             latest.version
         };
-        let schema = build(
+        let mut schema = build(
             version,
             &Composition {
                 id: &id,
@@ -217,6 +248,7 @@ async fn update_schema(
                 profile_enabled: req.profile_enabled.unwrap_or(latest.profile_enabled),
             },
         )?;
+        schema.org_id = latest.org_id.clone();
         if used && schema.class != latest.class {
             return Err(Problem::new(
                 StatusCode::CONFLICT,
@@ -267,19 +299,23 @@ fn tenant_fields_of(schema: &XdmSchema) -> Option<&Value> {
         .map(|t| &t["properties"])
 }
 
-async fn list_schemas(State(state): State<RegistryState>) -> Json<Value> {
+async fn list_schemas(
+    State(state): State<RegistryState>,
+    Extension(who): Extension<Principal>,
+) -> Json<Value> {
     let catalog = state.view.read();
     let mut schemas: Vec<&XdmSchema> = catalog
         .schemas
         .values()
         .filter_map(|v| v.values().next_back())
+        .filter(|s| usable(&who, s))
         .collect();
     schemas.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
     let results: Vec<Value> = schemas
         .iter()
         .map(|s| {
             json!({
-                "id": s.id, "title": s.title, "tenant": s.tenant, "class": s.class,
+                "id": s.id, "orgId": s.org_id, "title": s.title, "tenant": s.tenant, "class": s.class,
                 "version": s.version, "profileEnabled": s.profile_enabled,
                 "fieldGroups": s.field_groups, "createdAt": s.created_at,
             })
@@ -295,6 +331,7 @@ struct VersionQuery {
 
 async fn get_schema(
     State(state): State<RegistryState>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     Query(q): Query<VersionQuery>,
     headers: HeaderMap,
@@ -306,6 +343,9 @@ async fn get_schema(
     let from_accept = requested_version(accept).map_err(|e| Problem::bad_request(e.to_string()))?;
     let version = q.version.or(from_accept);
     let catalog = state.view.read();
+    if catalog.latest_schema(&id).is_some_and(|s| !usable(&who, s)) {
+        return Err(no_schema(&id));
+    }
     let ct = version.map(|v| format!("application/vnd.adobe.xed-full+json;version={v}"));
     resolve(&catalog, &id, ct.as_deref())
         .cloned()
@@ -369,6 +409,13 @@ async fn create_dataset(
                 ResolveError::BadContentType(_) => Problem::bad_request(e.to_string()),
                 _ => Problem::bad_request(format!("schemaRef: {e}")),
             })?;
+            // The dataset's org must be able to use the schema: its own, or a shared one.
+            if !schema.usable_by(&req.org_id) {
+                return Err(Problem::bad_request(format!(
+                    "schemaRef: no XDM schema {} for org {}",
+                    schema.id, req.org_id
+                )));
+            }
             if req.profile_enabled {
                 profile_rule(schema)?;
             }

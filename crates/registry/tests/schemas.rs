@@ -50,6 +50,7 @@ fn event_schema(tenant_fields: Option<&Value>) -> XdmSchema {
     })
     .expect("composes");
     XdmSchema {
+        org_id: None,
         id: "https://ns.adobe.com/acme/schemas/0123abcd".into(),
         version: 1,
         title: "Web events".into(),

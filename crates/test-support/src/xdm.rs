@@ -28,6 +28,7 @@ impl XdmFixture {
             .to_string();
         XdmFixture {
             schema: XdmSchema {
+                org_id: None,
                 id: schema_id.to_string(),
                 version: 1,
                 title,

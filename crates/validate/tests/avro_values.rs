@@ -13,6 +13,7 @@ use serde_json::json;
 
 fn schema() -> XdmSchema {
     XdmSchema {
+        org_id: None,
         id: "https://ns.adobe.com/acme/schemas/orders".into(),
         version: 1,
         title: "orders".into(),

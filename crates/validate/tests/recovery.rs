@@ -25,6 +25,7 @@ fn catalog() -> Vec<CatalogRecord> {
     let schema_id = "https://ns.adobe.com/acme/schemas/recovery";
     vec![
         CatalogRecord::Schema(XdmSchema {
+            org_id: None,
             id: schema_id.into(),
             version: 1,
             title: "recovery".into(),

@@ -503,6 +503,7 @@ mod tests {
 
     fn schema(definition: Value) -> Schema {
         avro_schema_for(&XdmSchema {
+            org_id: None,
             id: "https://ns.adobe.com/acme/schemas/t".into(),
             version: 1,
             title: "t".into(),

@@ -65,6 +65,7 @@ mod tests {
         let mut c = CatalogState::default();
         for version in [1, 2] {
             let s = XdmSchema {
+                org_id: None,
                 id: "https://ns.adobe.com/acme/schemas/abc".into(),
                 version,
                 title: "t".into(),

@@ -81,6 +81,7 @@ mod tests {
 
     fn schema() -> XdmSchema {
         XdmSchema {
+            org_id: None,
             id: "https://ns.adobe.com/acme/schemas/s1".into(),
             version: 1,
             title: "t".into(),

@@ -85,8 +85,8 @@ pub enum KeysCommand {
         /// What the key may do, comma-separated: `send` (post events to the org's authenticated
         /// streams), `read` (every GET of the org's management APIs and the schema registry),
         /// `manage` (create, change and delete the org's streams, segments, merge policies,
-        /// destinations…; includes read). API keys themselves and XDM schemas stay the
-        /// operator's (admin token).
+        /// destinations…; includes read). API keys themselves stay the operator's (admin
+        /// token).
         #[arg(long, value_delimiter = ',', value_parser = ["send", "read", "manage"], default_value = "send")]
         roles: Vec<String>,
         /// The org's sandboxes the key reaches, comma-separated (default: all of them).

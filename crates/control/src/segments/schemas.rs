@@ -164,6 +164,7 @@ mod tests {
 
     fn schema(id: &str, class: &str, enabled: bool, props: Value) -> XdmSchema {
         XdmSchema {
+            org_id: None,
             id: id.into(),
             version: 1,
             title: id.into(),

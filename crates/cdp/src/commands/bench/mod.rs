@@ -59,6 +59,7 @@ pub async fn seed_catalog(
     let writer = CatalogWriter::new(kafka, topics, view.clone())?;
     let records = [
         CatalogRecord::Schema(XdmSchema {
+            org_id: None,
             id: schema_id.into(),
             version: 1,
             title: "bench".into(),

@@ -233,6 +233,7 @@ async fn seed(
     let writer = CatalogWriter::new(kafka, topics, view.clone())?;
     let records = [
         CatalogRecord::Schema(XdmSchema {
+            org_id: None,
             id: CRM_SCHEMA.into(),
             version: 1,
             title: "bench crm".into(),
