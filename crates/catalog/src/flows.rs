@@ -43,6 +43,8 @@ pub const JSON_PATH: &str = "JSON_PATH";
 pub const EXISTS: &str = "EXISTS";
 /// A flow's state when it exports (the only state a flow is created in).
 pub const FLOW_ENABLED: &str = "enabled";
+/// A flow that delivers nothing until it is enabled again.
+pub const FLOW_DISABLED: &str = "disabled";
 /// Target data formats.
 pub const FORMAT_JSON: &str = "json";
 pub const FORMAT_AVRO: &str = "avro";

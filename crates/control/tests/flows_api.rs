@@ -841,3 +841,76 @@ async fn credentials_never_reach_the_catalog_or_the_api_in_clear() {
     assert!(detail(&body).contains("another key"), "{body}");
     assert!(!body.to_string().contains(SECRET));
 }
+
+/// Connections, source and target connections cannot be deleted while something uses them
+/// (409 naming it); a flow is disabled and enabled again through `state`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletions_wait_for_their_users_and_flows_are_disabled_through_state() {
+    let h = Harness::start().await;
+    let source = h.source_connection().await;
+    let base = h.kinesis_connection().await;
+    let target = h.kinesis_target(&base).await;
+    let flow = h.flow(&source, &target).await;
+    let h = &h;
+    let delete = |path: String| async move {
+        let (status, body, _) = h.send(h.req(Method::DELETE, &path, "prod")).await;
+        (status, body)
+    };
+
+    let (status, body) = delete(format!("/connections/{base}")).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        detail(&body).contains(&format!("target connection {target}")),
+        "{body}"
+    );
+    let (status, body) = delete(format!("/targetConnections/{target}")).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(detail(&body).contains(&format!("flow {flow}")), "{body}");
+    let (status, body) = delete(format!("/sourceConnections/{source}")).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(detail(&body).contains(&format!("flow {flow}")), "{body}");
+
+    // Disabled through state, under If-Match; anything but enabled/disabled is refused.
+    let etag = h.etag_of(&flow).await;
+    let (status, body, _) = h
+        .patch(
+            &flow,
+            Some(&etag),
+            &json!([{"op": "replace", "path": "/state", "value": "paused"}]),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(detail(&body).contains("enabled"), "{body}");
+    let (status, body, _) = h
+        .patch(
+            &flow,
+            Some(&etag),
+            &json!([{"op": "replace", "path": "/state", "value": "disabled"}]),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let (_, shown) = h.get(&format!("/flows/{flow}")).await;
+    assert_eq!(shown["state"], "disabled", "{shown}");
+    let stored = h.view.read().flows[&flow].clone();
+    assert!(!stored.is_enabled());
+    let etag = h.etag_of(&flow).await;
+    let (status, _, _) = h
+        .patch(
+            &flow,
+            Some(&etag),
+            &json!([{"op": "replace", "path": "/state", "value": "enabled"}]),
+        )
+        .await;
+    assert_eq!(status, 202);
+    assert!(h.view.read().flows[&flow].is_enabled());
+
+    // Once the flow is gone, its connections go, users first; a gone one is 404.
+    assert_eq!(h.delete_flow(&flow, None).await, 204);
+    assert_eq!(delete(format!("/connections/{base}")).await.0, 409);
+    assert_eq!(delete(format!("/targetConnections/{target}")).await.0, 204);
+    assert_eq!(delete(format!("/sourceConnections/{source}")).await.0, 204);
+    assert_eq!(delete(format!("/connections/{base}")).await.0, 204);
+    assert_eq!(delete(format!("/connections/{base}")).await.0, 404);
+    let (status, _) = h.get(&format!("/connections/{base}")).await;
+    assert_eq!(status, 404);
+}

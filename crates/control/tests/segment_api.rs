@@ -29,6 +29,8 @@ struct Harness {
     _broker: Broker,
     base: String,
     http: reqwest::Client,
+    /// Writes what other APIs would (a destination flow).
+    writer: CatalogWriter,
 }
 
 impl Harness {
@@ -88,7 +90,7 @@ impl Harness {
         );
         let app = router(SegmentApi {
             view: catalog,
-            writer,
+            writer: writer.clone(),
             profiles,
             auth,
         });
@@ -101,6 +103,7 @@ impl Harness {
             _broker: broker,
             base: format!("http://{addr}"),
             http: reqwest::Client::new(),
+            writer,
         }
     }
 
@@ -459,4 +462,47 @@ async fn changes_reclassify_and_errors_say_where() {
     assert_eq!(status, 404);
     let (_, list) = h.get(PATH, &[]).await;
     assert_eq!(ids(&list), [single]);
+}
+
+/// A definition a destination flow activates cannot be deleted (409 naming the flow) until the
+/// flow no longer does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_definition_a_flow_activates_is_not_deleted_under_it() {
+    let h = Harness::start().await;
+    let (status, body) = h.post(&definition("Older", PROFILE_ONLY)).await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["id"].as_str().expect("id").to_string();
+    let mut transformations = cdp_catalog::Flow::initial_transformations();
+    transformations[0]["params"]["segmentSelectors"]["selectors"] = json!([
+        {"type": "PLATFORM_SEGMENT", "value": {"id": id, "name": "Older"}}]);
+    let flow = cdp_catalog::Flow {
+        id: "flow-1".into(),
+        name: "to Kinesis".into(),
+        description: None,
+        org_id: ORG.into(),
+        sandbox: "prod".into(),
+        flow_spec_id: cdp_catalog::flows::PROFILE_FLOW_SPEC.into(),
+        source_connection_ids: vec!["s".into()],
+        target_connection_ids: vec!["t".into()],
+        transformations,
+        etag: "e".into(),
+        state: cdp_catalog::flows::FLOW_ENABLED.into(),
+        created_at: 1,
+        updated_at: 1,
+    };
+    assert_eq!(flow.segment_ids(), vec![id.clone()]);
+    h.writer
+        .put(&cdp_catalog::CatalogRecord::Flow(flow))
+        .await
+        .expect("flow written");
+    let (status, body) = h
+        .send(h.req(reqwest::Method::DELETE, &format!("{PATH}/{id}"), "prod"))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(detail(&body).contains("flow flow-1"), "{body}");
+    h.writer
+        .delete(&cdp_catalog::model::flow_key("flow-1"))
+        .await
+        .expect("flow deleted");
+    assert_eq!(h.delete(&id).await, 204);
 }

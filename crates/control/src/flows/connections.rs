@@ -22,7 +22,7 @@ use serde_json::{json, Map, Value};
 
 use super::{
     check_name, description, find, items, new_etag, of_tenant, require, show, show_all, FlowApi,
-    FlowError, SpecRef,
+    FlowError, SpecRef, WRITES,
 };
 use crate::http::Tenant;
 
@@ -492,6 +492,7 @@ pub async fn create_source(
     tenant: Tenant,
     ApiJson(body): ApiJson<SourceConnectionBody>,
 ) -> Result<(StatusCode, HeaderMap, Json<Value>), FlowError> {
+    let _serialized = WRITES.lock().await;
     let name = check_name(body.name, "source connection")?;
     let source_spec = connection_spec(PROFILE_SOURCE_SPEC).expect("the profile source spec");
     if let Some(id) = body.connection_spec.and_then(|s| s.id) {
@@ -602,6 +603,7 @@ pub async fn create_target(
     tenant: Tenant,
     ApiJson(body): ApiJson<TargetConnectionBody>,
 ) -> Result<(StatusCode, HeaderMap, Json<Value>), FlowError> {
+    let _serialized = WRITES.lock().await;
     let name = check_name(body.name, "target connection")?;
     let base_id = match (body.base_connection, body.base_connection_id) {
         (Some(a), Some(b)) if a != b => {

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::Json;
 use cdp_catalog::clock::now_ms;
-use cdp_catalog::flows::{FLOW_ENABLED, PROFILE_FLOW_SPEC};
+use cdp_catalog::flows::{FLOW_DISABLED, FLOW_ENABLED, PROFILE_FLOW_SPEC};
 use cdp_catalog::model::flow_key;
 use cdp_catalog::{CatalogRecord, CatalogState, Flow};
 use cdp_http::ApiJson;
@@ -19,16 +19,9 @@ use serde_json::Value;
 use super::connections::created;
 use super::patch::{self, IfMatch};
 use super::{
-    check_name, description, find, new_etag, require, show_all, FlowApi, FlowError, SpecRef,
+    check_name, description, find, new_etag, require, show_all, FlowApi, FlowError, SpecRef, WRITES,
 };
 use crate::http::Tenant;
-
-/// Serializes flow changes in this process: a PATCH or DELETE reads the flow, checks its
-/// `If-Match` against the current etag and writes, with no other change of this process in
-/// between, so of two PATCHes racing on the same etag one wins and the other gets a 412.
-/// Across several control instances the check is against each one's own view of the catalog:
-/// there the last writer wins.
-static WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A flow as the API shows it (and as a JSON Patch sees it).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -145,6 +138,7 @@ pub async fn create(
     tenant: Tenant,
     ApiJson(body): ApiJson<FlowBody>,
 ) -> Result<(StatusCode, HeaderMap, Json<Value>), FlowError> {
+    let _serialized = WRITES.lock().await;
     let name = check_name(body.name, "flow")?;
     match body.flow_spec.and_then(|s| s.id) {
         Some(id) if id == PROFILE_FLOW_SPEC => {}
@@ -240,6 +234,14 @@ fn patched(
         Some(Value::String(d)) => description(Some(d.clone())),
         Some(_) => return Err(FlowError::bad_request("description must be a string")),
     };
+    let state = match doc.get("state") {
+        Some(Value::String(s)) if s == FLOW_ENABLED || s == FLOW_DISABLED => s.clone(),
+        _ => {
+            return Err(FlowError::bad_request(format!(
+                "state must be \"{FLOW_ENABLED}\" or \"{FLOW_DISABLED}\""
+            )))
+        }
+    };
     let transformations = doc.get_mut("transformations").map(Value::take);
     let transformations = transformations
         .ok_or_else(|| FlowError::bad_request("transformations is required (an array)"))?;
@@ -250,6 +252,7 @@ fn patched(
     )?;
     if name == base.name
         && description == base.description
+        && state == base.state
         && transformations == base.transformations
     {
         return Ok(None);
@@ -257,6 +260,7 @@ fn patched(
     Ok(Some(Flow {
         name,
         description,
+        state,
         transformations,
         etag: new_etag(),
         updated_at: now_ms().max(base.updated_at + 1),
@@ -294,6 +298,7 @@ pub async fn patch(
         api.writer.put(&CatalogRecord::Flow(next.clone())).await?;
         tracing::info!(
             flow = %next.id,
+            state = %next.state,
             segments = next.segment_ids().len(),
             profile_paths = next.profile_paths().len(),
             "flow changed"

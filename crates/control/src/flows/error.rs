@@ -31,6 +31,13 @@ pub enum FlowError {
          first): GET /flows/{id} again and apply the change to what it answers"
     )]
     PreconditionFailed { id: String },
+    /// Something still uses what a `DELETE` would remove.
+    #[error("{kind} {id} is used by {} (delete or change those first)", .by.join(", "))]
+    InUse {
+        kind: &'static str,
+        id: String,
+        by: Vec<String>,
+    },
     /// The connection's credentials were sealed with another key (or altered).
     #[error("the credentials of connection {id} cannot be opened: {source}")]
     Sealed { id: String, source: SecretError },
@@ -58,6 +65,7 @@ impl FlowError {
             FlowError::NotFound { .. } | FlowError::UnknownSpec(_) => StatusCode::NOT_FOUND,
             FlowError::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             FlowError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+            FlowError::InUse { .. } => StatusCode::CONFLICT,
             FlowError::Sealed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             FlowError::Write(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -112,5 +120,12 @@ mod tests {
         };
         assert_eq!(sealed.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert!(sealed.to_string().contains("another key"), "{sealed}");
+        let used = FlowError::InUse {
+            kind: "connection",
+            id: "c".into(),
+            by: vec!["target connection t".into()],
+        };
+        assert_eq!(used.status(), StatusCode::CONFLICT);
+        assert!(used.to_string().contains("target connection t"), "{used}");
     }
 }

@@ -6,13 +6,15 @@
 //!   JSON Schema of their `auth.params` and target `params` ([`specs`]);
 //! - `POST /connections`: a base connection; a destination's `auth.params` are checked against
 //!   its spec and sealed with control's secret key before they reach the catalog, and
-//!   `GET /connections[/{id}]` never shows a secret ([`connections`]);
+//!   `GET /connections[/{id}]` never shows a secret ([`connections`]); `DELETE` of a connection,
+//!   source or target connection is refused (409) while something still uses it;
 //! - `POST /sourceConnections` (on a base connection of the profile source),
 //!   `POST /targetConnections` (on a destination's base connection: where inside it, which
 //!   format), and their `GET`s;
 //! - `POST /flows` joins source and target connections; `GET /flows[/{id}]`;
 //!   `PATCH /flows/{id}` (a JSON Patch, RFC 6902, under `If-Match`) selects the segments and
-//!   profile attributes to export in `transformations` ([`patch`]); `DELETE /flows/{id}`;
+//!   profile attributes to export in `transformations`, and enables or disables the flow
+//!   through `state` ([`patch`]); `DELETE /flows/{id}`;
 //! - `GET /flows/{id}/runs`: each target's delivery status from the sinks stage ([`runs`]).
 //!
 //! Every object belongs to the org and sandbox it was created in: another sandbox's ids are
@@ -20,6 +22,7 @@
 
 mod connections;
 mod dataflows;
+mod deletions;
 mod error;
 pub mod patch;
 pub mod runs;
@@ -63,17 +66,26 @@ pub fn router(api: FlowApi) -> Router {
             "/connections",
             get(connections::list).post(connections::create),
         )
-        .route("/connections/{id}", get(connections::get))
+        .route(
+            "/connections/{id}",
+            get(connections::get).delete(deletions::connection),
+        )
         .route(
             "/sourceConnections",
             get(connections::list_sources).post(connections::create_source),
         )
-        .route("/sourceConnections/{id}", get(connections::get_source))
+        .route(
+            "/sourceConnections/{id}",
+            get(connections::get_source).delete(deletions::source),
+        )
         .route(
             "/targetConnections",
             get(connections::list_targets).post(connections::create_target),
         )
-        .route("/targetConnections/{id}", get(connections::get_target))
+        .route(
+            "/targetConnections/{id}",
+            get(connections::get_target).delete(deletions::target),
+        )
         .route("/flows", get(dataflows::list).post(dataflows::create))
         .route(
             "/flows/{id}",
@@ -87,6 +99,13 @@ pub fn router(api: FlowApi) -> Router {
         ))
         .with_state(api)
 }
+
+/// Serializes this process's Flow Service writes that check what the catalog holds before they
+/// write: a PATCH or DELETE of a flow against its current etag (of two PATCHes racing on one
+/// etag, one wins and the other gets a 412), a flow or target on the connections it names, a
+/// deletion against what still uses it. Across several control instances each checks its own
+/// view of the catalog: there the last writer wins.
+pub(crate) static WRITES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The `connectionSpec` / `flowSpec` reference of bodies and views.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

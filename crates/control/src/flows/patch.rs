@@ -3,8 +3,8 @@
 //!
 //! - [`IfMatch`]: the header's entity tags (quoted or not, `*`, a list); absent is a 428, not
 //!   the current etag a 412;
-//! - [`apply`]: every operation may test anything but change only `/name`, `/description` and
-//!   `/transformations`; operations apply in order, all or nothing (a failing one is a 400
+//! - [`apply`]: every operation may test anything but change only `/name`, `/description`,
+//!   `/state` (`enabled` or `disabled`) and `/transformations`; operations apply in order, all or nothing (a failing one is a 400
 //!   naming its index, op and path); at most [`MAX_OPERATIONS`] of them, and no flow larger
 //!   than [`MAX_FLOW_BYTES`] after any (a `copy` of `/transformations` into itself doubles the
 //!   flow: a few dozen would exhaust memory);
@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::FlowError;
 
 /// The top-level members of a flow a patch may change.
-pub const WRITABLE: &[&str] = &["name", "description", "transformations"];
+pub const WRITABLE: &[&str] = &["name", "description", "state", "transformations"];
 
 /// Most operations in one patch.
 pub const MAX_OPERATIONS: usize = 100;

@@ -53,6 +53,8 @@ pub enum SegmentError {
     },
     #[error("segment definition {id} is used by inSegment of {} (delete or change those first)", .by.join(", "))]
     Referenced { id: String, by: Vec<String> },
+    #[error("segment definition {id} is activated by flow {} (remove it from their transformations first)", .flows.join(", "))]
+    Activated { id: String, flows: Vec<String> },
     #[error("segment definition {id} would depend on itself through {}", .path.join(" -> "))]
     Cycle { id: String, path: Vec<String> },
     #[error("no profile has the identity {identity} in sandbox {sandbox}")]
@@ -94,7 +96,9 @@ impl SegmentError {
             SegmentError::NotFound { .. } | SegmentError::UnknownIdentity { .. } => {
                 StatusCode::NOT_FOUND
             }
-            SegmentError::Referenced { .. } => StatusCode::CONFLICT,
+            SegmentError::Referenced { .. } | SegmentError::Activated { .. } => {
+                StatusCode::CONFLICT
+            }
             SegmentError::Schema { .. } | SegmentError::Stored { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -216,5 +220,11 @@ mod tests {
         };
         assert_eq!(used.status(), StatusCode::CONFLICT);
         assert!(used.to_string().contains("b, c"), "{used}");
+        let activated = SegmentError::Activated {
+            id: "a".into(),
+            flows: vec!["f1".into()],
+        };
+        assert_eq!(activated.status(), StatusCode::CONFLICT);
+        assert!(activated.to_string().contains("flow f1"), "{activated}");
     }
 }

@@ -7,6 +7,7 @@ use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use cdp_catalog::clock::now_ms;
+use cdp_catalog::flows::Owned;
 use cdp_catalog::merge::{default_policy, merge};
 use cdp_catalog::model::segment_key;
 use cdp_catalog::{CatalogRecord, CatalogState, IdentityGraphKind, SegmentDefinition};
@@ -303,6 +304,19 @@ pub async fn delete(
         if !users.is_empty() {
             users.sort();
             return Err(SegmentError::Referenced { id, by: users });
+        }
+        // A destination flow exporting the segment would go on exporting an id that no longer
+        // means anything.
+        let mut flows: Vec<String> = catalog
+            .flows
+            .values()
+            .filter(|f| f.belongs_to(&tenant.org, &tenant.sandbox))
+            .filter(|f| f.segment_ids().contains(&id))
+            .map(|f| f.id.clone())
+            .collect();
+        if !flows.is_empty() {
+            flows.sort();
+            return Err(SegmentError::Activated { id, flows });
         }
     }
     api.writer.delete(&segment_key(&id)).await?;
