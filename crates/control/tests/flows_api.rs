@@ -914,3 +914,77 @@ async fn deletions_wait_for_their_users_and_flows_are_disabled_through_state() {
     let (status, _) = h.get(&format!("/connections/{base}")).await;
     assert_eq!(status, 404);
 }
+
+/// A base connection's name and credentials change under `If-Match`; the new credentials are
+/// sealed again (never shown, never readable through the patch) and open to the new values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_is_changed_and_its_credentials_sealed_again() {
+    let h = Harness::start().await;
+    let base = h.kinesis_connection().await;
+    let path = format!("/connections/{base}");
+    let patch = |if_match: Option<String>, body: Value| {
+        let mut req = h.req(Method::PATCH, &path, "prod").json(&body);
+        if let Some(tag) = if_match {
+            req = req.header("If-Match", tag);
+        }
+        h.send(req)
+    };
+    let (status, body, _) = patch(None, json!([])).await;
+    assert_eq!(status, 428, "{body}");
+    let (_, shown) = h.get(&path).await;
+    let etag = shown["etag"].as_str().expect("etag").to_string();
+    let before = h.view.read().connections[&base].clone();
+
+    // Reading a secret through the patch is refused.
+    let (status, body, _) = patch(
+        Some(etag.clone()),
+        json!([{"op": "test", "path": "/auth/params/secretKey", "value": SECRET}]),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(detail(&body).contains("holds secrets"), "{body}");
+    // Params are checked as on creation.
+    let (status, body, _) = patch(
+        Some(etag.clone()),
+        json!([{"op": "remove", "path": "/auth/params/secretKey"}]),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(detail(&body).contains("secretKey"), "{body}");
+
+    let (status, body, headers) = patch(
+        Some(format!("\"{etag}\"")),
+        json!([
+            {"op": "replace", "path": "/name", "value": "Kinesis (rotated)"},
+            {"op": "replace", "path": "/auth/params/secretKey", "value": "n3w-s3cr3t"},
+            {"op": "replace", "path": "/auth/params/region", "value": "us-east-1"}]),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let new_etag = headers
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .expect("etag")
+        .trim_matches('"')
+        .to_string();
+    assert_ne!(new_etag, etag);
+    let after = h.view.read().connections[&base].clone();
+    assert_eq!(after.name, "Kinesis (rotated)");
+    assert_ne!(
+        after.auth.as_ref().map(|a| &a.sealed),
+        before.auth.as_ref().map(|a| &a.sealed)
+    );
+    let opened = after
+        .open_auth(&SecretKey::from_config(KEY_HEX).unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(opened["secretKey"], "n3w-s3cr3t");
+    assert_eq!(opened["region"], "us-east-1");
+    let (_, shown) = h.get(&path).await;
+    assert_eq!(shown["auth"]["params"]["region"], "us-east-1", "{shown}");
+    assert!(!shown.to_string().contains("n3w-s3cr3t"), "{shown}");
+
+    // The old etag is stale now.
+    let (status, _, _) = patch(Some(etag), json!([])).await;
+    assert_eq!(status, 412);
+}

@@ -220,7 +220,10 @@ fn or_none(s: String) -> String {
 }
 
 /// Checks a spec needs beyond presence.
-fn check_auth_values(spec: &ConnectionSpec, params: &Map<String, Value>) -> Result<(), FlowError> {
+pub(super) fn check_auth_values(
+    spec: &ConnectionSpec,
+    params: &Map<String, Value>,
+) -> Result<(), FlowError> {
     let get = |name: &str| params.get(name).and_then(Value::as_str);
     if spec.id == KINESIS_SPEC {
         if let Some(url) = get(param::CONNECTION_URL) {

@@ -60,7 +60,7 @@ impl FlowView {
 }
 
 /// `ETag: "<etag>"`.
-fn etag_header(etag: &str) -> HeaderMap {
+pub(super) fn etag_header(etag: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
         headers.insert(header::ETAG, v);
@@ -276,18 +276,26 @@ pub async fn patch(
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, HeaderMap), FlowError> {
-    let if_match = IfMatch::from_headers(&headers)
-        .ok_or_else(|| FlowError::PreconditionRequired(id.clone()))?;
+    let if_match =
+        IfMatch::from_headers(&headers).ok_or_else(|| FlowError::PreconditionRequired {
+            kind: "flow",
+            collection: "/flows",
+            id: id.clone(),
+        })?;
     let ops = patch::parse(&body)?;
     let _serialized = WRITES.lock().await;
     let (etag, next) = {
         let catalog = api.view.read();
         let flow = find_flow(&catalog, &id, &tenant)?;
         if !if_match.matches(&flow.etag) {
-            return Err(FlowError::PreconditionFailed { id });
+            return Err(FlowError::PreconditionFailed {
+                kind: "flow",
+                collection: "/flows",
+                id,
+            });
         }
         let mut doc = serde_json::to_value(FlowView::of(flow)).expect("a flow view encodes");
-        patch::apply(&mut doc, &ops)?;
+        patch::apply(&mut doc, &ops, &patch::FLOW_RULES)?;
         match patched(flow, doc, &catalog, &tenant)? {
             // Nothing changed (e.g. only tests): nothing to write, the etag stays.
             None => (flow.etag.clone(), None),
@@ -320,7 +328,11 @@ pub async fn delete(
         let flow = find_flow(&catalog, &id, &tenant)?;
         if let Some(if_match) = IfMatch::from_headers(&headers) {
             if !if_match.matches(&flow.etag) {
-                return Err(FlowError::PreconditionFailed { id });
+                return Err(FlowError::PreconditionFailed {
+                    kind: "flow",
+                    collection: "/flows",
+                    id,
+                });
             }
         }
     }

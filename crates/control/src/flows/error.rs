@@ -22,15 +22,23 @@ pub enum FlowError {
     #[error("no connection spec {0}: GET /connectionSpecs lists them")]
     UnknownSpec(String),
     #[error(
-        "a flow is changed under 'If-Match: \"<etag>\"', with the etag of the flow as last read \
-         (GET /flows/{0} answers it)"
+        "a {kind} is changed under 'If-Match: \"<etag>\"', with the etag of the {kind} as last \
+         read (GET {collection}/{id} answers it)"
     )]
-    PreconditionRequired(String),
+    PreconditionRequired {
+        kind: &'static str,
+        collection: &'static str,
+        id: String,
+    },
     #[error(
-        "flow {id} has changed since the etag named in If-Match was read (another change came \
-         first): GET /flows/{id} again and apply the change to what it answers"
+        "{kind} {id} has changed since the etag named in If-Match was read (another change came \
+         first): GET {collection}/{id} again and apply the change to what it answers"
     )]
-    PreconditionFailed { id: String },
+    PreconditionFailed {
+        kind: &'static str,
+        collection: &'static str,
+        id: String,
+    },
     /// Something still uses what a `DELETE` would remove.
     #[error("{kind} {id} is used by {} (delete or change those first)", .by.join(", "))]
     InUse {
@@ -63,7 +71,7 @@ impl FlowError {
         match self {
             FlowError::BadRequest(_) => StatusCode::BAD_REQUEST,
             FlowError::NotFound { .. } | FlowError::UnknownSpec(_) => StatusCode::NOT_FOUND,
-            FlowError::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
+            FlowError::PreconditionRequired { .. } => StatusCode::PRECONDITION_REQUIRED,
             FlowError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             FlowError::InUse { .. } => StatusCode::CONFLICT,
             FlowError::Sealed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -102,18 +110,20 @@ mod tests {
             "no flow f1 in sandbox dev of org o",
             "{missing}"
         );
-        assert_eq!(
-            FlowError::PreconditionRequired("f".into())
-                .status()
-                .as_u16(),
-            428
-        );
-        assert_eq!(
-            FlowError::PreconditionFailed { id: "f".into() }
-                .status()
-                .as_u16(),
-            412
-        );
+        let required = FlowError::PreconditionRequired {
+            kind: "flow",
+            collection: "/flows",
+            id: "f".into(),
+        };
+        assert_eq!(required.status().as_u16(), 428);
+        assert!(required.to_string().contains("GET /flows/f"), "{required}");
+        let failed = FlowError::PreconditionFailed {
+            kind: "connection",
+            collection: "/connections",
+            id: "c".into(),
+        };
+        assert_eq!(failed.status().as_u16(), 412);
+        assert!(failed.to_string().starts_with("connection c"), "{failed}");
         let sealed = FlowError::Sealed {
             id: "c".into(),
             source: SecretError::WrongKey,

@@ -6,7 +6,9 @@
 //!   JSON Schema of their `auth.params` and target `params` ([`specs`]);
 //! - `POST /connections`: a base connection; a destination's `auth.params` are checked against
 //!   its spec and sealed with control's secret key before they reach the catalog, and
-//!   `GET /connections[/{id}]` never shows a secret ([`connections`]); `DELETE` of a connection,
+//!   `GET /connections[/{id}]` never shows a secret ([`connections`]); `PATCH /connections/{id}`
+//!   changes its name, description or params and seals them again ([`connection_patch`]);
+//!   `DELETE` of a connection,
 //!   source or target connection is refused (409) while something still uses it;
 //! - `POST /sourceConnections` (on a base connection of the profile source),
 //!   `POST /targetConnections` (on a destination's base connection: where inside it, which
@@ -20,6 +22,7 @@
 //! Every object belongs to the org and sandbox it was created in: another sandbox's ids are
 //! 404s. The records are catalog records (`cdp_catalog::flows`); the sink stage follows them.
 
+mod connection_patch;
 mod connections;
 mod dataflows;
 mod deletions;
@@ -68,7 +71,9 @@ pub fn router(api: FlowApi) -> Router {
         )
         .route(
             "/connections/{id}",
-            get(connections::get).delete(deletions::connection),
+            get(connections::get)
+                .patch(connection_patch::patch)
+                .delete(deletions::connection),
         )
         .route(
             "/sourceConnections",

@@ -28,6 +28,31 @@ pub const MAX_OPERATIONS: usize = 100;
 /// Largest flow, as JSON, that a patch may make at any step.
 pub const MAX_FLOW_BYTES: usize = 1_000_000;
 
+/// What a patch of one kind of record may do.
+pub struct Rules {
+    /// "flow", "connection": in messages.
+    pub what: &'static str,
+    /// The top-level members it may change.
+    pub writable: &'static [&'static str],
+    /// A top-level member holding secrets: only `add`, `replace` and `remove` may name a path in
+    /// it. A `test` there would tell a secret by its answer, a `copy` or `move` from it would
+    /// show it elsewhere.
+    pub sealed: Option<&'static str>,
+}
+
+pub const FLOW_RULES: Rules = Rules {
+    what: "flow",
+    writable: WRITABLE,
+    sealed: None,
+};
+
+/// A base connection: its name, description and `auth.params` (sealed again after the patch).
+pub const CONNECTION_RULES: Rules = Rules {
+    what: "connection",
+    writable: &["name", "description", "auth"],
+    sealed: Some("auth"),
+};
+
 /// `If-Match`: `*` or a list of entity tags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IfMatch {
@@ -130,8 +155,9 @@ pub fn parse(body: &Value) -> Result<Vec<PatchOperation>, FlowError> {
         .collect()
 }
 
-/// `ops` applied, in order and all or nothing, to `doc` (the flow as GET shows it).
-pub fn apply(doc: &mut Value, ops: &[PatchOperation]) -> Result<(), FlowError> {
+/// `ops` applied, in order and all or nothing, to `doc` (the record as the patch sees it),
+/// under `rules`.
+pub fn apply(doc: &mut Value, ops: &[PatchOperation], rules: &Rules) -> Result<(), FlowError> {
     for (i, op) in ops.iter().enumerate() {
         let path = op.path().to_string();
         let refuse = |pointer: &str, role: &str| {
@@ -140,14 +166,34 @@ pub fn apply(doc: &mut Value, ops: &[PatchOperation]) -> Result<(), FlowError> {
                 op_name(op),
                 shown(&path),
                 shown(pointer),
-                WRITABLE
+                rules
+                    .writable
                     .iter()
                     .map(|w| format!("/{w}"))
                     .collect::<Vec<_>>()
                     .join(", ")
             ))
         };
-        let writable = |pointer: &str| WRITABLE.contains(&top_member(pointer).as_str());
+        let writable = |pointer: &str| rules.writable.contains(&top_member(pointer).as_str());
+        if let Some(sealed) = rules.sealed {
+            let from = match op {
+                PatchOperation::Move(m) => Some(m.from.to_string()),
+                PatchOperation::Copy(c) => Some(c.from.to_string()),
+                _ => None,
+            };
+            let touches = |p: &str| top_member(p) == sealed;
+            let writes_only = matches!(
+                op,
+                PatchOperation::Add(_) | PatchOperation::Replace(_) | PatchOperation::Remove(_)
+            );
+            if (touches(&path) && !writes_only) || from.as_deref().is_some_and(touches) {
+                return Err(FlowError::bad_request(format!(
+                    "operation {i} ({} {}): /{sealed} holds secrets: it takes add, replace and remove only",
+                    op_name(op),
+                    shown(&path)
+                )));
+            }
+        }
         match op {
             PatchOperation::Test(_) => {}
             PatchOperation::Move(m) => {
@@ -179,9 +225,10 @@ pub fn apply(doc: &mut Value, ops: &[PatchOperation]) -> Result<(), FlowError> {
         let size = serde_json::to_vec(&work).map_or(usize::MAX, |v| v.len());
         if size > MAX_FLOW_BYTES {
             return Err(FlowError::bad_request(format!(
-                "operation {i} ({} {}) makes the flow {size} bytes as JSON; a flow is at most {MAX_FLOW_BYTES}",
+                "operation {i} ({} {}) makes the {what} {size} bytes as JSON; a {what} is at most {MAX_FLOW_BYTES}",
                 op_name(op),
-                shown(&path)
+                shown(&path),
+                what = rules.what,
             )));
         }
     }
@@ -339,7 +386,7 @@ mod tests {
             {"op": "replace", "path": "/name", "value": "renamed"},
             {"op": "test", "path": "/id", "value": "f"}]))
         .unwrap();
-        apply(&mut d, &ops).unwrap();
+        apply(&mut d, &ops, &FLOW_RULES).unwrap();
         assert_eq!(d["name"], "renamed");
         assert_eq!(
             d["transformations"][0]["params"]["segmentSelectors"]["selectors"][0]["value"]["id"],
@@ -359,7 +406,7 @@ mod tests {
                 "operation 0 (remove \"\" (the whole flow))",
             ),
         ] {
-            let e = apply(&mut doc(), &parse(&body).unwrap()).unwrap_err();
+            let e = apply(&mut doc(), &parse(&body).unwrap(), &FLOW_RULES).unwrap_err();
             assert!(e.to_string().contains(needle), "{e}");
         }
     }
@@ -372,7 +419,7 @@ mod tests {
             {"op": "add", "path": "/transformations/3/params/x", "value": 1}
         ]))
         .unwrap();
-        let e = apply(&mut d, &ops).unwrap_err();
+        let e = apply(&mut d, &ops, &FLOW_RULES).unwrap_err();
         assert_eq!(e.status().as_u16(), 400);
         assert!(
             e.to_string()
@@ -399,7 +446,7 @@ mod tests {
         let mut d = doc();
         let grow = json!({"op": "copy", "from": "/transformations", "path": "/transformations/-"});
         let ops = parse(&json!(vec![grow; 60])).unwrap();
-        let e = apply(&mut d, &ops).unwrap_err();
+        let e = apply(&mut d, &ops, &FLOW_RULES).unwrap_err();
         assert_eq!(e.status().as_u16(), 400);
         let text = e.to_string();
         assert!(
@@ -415,7 +462,7 @@ mod tests {
         let known = |id: &str| id == "s1";
         let check = |ops: Value| {
             let mut d = doc();
-            apply(&mut d, &parse(&ops).unwrap()).unwrap();
+            apply(&mut d, &parse(&ops).unwrap(), &FLOW_RULES).unwrap();
             check_transformations(&d["transformations"], known, "prod")
         };
         check(json!([add_segment("s1")])).unwrap();
@@ -462,5 +509,32 @@ mod tests {
         assert!(e.to_string().contains("value.id must name"), "{e}");
         // Removing the transformation leaves a flow that selects nothing.
         check(json!([{"op": "remove", "path": "/transformations/0"}])).unwrap();
+    }
+
+    #[test]
+    fn a_connections_secrets_are_written_never_read_by_a_patch() {
+        let mut doc = json!({"name": "kinesis", "auth": {"specName": "x",
+            "params": {"secretKey": "s3cr3t", "region": "eu-west-1"}}});
+        let ok = parse(&json!([
+            {"op": "replace", "path": "/auth/params/secretKey", "value": "n3w"},
+            {"op": "test", "path": "/name", "value": "kinesis"}]))
+        .unwrap();
+        apply(&mut doc, &ok, &CONNECTION_RULES).unwrap();
+        assert_eq!(doc["auth"]["params"]["secretKey"], "n3w");
+        for oracle in [
+            json!([{"op": "test", "path": "/auth/params/secretKey", "value": "n3w"}]),
+            json!([{"op": "copy", "from": "/auth/params/secretKey", "path": "/name"}]),
+            json!([{"op": "move", "from": "/auth/params/secretKey", "path": "/description"}]),
+        ] {
+            let e = apply(&mut doc, &parse(&oracle).unwrap(), &CONNECTION_RULES).unwrap_err();
+            assert!(e.to_string().contains("holds secrets"), "{oracle}: {e}");
+        }
+        let e = apply(
+            &mut doc,
+            &parse(&json!([{"op": "replace", "path": "/connectionSpec", "value": {}}])).unwrap(),
+            &CONNECTION_RULES,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("/name, /description, /auth"), "{e}");
     }
 }
