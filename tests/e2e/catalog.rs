@@ -261,3 +261,56 @@ async fn health_readiness_and_metrics() {
         );
     }
 }
+
+/// Lists come in pages (seed 003's shape): `limit` and `start` ask, `page` and `link.next`
+/// answer; a bad `limit` is a 400 naming it.
+#[tokio::test]
+async fn lists_are_paged() {
+    let p = Pipeline::start().await;
+    let org = "PAGES@AdobeOrg";
+    for n in 0..3 {
+        p.create_stream(json!({"name": format!("s{n}"), "orgId": org}))
+            .await;
+    }
+    let p = &p;
+    let get = |path: &str| {
+        let url = format!("{}{path}", p.control);
+        async move {
+            let resp = p
+                .http
+                .get(url)
+                .bearer_auth(cdp_e2e::ADMIN)
+                .header("x-gw-ims-org-id", org)
+                .send()
+                .await
+                .expect("GET");
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    for (path, key, total) in [
+        ("/streams", "streams", 3),
+        ("/datasets", "datasets", 3),
+        ("/xdm/schemas", "results", 1),
+    ] {
+        let (status, first) = get(&format!("{path}?limit=2")).await;
+        assert_eq!(status, 200, "{path}: {first}");
+        let shown = first[key].as_array().map_or(0, Vec::len);
+        assert_eq!(shown, total.min(2), "{path}: {first}");
+        assert_eq!(first["page"]["totalCount"], total, "{path}: {first}");
+        assert_eq!(first["page"]["limit"], 2, "{path}: {first}");
+        if total > 2 {
+            let next = first["link"]["next"].as_str().expect("link.next");
+            assert_eq!(next, format!("{path}?limit=2&start=1"));
+            let (_, second) = get(next).await;
+            assert_eq!(second[key].as_array().map_or(0, Vec::len), total - 2);
+            assert!(second["link"]["next"].is_null(), "{second}");
+        }
+        let (status, problem) = get(&format!("{path}?limit=0")).await;
+        assert_eq!(status, 400, "{path}: {problem}");
+        assert!(problem["detail"].as_str().unwrap_or("").contains("limit"));
+    }
+    let (status, connections) = get("/connections?limit=5").await;
+    assert_eq!(status, 200, "{connections}");
+    assert_eq!(connections["page"]["totalCount"], 0, "{connections}");
+}

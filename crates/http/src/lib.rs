@@ -5,6 +5,7 @@
 //! - [`ApiJson`]: a JSON body extractor whose rejections are problem documents;
 //! - [`org_scoped`] / [`operator_only`]: the management APIs' guard (an org's credential within
 //!   its org, sandboxes and roles; or the operator's admin token);
+//! - [`paging`]: paged lists in seed 003's shape (`limit`, `start`, the `page` object);
 //! - [`require_admin`]: the admin token alone, for the stages' internal query APIs, which
 //!   follow no catalog.
 //!
@@ -14,6 +15,7 @@
 mod admin_auth;
 mod guard;
 mod json;
+pub mod paging;
 mod problem;
 
 pub use admin_auth::require_admin;
@@ -22,4 +24,5 @@ pub use guard::{
     ORG_HEADER, SANDBOX_HEADER,
 };
 pub use json::ApiJson;
+pub use paging::Paging;
 pub use problem::Problem;

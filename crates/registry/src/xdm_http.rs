@@ -17,7 +17,7 @@ use cdp_catalog::clock::now_ms;
 use cdp_catalog::model::{CatalogRecord, Dataset, SchemaRef, ValueFormat, XdmSchema};
 use cdp_catalog::principal::{Authenticator, Principal};
 use cdp_catalog::{Conditional, DatasetCreation, Decision, SchemaChange, WriteError};
-use cdp_http::{ApiJson, Problem};
+use cdp_http::{ApiJson, Paging, Problem};
 use cdp_xdm::compose::{compose, valid_tenant, Composition};
 use cdp_xdm::resolve::{requested_version, resolve, ResolveError};
 use serde::Deserialize;
@@ -302,6 +302,7 @@ fn tenant_fields_of(schema: &XdmSchema) -> Option<&Value> {
 async fn list_schemas(
     State(state): State<RegistryState>,
     Extension(who): Extension<Principal>,
+    paging: Paging,
 ) -> Json<Value> {
     let catalog = state.view.read();
     let mut schemas: Vec<&XdmSchema> = catalog
@@ -311,6 +312,7 @@ async fn list_schemas(
         .filter(|s| usable(&who, s))
         .collect();
     schemas.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    let (schemas, page, link) = paging.page(schemas, ("createdAt", "asc"), "/xdm/schemas", "");
     let results: Vec<Value> = schemas
         .iter()
         .map(|s| {
@@ -321,7 +323,7 @@ async fn list_schemas(
             })
         })
         .collect();
-    Json(json!({ "results": results }))
+    Json(json!({ "results": results, "page": page, "link": link }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -470,6 +472,7 @@ async fn create_dataset(
 async fn list_datasets(
     State(state): State<RegistryState>,
     Extension(who): Extension<Principal>,
+    paging: Paging,
 ) -> Json<Value> {
     let mut datasets: Vec<Dataset> = state
         .view
@@ -480,7 +483,8 @@ async fn list_datasets(
         .cloned()
         .collect();
     datasets.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
-    Json(json!({ "datasets": datasets }))
+    let (datasets, page, link) = paging.page(datasets, ("createdAt", "asc"), "/datasets", "");
+    Json(json!({ "datasets": datasets, "page": page, "link": link }))
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,12 +16,12 @@ use cdp_catalog::flows::{
 use cdp_catalog::{
     CatalogRecord, CatalogState, Connection, ConnectionAuth, SourceConnection, TargetConnection,
 };
-use cdp_http::ApiJson;
+use cdp_http::{ApiJson, Paging};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::{
-    check_name, description, find, items, new_etag, of_tenant, require, show, show_all, FlowApi,
+    check_name, description, find, new_etag, of_tenant, require, show, show_all, FlowApi,
     FlowError, SpecRef, WRITES,
 };
 use crate::http::Tenant;
@@ -358,17 +358,22 @@ pub async fn get(
     Ok(Json(ConnectionView::of(&connection, &api)?))
 }
 
-/// `GET /connections`: `{"items": [...]}`, oldest first.
-pub async fn list(State(api): State<FlowApi>, tenant: Tenant) -> Result<Json<Value>, FlowError> {
+/// `GET /connections`: a page of them, oldest first. Only the page's credentials are opened.
+pub async fn list(
+    State(api): State<FlowApi>,
+    tenant: Tenant,
+    paging: Paging,
+) -> Result<Json<Value>, FlowError> {
     let connections: Vec<Connection> = of_tenant(&api.view.read().connections, &tenant)
         .into_iter()
         .cloned()
         .collect();
-    let views = connections
+    let (shown, page, link) = paging.page(connections, ("createdAt", "asc"), "/connections", "");
+    let views = shown
         .iter()
         .map(|c| ConnectionView::of(c, &api))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(items(views))
+    Ok(Json(json!({ "items": views, "page": page, "link": link })))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -566,13 +571,18 @@ pub async fn get_source(
     )
 }
 
-/// `GET /sourceConnections`: `{"items": [...]}`, oldest first.
-pub async fn list_sources(State(api): State<FlowApi>, tenant: Tenant) -> Json<Value> {
+/// `GET /sourceConnections`: a page of them, oldest first.
+pub async fn list_sources(
+    State(api): State<FlowApi>,
+    tenant: Tenant,
+    paging: Paging,
+) -> Json<Value> {
     let catalog = api.view.read();
     show_all(
         &catalog.source_connections,
         &tenant,
         SourceConnectionView::of,
+        (paging, "/sourceConnections"),
     )
 }
 
@@ -688,13 +698,18 @@ pub async fn get_target(
     )
 }
 
-/// `GET /targetConnections`: `{"items": [...]}`, oldest first.
-pub async fn list_targets(State(api): State<FlowApi>, tenant: Tenant) -> Json<Value> {
+/// `GET /targetConnections`: a page of them, oldest first.
+pub async fn list_targets(
+    State(api): State<FlowApi>,
+    tenant: Tenant,
+    paging: Paging,
+) -> Json<Value> {
     let catalog = api.view.read();
     show_all(
         &catalog.target_connections,
         &tenant,
         TargetConnectionView::of,
+        (paging, "/targetConnections"),
     )
 }
 

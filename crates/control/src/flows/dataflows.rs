@@ -12,7 +12,7 @@ use cdp_catalog::clock::now_ms;
 use cdp_catalog::flows::{FLOW_DISABLED, FLOW_ENABLED, PROFILE_FLOW_SPEC};
 use cdp_catalog::model::flow_key;
 use cdp_catalog::{CatalogRecord, CatalogState, Flow};
-use cdp_http::ApiJson;
+use cdp_http::{ApiJson, Paging};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -201,10 +201,10 @@ pub async fn create(
     Ok(created("/flows", &flow.id, &flow.etag))
 }
 
-/// `GET /flows`: `{"items": [...]}`, oldest first.
-pub async fn list(State(api): State<FlowApi>, tenant: Tenant) -> Json<Value> {
+/// `GET /flows`: a page of them, oldest first.
+pub async fn list(State(api): State<FlowApi>, tenant: Tenant, paging: Paging) -> Json<Value> {
     let catalog = api.view.read();
-    show_all(&catalog.flows, &tenant, FlowView::of)
+    show_all(&catalog.flows, &tenant, FlowView::of, (paging, "/flows"))
 }
 
 /// `GET /flows/{id}`, with `ETag`.

@@ -42,6 +42,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use cdp_catalog::flows::Owned;
 use cdp_catalog::{CatalogView, CatalogWriter, SecretKey};
+use cdp_http::Paging;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -183,9 +184,16 @@ fn of_tenant<'a, T: Owned>(records: &'a HashMap<String, T>, tenant: &Tenant) -> 
     items
 }
 
-/// What the `GET`s of a collection answer: `{"items": [...]}`.
+/// What a `GET` of a small, fixed collection answers (a flow's runs): `{"items": [...]}`.
 fn items<T: Serialize>(items: Vec<T>) -> Json<Value> {
     Json(json!({ "items": items }))
+}
+
+/// What the `GET`s of a collection answer: one page of `all` (oldest first),
+/// `{"items": [...], "page": {...}, "link": {...}}`; `path` is the collection's.
+fn paged<T: Serialize>(all: Vec<T>, paging: Paging, path: &str) -> Json<Value> {
+    let (shown, page, link) = paging.page(all, ("createdAt", "asc"), path, "");
+    Json(json!({ "items": shown, "page": page, "link": link }))
 }
 
 /// `GET /<collection>/{id}`: the tenant's record `id` as `view` shows it, else a 404 naming it
@@ -200,14 +208,19 @@ fn show<T: Owned, V>(
     require(records, kind, id, tenant).map(|r| Json(view(r)))
 }
 
-/// `GET /<collection>`: `{"items": [...]}`, the tenant's records as `view` shows them, oldest
+/// `GET /<collection>` at `path`: a page of the tenant's records as `view` shows them, oldest
 /// first.
 fn show_all<T: Owned, V: Serialize>(
     records: &HashMap<String, T>,
     tenant: &Tenant,
     view: impl FnMut(&T) -> V,
+    (paging, path): (Paging, &str),
 ) -> Json<Value> {
-    items(of_tenant(records, tenant).into_iter().map(view).collect())
+    paged(
+        of_tenant(records, tenant).into_iter().map(view).collect(),
+        paging,
+        path,
+    )
 }
 
 #[cfg(test)]

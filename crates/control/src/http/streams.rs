@@ -12,7 +12,7 @@ use cdp_catalog::model::{
 };
 use cdp_catalog::principal::Principal;
 use cdp_catalog::Role;
-use cdp_http::{ApiJson, Problem};
+use cdp_http::{ApiJson, Paging, Problem};
 
 use super::ControlState;
 
@@ -147,10 +147,12 @@ fn dataset_of(state: &ControlState, req: &CreateStream) -> Result<(String, Schem
     Ok((dataset_id.clone(), schema_ref))
 }
 
-/// The streams the caller sees: all of them for the operator, its org's for an org's credential.
+/// A page of the streams the caller sees (all of them for the operator, its org's for an org's
+/// credential), oldest first.
 pub async fn list(
     State(state): State<ControlState>,
     Extension(who): Extension<Principal>,
+    paging: Paging,
 ) -> Json<serde_json::Value> {
     let mut streams: Vec<Stream> = state
         .view
@@ -161,7 +163,8 @@ pub async fn list(
         .cloned()
         .collect();
     streams.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
-    Json(serde_json::json!({ "streams": streams }))
+    let (streams, page, link) = paging.page(streams, ("createdAt", "asc"), "/streams", "");
+    Json(serde_json::json!({ "streams": streams, "page": page, "link": link }))
 }
 
 /// Another org's stream is not found, not forbidden: its id says nothing to the caller.

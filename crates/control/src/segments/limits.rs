@@ -11,8 +11,6 @@ pub const MAX_EXPRESSION_BYTES: usize = 64 * 1024;
 /// The longest name accepted, in characters.
 pub const MAX_NAME_CHARS: usize = 256;
 
-/// Definitions per page when `limit` is absent (the seed's `page.limit`).
-pub const DEFAULT_LIMIT: usize = 100;
-
-/// The largest `limit` accepted.
-pub const MAX_LIMIT: usize = 1_000;
+/// Definitions per page when `limit` is absent (the seed's `page.limit`), and the largest
+/// `limit` accepted: every paged list's.
+pub use cdp_http::paging::{DEFAULT_LIMIT, MAX_LIMIT};

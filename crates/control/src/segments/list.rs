@@ -2,11 +2,12 @@
 //! `start`) and the page, newest first (seed 003's `page` object).
 
 use cdp_catalog::SegmentDefinition;
+pub use cdp_http::paging::{Links, PageInfo};
+use cdp_http::Paging;
 use serde::Serialize;
 
 use super::definition::DefinitionView;
 use super::error::SegmentError;
-use super::limits::{DEFAULT_LIMIT, MAX_LIMIT};
 
 pub const CONTINUOUS_PARAM: &str = "evaluationInfo.continuous.enabled";
 
@@ -40,51 +41,15 @@ impl ListQuery {
                 )))
             }
         };
-        let limit = match get("limit") {
-            None => DEFAULT_LIMIT,
-            Some(raw) => match raw.parse::<usize>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-                _ => {
-                    return Err(SegmentError::bad_request(format!(
-                        "the query parameter limit must be a whole number from 1 to {MAX_LIMIT} (got {raw:?})"
-                    )))
-                }
-            },
-        };
-        let start = match get("start") {
-            None => 0,
-            Some(raw) => raw.parse::<usize>().map_err(|_| {
-                SegmentError::bad_request(format!(
-                    "the query parameter start must be a page number from 0 (got {raw:?})"
-                ))
-            })?,
-        };
+        let paging =
+            Paging::parse(get("limit"), get("start")).map_err(SegmentError::bad_request)?;
+        let (limit, start) = (paging.limit, paging.start);
         Ok(Self {
             continuous,
             limit,
             start,
         })
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PageInfo {
-    /// Definitions matching the query, on every page.
-    pub total_count: usize,
-    pub total_pages: usize,
-    pub sort_field: &'static str,
-    pub sort: &'static str,
-    /// Definitions on this page.
-    pub page_size: usize,
-    pub limit: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
-pub struct Links {
-    /// The next page, when there is one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -103,36 +68,19 @@ pub fn page(mut definitions: Vec<&SegmentDefinition>, query: &ListQuery, path: &
             .cmp(&a.creation_time)
             .then_with(|| a.id.cmp(&b.id))
     });
-    let total_count = definitions.len();
-    let total_pages = total_count.div_ceil(query.limit);
-    let segments: Vec<DefinitionView> = definitions
-        .into_iter()
-        .skip(query.start.saturating_mul(query.limit))
-        .take(query.limit)
-        .map(DefinitionView::of)
-        .collect();
-    let next = (query.start.saturating_add(1) < total_pages).then(|| {
-        let filter = query
-            .continuous
-            .map(|c| format!("{CONTINUOUS_PARAM}={c}&"))
-            .unwrap_or_default();
-        format!(
-            "{path}?{filter}limit={}&start={}",
-            query.limit,
-            query.start + 1
-        )
-    });
+    let filter = query
+        .continuous
+        .map(|c| format!("{CONTINUOUS_PARAM}={c}&"))
+        .unwrap_or_default();
+    let paging = Paging {
+        limit: query.limit,
+        start: query.start,
+    };
+    let (shown, page, link) = paging.page(definitions, ("creationTime", "desc"), path, &filter);
     ListPage {
-        page: PageInfo {
-            total_count,
-            total_pages,
-            sort_field: "creationTime",
-            sort: "desc",
-            page_size: segments.len(),
-            limit: query.limit,
-        },
-        segments,
-        link: Links { next },
+        segments: shown.into_iter().map(DefinitionView::of).collect(),
+        page,
+        link,
     }
 }
 
@@ -172,7 +120,7 @@ mod tests {
             q(&[]).unwrap(),
             ListQuery {
                 continuous: None,
-                limit: DEFAULT_LIMIT,
+                limit: cdp_http::paging::DEFAULT_LIMIT,
                 start: 0
             }
         );
