@@ -517,16 +517,8 @@ impl Flow {
         self.state == FLOW_ENABLED
     }
 
-    /// The selectors of one kind (`segmentSelectors` or `profileSelectors`) over every
-    /// transformation, in order.
     fn selectors<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
-        self.transformations
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(move |t| t.pointer(&format!("/params/{kind}/selectors")))
-            .filter_map(Value::as_array)
-            .flatten()
+        selectors(&self.transformations, kind)
     }
 
     /// The ids of the segments the flow exports (`PLATFORM_SEGMENT` selectors), each once, in
@@ -542,13 +534,34 @@ impl Flow {
     /// The profile attributes the flow exports (paths of `JSON_PATH` `EXISTS` selectors, e.g.
     /// `personalEmail.address`), each once, in the order they were added.
     pub fn profile_paths(&self) -> Vec<String> {
-        distinct(
-            self.selectors("profileSelectors")
-                .filter(|s| s.get("type").and_then(Value::as_str) == Some(JSON_PATH))
-                .filter(|s| s.pointer("/value/operator").and_then(Value::as_str) == Some(EXISTS))
-                .filter_map(|s| s.pointer("/value/path").and_then(Value::as_str)),
-        )
+        profile_paths(&self.transformations)
     }
+}
+
+/// The selectors of one kind (`segmentSelectors` or `profileSelectors`) over every
+/// transformation of `transformations`, in order.
+fn selectors<'a>(
+    transformations: &'a Value,
+    kind: &'a str,
+) -> impl Iterator<Item = &'a Value> + 'a {
+    transformations
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(move |t| t.pointer(&format!("/params/{kind}/selectors")))
+        .filter_map(Value::as_array)
+        .flatten()
+}
+
+/// The profile attributes `transformations` select (paths of `JSON_PATH` `EXISTS` selectors),
+/// each once, in the order they were added: [`Flow::profile_paths`], before there is a flow.
+pub fn profile_paths(transformations: &Value) -> Vec<String> {
+    distinct(
+        selectors(transformations, "profileSelectors")
+            .filter(|s| s.get("type").and_then(Value::as_str) == Some(JSON_PATH))
+            .filter(|s| s.pointer("/value/operator").and_then(Value::as_str) == Some(EXISTS))
+            .filter_map(|s| s.pointer("/value/path").and_then(Value::as_str)),
+    )
 }
 
 fn distinct<'a>(items: impl Iterator<Item = &'a str>) -> Vec<String> {

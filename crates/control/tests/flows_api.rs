@@ -988,3 +988,53 @@ async fn a_connection_is_changed_and_its_credentials_sealed_again() {
     let (status, _, _) = patch(Some(etag), json!([])).await;
     assert_eq!(status, 412);
 }
+
+/// The profile attributes a flow selects must be ones a profile of the org can have by its
+/// profile schema (400 naming the path); an org without one is not checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selected_attributes_are_checked_against_the_profile_schema() {
+    let h = Harness::start().await;
+    let mut people = cdp_test_support::XdmFixture::new(
+        "https://ns.adobe.com/acme/schemas/people",
+        "crm-people",
+        ORG,
+        // Closed, as composed XDM schemas are: only these fields exist.
+        json!({"type": "object", "additionalProperties": false, "properties": {
+            "person": {"type": "object", "additionalProperties": false, "properties": {
+                "lastName": {"type": "string"}}},
+            "personalEmail": {"type": "object", "properties": {
+                "address": {"type": "string"}}}}}),
+    );
+    people.schema.class = "_xdm.context.profile".into();
+    people.write(&h.writer).await;
+    let source = h.source_connection().await;
+    let base = h.kinesis_connection().await;
+    let target = h.kinesis_target(&base).await;
+    let flow = h.flow(&source, &target).await;
+
+    let etag = h.etag_of(&flow).await;
+    let (status, body, _) = h
+        .patch(
+            &flow,
+            Some(&etag),
+            &json!([
+                add_attribute("person.lastName"),
+                add_attribute("person.shoeSize")
+            ]),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(detail(&body).contains("person.shoeSize"), "{body}");
+    assert!(!detail(&body).contains("person.lastName"), "{body}");
+    let (status, body, _) = h
+        .patch(
+            &flow,
+            Some(&etag),
+            &json!([
+                add_attribute("person.lastName"),
+                add_attribute("personalEmail.address")
+            ]),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+}

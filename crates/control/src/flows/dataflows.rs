@@ -22,6 +22,7 @@ use super::{
     check_name, description, find, new_etag, require, show_all, FlowApi, FlowError, SpecRef, WRITES,
 };
 use crate::http::Tenant;
+use crate::segments::schemas::{profile_can_have, PROFILE_CLASS};
 
 /// A flow as the API shows it (and as a JSON Patch sees it).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -250,6 +251,7 @@ fn patched(
         |id| segment_of(catalog, tenant, id),
         &tenant.sandbox,
     )?;
+    check_profile_paths(&transformations, catalog, &tenant.org)?;
     if name == base.name
         && description == base.description
         && state == base.state
@@ -266,6 +268,31 @@ fn patched(
         updated_at: now_ms().max(base.updated_at + 1),
         ..base.clone()
     }))
+}
+
+/// Every profile attribute a flow selects must be one a profile of the org can have, by its
+/// profile-enabled schemas of class `_xdm.context.profile`: an export of a path no profile can
+/// have would always be empty. An org without such a schema leaves the paths unchecked, as
+/// segment definitions do.
+fn check_profile_paths(
+    transformations: &Value,
+    catalog: &CatalogState,
+    org: &str,
+) -> Result<(), FlowError> {
+    let paths = cdp_catalog::flows::profile_paths(transformations);
+    let unknown: Vec<&str> = paths
+        .iter()
+        .filter(|p| profile_can_have(catalog, org, p) == Some(false))
+        .map(String::as_str)
+        .collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(FlowError::bad_request(format!(
+            "profileSelectors: no profile of org {org} can have {} (by its profile-enabled schemas of class {PROFILE_CLASS})",
+            unknown.join(", ")
+        )))
+    }
 }
 
 /// `PATCH /flows/{id}`: a JSON Patch under `If-Match`; 202 without a body, the new `ETag`.

@@ -10,7 +10,8 @@
 //!   flow: a few dozen would exhaust memory);
 //! - [`check_transformations`]: every segment selector is a `PLATFORM_SEGMENT` whose `value.id`
 //!   is a segment definition of the sandbox, every profile selector a `JSON_PATH` with
-//!   `operator: EXISTS` and a non-empty `path`.
+//!   `operator: EXISTS` and a non-empty `path` (which the flow handler then checks against
+//!   the org's profile schema).
 
 use axum::http::HeaderMap;
 use cdp_catalog::flows::{EXISTS, GENERAL_TRANSFORM, JSON_PATH, PLATFORM_SEGMENT};

@@ -30,18 +30,7 @@ impl OrgSchemas {
     /// The org's schemas from the catalog. A schema whose definition the checker cannot read
     /// is an error naming it (an unchecked entity would let every path through).
     pub fn of(catalog: &CatalogState, org: &str) -> Result<Self, SegmentError> {
-        // By id, so every schema counts once and the union is the same whatever the map order.
-        let mut used: BTreeMap<&str, &XdmSchema> = BTreeMap::new();
-        for dataset in catalog.datasets.values() {
-            if dataset.org_id != org || !dataset.profile_enabled {
-                continue;
-            }
-            if let Some(schema) = catalog.latest_schema(&dataset.schema_id) {
-                if schema.profile_enabled {
-                    used.insert(schema.id.as_str(), schema);
-                }
-            }
-        }
+        let used = org_schemas(catalog, org);
         for schema in used.values() {
             Schema::from_json_schema(&schema.definition).map_err(|source| {
                 SegmentError::Schema {
@@ -64,6 +53,54 @@ impl OrgSchemas {
             event: self.event.as_ref(),
         }
     }
+}
+
+/// The org's schemas that reach profiles, by id (so every schema counts once and a union is the
+/// same whatever the map order).
+fn org_schemas<'a>(catalog: &'a CatalogState, org: &str) -> BTreeMap<&'a str, &'a XdmSchema> {
+    let mut used: BTreeMap<&str, &XdmSchema> = BTreeMap::new();
+    for dataset in catalog.datasets.values() {
+        if dataset.org_id != org || !dataset.profile_enabled {
+            continue;
+        }
+        if let Some(schema) = catalog.latest_schema(&dataset.schema_id) {
+            if schema.profile_enabled {
+                used.insert(schema.id.as_str(), schema);
+            }
+        }
+    }
+    used
+}
+
+/// Whether some profile of `org` can have the attribute at dotted `path`: it is a field of one
+/// of the org's profile-class schemas, or lies below an object that takes any property (JSON
+/// Schema's default; composed XDM schemas close their root with `additionalProperties: false`).
+/// `None` when the org has no profile-class schema: nothing to check against.
+pub fn profile_can_have(catalog: &CatalogState, org: &str, path: &str) -> Option<bool> {
+    let definitions: Vec<&Value> = org_schemas(catalog, org)
+        .into_values()
+        .filter(|s| s.class == PROFILE_CLASS)
+        .map(|s| &s.definition)
+        .collect();
+    if definitions.is_empty() {
+        return None;
+    }
+    Some(definitions.into_iter().any(|d| allows(d, path)))
+}
+
+fn allows(definition: &Value, path: &str) -> bool {
+    let mut node = definition;
+    for segment in path.split('.') {
+        match node.get("properties").and_then(|p| p.get(segment)) {
+            Some(child) => node = child,
+            None => {
+                let is_object = node.get("type").is_none_or(|t| t == "object");
+                let closed = node.get("additionalProperties") == Some(&Value::Bool(false));
+                return is_object && !closed && !segment.is_empty();
+            }
+        }
+    }
+    true
 }
 
 fn union_schema(schemas: &[&XdmSchema]) -> Result<Option<Schema>, SegmentError> {
@@ -255,5 +292,21 @@ mod tests {
         c.schemas.entry("bad".into()).or_default().insert(1, s);
         let d = dataset("dbad", "acme", "bad", true);
         c.datasets.insert(d.id.clone(), d);
+    }
+
+    #[test]
+    fn a_path_is_possible_where_the_schema_has_it_or_leaves_the_object_open() {
+        let closed = json!({"type": "object", "additionalProperties": false, "properties": {
+            "person": {"type": "object", "properties": {"name": {"type": "string"}}},
+            "tier": {"type": "string"}}});
+        assert!(allows(&closed, "person.name"));
+        assert!(
+            allows(&closed, "person.shoeSize"),
+            "person takes any property"
+        );
+        assert!(!allows(&closed, "loyalty"), "the root is closed");
+        assert!(!allows(&closed, "tier.level"), "a string has no fields");
+        let open = json!({"type": "object", "properties": {"identityMap": {"type": "object"}}});
+        assert!(allows(&open, "person.email"));
     }
 }
