@@ -12,7 +12,7 @@ pub mod worker;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use cdp_catalog::{CatalogView, SecretKey};
+use cdp_catalog::{CatalogState, CatalogView, SecretKey};
 use cdp_contract::admin::{ensure_topics, AdminError, TopicSpec};
 use cdp_contract::{KafkaSettings, Topics};
 use rdkafka::producer::FutureProducer;
@@ -95,7 +95,7 @@ pub async fn run(
     let mut broken: HashMap<(String, String), String> = HashMap::new();
     tracing::info!("sinks stage following the catalog's flows");
     loop {
-        let wanted = wanted(&catalog);
+        let wanted = wanted(&catalog.read());
         // Stop what is gone or changed.
         let stale: Vec<(String, String)> = running
             .iter()
@@ -199,9 +199,8 @@ pub async fn run(
 }
 
 /// Every enabled flow with a segment and each of its targets, with the fingerprint of their
-/// configuration.
-fn wanted(catalog: &CatalogView) -> HashMap<(String, String), String> {
-    let state = catalog.read();
+/// configuration: a disabled flow (`state` `disabled`) runs no worker, so it delivers nothing.
+fn wanted(state: &CatalogState) -> HashMap<(String, String), String> {
     let mut out = HashMap::new();
     for flow in state.flows.values() {
         if flow.state != cdp_catalog::flows::FLOW_ENABLED || flow.segment_ids().is_empty() {
@@ -210,9 +209,54 @@ fn wanted(catalog: &CatalogView) -> HashMap<(String, String), String> {
         for target in &flow.target_connection_ids {
             out.insert(
                 (flow.id.clone(), target.clone()),
-                targets::fingerprint(&state, &flow.etag, target),
+                targets::fingerprint(state, &flow.etag, target),
             );
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cdp_catalog::flows::{FLOW_DISABLED, FLOW_ENABLED, PROFILE_FLOW_SPEC};
+    use cdp_catalog::Flow;
+    use serde_json::json;
+
+    fn flow(id: &str, state: &str, segments: &[&str]) -> Flow {
+        let mut transformations = Flow::initial_transformations();
+        transformations[0]["params"]["segmentSelectors"]["selectors"] = segments
+            .iter()
+            .map(|s| json!({"type": "PLATFORM_SEGMENT", "value": {"id": s}}))
+            .collect();
+        Flow {
+            id: id.into(),
+            name: id.into(),
+            description: None,
+            org_id: "o".into(),
+            sandbox: "prod".into(),
+            flow_spec_id: PROFILE_FLOW_SPEC.into(),
+            source_connection_ids: vec!["s".into()],
+            target_connection_ids: vec![format!("{id}-target")],
+            transformations,
+            etag: "e".into(),
+            state: state.into(),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn only_enabled_flows_with_segments_run_workers() {
+        let mut state = CatalogState::default();
+        for f in [
+            flow("on", FLOW_ENABLED, &["seg"]),
+            flow("off", FLOW_DISABLED, &["seg"]),
+            flow("empty", FLOW_ENABLED, &[]),
+        ] {
+            state.flows.insert(f.id.clone(), f);
+        }
+        let running: Vec<(String, String)> = wanted(&state).into_keys().collect();
+        assert_eq!(running, vec![("on".to_string(), "on-target".to_string())]);
+    }
 }
