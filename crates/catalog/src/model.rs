@@ -192,12 +192,17 @@ impl XdmSchema {
 
 impl ApiKey {
     pub fn may(&self, role: Role) -> bool {
-        self.roles.iter().any(|r| r.includes(role))
+        Role::granted(&self.roles, role)
     }
 
     pub fn reaches_sandbox(&self, sandbox: &str) -> bool {
-        self.sandboxes.is_empty() || self.sandboxes.iter().any(|s| s == sandbox)
+        sandbox_reached(&self.sandboxes, sandbox)
     }
+}
+
+/// Whether a credential limited to `sandboxes` (empty: all of its org's) reaches `sandbox`.
+pub fn sandbox_reached(sandboxes: &[String], sandbox: &str) -> bool {
+    sandboxes.is_empty() || sandboxes.iter().any(|s| s == sandbox)
 }
 
 /// What an org's credential may do. The operator's admin token is not a role: it does
@@ -224,6 +229,11 @@ impl Role {
     /// Whether holding `self` grants `wanted`.
     pub fn includes(self, wanted: Role) -> bool {
         self == wanted || (self == Role::Manage && wanted == Role::Read)
+    }
+
+    /// Whether holding `roles` grants `wanted`.
+    pub fn granted(roles: &[Role], wanted: Role) -> bool {
+        roles.iter().any(|r| r.includes(wanted))
     }
 
     pub fn as_str(self) -> &'static str {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use crate::model::{ApiKey, Role};
+use crate::model::{sandbox_reached, ApiKey, Role};
 use crate::state::CatalogState;
 use crate::tokens::{authenticate_key, key_string, KeyError, TokenError, Tokens};
 use crate::view::CatalogView;
@@ -49,11 +49,11 @@ impl OrgCredential {
     }
 
     pub fn may(&self, role: Role) -> bool {
-        self.roles.iter().any(|r| r.includes(role))
+        Role::granted(&self.roles, role)
     }
 
     pub fn reaches(&self, sandbox: &str) -> bool {
-        self.sandboxes.is_empty() || self.sandboxes.iter().any(|s| s == sandbox)
+        sandbox_reached(&self.sandboxes, sandbox)
     }
 }
 
@@ -167,18 +167,9 @@ impl Authenticator {
         }
     }
 
-    pub fn catalog(&self) -> &CatalogView {
-        &self.catalog
-    }
-
     fn is_admin(&self, presented: &str) -> bool {
         // Digests, so the comparison time does not reveal a matching prefix.
         Sha256::digest(presented.as_bytes()) == Sha256::digest(self.admin_token.as_bytes())
-    }
-
-    /// Whether `presented` is the admin token.
-    pub fn is_admin_token(&self, presented: &str) -> bool {
-        self.is_admin(presented)
     }
 
     /// The credential of an API key string (`cdpk.<id>.<secret>`), as typed into a form.

@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 
 use super::connections::{check_auth_values, check_params};
 use super::dataflows::etag_header;
+use super::error::CONNECTION;
 use super::patch::{self, IfMatch};
 use super::{check_name, description, new_etag, require, FlowApi, FlowError, WRITES};
 use crate::http::Tenant;
@@ -28,22 +29,11 @@ pub async fn patch(
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, HeaderMap), FlowError> {
-    let if_match =
-        IfMatch::from_headers(&headers).ok_or_else(|| FlowError::PreconditionRequired {
-            kind: "connection",
-            collection: "/connections",
-            id: id.clone(),
-        })?;
+    let if_match = IfMatch::required(&headers, CONNECTION, &id)?;
     let ops = patch::parse(&body)?;
     let _serialized = WRITES.lock().await;
     let current = require(&api.view.read().connections, "connection", &id, &tenant)?.clone();
-    if !if_match.matches(&current.etag) {
-        return Err(FlowError::PreconditionFailed {
-            kind: "connection",
-            collection: "/connections",
-            id,
-        });
-    }
+    if_match.check(&current.etag, CONNECTION, &id)?;
     let opened = current
         .open_auth(&api.secrets)
         .map_err(|source| FlowError::Sealed {

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::connections::created;
+use super::error::FLOW;
 use super::patch::{self, IfMatch};
 use super::{
     check_name, description, find, new_etag, require, show_all, FlowApi, FlowError, SpecRef, WRITES,
@@ -303,24 +304,13 @@ pub async fn patch(
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, HeaderMap), FlowError> {
-    let if_match =
-        IfMatch::from_headers(&headers).ok_or_else(|| FlowError::PreconditionRequired {
-            kind: "flow",
-            collection: "/flows",
-            id: id.clone(),
-        })?;
+    let if_match = IfMatch::required(&headers, FLOW, &id)?;
     let ops = patch::parse(&body)?;
     let _serialized = WRITES.lock().await;
     let (etag, next) = {
         let catalog = api.view.read();
         let flow = find_flow(&catalog, &id, &tenant)?;
-        if !if_match.matches(&flow.etag) {
-            return Err(FlowError::PreconditionFailed {
-                kind: "flow",
-                collection: "/flows",
-                id,
-            });
-        }
+        if_match.check(&flow.etag, FLOW, &id)?;
         let mut doc = serde_json::to_value(FlowView::of(flow)).expect("a flow view encodes");
         patch::apply(&mut doc, &ops, &patch::FLOW_RULES)?;
         match patched(flow, doc, &catalog, &tenant)? {
@@ -354,13 +344,7 @@ pub async fn delete(
         let catalog = api.view.read();
         let flow = find_flow(&catalog, &id, &tenant)?;
         if let Some(if_match) = IfMatch::from_headers(&headers) {
-            if !if_match.matches(&flow.etag) {
-                return Err(FlowError::PreconditionFailed {
-                    kind: "flow",
-                    collection: "/flows",
-                    id,
-                });
-            }
+            if_match.check(&flow.etag, FLOW, &id)?;
         }
     }
     api.writer.delete(&flow_key(&id)).await?;

@@ -23,22 +23,18 @@ pub enum FlowError {
     UnknownSpec(String),
     #[error(
         "a {kind} is changed under 'If-Match: \"<etag>\"', with the etag of the {kind} as last \
-         read (GET {collection}/{id} answers it)"
+         read (GET {collection}/{id} answers it)",
+        kind = .of.kind,
+        collection = .of.collection
     )]
-    PreconditionRequired {
-        kind: &'static str,
-        collection: &'static str,
-        id: String,
-    },
+    PreconditionRequired { of: Versioned, id: String },
     #[error(
         "{kind} {id} has changed since the etag named in If-Match was read (another change came \
-         first): GET {collection}/{id} again and apply the change to what it answers"
+         first): GET {collection}/{id} again and apply the change to what it answers",
+        kind = .of.kind,
+        collection = .of.collection
     )]
-    PreconditionFailed {
-        kind: &'static str,
-        collection: &'static str,
-        id: String,
-    },
+    PreconditionFailed { of: Versioned, id: String },
     /// Something still uses what a `DELETE` would remove.
     #[error("{kind} {id} is used by {} (delete or change those first)", .by.join(", "))]
     InUse {
@@ -52,6 +48,24 @@ pub enum FlowError {
     #[error("the catalog is not available: {0}")]
     Write(#[from] WriteError),
 }
+
+/// A kind of record changed under `If-Match`: what messages call it, and the collection whose
+/// `GET {collection}/{id}` answers its etag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Versioned {
+    pub kind: &'static str,
+    pub collection: &'static str,
+}
+
+pub const FLOW: Versioned = Versioned {
+    kind: "flow",
+    collection: "/flows",
+};
+
+pub const CONNECTION: Versioned = Versioned {
+    kind: "connection",
+    collection: "/connections",
+};
 
 impl FlowError {
     pub fn bad_request(detail: impl Into<String>) -> Self {
@@ -111,15 +125,13 @@ mod tests {
             "{missing}"
         );
         let required = FlowError::PreconditionRequired {
-            kind: "flow",
-            collection: "/flows",
+            of: FLOW,
             id: "f".into(),
         };
         assert_eq!(required.status().as_u16(), 428);
         assert!(required.to_string().contains("GET /flows/f"), "{required}");
         let failed = FlowError::PreconditionFailed {
-            kind: "connection",
-            collection: "/connections",
+            of: CONNECTION,
             id: "c".into(),
         };
         assert_eq!(failed.status().as_u16(), 412);

@@ -18,6 +18,7 @@ use cdp_catalog::flows::{EXISTS, GENERAL_TRANSFORM, JSON_PATH, PLATFORM_SEGMENT}
 use json_patch::PatchOperation;
 use serde_json::Value;
 
+use super::error::Versioned;
 use super::FlowError;
 
 /// The top-level members of a flow a patch may change.
@@ -95,6 +96,26 @@ impl IfMatch {
         match self {
             IfMatch::Any => true,
             IfMatch::Tags(tags) => tags.iter().any(|t| t == current),
+        }
+    }
+
+    /// The request's `If-Match`, which a change of `of` `id` needs (428 without it).
+    pub fn required(headers: &HeaderMap, of: Versioned, id: &str) -> Result<IfMatch, FlowError> {
+        IfMatch::from_headers(headers).ok_or_else(|| FlowError::PreconditionRequired {
+            of,
+            id: id.to_string(),
+        })
+    }
+
+    /// 412 unless it names `etag`, the current one of `of` `id`.
+    pub fn check(&self, etag: &str, of: Versioned, id: &str) -> Result<(), FlowError> {
+        if self.matches(etag) {
+            Ok(())
+        } else {
+            Err(FlowError::PreconditionFailed {
+                of,
+                id: id.to_string(),
+            })
         }
     }
 }
