@@ -518,11 +518,19 @@ async fn a_none_merge_policy_shows_only_the_identitys_own_fragment() {
     );
 }
 
-/// Deletes `topics` and makes them again, empty: what retention does to an idle profile's
-/// records, done at once (the development broker enforces no retention).
-async fn empty_topics(p: &Pipeline, topics: &[String], partitions: i32) {
+/// Deletes `topics` and makes them again, empty, with the partitions they had: what retention
+/// does to an idle profile's records, done at once (the development broker enforces no
+/// retention).
+async fn empty_topics(p: &Pipeline, topics: &[String]) {
     use rdkafka::admin::{AdminClient, AdminOptions};
     use rdkafka::client::DefaultClientContext;
+    let mut counts = Vec::new();
+    for t in topics {
+        let n = cdp_contract::admin::partition_count(&p.config.kafka, t)
+            .await
+            .expect("the topic's partitions");
+        counts.push(n);
+    }
     let admin: AdminClient<DefaultClientContext> = p
         .config
         .kafka
@@ -535,13 +543,7 @@ async fn empty_topics(p: &Pipeline, topics: &[String], partitions: i32) {
         .await
         .expect("delete topics");
     assert!(deleted.iter().all(Result::is_ok), "{deleted:?}");
-    for t in topics {
-        let n =
-            if t == &p.config.topics.profile_sequence() || t == &p.config.topics.identity_graph() {
-                1
-            } else {
-                partitions
-            };
+    for (t, n) in topics.iter().zip(counts) {
         p.broker.create_topic(t, n).await;
     }
 }
@@ -604,7 +606,6 @@ async fn a_profile_idle_longer_than_any_topics_retention_is_still_found() {
             t.segment_membership_json(),
             t.segment_exports(),
         ],
-        p.config.profile.partitions,
     )
     .await;
     let _again = p.start_profile().await;

@@ -387,7 +387,17 @@ async fn the_profile_intake_runs_in_validates_transaction() {
         assert_eq!(item["itemId"], "known");
         assert_eq!(item["datasetId"], dataset["id"]);
         assert_eq!(item["orgId"], "acme");
-        assert_eq!(items[0].partition, 0, "the identity stage's one partition");
+        let partitions = cdp_contract::admin::partition_count(
+            &p.config.kafka,
+            &p.config.topics.profile_sequence(),
+        )
+        .await
+        .expect("profile.sequence's partitions");
+        assert_eq!(
+            items[0].partition,
+            cdp_contract::partition::for_sandbox("acme", "prod", partitions),
+            "the partition of the sandbox's identity owner"
+        );
         assert_eq!(refusals.len(), 1, "{refusals:?}");
         assert_eq!(refusals[0]["stage"], "profile");
         assert_eq!(refusals[0]["payload"]["_id"], "anonymous");

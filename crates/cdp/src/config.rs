@@ -42,6 +42,7 @@ pub fn engine_settings(
         group_id: profile.group("engine"),
         instance_id: cdp_stage::instance_id(profile.instance_id.as_deref())?,
         partitions: profile.partitions,
+        sequence_partitions: profile.identity_partitions,
         event_ttl_ms: profile.ttl_ms(),
         max_events_per_profile: profile.max_events_per_profile,
         keep_event_fields: profile.keep_event_fields.clone(),

@@ -233,6 +233,7 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         specs.extend(cdp_engine::run::topic_specs(
             topics,
             config.profile.partitions,
+            config.profile.identity_partitions,
         ));
     }
     if stages.control || stages.profile || stages.engine {
@@ -415,10 +416,16 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
             config.validate.clone(),
             config.identity.namespaces.clone(),
         );
-        let intake = settings.profile_intake.then(|| {
-            Arc::new(cdp_profile::run::intake(&config.profile, &topics))
-                as Arc<dyn cdp_validate::Follower>
-        });
+        let intake = match settings.profile_intake {
+            true => {
+                let sequence = partition_count(&config.kafka, &topics.profile_sequence()).await?;
+                Some(
+                    Arc::new(cdp_profile::run::intake(&config.profile, &topics, sequence))
+                        as Arc<dyn cdp_validate::Follower>,
+                )
+            }
+            false => None,
+        };
         let (view, stop) = (catalog.clone(), shutdown_rx.clone());
         running.spawn_stage("validate stage", async move {
             cdp_validate::stage::run(&kafka, &topics, &settings, &identity, view, intake, stop)
@@ -515,10 +522,17 @@ async fn serve_queries(
         Some(_) => partition_count(&config.kafka, &topics.profile_resolved()).await?,
         None => 0,
     };
+    let identity_partitions = match &identity {
+        Some(_) => partition_count(&config.kafka, &topics.profile_sequence()).await?,
+        None => 0,
+    };
     let mut router = Router::new();
     if let Some(reader) = &identity {
         router = router.merge(cdp_profile::identity::query::router(
-            reader.clone(),
+            cdp_profile::identity::query::QueryState {
+                reader: reader.clone(),
+                partitions: identity_partitions,
+            },
             token.clone(),
         ));
     }
@@ -550,7 +564,7 @@ async fn serve_queries(
     };
     let instance = cdp_stage::instance_id(config.profile.instance_id.as_deref())?;
     for (stage, reader, partition_count) in [
-        ("identity", identity, 1),
+        ("identity", identity, identity_partitions),
         ("engine", engine, engine_partitions),
     ] {
         let Some(reader) = reader else {

@@ -2,16 +2,20 @@
 //! `cdp profile` processes: the same valid events (as validate's profile intake writes them)
 //! go to two pipelines. One is served by two
 //! instances at once (the halves of a person's merge live on different partitions, so on
-//! different instances), one of which is killed with SIGKILL mid-stream and restarted; the
-//! other by one instance that runs undisturbed. Both end with the same profiles: the same
-//! identities together, every event in exactly one profile, none counted twice.
+//! different instances, and the people are in two sandboxes whose identity graphs are on
+//! different partitions of profile.sequence, so each instance owns one of them), one of which
+//! is killed with SIGKILL mid-stream and restarted; the other by one instance that runs
+//! undisturbed. Both end with the same profiles: the same identities together, every event in
+//! exactly one profile, none counted twice.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use cdp_contract::endpoints::Endpoints;
 use cdp_contract::envelope::Source;
+use cdp_contract::follower::Follower;
 use cdp_contract::records::{Change, Identity, ProfileUpdate};
 use cdp_contract::{RawHeaders, Topics};
 use cdp_control::{CatalogView, CatalogWriter};
@@ -23,17 +27,36 @@ use serde_json::json;
 /// under the cookie (keyed by ECID) with what follows under the CRM id (keyed by CRMID).
 const PEOPLE: usize = 300;
 const DATASET: &str = "ds-profiles";
+/// Partitions of profile.sequence: one identity owner each.
+const OWNERS: i32 = 2;
+
+/// The two sandboxes the people are in (even people in the first): `prod` and the first other
+/// name placed on the other partition of profile.sequence.
+fn sandboxes() -> [String; 2] {
+    use cdp_contract::partition::for_sandbox;
+    let prod = for_sandbox("acme", "prod", OWNERS);
+    let other = (0..100)
+        .map(|i| format!("dev{i}"))
+        .find(|s| for_sandbox("acme", s, OWNERS) != prod)
+        .expect("a sandbox on the other partition");
+    ["prod".to_string(), other]
+}
 
 fn ecid(n: usize) -> String {
     format!("{n:038}")
 }
 
-/// The events of one person, in order, with their key (the primary identity).
-fn events_of(person: usize) -> Vec<(String, serde_json::Value)> {
+/// One event: its sandbox, key (the primary identity) and body.
+type Event = (String, String, serde_json::Value);
+
+/// The events of one person, in order.
+fn events_of(person: usize) -> Vec<Event> {
     let cookie = ecid(person);
     let crm = format!("crm-{person}");
+    let sandbox = sandboxes()[person % 2].clone();
     let anon = |k: usize| {
         (
+            sandbox.clone(),
             format!("ECID:{cookie}"),
             json!({"_id": format!("p{person}-a{k}"), "timestamp": now(), "identityMap": {"ECID": [{"id": cookie, "primary": true}]}}),
         )
@@ -41,11 +64,13 @@ fn events_of(person: usize) -> Vec<(String, serde_json::Value)> {
     let mut events: Vec<_> = (0..3).map(anon).collect();
     if person.is_multiple_of(5) {
         events.push((
+            sandbox.clone(),
             format!("CRMID:{crm}"),
             json!({"_id": format!("p{person}-login"), "timestamp": now(),
                    "identityMap": {"CRMID": [{"id": crm, "primary": true}], "ECID": [{"id": cookie}]}}),
         ));
         events.push((
+            sandbox.clone(),
             format!("CRMID:{crm}"),
             json!({"_id": format!("p{person}-c1"), "timestamp": now(), "identityMap": {"CRMID": [{"id": crm, "primary": true}]}}),
         ));
@@ -57,7 +82,7 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339()
 }
 
-fn all_events() -> Vec<(String, serde_json::Value)> {
+fn all_events() -> Vec<Event> {
     // Round-robin over people so a person's events are spread over the stream.
     let per: Vec<Vec<_>> = (0..PEOPLE).map(events_of).collect();
     let longest = per.iter().map(Vec::len).max().unwrap_or(0);
@@ -70,6 +95,9 @@ fn all_events() -> Vec<(String, serde_json::Value)> {
 async fn pipeline(broker: &Broker, name: &str) -> Topics {
     let kafka = broker.kafka();
     let topics = Topics::new(unique_name(name));
+    broker
+        .create_topic(&topics.profile_sequence(), OWNERS)
+        .await;
     broker.create_pipeline_topics(&topics, 3).await;
     let view = CatalogView::start(&kafka, &topics).expect("view");
     let writer = CatalogWriter::new(&kafka, &topics, view.clone()).expect("writer");
@@ -86,7 +114,7 @@ async fn pipeline(broker: &Broker, name: &str) -> Topics {
 
 /// Writes events to profile.sequence as validate's profile intake does: the intake's own code
 /// judges each event (headers, key = primary identity) against the pipeline's catalog.
-async fn produce(broker: &Broker, topics: &Topics, events: &[(String, serde_json::Value)]) {
+async fn produce(broker: &Broker, topics: &Topics, events: &[Event]) {
     use cdp_validate::Follower as _;
     let producer: FutureProducer = broker
         .kafka()
@@ -97,12 +125,12 @@ async fn produce(broker: &Broker, topics: &Topics, events: &[(String, serde_json
     view.caught_up(Duration::from_secs(30))
         .await
         .expect("catalog read");
-    let intake = cdp_profile::run::intake(&cdp_profile::ProfileSettings::default(), topics);
-    let sends = events.iter().enumerate().map(|(i, (key, value))| {
+    let intake = cdp_profile::run::intake(&cdp_profile::ProfileSettings::default(), topics, OWNERS);
+    let sends = events.iter().enumerate().map(|(i, (sandbox, key, value))| {
         let raw = RawHeaders {
             stream_id: "s".into(),
             org_id: "acme".into(),
-            sandbox: "prod".into(),
+            sandbox: sandbox.clone(),
             batch_id: "b".into(),
             xaction_id: format!("b:{i}"),
             received_ms: cdp_contract::clock::now_ms(),
@@ -129,12 +157,18 @@ async fn produce(broker: &Broker, topics: &Topics, events: &[(String, serde_json
             topics.profile_sequence(),
             "an item, not a refusal"
         );
+        let partition = item
+            .partition
+            .expect("the intake places an item by its sandbox");
         let (producer, topic, payload) =
             (producer.clone(), item.topic, item.value.unwrap_or_default());
         async move {
             producer
                 .send(
-                    FutureRecord::to(&topic).key(key.as_str()).payload(&payload),
+                    FutureRecord::to(&topic)
+                        .key(key.as_str())
+                        .payload(&payload)
+                        .partition(partition),
                     Duration::from_secs(30),
                 )
                 .await
@@ -163,6 +197,7 @@ fn profile_process(broker: &Broker, topics: &Topics, instance: &str, run: u32) -
             )
             .env("CDP_PROFILE__INSTANCE_ID", instance)
             .env("CDP_PROFILE__PARTITIONS", "3")
+            .env("CDP_PROFILE__IDENTITY_PARTITIONS", OWNERS.to_string())
             .env("CDP_PROFILE__STATE_DIR", state)
             // Small transactions, so a kill lands with many behind it and one open.
             .env("CDP_PROFILE__MAX_BATCH", "20")
@@ -223,6 +258,18 @@ async fn profiles(broker: &Broker, topics: &Topics) -> BTreeMap<Vec<Identity>, F
         .collect()
 }
 
+/// Which instance owns each partition of profile.sequence, as the instances advertise it.
+fn identity_owners(endpoints: &Follower<Endpoints>) -> Vec<Option<String>> {
+    let read = endpoints.read();
+    (0..OWNERS)
+        .map(|p| {
+            read.owners("identity", p)
+                .first()
+                .map(|e| e.instance.clone())
+        })
+        .collect()
+}
+
 fn total_events() -> usize {
     all_events().len()
 }
@@ -241,6 +288,22 @@ async fn two_instances_and_a_kill_make_the_profiles_of_an_undisturbed_run() {
     // The undisturbed reference: one instance, all events.
     let reference = pipeline(&broker, "profiles-ref").await;
     produce(&broker, &reference, &events).await;
+    let placed: BTreeSet<i32> = broker
+        .read_committed_settle(
+            &reference.profile_sequence(),
+            events.len(),
+            Duration::from_secs(30),
+            Duration::ZERO,
+        )
+        .await
+        .iter()
+        .map(|r| r.partition)
+        .collect();
+    assert_eq!(
+        placed,
+        (0..OWNERS).collect(),
+        "each sandbox's items on its own partition of profile.sequence"
+    );
     let _undisturbed = profile_process(&broker, &reference, "ref", 1);
 
     // Two instances; the first is killed once the second half of the stream is flowing.
@@ -248,6 +311,23 @@ async fn two_instances_and_a_kill_make_the_profiles_of_an_undisturbed_run() {
     produce(&broker, &crashing, half).await;
     let mut a = profile_process(&broker, &crashing, "a", 1);
     let _b = profile_process(&broker, &crashing, "b", 1);
+    let endpoints: Follower<Endpoints> = Follower::start(
+        &broker.kafka(),
+        &crashing.endpoints(),
+        &[0],
+        "test-endpoints",
+    )
+    .expect("follow the endpoints");
+    eventually(
+        Duration::from_secs(60),
+        "each instance owns one sandbox's identity graphs",
+        async || {
+            let mut owners = identity_owners(&endpoints);
+            owners.sort();
+            owners == [Some("a".to_string()), Some("b".to_string())]
+        },
+    )
+    .await;
     eventually_every(
         Duration::from_secs(60),
         Duration::from_millis(50),

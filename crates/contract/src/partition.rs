@@ -3,6 +3,12 @@
 //! asks the engine instance that owns that partition for the profile. The function is Kafka's
 //! default partitioner (murmur2 of the key, positive, modulo the partition count), so Java
 //! producers and Kafka Streams' interactive queries agree with it.
+//!
+//! `profile.sequence`, the identity owners' input, is partitioned by sandbox instead
+//! ([`for_sandbox`]): an identity graph never spans two sandboxes, so every identity a link
+//! could join is on the same partition, and each partition's owner can link without asking
+//! another. The validate stage's intake, the engine's hand-backs, the identity stage's backfill
+//! and control's identity lookups all place a sandbox with this one function.
 
 /// Kafka's murmur2 (seed `0x9747b28c`), as its Java client computes it.
 pub fn murmur2(data: &[u8]) -> i32 {
@@ -43,6 +49,17 @@ pub fn for_key(key: &[u8], partitions: i32) -> i32 {
     positive % partitions.max(1)
 }
 
+/// The key a sandbox is placed by: `org \0 sandbox` (an org id holds no NUL).
+pub fn sandbox_key(org: &str, sandbox: &str) -> String {
+    format!("{org}\0{sandbox}")
+}
+
+/// The partition of `profile.sequence` (of `partitions`) that holds the sandbox's identity
+/// graph.
+pub fn for_sandbox(org: &str, sandbox: &str, partitions: i32) -> i32 {
+    for_key(sandbox_key(org, sandbox).as_bytes(), partitions)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +91,20 @@ mod tests {
             }
         }
         assert_eq!(for_key(b"x", 0), 0);
+    }
+
+    #[test]
+    fn sandboxes_spread_over_partitions_and_stay_put() {
+        let placed: std::collections::BTreeSet<i32> = (0..32)
+            .map(|i| for_sandbox("acme", &format!("sb{i}"), 4))
+            .collect();
+        assert!(placed.len() > 1, "32 sandboxes all on one of 4 partitions");
+        assert_eq!(for_sandbox("acme", "prod", 1), 0);
+        assert_eq!(
+            for_sandbox("acme", "prod", 4),
+            for_key(b"acme\0prod", 4),
+            "one key for a sandbox wherever it is placed"
+        );
+        assert_ne!(sandbox_key("ac", "meprod"), sandbox_key("acme", "prod"));
     }
 }

@@ -436,7 +436,11 @@ impl Engine {
             at.cause,
             Output {
                 topic: self.topics.sequence.clone(),
-                partition: Some(0),
+                partition: Some(cdp_contract::partition::for_sandbox(
+                    &item.org_id,
+                    &item.sandbox,
+                    self.topics.sequence_partitions,
+                )),
                 key: item.owner.as_ref().map(|o| o.to_string().into_bytes()),
                 value: Some(value),
                 headers: OwnedHeaders::new(),

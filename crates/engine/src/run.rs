@@ -27,8 +27,8 @@ pub enum EngineError {
 
 /// The topics the engine reads and writes (besides the changelog and checkpoints the runtime
 /// creates), keyed ones with as many partitions as `profile.resolved`; `profile.sequence`
-/// (where merges hand content back) has one.
-pub fn topic_specs(topics: &Topics, partitions: i32) -> Vec<TopicSpec> {
+/// (where merges hand content back) is partitioned by sandbox.
+pub fn topic_specs(topics: &Topics, partitions: i32, sequence_partitions: i32) -> Vec<TopicSpec> {
     let mut specs: Vec<TopicSpec> = [
         topics.profile_resolved(),
         topics.profile_updates(),
@@ -45,7 +45,7 @@ pub fn topic_specs(topics: &Topics, partitions: i32) -> Vec<TopicSpec> {
     .collect();
     specs.push(TopicSpec {
         name: topics.profile_sequence(),
-        partitions: 1,
+        partitions: sequence_partitions.max(1),
         compacted: false,
     });
     specs
@@ -84,7 +84,13 @@ pub async fn run(
     queries: Option<StateReader>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), EngineError> {
-    ensure_topics(kafka, &topic_specs(topics, settings.partitions)).await?;
+    ensure_topics(
+        kafka,
+        &topic_specs(topics, settings.partitions, settings.sequence_partitions),
+    )
+    .await?;
+    let sequence_partitions =
+        cdp_contract::admin::partition_count(kafka, &topics.profile_sequence()).await?;
     let log = cdp_registry::confluent::SchemaLog::start(kafka, topics).await?;
     let avro = MembershipAvro::register(&log, &topics.segment_membership()).await?;
     tracing::info!(schema_id = avro.id(), subject = %format!("{}-value", topics.segment_membership()), "membership schema registered");
@@ -95,6 +101,7 @@ pub async fn run(
         topics: OutputTopics {
             updates: topics.profile_updates(),
             sequence: topics.profile_sequence(),
+            sequence_partitions,
             membership: topics.segment_membership(),
             membership_json: topics.segment_membership_json(),
             exports: topics.segment_exports(),

@@ -98,6 +98,9 @@ pub struct EngineSettings {
     pub instance_id: String,
     /// Partitions of `profile.resolved` and the engine's output topics when it creates them.
     pub partitions: i32,
+    /// Partitions of `profile.sequence` (where merges hand content back) if the engine is the
+    /// first to create it (`profile.identity_partitions`).
+    pub sequence_partitions: i32,
     /// How long a profile keeps an event (at least a day); a dataset may set its own.
     pub event_ttl_ms: i64,
     /// The most events a profile stores: at it, a new event is not stored (counted on the

@@ -25,6 +25,8 @@ pub struct OutputTopics {
     pub updates: String,
     /// Events and fragments a merge or split moves, back to the identity stage.
     pub sequence: String,
+    /// Its partition count: a hand-back goes to its sandbox's partition.
+    pub sequence_partitions: i32,
     /// Membership changes, Avro (Confluent wire format).
     pub membership: String,
     /// The same, JSON.

@@ -1,6 +1,7 @@
 //! The profile intake: events and records of datasets whose schema and dataset are both
-//! profile-enabled, with their identities checked, become items on the one-partition
-//! `profile.sequence` (the identity stage's order). What cannot enter a profile — too large,
+//! profile-enabled, with their identities checked, become items on `profile.sequence` (the
+//! identity stage's order), on the partition of their sandbox
+//! ([`cdp_contract::partition::for_sandbox`]). What cannot enter a profile — too large,
 //! no usable identity — goes to `events.error` with the reason (the event itself is valid and
 //! stays in its dataset).
 //!
@@ -20,7 +21,6 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::identity::extract::extract;
-use crate::json;
 
 /// The XDM class of profile records.
 pub const PROFILE_CLASS: &str = "_xdm.context.profile";
@@ -36,6 +36,8 @@ pub struct Limits {
 pub struct ProfileIntake {
     pub limits: Limits,
     pub sequence_topic: String,
+    /// profile.sequence's partition count: an item goes to its sandbox's partition.
+    pub sequence_partitions: i32,
     pub error_topic: String,
 }
 
@@ -73,11 +75,13 @@ impl Follower for ProfileIntake {
                 }
                 let value = serde_json::to_vec(&item)
                     .map_err(|e| format!("an item cannot be written: {e}"))?;
-                Ok(Some(json::to_partition_zero(
-                    &self.sequence_topic,
-                    Some(key),
-                    value,
-                )))
+                let mut output = Output::new(&self.sequence_topic, key, value);
+                output.partition = Some(cdp_contract::partition::for_sandbox(
+                    &item.org_id,
+                    &item.sandbox,
+                    self.sequence_partitions,
+                ));
+                Ok(Some(output))
             }
             Verdict::Refuse(record, reason) => {
                 metrics::counter!("cdp_intake_refused_total", "reason" => reason).increment(1);

@@ -1,7 +1,8 @@
 //! Runs the identity stage in front of the profile engine, as its own consumer group on the
 //! stage runtime (`cdp profile` runs it with the engine); the intake that feeds it runs inside
-//! the validate stage ([`ProfileIntake`]). The identity stage's one-partition input means one
-//! instance owns the graph at a time while the others stand by in its group.
+//! the validate stage ([`ProfileIntake`]). Its input, profile.sequence, is partitioned by
+//! sandbox ([`cdp_contract::partition::for_sandbox`]): each partition's graphs have one owner
+//! at a time, and instances share the partitions like any consumer group.
 
 use cdp_catalog::CatalogView;
 use cdp_contract::admin::{ensure_topics, AdminError, TopicSpec};
@@ -34,13 +35,18 @@ pub fn topic_specs(topics: &Topics, settings: &ProfileSettings) -> Vec<TopicSpec
         partitions: 1,
         compacted: false,
     };
+    let by_sandbox = |name| TopicSpec {
+        name,
+        partitions: settings.identity_partitions.max(1),
+        compacted: false,
+    };
     let keyed = |name| TopicSpec {
         name,
         partitions: settings.partitions,
         compacted: false,
     };
     vec![
-        one(topics.profile_sequence()),
+        by_sandbox(topics.profile_sequence()),
         one(topics.identity_graph()),
         keyed(topics.profile_resolved()),
     ]
@@ -64,11 +70,17 @@ pub fn spec(topics: &Topics, settings: &ProfileSettings, instance: &str) -> Stag
     }
 }
 
-/// The profile intake, for the validate stage to run (`validate.profile_intake`).
-pub fn intake(settings: &ProfileSettings, topics: &Topics) -> ProfileIntake {
+/// The profile intake, for the validate stage to run (`validate.profile_intake`);
+/// `sequence_partitions`: profile.sequence's partition count as the broker has it.
+pub fn intake(
+    settings: &ProfileSettings,
+    topics: &Topics,
+    sequence_partitions: i32,
+) -> ProfileIntake {
     ProfileIntake {
         limits: limits(settings),
         sequence_topic: topics.profile_sequence(),
+        sequence_partitions,
         error_topic: topics.events_error(),
     }
 }
@@ -96,11 +108,14 @@ pub async fn run(
     identity_spec.queries = identity_queries;
     let resolved_partitions =
         cdp_contract::admin::partition_count(kafka, &topics.profile_resolved()).await?;
+    let sequence_partitions =
+        cdp_contract::admin::partition_count(kafka, &topics.profile_sequence()).await?;
     let backfill = crate::identity::backfill::Backfill::new(
         catalog.clone(),
         kafka.clone(),
         topics.events_valid(),
         topics.profile_sequence(),
+        sequence_partitions,
         settings.keep_event_fields.clone(),
         longest_ttl(&catalog, settings),
         std::sync::Arc::new(Intake {
@@ -115,6 +130,7 @@ pub async fn run(
     let identity = IdentityStage {
         resolved_topic: topics.profile_resolved(),
         resolved_partitions,
+        sequence_partitions,
         graph_topic: topics.identity_graph(),
         backfill: Some(backfill),
     };

@@ -18,6 +18,12 @@ pub struct ProfileSettings {
     /// Partitions of profile.resolved and the engine's topics (and so of the engine's state)
     /// when the stages create them; more partitions, more engine instances.
     pub partitions: i32,
+    /// Partitions of profile.sequence, the identity stage's input, when the stages create it:
+    /// sandboxes are spread over them (a sandbox's graph lives on one), and each is owned by
+    /// one identity instance at a time, so this is how many instances can resolve identities
+    /// at once. Fixed once the topic exists: a sandbox's graph stays on the partition it was
+    /// created on.
+    pub identity_partitions: i32,
     /// How long a profile keeps an event for segmentation (at least a day).
     pub event_ttl_ms: i64,
     /// The most events a profile stores: at it, a new event is not stored (counted on the
@@ -60,6 +66,7 @@ impl Default for ProfileSettings {
             group_prefix: "cdp-profile".to_string(),
             instance_id: None,
             partitions: 6,
+            identity_partitions: 4,
             event_ttl_ms: ONE_DAY_MS,
             max_events_per_profile: 5_000,
             keep_event_fields: Vec::new(),

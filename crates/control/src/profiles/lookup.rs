@@ -1,6 +1,7 @@
 //! Where control reads profiles: from the instances that hold them (Kafka Streams' interactive
-//! queries), not from a copy of its own. An identity goes to the identity owner (the instance
-//! holding partition 0 of `profile.sequence`, where the graph lives); a profile goes to the
+//! queries), not from a copy of its own. An identity goes to the identity owner of its sandbox
+//! (the instance holding the partition of `profile.sequence` the sandbox is placed on,
+//! [`cdp_contract::partition::for_sandbox`], where its graph lives); a profile goes to the
 //! engine instance holding the partition of `profile.resolved` its id hashes to
 //! ([`cdp_contract::partition::for_key`]). Who holds what comes from `<ns>.endpoints`
 //! ([`Endpoints`]), which every such instance keeps current.
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use cdp_contract::admin::partitions_of;
 use cdp_contract::endpoints::Endpoints;
 use cdp_contract::follower::{FollowError, Follower};
+use cdp_contract::partition::sandbox_key;
 use cdp_contract::records::lookup::{
     EventsPage, HistoryLookup, IdentityLookup, ProfileLookup, Tallies,
 };
@@ -113,7 +115,8 @@ impl Lookups {
         identity: &Identity,
     ) -> Result<Option<IdentityLookup>, LookupError> {
         let query = identity_query(org, sandbox, identity);
-        self.ask(IDENTITY, None, "/internal/identity/members", &query)
+        let at = sandbox_key(org, sandbox);
+        self.ask(IDENTITY, &at, "/internal/identity/members", &query)
             .await
     }
 
@@ -125,7 +128,8 @@ impl Lookups {
         identity: &Identity,
     ) -> Result<Option<HistoryLookup>, LookupError> {
         let query = identity_query(org, sandbox, identity);
-        self.ask(IDENTITY, None, "/internal/identity/history", &query)
+        let at = sandbox_key(org, sandbox);
+        self.ask(IDENTITY, &at, "/internal/identity/history", &query)
             .await
     }
 
@@ -141,7 +145,7 @@ impl Lookups {
             ("sandbox", sandbox.to_string()),
             ("id", profile_id.to_string()),
         ];
-        self.ask(ENGINE, Some(profile_id), "/internal/engine/profile", &query)
+        self.ask(ENGINE, profile_id, "/internal/engine/profile", &query)
             .await
     }
 
@@ -163,7 +167,7 @@ impl Lookups {
         if let Some((ts, id)) = start {
             query.push(("start", format!("{ts}:{id}")));
         }
-        self.ask(ENGINE, Some(profile_id), "/internal/engine/events", &query)
+        self.ask(ENGINE, profile_id, "/internal/engine/events", &query)
             .await
     }
 
@@ -217,12 +221,12 @@ impl Lookups {
         out
     }
 
-    /// Asks the instance of `stage` that holds the partition of `key` (partition 0 without
-    /// one); `None` for a 404.
+    /// Asks the instance of `stage` that holds the partition of `key` (by the partition count
+    /// its instances advertise); `None` for a 404.
     async fn ask<T: DeserializeOwned>(
         &self,
         stage: &'static str,
-        key: Option<&str>,
+        key: &str,
         path: &str,
         query: &[(&str, String)],
     ) -> Result<Option<T>, LookupError> {
@@ -231,12 +235,9 @@ impl Lookups {
         loop {
             let urls: Vec<String> = {
                 let endpoints = self.endpoints.read();
-                partition = match key {
-                    Some(k) => endpoints.partition_count(stage).map_or(partition, |n| {
-                        cdp_contract::partition::for_key(k.as_bytes(), n)
-                    }),
-                    None => 0,
-                };
+                partition = endpoints.partition_count(stage).map_or(partition, |n| {
+                    cdp_contract::partition::for_key(key.as_bytes(), n)
+                });
                 endpoints
                     .owners(stage, partition)
                     .into_iter()

@@ -7,10 +7,10 @@
 //! ([`cdp_contract::records::Item::refresh`]), through the identity stage to the profiles that
 //! hold them; the engine fills in the fields and evaluates the definitions reading them again.
 //!
-//! It runs in the identity owner (one instance holds the graph's one partition, so one
-//! backfill runs per pipeline), one sandbox at a time, in a task beside the stage's loop.
+//! It runs in the identity owners (each for the sandboxes of the profile.sequence partitions it
+//! holds), one sandbox at a time per instance, in a task beside the stage's loop.
 //! Delivery is at least once and a refresh is idempotent; a backfill that did not finish (a
-//! crash, a failure) runs again. State in partition 0: `r<org>\0<sandbox>` → the fields the
+//! crash, a failure) runs again. State in the sandbox's partition: `r<org>\0<sandbox>` → the fields the
 //! sandbox's profiles keep, and those a backfill in progress adds ([`Mark`]). A sandbox's mark
 //! is written when its first item is placed, with what its definitions read then (what the
 //! engine keeps of that item): a sandbox without one holds no profile, so nothing to read
@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use cdp_catalog::CatalogView;
 use cdp_contract::clock::now_ms;
+use cdp_contract::partition::for_sandbox;
 use cdp_contract::{envelope, KafkaSettings};
 use cdp_stage::{Cause, Context, ProcessError};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
@@ -33,8 +34,6 @@ use tokio::task::JoinHandle;
 
 use crate::intake::Intake;
 use crate::json;
-
-const PARTITION: i32 = 0;
 
 /// Dotted paths, split.
 type Paths = BTreeSet<Vec<String>>;
@@ -64,6 +63,8 @@ pub struct Backfill {
     pub kafka: KafkaSettings,
     pub events_topic: String,
     pub sequence_topic: String,
+    /// profile.sequence's partition count: refresh items go to their sandbox's partition.
+    pub sequence_partitions: i32,
     /// The operator's keep-list (`profile.keep_event_fields`).
     pub keep: Vec<String>,
     /// How far back profiles hold events (the longest time-to-live).
@@ -86,6 +87,7 @@ impl Backfill {
         kafka: KafkaSettings,
         events_topic: String,
         sequence_topic: String,
+        sequence_partitions: i32,
         keep: Vec<String>,
         ttl_ms: i64,
         intake: Arc<Intake>,
@@ -95,6 +97,7 @@ impl Backfill {
             kafka,
             events_topic,
             sequence_topic,
+            sequence_partitions,
             keep,
             ttl_ms,
             intake,
@@ -147,12 +150,13 @@ impl Backfill {
         out
     }
 
-    /// An item of the sandbox is being placed: the sandbox gets its mark if it has none yet,
-    /// with what its definitions read now.
+    /// An item of the sandbox (whose graph is on `partition`) is being placed: the sandbox gets
+    /// its mark if it has none yet, with what its definitions read now.
     pub fn note(
         &self,
         ctx: &mut Context<'_>,
         cause: Cause,
+        partition: i32,
         org: &str,
         sandbox: &str,
     ) -> Result<(), ProcessError> {
@@ -169,7 +173,7 @@ impl Backfill {
             return Ok(());
         };
         let key = mark_key(org, sandbox);
-        if ctx.get(PARTITION, &key)?.is_none() {
+        if ctx.get(partition, &key)?.is_none() {
             let kept = self.fields_read(&list).remove(&sandbox_key).unwrap_or(list);
             write_mark(
                 ctx,
@@ -195,16 +199,22 @@ impl Backfill {
         partitions: &[i32],
         ctx: &mut Context<'_>,
     ) -> Result<bool, ProcessError> {
-        if !partitions.contains(&PARTITION) {
+        let held = |(org, sandbox): (&str, &str)| {
+            partitions.contains(&for_sandbox(org, sandbox, self.sequence_partitions))
+        };
+        if self
+            .running
+            .as_ref()
+            .is_some_and(|(o, s, _)| !held((o.as_str(), s.as_str())))
+        {
+            // Its sandbox moved to another owner, which runs it again from its mark.
             if let Some((_, _, task)) = self.running.take() {
                 task.abort();
             }
-            return Ok(false);
         }
         let Some(list) = self.kept_by_list() else {
             return Ok(false);
         };
-        let cause = Cause::Timer(PARTITION);
         let mut changed = false;
         if self
             .running
@@ -212,15 +222,16 @@ impl Backfill {
             .is_some_and(|(_, _, t)| t.is_finished())
         {
             if let Some((org, sandbox, task)) = self.running.take() {
+                let partition = for_sandbox(&org, &sandbox, self.sequence_partitions);
                 let key = mark_key(&org, &sandbox);
-                let mut mark = read_mark(ctx, &key, &list)?;
+                let mut mark = read_mark(ctx, partition, &key, &list)?;
                 match futures_join(task) {
                     Ok(sent) => {
                         tracing::info!(org = %org, sandbox = %sandbox, events = sent, "backfill of newly read event fields done");
                         if let Some(p) = mark.pending.take() {
                             mark.kept = p;
                         }
-                        write_mark(ctx, cause, &key, &mark)?;
+                        write_mark(ctx, Cause::Timer(partition), &key, &mark)?;
                         changed = true;
                     }
                     Err(e) => {
@@ -232,19 +243,22 @@ impl Backfill {
         }
         let fields = self.fields_read(&list);
         // Only sandboxes holding profiles have a mark.
-        let mut sandboxes: BTreeMap<(String, String), Mark> = BTreeMap::new();
-        for (k, v) in ctx.scan(PARTITION, b"r")? {
-            let rest = &k[1..];
-            let mut parts = rest.splitn(2, |b| *b == 0);
-            if let (Some(o), Some(s)) = (parts.next(), parts.next()) {
-                let key = (
-                    String::from_utf8_lossy(o).into_owned(),
-                    String::from_utf8_lossy(s).into_owned(),
-                );
-                sandboxes.insert(key, json::from_slice(&v, "a backfill mark")?);
+        let mut sandboxes: BTreeMap<(String, String), (i32, Mark)> = BTreeMap::new();
+        for &partition in partitions {
+            for (k, v) in ctx.scan(partition, b"r")? {
+                let rest = &k[1..];
+                let mut parts = rest.splitn(2, |b| *b == 0);
+                if let (Some(o), Some(s)) = (parts.next(), parts.next()) {
+                    let key = (
+                        String::from_utf8_lossy(o).into_owned(),
+                        String::from_utf8_lossy(s).into_owned(),
+                    );
+                    sandboxes.insert(key, (partition, json::from_slice(&v, "a backfill mark")?));
+                }
             }
         }
-        for ((org, sandbox), mut mark) in sandboxes {
+        for ((org, sandbox), (partition, mut mark)) in sandboxes {
+            let cause = Cause::Timer(partition);
             let key = mark_key(&org, &sandbox);
             let now = fields
                 .get(&(org.clone(), sandbox.clone()))
@@ -281,7 +295,7 @@ impl Backfill {
             let task = tokio::spawn(run(
                 self.kafka.clone(),
                 self.events_topic.clone(),
-                self.sequence_topic.clone(),
+                (self.sequence_topic.clone(), partition),
                 org.clone(),
                 sandbox.clone(),
                 now_ms() - self.ttl_ms,
@@ -308,8 +322,13 @@ fn futures_join(task: JoinHandle<Result<u64, String>>) -> Result<u64, String> {
     }
 }
 
-fn read_mark(ctx: &Context<'_>, key: &[u8], list: &Paths) -> Result<Mark, ProcessError> {
-    match ctx.get(PARTITION, key)? {
+fn read_mark(
+    ctx: &Context<'_>,
+    partition: i32,
+    key: &[u8],
+    list: &Paths,
+) -> Result<Mark, ProcessError> {
+    match ctx.get(partition, key)? {
         Some(v) => json::from_slice(&v, "a backfill mark"),
         None => Ok(Mark {
             kept: list.clone(),
@@ -338,11 +357,12 @@ fn header<'a, M: Message>(m: &'a M, name: &str) -> Option<&'a str> {
 }
 
 /// Reads the sandbox's events of `events.valid` from `since_ms` to the end as it is now, and
-/// sends each profile event again as a refresh item to `profile.sequence`. Answers how many.
+/// sends each profile event again as a refresh item to the sandbox's partition of
+/// `profile.sequence`. Answers how many.
 async fn run(
     kafka: KafkaSettings,
     events_topic: String,
-    sequence_topic: String,
+    (sequence_topic, sequence_partition): (String, i32),
     org: String,
     sandbox: String,
     since_ms: i64,
@@ -446,7 +466,7 @@ async fn run(
             producer
                 .send(
                     FutureRecord::<[u8], _>::to(topic)
-                        .partition(0)
+                        .partition(sequence_partition)
                         .payload(&value),
                     Duration::from_secs(30),
                 )

@@ -4,7 +4,7 @@
 //! newest [`PER_IDENTITY`] changes that name it (cuts, evictions, splits). When a profile
 //! merges into another, its history follows it.
 //!
-//! State keys (partition 0, beside the graph's): `h` + profile id → the profile's changes,
+//! State keys (in the sandbox's partition, beside its graph's): `h` + profile id → the profile's changes,
 //! `x` + org, sandbox, namespace (each `\0`-terminated) + value → the identity's; JSON lists of
 //! [`Stamped`], oldest first.
 
@@ -18,8 +18,6 @@ use crate::json;
 pub const PER_PROFILE: usize = 100;
 /// At most this many changes naming one identity are kept (the newest).
 pub const PER_IDENTITY: usize = 50;
-
-const PARTITION: i32 = 0;
 
 /// A change with its place in the graph's order: the position of the input that caused it
 /// (`seq`), then its place among that input's changes.
@@ -55,8 +53,8 @@ pub fn read(stored: Option<Vec<u8>>) -> Result<Vec<Stamped>, ProcessError> {
     }
 }
 
-fn load(ctx: &Context<'_>, key: &[u8]) -> Result<Vec<Stamped>, ProcessError> {
-    read(ctx.get(PARTITION, key)?)
+fn load(ctx: &Context<'_>, partition: i32, key: &[u8]) -> Result<Vec<Stamped>, ProcessError> {
+    read(ctx.get(partition, key)?)
 }
 
 fn save(
@@ -73,11 +71,13 @@ fn save(
     Ok(())
 }
 
-/// Records the changes of one input (`seq`) in the sandbox's histories. Merges are ordered after
-/// the other changes of the input: a link causes the merge, so the merge is the newer.
+/// Records the changes of one input (`seq`, read from the sandbox's `partition`) in the
+/// sandbox's histories. Merges are ordered after the other changes of the input: a link causes
+/// the merge, so the merge is the newer.
 pub fn record(
     ctx: &mut Context<'_>,
     cause: Cause,
+    partition: i32,
     org: &str,
     sandbox: &str,
     seq: u64,
@@ -103,17 +103,17 @@ pub fn record(
         };
         for identity in named {
             let key = identity_key(org, sandbox, identity);
-            let mut list = load(ctx, &key)?;
+            let mut list = load(ctx, partition, &key)?;
             list.push(stamped.clone());
             save(ctx, cause, &key, list, PER_IDENTITY)?;
         }
         let own = profile_key(&change.profile_id);
         if let GraphChange::Merged { into } = &change.change {
             // The history follows the identities into the surviving profile.
-            let mut moved = load(ctx, &own)?;
+            let mut moved = load(ctx, partition, &own)?;
             moved.push(stamped);
             let target = profile_key(into);
-            let mut all = load(ctx, &target)?;
+            let mut all = load(ctx, partition, &target)?;
             all.extend(moved);
             all.sort_by_key(|s| s.order);
             all.dedup_by_key(|s| s.order);
@@ -121,7 +121,7 @@ pub fn record(
             save(ctx, cause, &target, all, PER_PROFILE)?;
             continue;
         }
-        let mut list = load(ctx, &own)?;
+        let mut list = load(ctx, partition, &own)?;
         list.push(stamped);
         save(ctx, cause, &own, list, PER_PROFILE)?;
     }

@@ -1,8 +1,8 @@
 //! The identity owner's query API: which profile holds an identity, its identities, and the
-//! graph's history, read from the identity stage's own state (partition 0 of
-//! `profile.sequence`, where the graph lives) for control's Identity and Profile APIs. An
-//! instance that does not hold the graph answers 421 (control asks the owner again, see
-//! `cdp_contract::endpoints`). Behind the operator's token: these are internal routes.
+//! graph's history, read from the identity stage's own state (the partition of
+//! `profile.sequence` the sandbox is placed on, where its graph lives) for control's Identity
+//! and Profile APIs. An instance that does not hold that partition answers 421 (control asks
+//! the owner again, see `cdp_contract::endpoints`). Behind the operator's token: these are internal routes.
 //!
 //! - `GET /internal/identity/members?org=&sandbox=&ns=&id=` → [`IdentityLookup`];
 //! - `GET /internal/identity/history?org=&sandbox=&ns=&id=` → [`HistoryLookup`].
@@ -24,10 +24,16 @@ use super::graph::Cluster;
 use super::history;
 use super::stage::{cluster_key, node_key};
 
-const PARTITION: i32 = 0;
+/// What the routes read: the stage's state, and how many partitions profile.sequence has (to
+/// find a sandbox's).
+#[derive(Clone)]
+pub struct QueryState {
+    pub reader: StateReader,
+    pub partitions: i32,
+}
 
 /// The routes over the identity stage's state, behind `token` (bearer).
-pub fn router(reader: StateReader, token: Arc<str>) -> Router {
+pub fn router(state: QueryState, token: Arc<str>) -> Router {
     Router::new()
         .route("/internal/identity/members", get(members))
         .route("/internal/identity/history", get(history_of))
@@ -35,7 +41,7 @@ pub fn router(reader: StateReader, token: Arc<str>) -> Router {
             token,
             cdp_http::require_admin,
         ))
-        .with_state(reader)
+        .with_state(state)
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,20 +52,23 @@ struct IdentityKey {
     id: String,
 }
 
-fn read(reader: &StateReader, key: &[u8]) -> Result<Option<Vec<u8>>, Problem> {
-    if !reader.holds(PARTITION) {
+/// Reads `key` from the sandbox's partition.
+fn read(state: &QueryState, q: &IdentityKey, key: &[u8]) -> Result<Option<Vec<u8>>, Problem> {
+    let partition = cdp_contract::partition::for_sandbox(&q.org, &q.sandbox, state.partitions);
+    if !state.reader.holds(partition) {
         return Err(Problem::new(
             StatusCode::MISDIRECTED_REQUEST,
-            "this instance does not hold the identity graph now",
+            format!("this instance does not hold the identity graphs of partition {partition} now"),
         ));
     }
-    reader
-        .get(PARTITION, key)
+    state
+        .reader
+        .get(partition, key)
         .map_err(|e| Problem::unavailable(format!("the identity graph cannot be read now: {e}")))
 }
 
 /// The profile holding the identity, and its cluster.
-fn cluster(reader: &StateReader, q: &IdentityKey) -> Result<(Identity, Cluster), Problem> {
+fn cluster(state: &QueryState, q: &IdentityKey) -> Result<(Identity, Cluster), Problem> {
     let identity = Identity::new(q.ns.clone(), q.id.clone());
     let unknown = || {
         Problem::not_found(format!(
@@ -67,10 +76,10 @@ fn cluster(reader: &StateReader, q: &IdentityKey) -> Result<(Identity, Cluster),
             q.sandbox
         ))
     };
-    let profile = read(reader, &node_key(&q.org, &q.sandbox, &identity))?
+    let profile = read(state, q, &node_key(&q.org, &q.sandbox, &identity))?
         .and_then(|v| String::from_utf8(v).ok())
         .ok_or_else(unknown)?;
-    let stored = read(reader, &cluster_key(&profile))?.ok_or_else(unknown)?;
+    let stored = read(state, q, &cluster_key(&profile))?.ok_or_else(unknown)?;
     let cluster: Cluster = serde_json::from_slice(&stored).map_err(|e| {
         tracing::error!(profile, error = %e, "a stored cluster cannot be read");
         Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
@@ -78,8 +87,8 @@ fn cluster(reader: &StateReader, q: &IdentityKey) -> Result<(Identity, Cluster),
     Ok((identity, cluster))
 }
 
-async fn members(State(reader): State<StateReader>, Query(q): Query<IdentityKey>) -> Response {
-    match cluster(&reader, &q) {
+async fn members(State(state): State<QueryState>, Query(q): Query<IdentityKey>) -> Response {
+    match cluster(&state, &q) {
         Ok((_, c)) => Json(IdentityLookup {
             last_modified_ms: c.nodes.iter().map(|n| n.last_ms).max().unwrap_or_default(),
             identities: c.identities(),
@@ -90,14 +99,15 @@ async fn members(State(reader): State<StateReader>, Query(q): Query<IdentityKey>
     }
 }
 
-async fn history_of(State(reader): State<StateReader>, Query(q): Query<IdentityKey>) -> Response {
-    let (identity, c) = match cluster(&reader, &q) {
+async fn history_of(State(state): State<QueryState>, Query(q): Query<IdentityKey>) -> Response {
+    let (identity, c) = match cluster(&state, &q) {
         Ok(found) => found,
         Err(p) => return p.into_response(),
     };
-    let lists = read(&reader, &history::profile_key(&c.id)).and_then(|own| {
+    let lists = read(&state, &q, &history::profile_key(&c.id)).and_then(|own| {
         let named = read(
-            &reader,
+            &state,
+            &q,
             &history::identity_key(&q.org, &q.sandbox, &identity),
         )?;
         let parse = |v| {

@@ -1,7 +1,9 @@
-//! The identity stage: the one owner of the identity graph. It reads `profile.sequence` (one
-//! partition, so one active instance; others wait as standbys in the consumer group), applies
-//! each item's identities to the graph ([`super::graph::observe`]), and writes, in the same
-//! transaction as the graph's changelog:
+//! The identity stage: the owner of the identity graphs. It reads `profile.sequence`, which is
+//! partitioned by sandbox ([`cdp_contract::partition::for_sandbox`]): a graph never spans two
+//! sandboxes, so each partition's graphs are complete on their own and its owner links without
+//! asking anyone (the instances of the group share the partitions). For each item it applies
+//! the identities to the graph ([`super::graph::observe`]) and writes, in the same transaction
+//! as the graph's changelog:
 //!
 //! - to `profile.resolved`, keyed by profile id: merges and splits for the profiles whose
 //!   content must move, new memberships, and the item with the profile its owner identity
@@ -11,9 +13,9 @@
 //! Items the profile stage hands back after a merge or split link nothing: they are placed by
 //! their owner identity only.
 //!
-//! State (partition 0): `n` + org, sandbox, namespace, value → profile id; `c` + profile id →
-//! the cluster; the graph's history ([`super::history`]). The identity API reads it there
-//! ([`super::query`]).
+//! State (in the sandbox's partition): `n` + org, sandbox, namespace, value → profile id;
+//! `c` + profile id → the cluster; the graph's history ([`super::history`]). The identity API
+//! reads it there ([`super::query`]).
 
 use cdp_contract::records::{GraphChange, GraphRecord, Identity, Item, Resolved};
 use cdp_stage::{Cause, Context, Output, ProcessError, Processor};
@@ -22,13 +24,14 @@ use rdkafka::message::{Message, OwnedMessage};
 use super::graph::{observe, owner, Cluster, Observation};
 use crate::json;
 
-const PARTITION: i32 = 0;
-
 pub struct IdentityStage {
     pub resolved_topic: String,
     /// Partitions of `profile.resolved`: a profile's records go to
     /// `cdp_contract::partition::for_key(profile id)`, where control looks for it too.
     pub resolved_partitions: i32,
+    /// Partitions of `profile.sequence`, this stage's input: a record on another partition
+    /// than its sandbox's would link against the wrong graph.
+    pub sequence_partitions: i32,
     pub graph_topic: String,
     /// Reads events again when definitions come to read fields profiles did not keep.
     pub backfill: Option<super::backfill::Backfill>,
@@ -56,17 +59,18 @@ pub(crate) fn cluster_key(id: &str) -> Vec<u8> {
 impl IdentityStage {
     fn cluster_of(
         ctx: &Context<'_>,
+        partition: i32,
         org: &str,
         sandbox: &str,
         identity: &Identity,
     ) -> Result<Option<String>, ProcessError> {
         Ok(ctx
-            .get(PARTITION, &node_key(org, sandbox, identity))?
+            .get(partition, &node_key(org, sandbox, identity))?
             .and_then(|v| String::from_utf8(v).ok()))
     }
 
-    fn load(ctx: &Context<'_>, id: &str) -> Result<Option<Cluster>, ProcessError> {
-        match ctx.get(PARTITION, &cluster_key(id))? {
+    fn load(ctx: &Context<'_>, partition: i32, id: &str) -> Result<Option<Cluster>, ProcessError> {
+        match ctx.get(partition, &cluster_key(id))? {
             Some(v) => json::from_slice(&v, "a stored cluster").map(Some),
             None => Ok(None),
         }
@@ -104,18 +108,32 @@ impl IdentityStage {
         Ok(())
     }
 
-    /// Places one item: links its identities (unless it is handed back) and routes it.
+    /// Places one item, read from `partition`: links its identities (unless it is handed back)
+    /// and routes it.
     fn place(
         &self,
         ctx: &mut Context<'_>,
         cause: Cause,
+        partition: i32,
         seq: u64,
         mut item: Item,
     ) -> Result<(), ProcessError> {
         let (org, sandbox) = (item.org_id.clone(), item.sandbox.clone());
+        let home = cdp_contract::partition::for_sandbox(&org, &sandbox, self.sequence_partitions);
+        if home != partition {
+            // Only a writer that counts profile.sequence's partitions differently puts it here
+            // (the topic's partitions changed under running stages): linking it against this
+            // partition's graphs would split the sandbox's profiles.
+            return Err(ProcessError::Fatal(format!(
+                "item {} of sandbox {org}/{sandbox} is on profile.sequence partition {partition}, \
+                 but its sandbox's graph is on partition {home} of {}: profile.sequence's \
+                 partition count must not change once profiles exist",
+                item.item_id, self.sequence_partitions
+            )));
+        }
         if let Some(transfer) = &item.transfer {
             let placed = match &item.owner {
-                Some(o) => Self::cluster_of(ctx, &org, &sandbox, o)?,
+                Some(o) => Self::cluster_of(ctx, partition, &org, &sandbox, o)?,
                 None => None,
             };
             let target = placed.unwrap_or_else(|| transfer.hint.clone());
@@ -140,11 +158,12 @@ impl IdentityStage {
         };
         item.owner = Some(owner_identity.clone());
         if let Some(b) = &self.backfill {
-            b.note(ctx, cause, &org, &sandbox)?;
+            b.note(ctx, cause, partition, &org, &sandbox)?;
         }
         if item.refresh {
             // Read again to fill in fields: it goes where its owner is now, and links nothing.
-            let Some(target) = Self::cluster_of(ctx, &org, &sandbox, &owner_identity)? else {
+            let Some(target) = Self::cluster_of(ctx, partition, &org, &sandbox, &owner_identity)?
+            else {
                 metrics::counter!("cdp_identity_refresh_unplaced_total").increment(1);
                 return Ok(());
             };
@@ -176,7 +195,7 @@ impl IdentityStage {
         let mut known: Vec<String> = Vec::new();
         let mut unknown = false;
         for (identity, _) in &item.identities {
-            match Self::cluster_of(ctx, &org, &sandbox, identity)? {
+            match Self::cluster_of(ctx, partition, &org, &sandbox, identity)? {
                 Some(id) if !known.contains(&id) => known.push(id),
                 Some(_) => {}
                 None => unknown = true,
@@ -197,7 +216,7 @@ impl IdentityStage {
         }
         let mut old = Vec::with_capacity(known.len());
         for id in &known {
-            match Self::load(ctx, id)? {
+            match Self::load(ctx, partition, id)? {
                 Some(c) => old.push(c),
                 None => {
                     return Err(ProcessError::Fatal(format!(
@@ -218,7 +237,7 @@ impl IdentityStage {
             };
             // A store that cannot answer counts the id as taken: a salted id is still unique.
             observe(old, &obs, |id| {
-                ctx.get(PARTITION, &cluster_key(id))
+                ctx.get(partition, &cluster_key(id))
                     .map_or(true, |v| v.is_some())
             })
         };
@@ -251,7 +270,7 @@ impl IdentityStage {
         }
 
         // The graph's history, then the profiles' moves, then the item.
-        super::history::record(ctx, cause, &org, &sandbox, seq, &step.history)?;
+        super::history::record(ctx, cause, partition, &org, &sandbox, seq, &step.history)?;
         for change in &step.history {
             metrics::counter!("cdp_identity_graph_changes_total", "op" => op(&change.change))
                 .increment(1);
@@ -393,7 +412,7 @@ impl Processor for IdentityStage {
                     continue;
                 }
             };
-            self.place(ctx, Cause::Input(i), m.offset() as u64, item)?;
+            self.place(ctx, Cause::Input(i), m.partition(), m.offset() as u64, item)?;
         }
         Ok(())
     }

@@ -247,20 +247,20 @@ struct Items {
 }
 
 impl Items {
-    fn new(topics: &Topics, settings: &ProfileSettings, view: &CatalogView) -> Self {
+    fn new(
+        topics: &Topics,
+        settings: &ProfileSettings,
+        sequence_partitions: i32,
+        view: &CatalogView,
+    ) -> Self {
         Self {
-            intake: cdp_profile::run::intake(settings, topics),
+            intake: cdp_profile::run::intake(settings, topics, sequence_partitions),
             view: view.clone(),
         }
     }
 
-    /// Event `i`'s item (key, value, headers) on profile.sequence.
-    fn of(
-        &self,
-        i: u64,
-        key: &str,
-        value: &[u8],
-    ) -> anyhow::Result<(String, Vec<u8>, OwnedHeaders)> {
+    /// Event `i`'s item on profile.sequence, on its sandbox's partition.
+    fn of(&self, i: u64, key: &str, value: &[u8]) -> anyhow::Result<Load> {
         use cdp_validate::Follower as _;
         let entity: Value = serde_json::from_slice(value)?;
         let text = std::str::from_utf8(value)?;
@@ -286,11 +286,12 @@ impl Items {
                 String::from_utf8_lossy(output.value.as_deref().unwrap_or_default())
             );
         }
-        Ok((
-            key.to_string(),
-            output.value.unwrap_or_default(),
-            output.headers,
-        ))
+        Ok(Load {
+            key: key.to_string(),
+            value: output.value.unwrap_or_default(),
+            headers: output.headers,
+            partition: output.partition,
+        })
     }
 }
 
@@ -325,20 +326,38 @@ async fn namespace(
 
 /// Writes `count` records (`record(i)`: key, value, headers) to `topic`, as fast as the
 /// producer takes them.
+/// One record for [`produce_all`]; without a partition, the key's (Kafka's partitioner).
+struct Load {
+    key: String,
+    value: Vec<u8>,
+    headers: OwnedHeaders,
+    partition: Option<i32>,
+}
+
+impl Load {
+    fn to<'a>(&'a self, topic: &'a str) -> FutureRecord<'a, str, [u8]> {
+        let rec = FutureRecord::to(topic)
+            .key(self.key.as_str())
+            .payload(self.value.as_slice())
+            .headers(self.headers.clone());
+        match self.partition {
+            Some(p) => rec.partition(p),
+            None => rec,
+        }
+    }
+}
+
 async fn produce_all(
     kafka: &KafkaSettings,
     topic: &str,
     count: u64,
-    record: impl Fn(u64) -> anyhow::Result<(String, Vec<u8>, OwnedHeaders)>,
+    record: impl Fn(u64) -> anyhow::Result<Load>,
 ) -> anyhow::Result<()> {
     let producer: FutureProducer = kafka.producer("bench-profile-load", 120_000).create()?;
     let mut pending = std::collections::VecDeque::new();
     for i in 0..count {
-        let (key, payload, headers) = record(i)?;
-        let mut rec = FutureRecord::to(topic)
-            .key(&key)
-            .payload(&payload)
-            .headers(headers);
+        let load = record(i)?;
+        let mut rec = load.to(topic);
         loop {
             match producer.send_result(rec) {
                 Ok(d) => {
@@ -407,7 +426,12 @@ async fn validate_reference(
     .await?;
     produce_all(kafka, &topics.ingest_raw(), shape.total(), |i| {
         let (key, value) = shape.event(i);
-        Ok((key, value, raw_headers(i).to_kafka()))
+        Ok(Load {
+            key,
+            value,
+            headers: raw_headers(i).to_kafka(),
+            partition: None,
+        })
     })
     .await?;
     println!("  {} raw events written", shape.total());
@@ -936,15 +960,9 @@ async fn latency(
     };
     // One acknowledged record first: a new idempotent producer holds what it is given until
     // it has its producer id (see latency.rs).
-    let (key, value, headers) = record(u64::MAX, "lat-warm")?;
+    let warm = record(u64::MAX, "lat-warm")?;
     producer
-        .send(
-            FutureRecord::to(&topic)
-                .key(&key)
-                .payload(&value)
-                .headers(headers),
-            Duration::from_secs(30),
-        )
+        .send(warm.to(&topic), Duration::from_secs(30))
         .await
         .map_err(|(e, _)| e)?;
     let count = (rate * seconds) as usize;
@@ -957,16 +975,10 @@ async fn latency(
             tokio::time::sleep_until((started + Duration::from_millis(10) * tick).into()).await;
         }
         let id = format!("lat-{j}");
-        let (key, value, headers) = record(j as u64, &id)?;
+        let load = record(j as u64, &id)?;
         let ts = now_ms();
         let delivery = producer
-            .send_result(
-                FutureRecord::to(&topic)
-                    .key(&key)
-                    .payload(&value)
-                    .headers(headers)
-                    .timestamp(ts),
-            )
+            .send_result(load.to(&topic).timestamp(ts))
             .map_err(|(e, _)| e)?;
         sends.push((id, ts, delivery));
     }
@@ -1224,11 +1236,13 @@ pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Res
     ensure_topics(&kafka, &cdp_profile::run::topic_specs(&topics, &settings)).await?;
     ensure_topics(
         &kafka,
-        &cdp_engine::run::topic_specs(&topics, settings.partitions),
+        &cdp_engine::run::topic_specs(&topics, settings.partitions, settings.identity_partitions),
     )
     .await?;
     let started = Instant::now();
-    let items = Items::new(&topics, &settings, &view);
+    let sequence_partitions =
+        cdp_contract::admin::partition_count(&kafka, &topics.profile_sequence()).await?;
+    let items = Items::new(&topics, &settings, sequence_partitions, &view);
     produce_all(&kafka, &topics.profile_sequence(), total, |i| {
         let (key, value) = shape.event(i);
         items.of(i, &key, &value)
@@ -1809,7 +1823,7 @@ async fn engine_alone(
     let partitions = settings.partitions;
     let (topics, view) = namespace(kafka, partitions, |_| Vec::new()).await?;
     define(kafka, &topics, &view, definitions).await?;
-    ensure_topics(kafka, &cdp_engine::run::topic_specs(&topics, partitions)).await?;
+    ensure_topics(kafka, &cdp_engine::run::topic_specs(&topics, partitions, 1)).await?;
     let (k, source, target) = (
         kafka.clone(),
         from.profile_resolved(),

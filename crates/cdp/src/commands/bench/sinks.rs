@@ -551,6 +551,7 @@ async fn namespace(base: &cdp::CdpConfig, label: &str) -> anyhow::Result<Namespa
     specs.extend(cdp_engine::run::topic_specs(
         &topics,
         config.profile.partitions,
+        config.profile.identity_partitions,
     ));
     specs.extend(cdp_sinks::flows::topic_specs(
         &topics,
