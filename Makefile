@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test lint bench bench-edge bench-validate bench-profile bench-pipeline bench-sinks broker-install build
+.PHONY: run test lint bench bench-edge bench-validate bench-profile bench-identity bench-pipeline bench-sinks broker-install build
 
 build:
 	$(CARGO) build -p cdp
@@ -26,7 +26,7 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## Benchmarks; results go in docs/BENCHMARKS.md.
-bench: bench-edge bench-validate bench-profile bench-pipeline bench-sinks
+bench: bench-edge bench-validate bench-profile bench-identity bench-pipeline bench-sinks
 
 bench-edge:
 	scripts/bench.sh edge
@@ -36,6 +36,9 @@ bench-validate:
 
 bench-profile:
 	scripts/bench.sh profile
+
+bench-identity:
+	scripts/bench.sh identity
 
 bench-pipeline:
 	scripts/bench.sh pipeline

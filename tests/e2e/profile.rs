@@ -258,6 +258,122 @@ async fn anonymous_browsing_then_login_is_one_profile_with_every_event() {
     assert_eq!(status, 404);
 }
 
+/// The identity fast path: events with one identity go from validate's intake straight to the
+/// profile that identity created (profile.resolved, `direct`), and the engine applies them
+/// there when the profile holds the identity, or forwards them to the identity owner when it
+/// does not (a new identity; one whose profile merged away). Events racing a merge end in the
+/// surviving profile, each once.
+#[tokio::test]
+async fn fast_path_events_are_applied_forwarded_or_moved_and_never_lost() {
+    let p = Pipeline::start().await;
+    let _profile = p.start_profile().await;
+    let (dataset, stream) = event_stream(&p).await;
+    let device = ecid(7);
+    let cookie = || json!({"ECID": [{"id": device, "primary": true}]});
+    let crm = || json!({"CRMID": [{"id": "bob", "primary": true}]});
+    let has = async |events: &[&str]| {
+        let want: BTreeSet<String> = events.iter().map(|e| e.to_string()).collect();
+        eventually(
+            Duration::from_secs(30),
+            &format!("a profile with {want:?}"),
+            async || {
+                fold(updates(&p, 1).await)
+                    .values()
+                    .any(|f| want.is_subset(&f.events))
+            },
+        )
+        .await
+    };
+    // A new identity: its first event is forwarded; once its profile exists, the next is
+    // applied where it was sent.
+    send(&p, &stream, &dataset, &[event("anon-1", cookie())]).await;
+    has(&["anon-1"]).await;
+    send(&p, &stream, &dataset, &[event("anon-2", cookie())]).await;
+    send(&p, &stream, &dataset, &[event("crm-1", crm())]).await;
+    has(&["anon-1", "anon-2"]).await;
+    has(&["crm-1"]).await;
+    // A login joins the two: the CRM id's profile (the younger) merges into the cookie's, while
+    // more events of the CRM id are already on their way to the profile that is merging away.
+    send(
+        &p,
+        &stream,
+        &dataset,
+        &[event(
+            "login",
+            json!({"ECID": [{"id": device}], "CRMID": [{"id": "bob", "primary": true}]}),
+        )],
+    )
+    .await;
+    let after: Vec<String> = (1..=5).map(|n| format!("after-{n}")).collect();
+    for id in &after {
+        send(&p, &stream, &dataset, &[event(id, crm())]).await;
+    }
+    send(&p, &stream, &dataset, &[event("anon-3", cookie())]).await;
+
+    let mut expected: BTreeSet<String> = ["anon-1", "anon-2", "anon-3", "crm-1", "login"]
+        .map(String::from)
+        .into();
+    expected.extend(after.iter().cloned());
+    let mut profiles = BTreeMap::new();
+    eventually(
+        Duration::from_secs(60),
+        "one profile with every event",
+        async || {
+            profiles = fold(updates(&p, expected.len()).await);
+            profiles.len() == 1 && profiles.values().all(|f| f.events == expected)
+        },
+    )
+    .await;
+    let profile = profiles.into_values().next().expect("a profile");
+    assert_eq!(
+        profile.event_count as usize,
+        expected.len(),
+        "each event once"
+    );
+
+    // What took which path, from the pipeline's own topics: every one-identity event went
+    // straight to a profile; the ones the engine forwarded are on profile.sequence with their
+    // owner set and nothing handed back.
+    let direct = p
+        .broker
+        .read_committed_settle(
+            &p.config.topics.profile_resolved(),
+            usize::MAX,
+            Duration::from_secs(3),
+            Duration::ZERO,
+        )
+        .await
+        .iter()
+        .filter(|r| r.json().get("direct").is_some())
+        .count();
+    assert_eq!(
+        direct,
+        expected.len() - 1,
+        "all but the login went straight"
+    );
+    let forwarded = p
+        .broker
+        .read_committed_settle(
+            &p.config.topics.profile_sequence(),
+            usize::MAX,
+            Duration::from_secs(3),
+            Duration::ZERO,
+        )
+        .await
+        .iter()
+        .map(|r| r.json())
+        .filter(|item| item.get("owner").is_some() && item.get("transfer").is_none())
+        .count();
+    assert!(
+        forwarded >= 2,
+        "the first events of the cookie and of the CRM id were forwarded ({forwarded})"
+    );
+    assert!(
+        forwarded < direct,
+        "events of known identities were applied where they were sent ({forwarded} of {direct} forwarded)"
+    );
+}
+
 /// The identities of the profile that holds `ns:value`, via the Identity API.
 async fn members(p: &Pipeline, xid: &str) -> (String, Vec<String>) {
     let (status, body) = api(p, &format!("/identity/cluster/members?xid={xid}")).await;

@@ -335,11 +335,17 @@ async fn streaming_ingest_records_are_validated_against_the_streams_dataset() {
 
 /// Valid events of a profile-enabled dataset go on to profile.sequence in validate's own
 /// transaction: an item for an event with an identity, a refusal (stage `profile`) for one
-/// without. With `validate.profile_intake` off, validation is the same and nothing goes on.
+/// without. With the identity fast path on, the event with one identity goes instead straight
+/// to its profile's partition of profile.resolved, in the same transaction. With
+/// `validate.profile_intake` off, validation is the same and nothing goes on.
 #[tokio::test]
 async fn the_profile_intake_runs_in_validates_transaction() {
-    for intake in [true, false] {
-        let p = Pipeline::start_with(|c| c.validate.profile_intake = intake).await;
+    for (intake, fast_path) in [(true, false), (true, true), (false, true)] {
+        let p = Pipeline::start_with(|c| {
+            c.validate.profile_intake = intake;
+            c.profile.identity_fast_path = fast_path;
+        })
+        .await;
         p.broker.create_pipeline_topics(&p.config.topics, 3).await;
         let dataset = p.create_dataset("acme", event_schema()).await;
         let stream = p
@@ -347,8 +353,9 @@ async fn the_profile_intake_runs_in_validates_transaction() {
             .await;
         let schema_id = dataset["schemaId"].as_str().unwrap();
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let ecid = "12345678901234567890123456789012345678";
         let known = json!({"_id": "known", "timestamp": now,
-            "identityMap": {"ECID": [{"id": "12345678901234567890123456789012345678", "primary": true}]}});
+            "identityMap": {"ECID": [{"id": ecid, "primary": true}]}});
         let anonymous = json!({"_id": "anonymous", "timestamp": now});
         p.post_batch(
             &stream,
@@ -359,45 +366,74 @@ async fn the_profile_intake_runs_in_validates_transaction() {
         let valid = read(&p, &p.config.topics.events_valid(), 2).await;
         assert_eq!(valid.len(), 2, "validation is the same (intake {intake})");
         // What the intake writes is in the same transactions as these, so it is readable now.
-        let items = p
-            .broker
-            .read_committed(
-                &p.config.topics.profile_sequence(),
-                1,
-                Duration::from_secs(2),
-            )
-            .await;
-        let refusals: Vec<Value> = p
-            .broker
-            .read_committed(&p.config.topics.events_error(), 1, Duration::from_secs(2))
+        let committed = |topic: String| {
+            let broker = &p.broker;
+            async move {
+                broker
+                    .read_committed(&topic, 1, Duration::from_secs(2))
+                    .await
+            }
+        };
+        let items = committed(p.config.topics.profile_sequence()).await;
+        let direct = committed(p.config.topics.profile_resolved()).await;
+        let refusals: Vec<Value> = committed(p.config.topics.events_error())
             .await
             .iter()
             .map(Record::json)
             .collect();
         if !intake {
             assert!(items.is_empty(), "no items with the intake off");
+            assert!(direct.is_empty(), "no fast-path items with the intake off");
             assert!(
                 refusals.is_empty(),
                 "no refusals with the intake off: {refusals:?}"
             );
             continue;
         }
-        assert_eq!(items.len(), 1, "an item for the event with an identity");
-        let item = items[0].json();
+        let written = if fast_path {
+            assert!(items.is_empty(), "one identity: not through the owner");
+            assert_eq!(direct.len(), 1, "an item for the event with an identity");
+            let record = direct[0].json();
+            let profile = record["direct"]["profileId"]
+                .as_str()
+                .expect("a direct record");
+            let resolved = cdp_contract::admin::partition_count(
+                &p.config.kafka,
+                &p.config.topics.profile_resolved(),
+            )
+            .await
+            .expect("profile.resolved's partitions");
+            assert_eq!(
+                direct[0].partition,
+                cdp_contract::partition::for_key(profile.as_bytes(), resolved),
+                "the partition of the profile it is sent to"
+            );
+            assert_eq!(
+                record["direct"]["item"]["owner"],
+                json!({"ns": "ECID", "id": ecid}),
+                "its one identity owns it"
+            );
+            (record["direct"]["item"].clone(), &direct[0])
+        } else {
+            assert!(direct.is_empty(), "the fast path is off");
+            assert_eq!(items.len(), 1, "an item for the event with an identity");
+            let partitions = cdp_contract::admin::partition_count(
+                &p.config.kafka,
+                &p.config.topics.profile_sequence(),
+            )
+            .await
+            .expect("profile.sequence's partitions");
+            assert_eq!(
+                items[0].partition,
+                cdp_contract::partition::for_sandbox("acme", "prod", partitions),
+                "the partition of the sandbox's identity owner"
+            );
+            (items[0].json(), &items[0])
+        };
+        let (item, record) = written;
         assert_eq!(item["itemId"], "known");
         assert_eq!(item["datasetId"], dataset["id"]);
         assert_eq!(item["orgId"], "acme");
-        let partitions = cdp_contract::admin::partition_count(
-            &p.config.kafka,
-            &p.config.topics.profile_sequence(),
-        )
-        .await
-        .expect("profile.sequence's partitions");
-        assert_eq!(
-            items[0].partition,
-            cdp_contract::partition::for_sandbox("acme", "prod", partitions),
-            "the partition of the sandbox's identity owner"
-        );
         assert_eq!(refusals.len(), 1, "{refusals:?}");
         assert_eq!(refusals[0]["stage"], "profile");
         assert_eq!(refusals[0]["payload"]["_id"], "anonymous");
@@ -405,7 +441,7 @@ async fn the_profile_intake_runs_in_validates_transaction() {
         assert!(why.contains("no identity"), "{why}");
         // Written by validate, with its lineage: the raw event the item came from.
         assert!(
-            items[0].header("cdp-raw-position").is_some(),
+            record.header("cdp-raw-position").is_some(),
             "lineage header"
         );
     }

@@ -418,11 +418,12 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         );
         let intake = match settings.profile_intake {
             true => {
-                let sequence = partition_count(&config.kafka, &topics.profile_sequence()).await?;
-                Some(
-                    Arc::new(cdp_profile::run::intake(&config.profile, &topics, sequence))
-                        as Arc<dyn cdp_validate::Follower>,
-                )
+                let placement = cdp_profile::run::Placement::of(&config.kafka, &topics).await?;
+                Some(Arc::new(cdp_profile::run::intake(
+                    &config.profile,
+                    &topics,
+                    placement,
+                )) as Arc<dyn cdp_validate::Follower>)
             }
             false => None,
         };

@@ -95,9 +95,11 @@ fn all_events() -> Vec<Event> {
 async fn pipeline(broker: &Broker, name: &str) -> Topics {
     let kafka = broker.kafka();
     let topics = Topics::new(unique_name(name));
+    // As validate with the profile intake creates them (the fast path writes profile.resolved).
     broker
         .create_topic(&topics.profile_sequence(), OWNERS)
         .await;
+    broker.create_topic(&topics.profile_resolved(), 3).await;
     broker.create_pipeline_topics(&topics, 3).await;
     let view = CatalogView::start(&kafka, &topics).expect("view");
     let writer = CatalogWriter::new(&kafka, &topics, view.clone()).expect("writer");
@@ -112,9 +114,10 @@ async fn pipeline(broker: &Broker, name: &str) -> Topics {
     topics
 }
 
-/// Writes events to profile.sequence as validate's profile intake does: the intake's own code
-/// judges each event (headers, key = primary identity) against the pipeline's catalog.
-async fn produce(broker: &Broker, topics: &Topics, events: &[Event]) {
+/// Writes events as validate's profile intake does (to profile.sequence, or to profile.resolved
+/// on the identity fast path): the intake's own code judges each event (headers, key = primary
+/// identity) against the pipeline's catalog. Answers how many went to profile.sequence.
+async fn produce(broker: &Broker, topics: &Topics, events: &[Event]) -> usize {
     use cdp_validate::Follower as _;
     let producer: FutureProducer = broker
         .kafka()
@@ -125,7 +128,12 @@ async fn produce(broker: &Broker, topics: &Topics, events: &[Event]) {
     view.caught_up(Duration::from_secs(30))
         .await
         .expect("catalog read");
-    let intake = cdp_profile::run::intake(&cdp_profile::ProfileSettings::default(), topics, OWNERS);
+    let placement = cdp_profile::run::Placement::of(&broker.kafka(), topics)
+        .await
+        .expect("the profile topics' partitions");
+    assert_eq!(placement.sequence, OWNERS);
+    let intake =
+        cdp_profile::run::intake(&cdp_profile::ProfileSettings::default(), topics, placement);
     let sends = events.iter().enumerate().map(|(i, (sandbox, key, value))| {
         let raw = RawHeaders {
             stream_id: "s".into(),
@@ -152,11 +160,7 @@ async fn produce(broker: &Broker, topics: &Topics, events: &[Event]) {
             )
             .expect("the item can be written")
             .expect("the intake takes the event");
-        assert_eq!(
-            item.topic,
-            topics.profile_sequence(),
-            "an item, not a refusal"
-        );
+        assert_ne!(item.topic, topics.events_error(), "an item, not a refusal");
         let partition = item
             .partition
             .expect("the intake places an item by its sandbox");
@@ -174,9 +178,13 @@ async fn produce(broker: &Broker, topics: &Topics, events: &[Event]) {
                 .await
                 .map_err(|(e, _)| e)
                 .expect("item written");
+            topic
         }
     });
-    futures::future::join_all(sends).await;
+    let sent = futures::future::join_all(sends).await;
+    sent.into_iter()
+        .filter(|topic| *topic == topics.profile_sequence())
+        .count()
 }
 
 fn profile_process(broker: &Broker, topics: &Topics, instance: &str, run: u32) -> ChildGuard {
@@ -287,11 +295,11 @@ async fn two_instances_and_a_kill_make_the_profiles_of_an_undisturbed_run() {
 
     // The undisturbed reference: one instance, all events.
     let reference = pipeline(&broker, "profiles-ref").await;
-    produce(&broker, &reference, &events).await;
+    let to_owners = produce(&broker, &reference, &events).await;
     let placed: BTreeSet<i32> = broker
         .read_committed_settle(
             &reference.profile_sequence(),
-            events.len(),
+            to_owners,
             Duration::from_secs(30),
             Duration::ZERO,
         )
@@ -303,6 +311,11 @@ async fn two_instances_and_a_kill_make_the_profiles_of_an_undisturbed_run() {
         placed,
         (0..OWNERS).collect(),
         "each sandbox's items on its own partition of profile.sequence"
+    );
+    assert!(
+        to_owners < events.len(),
+        "events with one identity take the fast path ({to_owners} of {} to the owners)",
+        events.len()
     );
     let _undisturbed = profile_process(&broker, &reference, "ref", 1);
 

@@ -61,7 +61,49 @@ impl Engine {
                 item.item_id
             )));
         };
-        let mut work = self.load(ctx, at, &item.org_id, &item.sandbox, profile)?;
+        let work = self.load(ctx, at, &item.org_id, &item.sandbox, profile)?;
+        self.item_in(ctx, at, work, seq, identities, owner, item)
+    }
+
+    /// The identity fast path: an event the intake sent straight to the profile its one
+    /// identity would have created. Applied if the profile holds that identity now; otherwise
+    /// (no such profile yet, merged away, the identity moved to another) forwarded to the
+    /// identity owner, which places it as if the intake had sent it there. A guess that races a
+    /// merge or split is applied here and moves with the profile's content when the merge or
+    /// split arrives, as any event would.
+    pub(crate) fn direct(
+        &mut self,
+        ctx: &mut Context<'_>,
+        at: At,
+        profile: &str,
+        item: Item,
+    ) -> Result<(), ProcessError> {
+        let Some(owner) = item.owner.clone() else {
+            return Err(ProcessError::Fatal(format!(
+                "item {} came on the fast path to profile {profile} without an owner",
+                item.item_id
+            )));
+        };
+        let work = self.load(ctx, at, &item.org_id, &item.sandbox, profile)?;
+        if work.record.identities.contains(&owner) {
+            metrics::counter!("cdp_engine_direct_total", "outcome" => "applied").increment(1);
+            return self.item_in(ctx, at, work, 0, None, owner, item);
+        }
+        metrics::counter!("cdp_engine_direct_total", "outcome" => "forwarded").increment(1);
+        self.to_identity_owner(ctx, at, &item)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn item_in(
+        &mut self,
+        ctx: &mut Context<'_>,
+        at: At,
+        mut work: Work,
+        seq: u64,
+        identities: Option<Vec<Identity>>,
+        owner: Identity,
+        item: Item,
+    ) -> Result<(), ProcessError> {
         if item.refresh {
             return self.refresh(ctx, at, work, item);
         }
@@ -430,8 +472,20 @@ impl Engine {
 
     /// Hands an event or fragment back to the identity stage, to be placed again.
     fn hand_back(&self, ctx: &mut Context<'_>, at: At, item: &Item) -> Result<(), ProcessError> {
+        self.to_identity_owner(ctx, at, item)?;
+        metrics::counter!("cdp_engine_items_handed_back_total").increment(1);
+        Ok(())
+    }
+
+    /// Sends an item to its sandbox's identity owner (profile.sequence).
+    fn to_identity_owner(
+        &self,
+        ctx: &mut Context<'_>,
+        at: At,
+        item: &Item,
+    ) -> Result<(), ProcessError> {
         let value = serde_json::to_vec(item)
-            .map_err(|e| fatal("an item handed back cannot be written", e))?;
+            .map_err(|e| fatal("an item for the identity owner cannot be written", e))?;
         ctx.emit(
             at.cause,
             Output {
@@ -446,7 +500,6 @@ impl Engine {
                 headers: OwnedHeaders::new(),
             },
         );
-        metrics::counter!("cdp_engine_items_handed_back_total").increment(1);
         Ok(())
     }
 

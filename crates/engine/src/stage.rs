@@ -163,6 +163,7 @@ impl Engine {
                 identities,
                 ..
             } => self.split(ctx, at, &profile_id, &org_id, &sandbox, moved, identities),
+            Resolved::Direct { profile_id, item } => self.direct(ctx, at, &profile_id, *item),
         }
     }
 

@@ -8,11 +8,20 @@
 //! It runs inside the validate stage ([`ProfileIntake`], a `cdp_validate::Follower`), on the
 //! entity validate has just parsed, in validate's transaction; a backfill reads events.valid
 //! and judges its records the same way ([`Intake::item_of`]).
+//!
+//! **The identity fast path** ([`FastPath`]): an event with exactly one identity (none refused)
+//! links nothing, so the identity owner would only look up which profile holds that identity.
+//! The intake sends it instead straight to `profile.resolved`, to the profile the identity
+//! names when it creates its own cluster (its digest, [`profile_id`]), as a `Resolved::Direct`.
+//! The engine applies it there if that profile holds the identity, and otherwise forwards it to
+//! the identity owner: a stale or wrong guess costs a hop, never an event. Events with two or
+//! more identities and profile records always go through the owner: they may link identities,
+//! and a link's recency decides unique-namespace cuts.
 
 use cdp_catalog::{CatalogState, CatalogView};
 use cdp_contract::envelope::{self, RawHeaders};
 use cdp_contract::quarantine::{ErrorRecord, Stage, Violation};
-use cdp_contract::records::{Item, ItemKind, NamespaceTraits};
+use cdp_contract::records::{Item, ItemKind, NamespaceTraits, Resolved};
 use cdp_stage::Output;
 use cdp_validate::{Follower, Valid};
 use cdp_xdm::decode::ValueDecoder;
@@ -21,6 +30,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::identity::extract::extract;
+use crate::identity::graph::profile_id;
 
 /// The XDM class of profile records.
 pub const PROFILE_CLASS: &str = "_xdm.context.profile";
@@ -39,11 +49,63 @@ pub struct ProfileIntake {
     /// profile.sequence's partition count: an item goes to its sandbox's partition.
     pub sequence_partitions: i32,
     pub error_topic: String,
+    /// Where events with one identity go straight to their profile; `None`: every item goes
+    /// to the identity owner.
+    pub fast_path: Option<FastPath>,
+}
+
+/// `profile.resolved`, for the identity fast path.
+#[derive(Debug, Clone)]
+pub struct FastPath {
+    pub resolved_topic: String,
+    /// Its partition count: a profile is on `partition::for_key(profile id)`.
+    pub resolved_partitions: i32,
+}
+
+impl ProfileIntake {
+    /// The item's output: straight to its profile if the fast path takes it, else to the
+    /// identity owner of its sandbox.
+    fn place(&self, key: Vec<u8>, mut item: Box<Item>) -> Result<Output, String> {
+        if let Some(fast) = &self.fast_path {
+            let single = item.kind == ItemKind::Event
+                && item.identities.len() == 1
+                && item.refused.is_empty()
+                && !item.refresh;
+            if single {
+                let identity = item.identities[0].0.clone();
+                let profile = profile_id(&item.org_id, &item.sandbox, &identity, 0);
+                item.owner = Some(identity);
+                let partition =
+                    cdp_contract::partition::for_key(profile.as_bytes(), fast.resolved_partitions);
+                let value = serde_json::to_vec(&Resolved::Direct {
+                    profile_id: profile.clone(),
+                    item,
+                })
+                .map_err(|e| format!("an item cannot be written: {e}"))?;
+                metrics::counter!("cdp_intake_items_total", "path" => "direct").increment(1);
+                let mut output = Output::new(&fast.resolved_topic, profile.into_bytes(), value);
+                output.partition = Some(partition);
+                return Ok(output);
+            }
+        }
+        metrics::counter!("cdp_intake_items_total", "path" => "owner").increment(1);
+        let value =
+            serde_json::to_vec(&item).map_err(|e| format!("an item cannot be written: {e}"))?;
+        let mut output = Output::new(&self.sequence_topic, key, value);
+        output.partition = Some(cdp_contract::partition::for_sandbox(
+            &item.org_id,
+            &item.sandbox,
+            self.sequence_partitions,
+        ));
+        Ok(output)
+    }
 }
 
 impl Follower for ProfileIntake {
     fn topics(&self) -> Vec<String> {
-        vec![self.sequence_topic.clone(), self.error_topic.clone()]
+        let mut topics = vec![self.sequence_topic.clone(), self.error_topic.clone()];
+        topics.extend(self.fast_path.as_ref().map(|f| f.resolved_topic.clone()));
+        topics
     }
 
     fn follow(&self, valid: &Valid<'_>, catalog: &CatalogState) -> Result<Option<Output>, String> {
@@ -73,15 +135,7 @@ impl Follower for ProfileIntake {
                     metrics::counter!("cdp_intake_identities_refused_total", "reason" => r.reason.label())
                         .increment(1);
                 }
-                let value = serde_json::to_vec(&item)
-                    .map_err(|e| format!("an item cannot be written: {e}"))?;
-                let mut output = Output::new(&self.sequence_topic, key, value);
-                output.partition = Some(cdp_contract::partition::for_sandbox(
-                    &item.org_id,
-                    &item.sandbox,
-                    self.sequence_partitions,
-                ));
-                Ok(Some(output))
+                self.place(key, item).map(Some)
             }
             Verdict::Refuse(record, reason) => {
                 metrics::counter!("cdp_intake_refused_total", "reason" => reason).increment(1);

@@ -5,14 +5,14 @@
 //! at a time, and instances share the partitions like any consumer group.
 
 use cdp_catalog::CatalogView;
-use cdp_contract::admin::{ensure_topics, AdminError, TopicSpec};
+use cdp_contract::admin::{ensure_topics, partition_count, AdminError, TopicSpec};
 use cdp_contract::{KafkaSettings, Topics};
 use cdp_stage::{Lineage, StageError, StageSpec, StateReader};
 use cdp_xdm::decode::ValueDecoder;
 use tokio::sync::watch;
 
 use crate::identity::stage::IdentityStage;
-use crate::intake::{Intake, Limits, ProfileIntake};
+use crate::intake::{FastPath, Intake, Limits, ProfileIntake};
 use crate::settings::ProfileSettings;
 
 #[derive(Debug, thiserror::Error)]
@@ -70,18 +70,36 @@ pub fn spec(topics: &Topics, settings: &ProfileSettings, instance: &str) -> Stag
     }
 }
 
-/// The profile intake, for the validate stage to run (`validate.profile_intake`);
-/// `sequence_partitions`: profile.sequence's partition count as the broker has it.
-pub fn intake(
-    settings: &ProfileSettings,
-    topics: &Topics,
-    sequence_partitions: i32,
-) -> ProfileIntake {
+/// The partition counts the intake places items by, as the broker has them.
+#[derive(Debug, Clone, Copy)]
+pub struct Placement {
+    /// Of profile.sequence (a sandbox's identity owner).
+    pub sequence: i32,
+    /// Of profile.resolved (a profile's engine partition, for the fast path).
+    pub resolved: i32,
+}
+
+impl Placement {
+    /// Reads both counts (the topics must exist).
+    pub async fn of(kafka: &KafkaSettings, topics: &Topics) -> Result<Self, AdminError> {
+        Ok(Self {
+            sequence: partition_count(kafka, &topics.profile_sequence()).await?,
+            resolved: partition_count(kafka, &topics.profile_resolved()).await?,
+        })
+    }
+}
+
+/// The profile intake, for the validate stage to run (`validate.profile_intake`).
+pub fn intake(settings: &ProfileSettings, topics: &Topics, placement: Placement) -> ProfileIntake {
     ProfileIntake {
         limits: limits(settings),
         sequence_topic: topics.profile_sequence(),
-        sequence_partitions,
+        sequence_partitions: placement.sequence,
         error_topic: topics.events_error(),
+        fast_path: settings.identity_fast_path.then(|| FastPath {
+            resolved_topic: topics.profile_resolved(),
+            resolved_partitions: placement.resolved,
+        }),
     }
 }
 
@@ -106,16 +124,16 @@ pub async fn run(
     ensure_topics(kafka, &topic_specs(topics, settings)).await?;
     let mut identity_spec = spec(topics, settings, &instance);
     identity_spec.queries = identity_queries;
-    let resolved_partitions =
-        cdp_contract::admin::partition_count(kafka, &topics.profile_resolved()).await?;
-    let sequence_partitions =
-        cdp_contract::admin::partition_count(kafka, &topics.profile_sequence()).await?;
+    let placement = Placement::of(kafka, topics).await?;
+    let (resolved_partitions, sequence_partitions) = (placement.resolved, placement.sequence);
     let backfill = crate::identity::backfill::Backfill::new(
         catalog.clone(),
         kafka.clone(),
         topics.events_valid(),
-        topics.profile_sequence(),
-        sequence_partitions,
+        crate::identity::backfill::SequenceTopic {
+            name: topics.profile_sequence(),
+            partitions: sequence_partitions,
+        },
         settings.keep_event_fields.clone(),
         longest_ttl(&catalog, settings),
         std::sync::Arc::new(Intake {

@@ -24,6 +24,10 @@ pub struct ProfileSettings {
     /// at once. Fixed once the topic exists: a sandbox's graph stays on the partition it was
     /// created on.
     pub identity_partitions: i32,
+    /// The identity fast path: events with exactly one identity go from the intake straight to
+    /// the profile that identity created, not through the identity owner (the engine forwards
+    /// them to the owner when that guess is wrong). Off: every item goes through the owner.
+    pub identity_fast_path: bool,
     /// How long a profile keeps an event for segmentation (at least a day).
     pub event_ttl_ms: i64,
     /// The most events a profile stores: at it, a new event is not stored (counted on the
@@ -67,6 +71,7 @@ impl Default for ProfileSettings {
             instance_id: None,
             partitions: 6,
             identity_partitions: 4,
+            identity_fast_path: true,
             event_ttl_ms: ONE_DAY_MS,
             max_events_per_profile: 5_000,
             keep_event_fields: Vec::new(),

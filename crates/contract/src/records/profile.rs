@@ -116,6 +116,13 @@ pub enum Resolved {
         moved: Vec<Identity>,
         identities: Vec<Identity>,
     },
+    /// The identity fast path: an event with one identity, sent by the profile intake straight
+    /// to the profile that identity would have created (`profile_id`, its owner identity's
+    /// digest), without asking the identity owner. The engine applies it only if that profile
+    /// holds the identity; otherwise it forwards the item to the identity owner, which places
+    /// (and links) it as if it had come from the intake.
+    #[serde(rename_all = "camelCase")]
+    Direct { profile_id: String, item: Box<Item> },
 }
 
 impl Resolved {
@@ -124,7 +131,8 @@ impl Resolved {
             Resolved::Item { profile_id, .. }
             | Resolved::Graph { profile_id, .. }
             | Resolved::Merged { profile_id, .. }
-            | Resolved::Split { profile_id, .. } => profile_id,
+            | Resolved::Split { profile_id, .. }
+            | Resolved::Direct { profile_id, .. } => profile_id,
         }
     }
 }

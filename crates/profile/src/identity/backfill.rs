@@ -58,13 +58,19 @@ fn mark_key(org: &str, sandbox: &str) -> Vec<u8> {
 
 type Running = (String, String, JoinHandle<Result<u64, String>>);
 
+/// profile.sequence and its partition count.
+#[derive(Debug, Clone)]
+pub struct SequenceTopic {
+    pub name: String,
+    pub partitions: i32,
+}
+
 pub struct Backfill {
     pub catalog: CatalogView,
     pub kafka: KafkaSettings,
     pub events_topic: String,
-    pub sequence_topic: String,
-    /// profile.sequence's partition count: refresh items go to their sandbox's partition.
-    pub sequence_partitions: i32,
+    /// profile.sequence: refresh items go to their sandbox's partition of it.
+    pub sequence: SequenceTopic,
     /// The operator's keep-list (`profile.keep_event_fields`).
     pub keep: Vec<String>,
     /// How far back profiles hold events (the longest time-to-live).
@@ -86,8 +92,7 @@ impl Backfill {
         catalog: CatalogView,
         kafka: KafkaSettings,
         events_topic: String,
-        sequence_topic: String,
-        sequence_partitions: i32,
+        sequence: SequenceTopic,
         keep: Vec<String>,
         ttl_ms: i64,
         intake: Arc<Intake>,
@@ -96,8 +101,7 @@ impl Backfill {
             catalog,
             kafka,
             events_topic,
-            sequence_topic,
-            sequence_partitions,
+            sequence,
             keep,
             ttl_ms,
             intake,
@@ -200,7 +204,7 @@ impl Backfill {
         ctx: &mut Context<'_>,
     ) -> Result<bool, ProcessError> {
         let held = |(org, sandbox): (&str, &str)| {
-            partitions.contains(&for_sandbox(org, sandbox, self.sequence_partitions))
+            partitions.contains(&for_sandbox(org, sandbox, self.sequence.partitions))
         };
         if self
             .running
@@ -222,7 +226,7 @@ impl Backfill {
             .is_some_and(|(_, _, t)| t.is_finished())
         {
             if let Some((org, sandbox, task)) = self.running.take() {
-                let partition = for_sandbox(&org, &sandbox, self.sequence_partitions);
+                let partition = for_sandbox(&org, &sandbox, self.sequence.partitions);
                 let key = mark_key(&org, &sandbox);
                 let mut mark = read_mark(ctx, partition, &key, &list)?;
                 match futures_join(task) {
@@ -295,7 +299,7 @@ impl Backfill {
             let task = tokio::spawn(run(
                 self.kafka.clone(),
                 self.events_topic.clone(),
-                (self.sequence_topic.clone(), partition),
+                (self.sequence.name.clone(), partition),
                 org.clone(),
                 sandbox.clone(),
                 now_ms() - self.ttl_ms,

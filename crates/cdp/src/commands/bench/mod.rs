@@ -2,6 +2,7 @@
 //! measured in the same run (ratios survive a noisy shared machine; absolute numbers do not).
 mod copy_loop;
 mod edge;
+mod identity;
 mod latency;
 mod pipeline;
 mod procfs;
@@ -27,6 +28,9 @@ pub enum BenchCommand {
     /// validate stage on the same events, in one run; latency, restore, memory and disk per
     /// profile, control's memory while it answers lookups.
     Profile(profile::ProfileBenchArgs),
+    /// The identity owners alone, with one and with two instances alternated, over sandboxes
+    /// spread over profile.sequence's partitions: events/s and the two-owner ratio.
+    Identity(identity::IdentityBenchArgs),
     /// The whole pipeline (edge → validate and profile intake → identity → engine) with streaming segments of the
     /// five types: sustained events/s, edge-ack → membership latency, exit-timer lateness.
     Pipeline(pipeline::PipelineBenchArgs),
@@ -40,6 +44,7 @@ pub async fn run(config: Option<PathBuf>, cmd: BenchCommand) -> anyhow::Result<(
         BenchCommand::Edge(args) => edge::run(config, args).await,
         BenchCommand::Validate(args) => validate::run(config, args).await,
         BenchCommand::Profile(args) => profile::run(config, args).await,
+        BenchCommand::Identity(args) => identity::run(config, args).await,
         BenchCommand::Pipeline(args) => pipeline::run(config, args).await,
         BenchCommand::Sinks(args) => sinks::run(config, args).await,
     }

@@ -107,10 +107,10 @@ const RUNTIME_RESTORE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The people and their events.
 #[derive(Clone, Copy)]
-struct Shape {
-    profiles: u64,
-    per: u64,
-    stitched_pct: u64,
+pub(super) struct Shape {
+    pub(super) profiles: u64,
+    pub(super) per: u64,
+    pub(super) stitched_pct: u64,
 }
 
 /// Which identity an event names.
@@ -122,7 +122,7 @@ enum Part {
 }
 
 impl Shape {
-    fn total(&self) -> u64 {
+    pub(super) fn total(&self) -> u64 {
         self.profiles * self.per
     }
 
@@ -130,7 +130,7 @@ impl Shape {
         mix(person ^ 0x5717_c4ed) % 100 < self.stitched_pct
     }
 
-    fn stitched_count(&self) -> u64 {
+    pub(super) fn stitched_count(&self) -> u64 {
         (0..self.profiles).filter(|p| self.stitched(*p)).count() as u64
     }
 
@@ -162,7 +162,7 @@ impl Shape {
 
     /// Event `i` of the stream (round `i / profiles`, person `i % profiles`): its key (the
     /// primary identity) and value.
-    fn event(&self, i: u64) -> (String, Vec<u8>) {
+    pub(super) fn event(&self, i: u64) -> (String, Vec<u8>) {
         let (person, slot) = (i % self.profiles, i / self.profiles);
         self.event_of(person, slot, &format!("ev-{i}"))
     }
@@ -225,11 +225,11 @@ fn schema() -> Value {
     })
 }
 
-fn raw_headers(i: u64) -> RawHeaders {
+fn raw_headers(i: u64, sandbox: &str) -> RawHeaders {
     RawHeaders {
         stream_id: "bench".into(),
         org_id: super::ORG.into(),
-        sandbox: "prod".into(),
+        sandbox: sandbox.into(),
         batch_id: "bench".into(),
         xaction_id: format!("bench:{i}"),
         received_ms: now_ms(),
@@ -238,33 +238,44 @@ fn raw_headers(i: u64) -> RawHeaders {
     }
 }
 
-/// Events as the profile intake (inside validate) writes them to profile.sequence: the same
-/// code judges the bench's events, so the profile stages see exactly what validate would
-/// hand them.
-struct Items {
+/// Events as the profile intake (inside validate) writes them, to profile.sequence (the
+/// identity owner) or, on the identity fast path, to profile.resolved: the same code judges
+/// the bench's events, so the profile stages see exactly what validate would hand them.
+pub(super) struct Items {
     intake: cdp_profile::intake::ProfileIntake,
     view: CatalogView,
 }
 
 impl Items {
-    fn new(
+    pub(super) fn new(
         topics: &Topics,
         settings: &ProfileSettings,
-        sequence_partitions: i32,
+        placement: cdp_profile::run::Placement,
         view: &CatalogView,
     ) -> Self {
         Self {
-            intake: cdp_profile::run::intake(settings, topics, sequence_partitions),
+            intake: cdp_profile::run::intake(settings, topics, placement),
             view: view.clone(),
         }
     }
 
-    /// Event `i`'s item on profile.sequence, on its sandbox's partition.
+    /// Event `i`'s item on profile.sequence, in sandbox `prod`.
     fn of(&self, i: u64, key: &str, value: &[u8]) -> anyhow::Result<Load> {
+        self.of_in(i, "prod", key, value)
+    }
+
+    /// Event `i`'s item on profile.sequence, in `sandbox`, on its sandbox's partition.
+    pub(super) fn of_in(
+        &self,
+        i: u64,
+        sandbox: &str,
+        key: &str,
+        value: &[u8],
+    ) -> anyhow::Result<Load> {
         use cdp_validate::Follower as _;
         let entity: Value = serde_json::from_slice(value)?;
         let text = std::str::from_utf8(value)?;
-        let raw = raw_headers(i);
+        let raw = raw_headers(i, sandbox);
         let output = self
             .intake
             .follow(
@@ -280,13 +291,14 @@ impl Items {
             )
             .map_err(|e| anyhow::anyhow!(e))?
             .context("the intake skipped a bench event (is the bench dataset profile-enabled?)")?;
-        if output.topic != self.intake.sequence_topic {
+        if output.topic == self.intake.error_topic {
             bail!(
                 "the intake refused a bench event: {}",
                 String::from_utf8_lossy(output.value.as_deref().unwrap_or_default())
             );
         }
         Ok(Load {
+            topic: Some(output.topic),
             key: key.to_string(),
             value: output.value.unwrap_or_default(),
             headers: output.headers,
@@ -296,7 +308,7 @@ impl Items {
 }
 
 /// A fresh namespace with the bench catalog and `topics` (besides the catalog).
-async fn namespace(
+pub(super) async fn namespace(
     kafka: &KafkaSettings,
     partitions: i32,
     topics_of: impl Fn(&Topics) -> Vec<String>,
@@ -324,10 +336,11 @@ async fn namespace(
     Ok((topics, view))
 }
 
-/// Writes `count` records (`record(i)`: key, value, headers) to `topic`, as fast as the
-/// producer takes them.
-/// One record for [`produce_all`]; without a partition, the key's (Kafka's partitioner).
-struct Load {
+/// One record for [`produce_all`]: to its own topic if it names one (the profile intake's
+/// items go to the identity owner or, on the fast path, to the profile), else to the one
+/// given; without a partition, the key's (Kafka's partitioner).
+pub(super) struct Load {
+    topic: Option<String>,
     key: String,
     value: Vec<u8>,
     headers: OwnedHeaders,
@@ -336,7 +349,7 @@ struct Load {
 
 impl Load {
     fn to<'a>(&'a self, topic: &'a str) -> FutureRecord<'a, str, [u8]> {
-        let rec = FutureRecord::to(topic)
+        let rec = FutureRecord::to(self.topic.as_deref().unwrap_or(topic))
             .key(self.key.as_str())
             .payload(self.value.as_slice())
             .headers(self.headers.clone());
@@ -347,7 +360,8 @@ impl Load {
     }
 }
 
-async fn produce_all(
+/// Writes `count` records (`record(i)`) to `topic`, as fast as the producer takes them.
+pub(super) async fn produce_all(
     kafka: &KafkaSettings,
     topic: &str,
     count: u64,
@@ -427,9 +441,10 @@ async fn validate_reference(
     produce_all(kafka, &topics.ingest_raw(), shape.total(), |i| {
         let (key, value) = shape.event(i);
         Ok(Load {
+            topic: None,
             key,
             value,
-            headers: raw_headers(i).to_kafka(),
+            headers: raw_headers(i, "prod").to_kafka(),
             partition: None,
         })
     })
@@ -740,6 +755,44 @@ fn metric(page: &str, name: &str, labels: &str) -> f64 {
         .sum()
 }
 
+/// How many events took the identity fast path, and how many reached the identity owner
+/// (the intake's items are counted once per process: the bench's are all written in (a)).
+pub(super) struct FastPathShare {
+    direct: f64,
+    owner: f64,
+    applied: f64,
+    forwarded: f64,
+}
+
+impl FastPathShare {
+    pub(super) fn between(before: &str, after: &str) -> Self {
+        let diff =
+            |name: &str, labels: &str| metric(after, name, labels) - metric(before, name, labels);
+        Self {
+            direct: metric(after, "cdp_intake_items_total", "path=\"direct\""),
+            owner: metric(after, "cdp_intake_items_total", "path=\"owner\""),
+            applied: diff("cdp_engine_direct_total", "outcome=\"applied\""),
+            forwarded: diff("cdp_engine_direct_total", "outcome=\"forwarded\""),
+        }
+    }
+}
+
+impl std::fmt::Display for FastPathShare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let items = (self.direct + self.owner).max(1.0);
+        write!(
+            f,
+            "identity fast path: {:.0} of {:.0} items sent straight to their profile ({:.1} %), {:.0} applied there, {:.0} forwarded; {:.1} % of the events reached the identity owner",
+            self.direct,
+            items,
+            self.direct * 100.0 / items,
+            self.applied,
+            self.forwarded,
+            (self.owner + self.forwarded) * 100.0 / items,
+        )
+    }
+}
+
 fn page() -> String {
     cdp_contract::prometheus::render().unwrap_or_default()
 }
@@ -877,7 +930,11 @@ async fn define(
 const BENCH_TOKEN: &str = "bench-admin-token";
 
 /// The configuration the bench starts stages with.
-fn config_of(kafka: &KafkaSettings, topics: &Topics, settings: &ProfileSettings) -> cdp::CdpConfig {
+pub(super) fn config_of(
+    kafka: &KafkaSettings,
+    topics: &Topics,
+    settings: &ProfileSettings,
+) -> cdp::CdpConfig {
     let mut c = cdp::CdpConfig {
         kafka: kafka.clone(),
         topics: topics.clone(),
@@ -1240,9 +1297,9 @@ pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Res
     )
     .await?;
     let started = Instant::now();
-    let sequence_partitions =
-        cdp_contract::admin::partition_count(&kafka, &topics.profile_sequence()).await?;
-    let items = Items::new(&topics, &settings, sequence_partitions, &view);
+    let placement = cdp_profile::run::Placement::of(&kafka, &topics).await?;
+    let sequence_partitions = placement.sequence;
+    let items = Items::new(&topics, &settings, placement, &view);
     produce_all(&kafka, &topics.profile_sequence(), total, |i| {
         let (key, value) = shape.event(i);
         items.of(i, &key, &value)
@@ -1351,6 +1408,7 @@ pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Res
         changes("merged"),
         changes("split")
     );
+    println!("    {}", FastPathShare::between(&page_before, &page_after));
     println!(
         "(f) resident memory of this process: {} before the stages, peak {} while they ran, {} after (anonymous {}, file-backed {}); broker {}",
         mib(rss_before),
@@ -1464,7 +1522,7 @@ pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Res
     if !args.skip_restore {
         for (name, changelog, partitions) in [
             ("engine", topics.engine_changelog(), args.partitions),
-            ("identity", topics.identity_changelog(), 1),
+            ("identity", topics.identity_changelog(), sequence_partitions),
         ] {
             let dir = state_base.join(format!("restore-{name}"));
             let sample = (name == "engine").then_some(&mut logical);
