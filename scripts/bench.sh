@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # `make bench`: builds release and runs a benchmark against the development broker (or the one
-# in CDP_KAFKA__BOOTSTRAP_SERVERS). Extra arguments go to `cdp bench <name>`. `sinks` also starts
+# in CDP_KAFKA__BOOTSTRAP_SERVERS). Extra arguments go to `cdp-bench <name>`. `sinks` also starts
 # kinesalite and a second broker for the Kafka destination (unless CDP_BENCH_KINESIS_ENDPOINT /
 # CDP_BENCH_DESTINATION_BOOTSTRAP are set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name="${1:-edge}"
 shift || true
-cargo build --release -p cdp
+cargo build --release -p cdp-bench
 cleanup=()
 trap 'for c in ${cleanup[@]+"${cleanup[@]}"}; do $c; done' EXIT
 if [ -z "${CDP_KAFKA__BOOTSTRAP_SERVERS:-}" ]; then
@@ -33,4 +33,4 @@ if [ "$name" = sinks ]; then
   fi
 fi
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(lscpu | sed -n 's/^Model name:[[:space:]]*//p'); date: $(date -u +%Y-%m-%dT%H:%MZ)"
-RUST_LOG="${RUST_LOG:-warn}" ./target/release/cdp bench "$name" "$@"
+RUST_LOG="${RUST_LOG:-warn}" ./target/release/cdp-bench "$name" "$@"

@@ -6,6 +6,7 @@ pub mod config;
 pub mod exposure;
 pub mod runtime;
 pub mod secrets;
+pub mod synthetic;
 
 pub use config::CdpConfig;
 pub use runtime::{start, Running, Stages, StartError};

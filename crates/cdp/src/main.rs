@@ -1,4 +1,5 @@
-//! `cdp`: run the pipeline's stages, manage streams, API keys and tokens, and benchmark.
+//! `cdp`: run the pipeline's stages, manage streams, API keys, tokens and sealed credentials,
+//! and send synthetic traffic. The benchmarks are a binary of their own (`cdp-bench`).
 
 mod commands;
 
@@ -76,9 +77,6 @@ enum Command {
     /// Send synthetic web and commerce events (page views, product views, add-to-cart,
     /// purchases over N people) to a running stack through the Rust SDK, with progress.
     Send(commands::send::SendArgs),
-    /// Benchmarks against a real broker.
-    #[command(subcommand)]
-    Bench(commands::bench::BenchCommand),
 }
 
 #[tokio::main]
@@ -107,7 +105,6 @@ async fn main() -> std::process::ExitCode {
         Command::Token(a) => commands::manage::token(config_path, a).await,
         Command::Secrets(c) => commands::secrets::run(config_path, c).await,
         Command::Send(a) => commands::send::run(config_path, a).await,
-        Command::Bench(c) => commands::bench::run(config_path, c).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,4 +1,3 @@
-pub mod bench;
 pub mod manage;
 pub mod run;
 pub mod secrets;

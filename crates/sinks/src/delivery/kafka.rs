@@ -125,7 +125,7 @@ impl KafkaTarget {
             // The destination's topic must exist: a misspelt name is an error, not a new topic.
             .set("allow.auto.create.topics", "false");
         // A delivery enqueues its whole batch at once and waits for every ack: lingering would
-        // only delay the batch (it cost ~5 of ~8 ms per batch in `cdp bench sinks`).
+        // only delay the batch (it cost ~5 of ~8 ms per batch in `cdp-bench sinks`).
         if !self.properties.contains_key("linger.ms") {
             c.set("linger.ms", "0");
         }

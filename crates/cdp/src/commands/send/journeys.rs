@@ -4,7 +4,7 @@
 use cdp_client::Event;
 use serde_json::{json, Value};
 
-use crate::commands::bench::mix;
+use cdp::synthetic::mix;
 
 /// The synthetic shop: people browsing, viewing products, filling carts and buying.
 pub struct Journeys {

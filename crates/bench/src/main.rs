@@ -1,5 +1,13 @@
-//! `cdp bench …`: benchmarks against a real broker, each comparing the stage with a ceiling
+//! `cdp-bench …`: benchmarks against a real broker, each comparing the stage with a ceiling
 //! measured in the same run (ratios survive a noisy shared machine; absolute numbers do not).
+//! Its own binary, so the shipped `cdp` carries none of it; `make bench-<name>` runs
+//! `cdp-bench <name>` (scripts/bench.sh starts the broker). The stages run in-process, started
+//! by the same `cdp::start` as `cdp up`, with the same global allocator as `cdp`.
+
+/// The allocator `cdp` ships with, so the stages measured here run as they do there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod copy_loop;
 mod edge;
 mod identity;
@@ -12,14 +20,56 @@ mod validate;
 
 use std::path::PathBuf;
 
+use anyhow::Context as _;
+
 use cdp_catalog::model::{CatalogRecord, PayloadType, Stream};
 use cdp_catalog::{CatalogView, CatalogWriter, Dataset, ValueFormat, XdmSchema};
 use cdp_contract::{KafkaSettings, Topics};
-use clap::Subcommand;
+use clap::{Parser, Subcommand};
 use serde_json::Value;
 
+#[derive(Parser)]
+#[command(
+    name = "cdp-bench",
+    version,
+    about = "Benchmarks of the pipeline's stages against a real broker",
+    long_about = "Benchmarks of the pipeline's stages against a real broker \
+(CDP_KAFKA__BOOTSTRAP_SERVERS), each compared with a ceiling measured in the same run. \
+`make bench-<name>` starts a development broker and runs `cdp-bench <name>`; results go in \
+docs/BENCHMARKS.md."
+)]
+struct Cli {
+    /// Configuration file (TOML), as for `cdp`. Defaults to ./cdp.toml when it exists.
+    #[arg(long, global = true, env = "CDP_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    cdp_contract::telemetry::init();
+    let cli = Cli::parse();
+    let config = cli.config.clone().or_else(|| {
+        let default = PathBuf::from("cdp.toml");
+        default.exists().then_some(default)
+    });
+    match run(config, cli.command).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The pipeline's configuration, as `cdp` reads it.
+fn load_config(path: Option<PathBuf>) -> anyhow::Result<cdp::CdpConfig> {
+    cdp_contract::config::load(path.as_deref()).context("loading configuration")
+}
+
 #[derive(Subcommand)]
-pub enum BenchCommand {
+enum BenchCommand {
     /// Edge batch ingestion vs a raw rdkafka producer into the same broker, in one run.
     Edge(edge::EdgeBenchArgs),
     /// The validate stage with one and two instances vs a plain validation loop, in one run.
@@ -39,7 +89,7 @@ pub enum BenchCommand {
     Sinks(sinks::SinksBenchArgs),
 }
 
-pub async fn run(config: Option<PathBuf>, cmd: BenchCommand) -> anyhow::Result<()> {
+async fn run(config: Option<PathBuf>, cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Edge(args) => edge::run(config, args).await,
         BenchCommand::Validate(args) => validate::run(config, args).await,
@@ -108,11 +158,3 @@ pub async fn seed_catalog(
 }
 
 pub const ORG: &str = "BENCH@AdobeOrg";
-
-/// splitmix64: the benchmarks' (and `cdp send`'s) deterministic pseudo-random ids and picks.
-pub(crate) fn mix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}

@@ -1,4 +1,4 @@
-//! `cdp bench pipeline`: the whole pipeline (edge → validate with the profile intake →
+//! `cdp-bench pipeline`: the whole pipeline (edge → validate with the profile intake →
 //! identity → engine), started in-process on a fresh namespace, with `--segments` streaming definitions spread over the five
 //! streaming query types and `--profiles` profiles:
 //!
@@ -38,7 +38,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::commands::load_config;
+use crate::load_config;
 
 #[derive(Args, Debug, Clone)]
 pub struct PipelineBenchArgs {
@@ -593,7 +593,7 @@ pub async fn run(config: Option<PathBuf>, args: PipelineBenchArgs) -> anyhow::Re
     let events_url = format!("http://{edge}/collection/batch/bench");
     let crm_url = format!("http://{edge}/collection/batch/bench-crm");
     println!(
-        "cdp bench pipeline: {} definitions ({m} of each streaming type), {} profiles, {} sustained events in requests of {} ({} concurrent), latency at {} events/s for {} s, timer window {} s, broker {}; {}",
+        "cdp-bench pipeline: {} definitions ({m} of each streaming type), {} profiles, {} sustained events in requests of {} ({} concurrent), latency at {} events/s for {} s, timer window {} s, broker {}; {}",
         defs.len(), args.profiles, args.sustained_events, args.batch, args.concurrency, args.rate, args.seconds, args.window_seconds, kafka.bootstrap_servers, rss()
     );
 
@@ -854,8 +854,16 @@ pub async fn run(config: Option<PathBuf>, args: PipelineBenchArgs) -> anyhow::Re
         )
     });
     drop(follower);
+    let fast_path = super::profile::FastPathShare::between(
+        "",
+        &cdp_contract::prometheus::render().unwrap_or_default(),
+    );
     running.shutdown().await;
     let _ = std::fs::remove_dir_all(&state_base);
+    println!(
+        "{fast_path} (profile.identity_fast_path = {})",
+        config.profile.identity_fast_path
+    );
 
     println!();
     println!("profile updates by type: {updates_by_type:?}; membership changes: {memberships_by:?}; unreadable records: {unreadable}");

@@ -1,4 +1,4 @@
-//! `cdp bench edge`: the edge's batch endpoint against a raw rdkafka producer writing the same
+//! `cdp-bench edge`: the edge's batch endpoint against a raw rdkafka producer writing the same
 //! messages (same size, keys, headers and producer settings) into the same broker, in rounds
 //! that alternate the two so both see the same machine load. Prints events/s for both, their
 //! ratio, and the edge's request latency percentiles.
@@ -20,7 +20,7 @@ use futures::StreamExt;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value};
 
-use crate::commands::load_config;
+use crate::load_config;
 
 #[derive(Args, Debug, Clone)]
 pub struct EdgeBenchArgs {
@@ -195,7 +195,7 @@ pub async fn run(config: Option<PathBuf>, args: EdgeBenchArgs) -> anyhow::Result
     };
 
     println!(
-        "cdp bench edge: {} messages/round of ~{} B, batches of {}, {} connections, {} rounds, {} partitions, broker {}",
+        "cdp-bench edge: {} messages/round of ~{} B, batches of {}, {} connections, {} rounds, {} partitions, broker {}",
         args.messages, args.message_bytes, args.batch, args.concurrency, args.rounds, args.partitions, config.kafka.bootstrap_servers
     );
     // Warm-up, not counted: connections, metadata, partition leaders, allocator.

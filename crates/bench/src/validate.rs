@@ -1,4 +1,4 @@
-//! `cdp bench validate`: in one run, on the same events and partitions, (a) a plain rdkafka
+//! `cdp-bench validate`: in one run, on the same events and partitions, (a) a plain rdkafka
 //! consume → produce copy loop, at least once, no validation — the broker's ceiling for a stage
 //! on this machine — and (b) the validate stage, exactly once, with one instance and with two;
 //! then the end-to-end latency of both at an offered load (10 k events/s by default).
@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use super::{copy_loop, latency};
-use crate::commands::load_config;
+use crate::load_config;
 
 #[derive(Args, Debug, Clone)]
 pub struct ValidateBenchArgs {
@@ -156,7 +156,7 @@ pub async fn run(config: Option<PathBuf>, args: ValidateBenchArgs) -> anyhow::Re
         .map(|i| serde_json::to_vec(&event(i, i % every == every - 1)))
         .collect::<Result<_, _>>()?;
     println!(
-        "cdp bench validate: {} events of ~{} B ({}% invalid), {} partitions, batches of up to {} events, transactions every {} ms, broker {}",
+        "cdp-bench validate: {} events of ~{} B ({}% invalid), {} partitions, batches of up to {} events, transactions every {} ms, broker {}",
         args.events,
         payloads.first().map(Vec::len).unwrap_or(0),
         args.invalid_percent,

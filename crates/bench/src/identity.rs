@@ -1,6 +1,6 @@
-//! `cdp bench identity`: the identity owners alone, with one and with two instances, alternated
+//! `cdp-bench identity`: the identity owners alone, with one and with two instances, alternated
 //! in one run on one broker. Each round gets a fresh namespace: the bench's people (as
-//! `cdp bench profile` makes them) spread over `--sandboxes` sandboxes, their events written to
+//! `cdp-bench profile` makes them) spread over `--sandboxes` sandboxes, their events written to
 //! profile.sequence as validate's profile intake writes them (each on its sandbox's
 //! partition), then `--owners` in-process identity stages (`cdp profile`'s identity stage, no
 //! engine) started together, timed until their group has committed the end of
@@ -24,7 +24,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::procfs::{broker_pid, cpu_seconds};
 use super::profile::{config_of, namespace, produce_all, Items, Shape};
-use crate::commands::load_config;
+use crate::load_config;
 
 #[derive(Args, Debug, Clone)]
 pub struct IdentityBenchArgs {
@@ -77,7 +77,7 @@ pub async fn run(config: Option<PathBuf>, args: IdentityBenchArgs) -> anyhow::Re
     };
     let sandboxes = spread_sandboxes(args.sandboxes, args.partitions);
     println!(
-        "cdp bench identity: {} profiles × {} events = {} events, {} stitched, over sandboxes {:?} on {} partitions of profile.sequence, broker {}",
+        "cdp-bench identity: {} profiles × {} events = {} events, {} stitched, over sandboxes {:?} on {} partitions of profile.sequence, broker {}",
         args.profiles,
         args.events_per_profile,
         shape.total(),

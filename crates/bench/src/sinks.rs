@@ -1,4 +1,4 @@
-//! `cdp bench sinks`: the sinks stage against its destinations' own ceilings, in one run.
+//! `cdp-bench sinks`: the sinks stage against its destinations' own ceilings, in one run.
 //!
 //! The same export documents (~420 B of JSON, as the segment stage writes them, keyed by profile
 //! id over `--keys` profiles drawn at random, so that a batch of 500 holds some keys twice) go,
@@ -37,8 +37,8 @@
 //! not the pipeline broker's. CPU per process (this one by thread, the brokers, kinesalite) is
 //! printed for every phase.
 
-use super::mix;
 use super::procfs::{broker_pid, cpu_by_thread, cpu_seconds, pid_of, status_kb};
+use cdp::synthetic::mix;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -72,7 +72,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, Timestamp, TopicPartitionList};
 use serde_json::{json, Map, Value};
 
-use crate::commands::load_config;
+use crate::load_config;
 
 #[derive(Args, Debug, Clone)]
 pub struct SinksBenchArgs {
@@ -1187,7 +1187,7 @@ pub async fn run(config: Option<PathBuf>, args: SinksBenchArgs) -> anyhow::Resul
         .len();
     let requests: usize = records.chunks(KINESIS_BATCH).map(kinesis_requests).sum();
     println!(
-        "cdp bench sinks: export records of ~{bytes} B over {distinct} profiles ({} for Kinesis, {} for Kafka), {} shards / partitions per destination, segment.exports of {} partitions; pipeline broker {}, Kafka destination {}, Kinesis {}; stage max_batch {}, max_wait_ms {}",
+        "cdp-bench sinks: export records of ~{bytes} B over {distinct} profiles ({} for Kinesis, {} for Kafka), {} shards / partitions per destination, segment.exports of {} partitions; pipeline broker {}, Kafka destination {}, Kinesis {}; stage max_batch {}, max_wait_ms {}",
         records.len(),
         kafka_records.len(),
         args.shards,

@@ -1,4 +1,4 @@
-//! `cdp bench profile`: the profile stages (identity → engine, with the sandbox's streaming
+//! `cdp-bench profile`: the profile stages (identity → engine, with the sandbox's streaming
 //! definitions) against the validate stage on the same events, in one run, on one broker, each
 //! phase under its own namespace:
 //!
@@ -27,8 +27,8 @@
 //! of the people (`--stitched-pct`) are stitched: an anonymous part keyed by ECID, one login
 //! event carrying the ECID and a CRMID (keyed by the CRMID), then a part keyed by the CRMID.
 
-use super::mix;
 use super::procfs::{broker_pid, cpu_by_thread, cpu_seconds, status_kb};
+use cdp::synthetic::mix;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,7 +57,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::commands::load_config;
+use crate::load_config;
 
 #[derive(Args, Debug, Clone)]
 pub struct ProfileBenchArgs {
@@ -1252,7 +1252,7 @@ pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Res
         .collect();
     let average = sizes.iter().sum::<usize>() / sizes.len().max(1);
     println!(
-        "cdp bench profile: {} profiles × {} events = {total} events of ~{average} B, {stitched} profiles ({:.1} %) stitched from ECID + CRMID by a login event, {} partitions, broker {bootstrap}",
+        "cdp-bench profile: {} profiles × {} events = {total} events of ~{average} B, {stitched} profiles ({:.1} %) stitched from ECID + CRMID by a login event, {} partitions, broker {bootstrap}",
         args.profiles,
         args.events_per_profile,
         stitched as f64 * 100.0 / args.profiles as f64,
