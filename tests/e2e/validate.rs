@@ -391,8 +391,25 @@ async fn the_profile_intake_runs_in_validates_transaction() {
             continue;
         }
         let written = if fast_path {
-            assert!(items.is_empty(), "one identity: not through the owner");
-            assert_eq!(direct.len(), 1, "an item for the event with an identity");
+            let first: Vec<Value> = items.iter().map(Record::json).collect();
+            assert_eq!(
+                first.len(),
+                1,
+                "the identity's first event went to its owner"
+            );
+            assert_eq!(first[0]["itemId"], "known");
+            assert!(direct.is_empty(), "a first sighting does not go straight");
+            // The identity's second event: seen alone before, it goes straight to its profile.
+            let again = json!({"_id": "known-again", "timestamp": now,
+                "identityMap": {"ECID": [{"id": ecid, "primary": true}]}});
+            p.post_batch(&stream, vec![message(schema_id, again)]).await;
+            read(&p, &p.config.topics.events_valid(), 3).await;
+            let direct = committed(p.config.topics.profile_resolved()).await;
+            assert_eq!(
+                direct.len(),
+                1,
+                "an item for the event with an identity seen before"
+            );
             let record = direct[0].json();
             let profile = record["direct"]["profileId"]
                 .as_str()
@@ -413,7 +430,7 @@ async fn the_profile_intake_runs_in_validates_transaction() {
                 json!({"ns": "ECID", "id": ecid}),
                 "its one identity owns it"
             );
-            (record["direct"]["item"].clone(), &direct[0])
+            (record["direct"]["item"].clone(), direct[0].clone())
         } else {
             assert!(direct.is_empty(), "the fast path is off");
             assert_eq!(items.len(), 1, "an item for the event with an identity");
@@ -428,10 +445,13 @@ async fn the_profile_intake_runs_in_validates_transaction() {
                 cdp_contract::partition::for_sandbox("acme", "prod", partitions),
                 "the partition of the sandbox's identity owner"
             );
-            (items[0].json(), &items[0])
+            (items[0].json(), items[0].clone())
         };
         let (item, record) = written;
-        assert_eq!(item["itemId"], "known");
+        assert_eq!(
+            item["itemId"],
+            if fast_path { "known-again" } else { "known" }
+        );
         assert_eq!(item["datasetId"], dataset["id"]);
         assert_eq!(item["orgId"], "acme");
         assert_eq!(refusals.len(), 1, "{refusals:?}");

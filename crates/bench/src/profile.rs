@@ -768,11 +768,12 @@ impl FastPathShare {
     pub(super) fn between(before: &str, after: &str) -> Self {
         let diff =
             |name: &str, labels: &str| metric(after, name, labels) - metric(before, name, labels);
+        // An empty sum is -0.0; counts are never negative.
         Self {
-            direct: metric(after, "cdp_intake_items_total", "path=\"direct\""),
-            owner: metric(after, "cdp_intake_items_total", "path=\"owner\""),
-            applied: diff("cdp_engine_direct_total", "outcome=\"applied\""),
-            forwarded: diff("cdp_engine_direct_total", "outcome=\"forwarded\""),
+            direct: metric(after, "cdp_intake_items_total", "path=\"direct\"").max(0.0),
+            owner: metric(after, "cdp_intake_items_total", "path=\"owner\"").max(0.0),
+            applied: diff("cdp_engine_direct_total", "outcome=\"applied\"").max(0.0),
+            forwarded: diff("cdp_engine_direct_total", "outcome=\"forwarded\"").max(0.0),
         }
     }
 }

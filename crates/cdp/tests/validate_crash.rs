@@ -228,18 +228,33 @@ async fn assert_exactly_once(broker: &Broker, topics: &cdp_contract::Topics) {
     assert_eq!(errors.len(), EVENTS / 3, "error output");
     assert_eq!(seen.len(), EVENTS, "every raw event on exactly one output");
 
-    // The profile intake writes in validate's transactions: one item per valid event.
-    let items = broker
+    // The profile intake writes in validate's transactions: one item per valid event, to the
+    // identity owner (profile.sequence) or, on the identity fast path (each of these events has
+    // one identity), straight to its profile (profile.resolved).
+    let mut items = broker
         .read_committed_settle(
             &topics.profile_sequence(),
-            EVENTS * 2 / 3,
-            Duration::from_secs(60),
-            Duration::from_secs(1),
+            0,
+            Duration::from_secs(5),
+            Duration::from_secs(3),
         )
         .await;
+    let owner_items = items.len();
+    items.extend(
+        broker
+            .read_committed_settle(
+                &topics.profile_resolved(),
+                EVENTS * 2 / 3 - owner_items,
+                Duration::from_secs(60),
+                Duration::from_secs(1),
+            )
+            .await,
+    );
     let mut item_ids: HashMap<String, usize> = HashMap::new();
     for r in &items {
-        let id = r.json()["itemId"].as_str().expect("an item").to_string();
+        let record = r.json();
+        let item = record.get("direct").map_or(&record, |d| &d["item"]);
+        let id = item["itemId"].as_str().expect("an item").to_string();
         *item_ids.entry(id).or_default() += 1;
     }
     let duplicated: Vec<_> = item_ids.iter().filter(|(_, n)| **n > 1).take(5).collect();

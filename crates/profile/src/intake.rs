@@ -11,8 +11,12 @@
 //!
 //! **The identity fast path** ([`FastPath`]): an event with exactly one identity (none refused)
 //! links nothing, so the identity owner would only look up which profile holds that identity.
-//! The intake sends it instead straight to `profile.resolved`, to the profile the identity
-//! names when it creates its own cluster (its digest, [`profile_id`]), as a `Resolved::Direct`.
+//! Once the intake has seen the identity alone before and not linked since ([`crate::seen`]:
+//! its first event goes to the owner, which creates its profile; an identity linked to others
+//! goes there too, since it is likely in a profile another identity named), it sends such an
+//! event straight to `profile.resolved`,
+//! to the profile the identity names when it creates its own cluster (its digest,
+//! [`profile_id`]), as a `Resolved::Direct`.
 //! The engine applies it there if that profile holds the identity, and otherwise forwards it to
 //! the identity owner: a stale or wrong guess costs a hop, never an event. Events with two or
 //! more identities and profile records always go through the owner: they may link identities,
@@ -31,6 +35,7 @@ use serde_json::Value;
 
 use crate::identity::extract::extract;
 use crate::identity::graph::profile_id;
+use crate::seen::Seen;
 
 /// The XDM class of profile records.
 pub const PROFILE_CLASS: &str = "_xdm.context.profile";
@@ -55,11 +60,13 @@ pub struct ProfileIntake {
 }
 
 /// `profile.resolved`, for the identity fast path.
-#[derive(Debug, Clone)]
 pub struct FastPath {
     pub resolved_topic: String,
     /// Its partition count: a profile is on `partition::for_key(profile id)`.
     pub resolved_partitions: i32,
+    /// Identities seen before: only those take the fast path (a first sighting would find no
+    /// profile and be forwarded to the owner, a hop later than sending it there).
+    pub seen: Seen,
 }
 
 impl ProfileIntake {
@@ -71,10 +78,29 @@ impl ProfileIntake {
                 && item.identities.len() == 1
                 && item.refused.is_empty()
                 && !item.refresh;
-            if single {
-                let identity = item.identities[0].0.clone();
-                let profile = profile_id(&item.org_id, &item.sandbox, &identity, 0);
-                item.owner = Some(identity);
+            let fingerprint = |identity| {
+                let profile = profile_id(&item.org_id, &item.sandbox, identity, 0);
+                // A digest of the org, sandbox and identity: its first 64 bits fingerprint it.
+                let print = profile
+                    .get(..16)
+                    .and_then(|h| u64::from_str_radix(h, 16).ok())
+                    .unwrap_or(0);
+                (profile, print)
+            };
+            if !single && item.identities.len() > 1 {
+                let prints: Vec<u64> = item
+                    .identities
+                    .iter()
+                    .map(|(identity, _)| fingerprint(identity).1)
+                    .collect();
+                fast.seen.together(&prints);
+            }
+            let guess = single
+                .then(|| fingerprint(&item.identities[0].0))
+                .filter(|(_, print)| fast.seen.alone(*print))
+                .map(|(profile, _)| profile);
+            if let Some(profile) = guess {
+                item.owner = Some(item.identities[0].0.clone());
                 let partition =
                     cdp_contract::partition::for_key(profile.as_bytes(), fast.resolved_partitions);
                 let value = serde_json::to_vec(&Resolved::Direct {

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::identity::stage::IdentityStage;
 use crate::intake::{FastPath, Intake, Limits, ProfileIntake};
+use crate::seen::Seen;
 use crate::settings::ProfileSettings;
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +100,7 @@ pub fn intake(settings: &ProfileSettings, topics: &Topics, placement: Placement)
         fast_path: settings.identity_fast_path.then(|| FastPath {
             resolved_topic: topics.profile_resolved(),
             resolved_partitions: placement.resolved,
+            seen: Seen::new(crate::seen::SLOTS),
         }),
     }
 }
