@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use cdp_contract::admin::ensure_topics;
 use cdp_contract::partition::for_sandbox;
-use cdp_contract::{KafkaSettings, Topics};
+use cdp_contract::KafkaSettings;
 use cdp_profile::ProfileSettings;
 use clap::Args;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::consumer::BaseConsumer;
 
+use super::group::{committed, end_offsets};
 use super::procfs::{broker_pid, cpu_seconds};
 use super::profile::{config_of, namespace, produce_all, Items, Shape};
 use crate::load_config;
@@ -175,7 +175,7 @@ async fn round(
     let probe: BaseConsumer = kafka
         .consumer("bench-identity-probe", &settings.group("identity"))
         .create()?;
-    let (ends, end) = ends_of(&probe, &topics, partitions)?;
+    let (ends, end) = end_offsets(&probe, &topics.profile_sequence(), partitions)?;
     let cpu_before = (cpu_seconds("self"), broker.and_then(cpu_seconds));
     let started = Instant::now();
     let mut running = Vec::new();
@@ -228,36 +228,6 @@ async fn round(
         first_commit: first_at - started,
         cpu,
     })
-}
-
-/// The end offsets of profile.sequence's partitions, and their sum.
-fn ends_of(
-    probe: &BaseConsumer,
-    topics: &Topics,
-    partitions: i32,
-) -> anyhow::Result<(TopicPartitionList, i64)> {
-    let topic = topics.profile_sequence();
-    let mut ends = TopicPartitionList::new();
-    let mut total = 0;
-    for p in 0..partitions {
-        let (_, high) = probe.fetch_watermarks(&topic, p, Duration::from_secs(10))?;
-        ends.add_partition_offset(&topic, p, Offset::Offset(high))?;
-        total += high;
-    }
-    Ok((ends, total))
-}
-
-/// The group's committed offsets on `ends`' partitions, summed.
-fn committed(probe: &BaseConsumer, ends: &TopicPartitionList) -> anyhow::Result<i64> {
-    let committed = probe.committed_offsets(ends.clone(), Duration::from_secs(10))?;
-    Ok(committed
-        .elements()
-        .iter()
-        .map(|e| match e.offset() {
-            Offset::Offset(o) => o,
-            _ => 0,
-        })
-        .sum())
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod copy_loop;
 mod edge;
+mod group;
 mod identity;
 mod latency;
 mod pipeline;

@@ -454,13 +454,7 @@ async fn validate_reference(
     let group = format!("bench-validate-{}", uuid::Uuid::new_v4().simple());
     let raw = topics.ingest_raw();
     let probe: BaseConsumer = kafka.consumer("bench-probe", &group).create()?;
-    let mut ends = TopicPartitionList::new();
-    let mut total = 0i64;
-    for p in 0..partitions {
-        let (_, high) = probe.fetch_watermarks(&raw, p, Duration::from_secs(10))?;
-        ends.add_partition_offset(&raw, p, Offset::Offset(high))?;
-        total += high;
-    }
+    let (ends, total) = super::group::end_offsets(&probe, &raw, partitions)?;
     let (stop, stopped) = watch::channel(false);
     let settings = ValidateSettings {
         group_id: group.clone(),
@@ -481,15 +475,7 @@ async fn validate_reference(
     };
     let mut first: Option<(Instant, i64)> = None;
     loop {
-        let committed = probe.committed_offsets(ends.clone(), Duration::from_secs(10))?;
-        let done: i64 = committed
-            .elements()
-            .iter()
-            .map(|e| match e.offset() {
-                Offset::Offset(o) => o,
-                _ => 0,
-            })
-            .sum();
+        let done = super::group::committed(&probe, &ends)?;
         if done > 0 && first.is_none() {
             first = Some((Instant::now(), done));
         }
@@ -1432,8 +1418,12 @@ pub async fn run(config: Option<PathBuf>, args: ProfileBenchArgs) -> anyhow::Res
     // Changelogs: records and approximate bytes.
     let (profile_records, profile_bytes) =
         topic_size(&kafka, &topics.engine_changelog(), args.partitions, 2_000)?;
-    let (identity_records, identity_bytes) =
-        topic_size(&kafka, &topics.identity_changelog(), 1, 2_000)?;
+    let (identity_records, identity_bytes) = topic_size(
+        &kafka,
+        &topics.identity_changelog(),
+        sequence_partitions,
+        2_000,
+    )?;
     println!(
         "(f) engine.changelog: {profile_records} records, ~{:.1} MiB ({}); identity.changelog: {identity_records} records, ~{:.1} MiB ({}) after (c) (records = log end − log start, bytes = records × the average key + value of the first 2,000 per partition)",
         profile_bytes / 1048576.0,

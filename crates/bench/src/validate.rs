@@ -15,10 +15,9 @@ use cdp_validate::ValidateSettings;
 use cdp_xdm::SchemaValidators;
 use clap::Args;
 use futures::StreamExt;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
@@ -388,13 +387,7 @@ async fn stage_run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let raw = topics.ingest_raw();
     let probe: BaseConsumer = kafka.consumer("bench-probe", &group).create()?;
-    let mut ends = TopicPartitionList::new();
-    let mut total = 0i64;
-    for p in 0..partitions {
-        let (_, high) = probe.fetch_watermarks(&raw, p, Duration::from_secs(10))?;
-        ends.add_partition_offset(&raw, p, Offset::Offset(high))?;
-        total += high;
-    }
+    let (ends, total) = super::group::end_offsets(&probe, &raw, partitions)?;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..instances {
@@ -408,15 +401,7 @@ async fn stage_run(
     }
     let mut first: Option<(Instant, i64)> = None;
     loop {
-        let committed = probe.committed_offsets(ends.clone(), Duration::from_secs(10))?;
-        let done: i64 = committed
-            .elements()
-            .iter()
-            .map(|e| match e.offset() {
-                Offset::Offset(o) => o,
-                _ => 0,
-            })
-            .sum();
+        let done = super::group::committed(&probe, &ends)?;
         if done > 0 && first.is_none() {
             first = Some((Instant::now(), done));
         }

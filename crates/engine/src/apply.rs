@@ -37,6 +37,17 @@ fn entity_of(item: &Item) -> Option<Value> {
     }
 }
 
+/// The identity that owns an item, which the identity stage (or the intake's fast path) sets;
+/// an item without one is a defect upstream.
+fn owner_of(item: &Item, profile: &str) -> Result<Identity, ProcessError> {
+    item.owner.clone().ok_or_else(|| {
+        ProcessError::Fatal(format!(
+            "item {} reached profile {profile} without an owner",
+            item.item_id
+        ))
+    })
+}
+
 /// An event that left a profile.
 #[derive(Debug, Clone)]
 pub(crate) struct Removed {
@@ -55,12 +66,7 @@ impl Engine {
         identities: Option<Vec<Identity>>,
         item: Item,
     ) -> Result<(), ProcessError> {
-        let Some(owner) = item.owner.clone() else {
-            return Err(ProcessError::Fatal(format!(
-                "item {} reached profile {profile} without an owner",
-                item.item_id
-            )));
-        };
+        let owner = owner_of(&item, profile)?;
         let work = self.load(ctx, at, &item.org_id, &item.sandbox, profile)?;
         self.item_in(ctx, at, work, seq, identities, owner, item)
     }
@@ -78,12 +84,7 @@ impl Engine {
         profile: &str,
         item: Item,
     ) -> Result<(), ProcessError> {
-        let Some(owner) = item.owner.clone() else {
-            return Err(ProcessError::Fatal(format!(
-                "item {} came on the fast path to profile {profile} without an owner",
-                item.item_id
-            )));
-        };
+        let owner = owner_of(&item, profile)?;
         let work = self.load(ctx, at, &item.org_id, &item.sandbox, profile)?;
         if work.record.identities.contains(&owner) {
             metrics::counter!("cdp_engine_direct_total", "outcome" => "applied").increment(1);
