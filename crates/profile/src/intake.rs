@@ -16,7 +16,7 @@
 //! goes there too, since it is likely in a profile another identity named), it sends such an
 //! event straight to `profile.resolved`,
 //! to the profile the identity names when it creates its own cluster (its digest,
-//! [`profile_id`]), as a `Resolved::Direct`.
+//! [`crate::identity::graph::profile_id`]), as a `Resolved::Direct`.
 //! The engine applies it there if that profile holds the identity, and otherwise forwards it to
 //! the identity owner: a stale or wrong guess costs a hop, never an event. Events with two or
 //! more identities and profile records always go through the owner: they may link identities,
@@ -34,7 +34,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::identity::extract::extract;
-use crate::identity::graph::profile_id;
+use crate::identity::graph::profile_digest;
 use crate::seen::Seen;
 
 /// The XDM class of profile records.
@@ -78,27 +78,26 @@ impl ProfileIntake {
                 && item.identities.len() == 1
                 && item.refused.is_empty()
                 && !item.refresh;
-            let fingerprint = |identity| {
-                let profile = profile_id(&item.org_id, &item.sandbox, identity, 0);
-                // A digest of the org, sandbox and identity: its first 64 bits fingerprint it.
-                let print = profile
-                    .get(..16)
-                    .and_then(|h| u64::from_str_radix(h, 16).ok())
-                    .unwrap_or(0);
-                (profile, print)
+            // The unsalted digest of the org, sandbox and identity: the id of the profile the
+            // identity creates, and (its first 64 bits) the identity's fingerprint.
+            let digest = |identity| profile_digest(&item.org_id, &item.sandbox, identity, 0);
+            let fingerprint = |digest: &[u8; 16]| {
+                let mut first = [0; 8];
+                first.copy_from_slice(&digest[..8]);
+                u64::from_be_bytes(first)
             };
-            if !single && item.identities.len() > 1 {
+            if item.identities.len() > 1 {
                 let prints: Vec<u64> = item
                     .identities
                     .iter()
-                    .map(|(identity, _)| fingerprint(identity).1)
+                    .map(|(identity, _)| fingerprint(&digest(identity)))
                     .collect();
                 fast.seen.together(&prints);
             }
             let guess = single
-                .then(|| fingerprint(&item.identities[0].0))
-                .filter(|(_, print)| fast.seen.alone(*print))
-                .map(|(profile, _)| profile);
+                .then(|| digest(&item.identities[0].0))
+                .filter(|d| fast.seen.alone(fingerprint(d)))
+                .map(hex::encode);
             if let Some(profile) = guess {
                 item.owner = Some(item.identities[0].0.clone());
                 let partition =

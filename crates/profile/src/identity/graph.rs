@@ -115,8 +115,13 @@ pub struct Step {
 }
 
 /// A profile id every instance computes the same way: a digest of an identity (and a salt, 0
-/// unless that id is taken).
+/// unless that id is taken), in hex.
 pub fn profile_id(org_id: &str, sandbox: &str, identity: &Identity, salt: u32) -> String {
+    hex::encode(profile_digest(org_id, sandbox, identity, salt))
+}
+
+/// The digest [`profile_id`] is the hex of.
+pub fn profile_digest(org_id: &str, sandbox: &str, identity: &Identity, salt: u32) -> [u8; 16] {
     let mut h = Sha256::new();
     for part in [org_id, sandbox, &identity.ns, &identity.id] {
         h.update(part.as_bytes());
@@ -125,7 +130,9 @@ pub fn profile_id(org_id: &str, sandbox: &str, identity: &Identity, salt: u32) -
     if salt > 0 {
         h.update(salt.to_be_bytes());
     }
-    hex::encode(&h.finalize()[..16])
+    let mut digest = [0; 16];
+    digest.copy_from_slice(&h.finalize()[..16]);
+    digest
 }
 
 /// The identity that owns a record with these identities: the one that names a person most
