@@ -5,13 +5,16 @@
 //! ([`ChildGuard`]) and write a test catalog ([`XdmFixture`]). docs/TESTING.md has the details.
 //!
 //! A local broker is killed when the [`Broker`] is dropped, and by a watchdog if the test
-//! process dies without dropping it. If the binary is missing, tests fail loudly with the
-//! command that installs it.
+//! process dies without dropping it. A test that started a broker and runs longer than
+//! `CDP_TEST_WATCHDOG_SECS` (15 minutes by default) ends the test process, named in the output.
+//! If the binary is missing, tests fail loudly with the command that installs it.
 
 pub mod browser;
 mod kinesalite;
 mod process;
+mod thread_end;
 mod wait;
+mod watchdog;
 mod xdm;
 
 pub use kinesalite::{Kinesalite, StreamRecord};
@@ -160,6 +163,7 @@ impl Broker {
     }
 
     fn external(bootstrap: String) -> Broker {
+        watchdog::watch_this_test(format!("The broker: {bootstrap}."));
         let broker = Broker {
             bootstrap,
             tansu: None,
@@ -186,7 +190,7 @@ impl Broker {
             while kill -0 "$3" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 1; done
             kill -9 "$child" 2>/dev/null
         "#;
-        let mut watchdog = Command::new("sh")
+        let mut shell = Command::new("sh")
             .arg("-c")
             .arg(script)
             .arg(&bin)
@@ -198,14 +202,15 @@ impl Broker {
             .spawn()
             .expect("spawn the broker watchdog shell");
         let mut line = String::new();
-        BufReader::new(watchdog.stdout.take().expect("watchdog stdout"))
+        BufReader::new(shell.stdout.take().expect("watchdog shell stdout"))
             .read_line(&mut line)
             .expect("read the broker pid");
         let pid: u32 = line.trim().parse().expect("broker pid");
         // Reap the shell in the background so it never lingers as a zombie.
         std::thread::spawn(move || {
-            let _ = watchdog.wait();
+            let _ = shell.wait();
         });
+        watchdog::watch_this_test(format!("The broker's log: {}.", log.display()));
         let broker = Broker {
             bootstrap: format!("127.0.0.1:{port}"),
             tansu: Some(Tansu { pid, log }),
@@ -428,15 +433,17 @@ fn signal(pid: u32, sig: &str) {
 }
 
 impl Drop for Broker {
+    /// Thaws the broker now and kills it when the test's thread ends. The test's body ends with
+    /// its stages still running (dropping them only asks them to stop), and tokio tears them
+    /// down with the runtime after the body: a transaction commit in flight then waits forever
+    /// inside librdkafka for a broker that is gone, and the test never ends. With the broker up
+    /// until the thread ends, the commit finishes and the clients close as in production.
     fn drop(&mut self) {
         let Some(tansu) = &self.tansu else { return };
-        let _ = Command::new("kill")
-            .arg("-CONT")
-            .arg(tansu.pid.to_string())
-            .status();
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .arg(tansu.pid.to_string())
-            .status();
+        let pid = tansu.pid.to_string();
+        let _ = Command::new("kill").arg("-CONT").arg(&pid).status();
+        thread_end::at_thread_end(move || {
+            let _ = Command::new("kill").arg("-KILL").arg(&pid).status();
+        });
     }
 }
