@@ -79,8 +79,28 @@ enum Command {
     Send(commands::send::SendArgs),
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+/// How long the process waits at exit for blocking calls still running. A librdkafka call can
+/// wait forever for a broker that went away while it ran (a transaction commit in flight, say);
+/// the broker aborts or fences what such a call left open.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(run());
+    runtime.shutdown_timeout(EXIT_GRACE);
+    code
+}
+
+async fn run() -> std::process::ExitCode {
     cdp_contract::telemetry::init();
     let cli = Cli::parse();
     let config_path = cli.config.clone().or_else(|| {

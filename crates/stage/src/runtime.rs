@@ -41,6 +41,11 @@ use crate::settings::RuntimeSettings;
 use crate::state::{PartitionState, RestoreError, StateError, StateStore};
 
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+/// When a transactional call that has not returned is taken for stuck: well past the timeout it
+/// was given. librdkafka can wait forever for a group coordinator that went away, whatever the
+/// timeout (`rd_kafka_send_offsets_to_transaction`, confluentinc/librdkafka#5456); the stage then
+/// stops with [`StageError::Stuck`] instead of waiting with it, so that it is restarted.
+const STUCK_AFTER: Duration = Duration::from_secs(90);
 /// How long the loop sleeps at most, so rebalances and timers are noticed on an idle input.
 const TICK: Duration = Duration::from_millis(250);
 /// The pause before a batch that could not be handled is read again.
@@ -84,6 +89,8 @@ pub enum StageError {
     Processor(String),
     #[error("a blocking Kafka call did not complete (the runtime is shutting down?)")]
     Join,
+    #[error("a transactional Kafka call did not return within {0:?}, well past its own timeout (is the broker gone?): the stage stops so that it can be restarted; the broker aborts or fences the transaction it left open")]
+    Stuck(Duration),
     #[error("cannot create the stage's topics: {0}")]
     Topics(#[from] AdminError),
     #[error(transparent)]
@@ -123,6 +130,8 @@ enum TxnError {
     /// The state store could not write the transaction's changes: abortable unless
     /// [`StateError::is_fatal`].
     State(StateError),
+    /// A transactional call did not return (see [`STUCK_AFTER`]): aborting would wait the same.
+    Stuck(Duration),
 }
 
 impl From<KafkaError> for TxnError {
@@ -255,7 +264,7 @@ struct Committing {
 async fn commit_outcome(committing: &mut Option<Committing>) -> Committed {
     match committing.as_mut().and_then(|c| c.task.as_mut()) {
         Some(task) => task.await.unwrap_or_else(|_| Committed {
-            outcome: Err(KafkaError::Canceled),
+            outcome: Err(KafkaError::Canceled.into()),
             took: Duration::ZERO,
             landed: Vec::new(),
         }),
@@ -266,7 +275,7 @@ async fn commit_outcome(committing: &mut Option<Committing>) -> Committed {
 /// What a commit task learnt: its outcome, how long it took and where the transaction's
 /// records landed.
 struct Committed {
-    outcome: Result<(), KafkaError>,
+    outcome: Result<(), TxnError>,
     took: Duration,
     /// `(topic, partition, offset)` of every record.
     landed: Vec<(String, i32, i64)>,
@@ -501,6 +510,7 @@ impl<P: Processor> Runtime<P> {
         match self.finish_commit().await {
             Ok(()) => {}
             Err(TxnError::Fatal(e)) => return Err(StageError::Fatal(e)),
+            Err(TxnError::Stuck(after)) => return Err(StageError::Stuck(after)),
             // The transaction is open again and aborted below.
             Err(_) => {}
         }
@@ -1236,7 +1246,7 @@ impl<P: Processor> Runtime<P> {
             return Ok(());
         };
         let canceled = || Committed {
-            outcome: Err(KafkaError::Canceled),
+            outcome: Err(KafkaError::Canceled.into()),
             took: Duration::ZERO,
             landed: Vec::new(),
         };
@@ -1260,7 +1270,7 @@ impl<P: Processor> Runtime<P> {
         }
         if let Err(e) = outcome {
             self.txn = Some(txn);
-            return Err(e.into());
+            return Err(e);
         }
         for (topic, n) in written {
             self.metrics.records_out(&topic, n);
@@ -1296,8 +1306,10 @@ impl<P: Processor> Runtime<P> {
         if self.committing.is_some() && self.txn.is_none() {
             // A failure before the next transaction began: learn the previous one's outcome
             // first (if it failed too, it is the one aborted below).
-            if let Err(TxnError::Fatal(f)) = self.finish_commit().await {
-                return Err(StageError::Fatal(f));
+            match self.finish_commit().await {
+                Err(TxnError::Fatal(f)) => return Err(StageError::Fatal(f)),
+                Err(TxnError::Stuck(after)) => return Err(StageError::Stuck(after)),
+                _ => {}
             }
         }
         let error = match e {
@@ -1319,6 +1331,7 @@ impl<P: Processor> Runtime<P> {
                 }
                 return Err(StageError::State(e));
             }
+            TxnError::Stuck(after) => return Err(StageError::Stuck(after)),
             TxnError::State(e) => e.to_string(),
             TxnError::Abortable(e) => e.to_string(),
         };
@@ -1417,16 +1430,20 @@ async fn commit_task(
     seal: Seal,
     offsets: Option<Offsets>,
     landed: &mut Vec<(String, i32, i64)>,
-) -> Result<(), KafkaError> {
+) -> Result<(), TxnError> {
     write_seals(&producer, deliveries, seal, landed).await?;
-    tokio::task::spawn_blocking(move || {
+    let committed = bounded(STUCK_AFTER, move || {
         if let Some((offsets, metadata)) = offsets {
             producer.send_offsets_to_transaction(&offsets, &metadata, TXN_TIMEOUT)?;
         }
         producer.commit_transaction(TXN_TIMEOUT)
     })
-    .await
-    .unwrap_or(Err(KafkaError::Canceled))
+    .await;
+    match committed {
+        Ok(result) => Ok(result?),
+        Err(StageError::Stuck(after)) => Err(TxnError::Stuck(after)),
+        Err(_) => Err(KafkaError::Canceled.into()),
+    }
 }
 
 /// Waits for every record of a transaction to be acknowledged, then writes its seals and waits
@@ -1553,10 +1570,48 @@ async fn run_blocking<T: Send + 'static>(
         .map_err(|_| StageError::Join)
 }
 
+/// Runs a blocking transactional call of the producer off the async threads, taken for stuck
+/// after [`STUCK_AFTER`].
 async fn blocking<T: Send + 'static>(
     producer: &FutureProducer,
     call: impl FnOnce(&FutureProducer) -> T + Send + 'static,
 ) -> Result<T, StageError> {
     let producer = producer.clone();
-    run_blocking(move || call(&producer)).await
+    bounded(STUCK_AFTER, move || call(&producer)).await
+}
+
+/// [`run_blocking`], given up after `after` ([`StageError::Stuck`]). The call's thread is left
+/// to finish or not: nothing waits for it any more.
+async fn bounded<T: Send + 'static>(
+    after: Duration,
+    call: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, StageError> {
+    tokio::time::timeout(after, run_blocking(call))
+        .await
+        .unwrap_or(Err(StageError::Stuck(after)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_blocking_call_past_its_bound_is_stuck_and_one_within_it_answers() {
+        let started = Instant::now();
+        let stuck = bounded(Duration::from_millis(100), || {
+            std::thread::sleep(Duration::from_secs(2));
+        })
+        .await;
+        assert!(
+            matches!(stuck, Err(StageError::Stuck(after)) if after == Duration::from_millis(100)),
+            "{stuck:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "gave up after {:?}, not at its bound",
+            started.elapsed()
+        );
+        let answered = bounded(Duration::from_secs(5), || 7).await;
+        assert!(matches!(answered, Ok(7)), "{answered:?}");
+    }
 }
