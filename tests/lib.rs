@@ -105,7 +105,11 @@ impl Pipeline {
             config,
             edge,
             control,
-            http: reqwest::Client::new(),
+            // A request that never answers fails the test with its URL, not at the watchdog.
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("the test's HTTP client"),
         }
     }
 

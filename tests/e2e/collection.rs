@@ -1,7 +1,10 @@
 //! Seed 002: the collection endpoints, their 207 shapes, and exactly the accepted messages on
 //! the raw topic with their headers.
 
+use std::time::Duration;
+
 use cdp_e2e::{event_schema, seed_request, Pipeline};
+use cdp_test_support::eventually;
 use serde_json::{json, Value};
 
 /// The seed's requests use `{ORG_ID}` literally; a stream of that org lets them be sent verbatim.
@@ -254,7 +257,7 @@ async fn a_batch_over_the_message_cap_is_refused_whole() {
             "{detail}"
         );
         assert!(resp.to_string().len() < 1_000, "a small answer: {resp}");
-        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     // At the cap, every message is answered.
@@ -268,7 +271,7 @@ async fn a_batch_over_the_message_cap_is_refused_whole() {
         .read_committed(
             &p.config.topics.events_error(),
             limit + 1,
-            std::time::Duration::from_secs(20),
+            Duration::from_secs(20),
         )
         .await;
     assert_eq!(errors.len(), limit, "the refused batches wrote nothing");
@@ -333,6 +336,13 @@ async fn a_batch_cut_short_by_a_full_queue_says_which_messages_were_written() {
         .create_stream(json!({"name": "web", "orgId": "ACME@AdobeOrg"}))
         .await;
     let id = stream["id"].as_str().unwrap();
+    // `create_stream` waits for the pipeline's own edge; this one follows the catalog apart.
+    eventually(
+        Duration::from_secs(5),
+        "the second edge to know the stream",
+        async || small.catalog.read().streams.contains_key(id),
+    )
+    .await;
     let messages: Vec<Value> = (0..20)
         .map(|i| xdm_message(None, &format!("ecid-{i}")))
         .collect();
@@ -374,7 +384,7 @@ async fn a_batch_cut_short_by_a_full_queue_says_which_messages_were_written() {
     // Exactly the accepted messages are on the raw topic.
     let records = p
         .broker
-        .read_committed(&p.raw_topic(), 20, std::time::Duration::from_secs(3))
+        .read_committed(&p.raw_topic(), 20, Duration::from_secs(3))
         .await;
     let mut on_topic: Vec<&str> = records
         .iter()
