@@ -288,8 +288,10 @@ async fn seed_003_rules_chains_counts_profile_attributes_the_day_and_bots() {
         ],
     )
     .await;
-    // Four of eve's views in one second: two count, two are bot traffic.
-    let same_second = chrono::Utc::now() - s(5);
+    // Four of eve's views in one second: two count, two are bot traffic. The engine counts by
+    // whole seconds, so the burst starts at one (30 ms from a second's end, it split in two).
+    let same_second = chrono::DurationRound::duration_trunc(chrono::Utc::now() - s(5), s(1))
+        .expect("a whole second");
     let burst: Vec<serde_json::Value> = (0..4)
         .map(|i| json!({"_id": format!("e{i}"), "timestamp": (same_second + chrono::Duration::milliseconds(i * 10)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                         "eventType": view, "identityMap": {"CRMID": [{"id": "eve", "primary": true}]}}))
