@@ -11,6 +11,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod copy_loop;
 mod edge;
 mod group;
+mod hops;
 mod identity;
 mod latency;
 mod pipeline;

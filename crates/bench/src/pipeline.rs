@@ -18,6 +18,7 @@
 //! The lake stage is not started (it is not on the path to a membership, and it would compete
 //! for the disk and the two cores); control is not either (its Profile API asks the engine).
 
+use super::hops::{CommitTimes, HopTracer};
 use super::procfs::{broker_pid, status_kb};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -489,7 +490,7 @@ fn bucket_quantile(
         .map(|(_, le, _)| format!("≤ {le} s"))
 }
 
-fn percentiles(mut v: Vec<i64>) -> Option<(f64, f64, f64, f64)> {
+pub(crate) fn percentiles(mut v: Vec<i64>) -> Option<(f64, f64, f64, f64)> {
     if v.is_empty() {
         return None;
     }
@@ -743,6 +744,16 @@ pub async fn run(config: Option<PathBuf>, args: PipelineBenchArgs) -> anyhow::Re
         let acks: Arc<Mutex<HashMap<u64, i64>>> = Arc::default();
         let sent_ts: Arc<Mutex<HashMap<u64, i64>>> = Arc::default();
         let metric_before = histogram("cdp_engine_timer_lateness_seconds");
+        let commits_before = CommitTimes::read();
+        let hops = HopTracer::start(
+            &kafka,
+            &[
+                ("ingest.raw", topics.ingest_raw()),
+                ("profile.sequence", topics.profile_sequence()),
+                ("profile.resolved", topics.profile_resolved()),
+                ("membership", topics.segment_membership_json()),
+            ],
+        )?;
         // One warm-up request (connections), not measured.
         post(
             &http,
@@ -830,6 +841,15 @@ pub async fn run(config: Option<PathBuf>, args: PipelineBenchArgs) -> anyhow::Re
                 .collect();
             (lat, late, slow)
         });
+        println!("  where the time went, hop by hop (created: the record's timestamp; readable: read here, read_committed):");
+        for line in hops.report(&acks) {
+            println!("{line}");
+        }
+        drop(hops);
+        println!("  the commits of the stages on the way, over the phase:");
+        for line in CommitTimes::read().report(&commits_before) {
+            println!("{line}");
+        }
         let tenth = count / 10;
         println!(
             "  entries slower than 250 ms: {} in the first tenth of the run, {} in the rest",

@@ -263,11 +263,7 @@ struct Committing {
 /// an idle loop learns of it at once.
 async fn commit_outcome(committing: &mut Option<Committing>) -> Committed {
     match committing.as_mut().and_then(|c| c.task.as_mut()) {
-        Some(task) => task.await.unwrap_or_else(|_| Committed {
-            outcome: Err(KafkaError::Canceled.into()),
-            took: Duration::ZERO,
-            landed: Vec::new(),
-        }),
+        Some(task) => task.await.unwrap_or_else(|_| Committed::canceled()),
         None => std::future::pending().await,
     }
 }
@@ -277,8 +273,22 @@ async fn commit_outcome(committing: &mut Option<Committing>) -> Committed {
 struct Committed {
     outcome: Result<(), TxnError>,
     took: Duration,
+    /// How long each part of the commit took (see [`CommitParts`]).
+    parts: CommitParts,
     /// `(topic, partition, offset)` of every record.
     landed: Vec<(String, i32, i64)>,
+}
+
+impl Committed {
+    /// The outcome of a commit task that never reported (it panicked or was dropped).
+    fn canceled() -> Self {
+        Committed {
+            outcome: Err(KafkaError::Canceled.into()),
+            took: Duration::ZERO,
+            parts: CommitParts::default(),
+            landed: Vec::new(),
+        }
+    }
 }
 
 impl<P: Processor> Runtime<P> {
@@ -1224,10 +1234,20 @@ impl<P: Processor> Runtime<P> {
         let task = tokio::spawn(async move {
             let started = Instant::now();
             let mut landed = Vec::with_capacity(deliveries.len() + seals.values.len());
-            let outcome = commit_task(producer, deliveries, seals, offsets, &mut landed).await;
+            let mut parts = CommitParts::default();
+            let outcome = commit_task(
+                producer,
+                deliveries,
+                seals,
+                offsets,
+                &mut landed,
+                &mut parts,
+            )
+            .await;
             Committed {
                 outcome,
                 took: started.elapsed(),
+                parts,
                 landed,
             }
         });
@@ -1245,21 +1265,23 @@ impl<P: Processor> Runtime<P> {
         let Some(Committing { txn, task, done }) = self.committing.take() else {
             return Ok(());
         };
-        let canceled = || Committed {
-            outcome: Err(KafkaError::Canceled.into()),
-            took: Duration::ZERO,
-            landed: Vec::new(),
-        };
         let Committed {
             outcome,
             took,
+            parts,
             landed,
         } = match (done, task) {
             (Some(c), _) => c,
-            (None, Some(task)) => task.await.unwrap_or_else(|_| canceled()),
-            (None, None) => canceled(),
+            (None, Some(task)) => task.await.unwrap_or_else(|_| Committed::canceled()),
+            (None, None) => Committed::canceled(),
         };
         self.metrics.duration("commit", took);
+        if outcome.is_ok() {
+            self.metrics.duration("commit_deliveries", parts.deliveries);
+            self.metrics.duration("commit_seals", parts.seals);
+            self.metrics.duration("commit_offsets", parts.offsets);
+            self.metrics.duration("commit_end", parts.end);
+        }
         // Where records landed bounds where later ones land, whether this one commits or not.
         let mut written: HashMap<String, u64> = HashMap::new();
         for (topic, partition, offset) in landed {
@@ -1424,23 +1446,41 @@ type Offsets = (
 /// broker), then sends the input offsets and commits. `landed` gets where each record landed.
 /// (Sending the offsets while the seals are written, which only the commit makes visible, made
 /// commits slower on tansu, not faster.)
+/// Where a commit's time goes: waiting for the transaction's records to be acknowledged, writing
+/// its seals, adding the input offsets to it, and ending it (the broker writes the markers that
+/// make it visible to read_committed consumers).
+#[derive(Debug, Default, Clone, Copy)]
+struct CommitParts {
+    deliveries: Duration,
+    seals: Duration,
+    offsets: Duration,
+    end: Duration,
+}
+
 async fn commit_task(
     producer: FutureProducer,
     deliveries: Vec<(String, DeliveryFuture)>,
     seal: Seal,
     offsets: Option<Offsets>,
     landed: &mut Vec<(String, i32, i64)>,
+    parts: &mut CommitParts,
 ) -> Result<(), TxnError> {
-    write_seals(&producer, deliveries, seal, landed).await?;
+    write_seals(&producer, deliveries, seal, landed, parts).await?;
     let committed = bounded(STUCK_AFTER, move || {
+        let t = Instant::now();
         if let Some((offsets, metadata)) = offsets {
             producer.send_offsets_to_transaction(&offsets, &metadata, TXN_TIMEOUT)?;
         }
-        producer.commit_transaction(TXN_TIMEOUT)
+        let offsets_took = t.elapsed();
+        producer.commit_transaction(TXN_TIMEOUT)?;
+        Ok::<_, KafkaError>((offsets_took, t.elapsed() - offsets_took))
     })
     .await;
     match committed {
-        Ok(result) => Ok(result?),
+        Ok(result) => {
+            (parts.offsets, parts.end) = result?;
+            Ok(())
+        }
         Err(StageError::Stuck(after)) => Err(TxnError::Stuck(after)),
         Err(_) => Err(KafkaError::Canceled.into()),
     }
@@ -1453,7 +1493,9 @@ async fn write_seals(
     deliveries: Vec<(String, DeliveryFuture)>,
     seal: Seal,
     landed: &mut Vec<(String, i32, i64)>,
+    parts: &mut CommitParts,
 ) -> Result<(), KafkaError> {
+    let t = Instant::now();
     // Every record acknowledged first: rdkafka's commit_transaction flushes, and its flush
     // waits on the producer queue (up to 100 ms a round) that the FutureProducer's own polling
     // thread serves, which cost ~100 ms per transaction when anything was still in flight.
@@ -1468,6 +1510,8 @@ async fn write_seals(
         let delivery = acknowledged(d.await)?;
         landed.push((topic, delivery.partition, delivery.offset));
     }
+    parts.deliveries = t.elapsed();
+    let t = Instant::now();
     let mut sealing = Vec::with_capacity(seal.values.len());
     for (partition, value) in &seal.values {
         let mut record = FutureRecord::to(&seal.topic)
@@ -1491,6 +1535,7 @@ async fn write_seals(
         let delivery = acknowledged(d.await)?;
         landed.push((seal.topic.clone(), delivery.partition, delivery.offset));
     }
+    parts.seals = t.elapsed();
     Ok(())
 }
 
