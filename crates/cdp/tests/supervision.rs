@@ -1,6 +1,7 @@
 //! A stage that stops with an error ends its process non-zero, and the process's last line
 //! says which stage and why: an orchestrator restarts it, and whoever reads its log learns the
 //! reason from the exit message itself (issue 20, supervision). SIGTERM stops a process cleanly.
+//! A stateful stage is not ready until the state of its partitions is restored.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -16,6 +17,17 @@ struct Engine {
 
 impl Engine {
     fn spawn(broker: &Broker, namespace: &str, state_dir: &Path, rust_log: &str) -> Engine {
+        Self::spawn_on(broker, namespace, state_dir, rust_log, "127.0.0.1:0")
+    }
+
+    /// With its `/healthz`, `/readyz` and `/metrics` on `health`.
+    fn spawn_on(
+        broker: &Broker,
+        namespace: &str,
+        state_dir: &Path,
+        rust_log: &str,
+        health: &str,
+    ) -> Engine {
         let log = std::env::temp_dir().join(format!("cdp-{namespace}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let process = ChildGuard::spawn(
@@ -27,7 +39,7 @@ impl Engine {
                 .env("CDP_PROFILE__INSTANCE_ID", namespace)
                 .env("CDP_PROFILE__PARTITIONS", "1")
                 .env("CDP_PROFILE__STATE_DIR", state_dir)
-                .env("CDP_HEALTH__LISTEN", "127.0.0.1:0")
+                .env("CDP_HEALTH__LISTEN", health)
                 .env("CDP_PROFILE__QUERY_LISTEN", "127.0.0.1:0")
                 .env("RUST_LOG", rust_log)
                 .stdin(Stdio::null())
@@ -126,5 +138,55 @@ fn sigterm_stops_the_stages_and_exits_zero() {
         output.contains("stage stopped"),
         "the stage stopped in order:\n{output}"
     );
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+/// `/readyz` of a stateful stage says `restoring` (503) until the group has given it its
+/// partitions and their state is read back, then `ready`: an orchestrator sends it no traffic
+/// (the profile lookups) before it can answer them.
+#[tokio::test]
+async fn a_stateful_stage_is_not_ready_until_its_state_is_restored() {
+    cdp_contract::telemetry::init_for_tests();
+    let broker = Broker::start();
+    let namespace = unique_name("readiness");
+    let state = std::env::temp_dir().join(format!("cdp-{namespace}-state"));
+    let health = format!("127.0.0.1:{}", cdp_test_support::free_port());
+    let engine = Engine::spawn_on(&broker, &namespace, &state, "info", &health);
+    let http = reqwest::Client::new();
+    let mut seen: Vec<(u16, String)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "not ready within 120 s; answers {seen:?}\n{}",
+            engine.output()
+        );
+        if let Ok(resp) = http.get(format!("http://{health}/readyz")).send().await {
+            let code = resp.status().as_u16();
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            let status = body["stages"][0]["status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if seen.last() != Some(&(code, status.clone())) {
+                seen.push((code, status));
+            }
+            if code == 200 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        seen.contains(&(503, "restoring".to_string())),
+        "503 restoring before ready: {seen:?}"
+    );
+    assert_eq!(seen.last(), Some(&(200, "ready".to_string())), "{seen:?}");
+    let output = engine.output();
+    assert!(
+        output.contains("state restored from the changelog"),
+        "ready after the engine restored its partitions:\n{output}"
+    );
+    drop(engine);
     let _ = std::fs::remove_dir_all(&state);
 }

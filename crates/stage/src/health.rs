@@ -18,6 +18,9 @@ use serde::Serialize;
 pub enum Status {
     /// Setting up: topics, transactions, the first assignment.
     Starting,
+    /// Reading its partitions' state back from their changelog (at start, after a
+    /// rebalance): not ready, since what it answers from state would be incomplete.
+    Restoring,
     /// Consuming.
     Ready,
     /// Stopped on a fatal error; the process should be restarted.

@@ -200,10 +200,17 @@ pub async fn run<P: Processor>(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), StageError> {
     let stage = spec.stage;
-    let health = health::Registration::new(stage);
+    let health = Arc::new(health::Registration::new(stage));
     let result = match Runtime::start(kafka, spec, processor).await {
         Ok(mut rt) => {
-            health.set(Status::Ready);
+            // A stateful stage is ready once it has restored the state of its first
+            // assignment (see `restore_state`); before, lookups of its state would miss.
+            if rt.state.is_some() {
+                health.set(Status::Restoring);
+            } else {
+                health.set(Status::Ready);
+            }
+            rt.health = Some(health.clone());
             rt.run(shutdown).await
         }
         Err(e) => Err(e),
@@ -250,6 +257,8 @@ struct Runtime<P> {
     /// The previous transaction, committing off-thread while the next batch is read and
     /// processed; finished before the next transaction begins.
     committing: Option<Committing>,
+    /// This stage's entry on `/readyz`: not ready while state is restored.
+    health: Option<Arc<health::Registration>>,
 }
 
 struct Committing {
@@ -371,6 +380,7 @@ impl<P: Processor> Runtime<P> {
             restore: true,
             txn: None,
             committing: None,
+            health: None,
         })
     }
 
@@ -595,6 +605,9 @@ impl<P: Processor> Runtime<P> {
             .copied()
             .filter(|p| !state.has(*p))
             .collect();
+        if let (false, Some(h)) = (missing.is_empty(), &self.health) {
+            h.set(Status::Restoring);
+        }
         let changelog = state.changelog().to_string();
         for p in missing {
             let r = self.recovery.clone();
@@ -644,7 +657,18 @@ impl<P: Processor> Runtime<P> {
         }
         self.restored.clear();
         self.restore = false;
+        // Ready once the group has assigned this instance its partitions (even none) and their
+        // state is in place.
+        if self.consumer.epoch() > 0 {
+            self.set_health(Status::Ready);
+        }
         Ok(())
+    }
+
+    fn set_health(&self, status: Status) {
+        if let Some(h) = &self.health {
+            h.set(status);
+        }
     }
 
     /// Recovery for the input partitions of `from` (from their first uncommitted offset):
