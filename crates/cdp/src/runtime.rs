@@ -205,7 +205,8 @@ pub async fn start(config: &CdpConfig, stages: Stages) -> Result<Running, StartE
         return Err(StartError::NoBroker);
     }
     crate::exposure::check(config, stages)?;
-    if config.auth.is_dev_secret() {
+    // Only the edge (verifying tokens) and control (signing them) use the token secret.
+    if (stages.edge || stages.control) && config.auth.is_dev_secret() {
         tracing::warn!("auth.token_secret is the development default: set CDP_AUTH__TOKEN_SECRET in production");
     }
     let topics = &config.topics;
