@@ -20,8 +20,10 @@ test: broker-install
 	npm test --prefix sdks/js
 	$(CARGO) test --workspace --no-fail-fast
 
-## Formatting and lints, as CI checks them.
+## Formatting and lints, as CI checks them; first the deployment files (deploy/k8s against the
+## Kubernetes schemas, docker-compose.yml's services), with a checker the script installs.
 lint:
+	scripts/manifests.sh check
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
