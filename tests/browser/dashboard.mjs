@@ -1,6 +1,7 @@
 // Drives the dashboard as a person would, for tests/e2e/dashboard.rs: signs in (a wrong token
 // first), reads the overview, the dataset's activity, the failing batch (reached by clicking its
-// failed count), the segments and the stream's live events, and keeps a screenshot of each.
+// failed count), the segments, the stream's live events and a buyer's profile (looked up by
+// identity through the form), and keeps a screenshot of each.
 import { join } from 'node:path';
 import { main, report } from './launch.mjs';
 
@@ -15,6 +16,8 @@ const datasetId = env('DATASET_ID');
 const streamId = env('STREAM_ID');
 const batchId = env('BATCH_ID');
 const segmentId = env('SEGMENT_ID');
+const org = env('ORG_ID');
+const profileIdentity = env('PROFILE_IDENTITY');
 const shots = env('SCREENSHOT_DIR');
 
 const text = async (page, selector) => (await page.locator(selector).first().innerText()).trim();
@@ -103,6 +106,40 @@ await main(async (context) => {
     refreshes: (await page.locator('meta[http-equiv=refresh]').count()) === 1,
   };
   await page.screenshot({ path: join(shots, 'dashboard-live.png'), fullPage: true });
+
+  // A profile, looked up by identity through the form: first one nobody has, then a buyer.
+  await page.click('nav a[href="/ui/profiles"]');
+  await page.waitForLoadState('load');
+  const lookUp = async (ns, id) => {
+    await page.fill('form.lookup input[name=org]', org);
+    await page.fill('form.lookup input[name=ns]', ns);
+    await page.fill('form.lookup input[name=id]', id);
+    await page.click('form.lookup button[type=submit]');
+    await page.waitForLoadState('load');
+  };
+  await lookUp('CRMID', 'nobody-has-this');
+  const unknown = await text(page, '#lookup-result');
+  await lookUp('CRMID', profileIdentity);
+  const cells = (selector) =>
+    page.locator(selector).allInnerTexts().then((all) => all.map((t) => t.trim()));
+  seen.profile = {
+    unknown,
+    query: new URL(page.url()).search,
+    profileId: await text(page, '#profile-id'),
+    identities: await cells('ul.identities li.identity'),
+    historyRows: await page.locator('table.history tr.change').count(),
+    eventTypes: await cells('table.events tr.event td.type'),
+    attributes: await cells('table.fragments tr.fragment'),
+    memberships: await page.locator('table.memberships tr.membership').evaluateAll((rows) =>
+      rows.map((r) => ({
+        id: r.getAttribute('data-id'),
+        segment: r.querySelector('td.segment').innerText.trim(),
+        status: r.querySelector('td.status').innerText.trim(),
+        explain: r.querySelector('td.explain').innerText.trim(),
+      })),
+    ),
+  };
+  await page.screenshot({ path: join(shots, 'dashboard-profile.png'), fullPage: true });
 
   report(seen);
 });

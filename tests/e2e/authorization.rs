@@ -718,6 +718,18 @@ async fn the_dashboard_signed_in_with_an_orgs_key_shows_that_org_only() {
         .await
         .expect("GET");
     assert_eq!(own.status(), StatusCode::OK);
+    // The profile page looks profiles up in the key's own org, whatever the query asks.
+    let html = page(format!("/ui/profiles?org={B}&sandbox=prod"))
+        .await
+        .expect("GET /ui/profiles")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        html.contains(&format!(r#"name="org" value="{A}""#)) && html.contains(" readonly>"),
+        "the org field is org A's, fixed: {html}"
+    );
+    assert!(!html.contains(B), "org B on org A's profile page: {html}");
 
     // Rotating the key ends its sessions.
     let rotated = p

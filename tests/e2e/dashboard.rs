@@ -1,8 +1,9 @@
 //! The dashboard in a real browser (Debian's headless Chromium): events through the edge, a
 //! segment with members, then what a person sees — sign-in, the dataset's record and failed
 //! counts, the activity chart's points, the batch's failed records with reasons, the segment's
-//! members and the stream's live events. A screenshot of each page is kept in
-//! `target/browser-artefacts/`.
+//! members, the stream's live events, and a buyer's profile looked up by identity (its
+//! identities, graph history, events and segment with the explain). A screenshot of each page
+//! is kept in `target/browser-artefacts/`.
 
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use cdp_test_support::browser::{artefact_dir, browser_script, run_script};
 use cdp_test_support::eventually;
 use serde_json::{json, Value};
 
-use crate::profile::{event, event_stream, ORG};
+use crate::profile::{api, event, event_stream, record_stream, send, ORG};
 
 fn message(dataset: &Value, org: &str, entity: Value) -> Value {
     let schema = dataset["schemaId"].as_str().expect("schemaId");
@@ -148,6 +149,35 @@ async fn the_dashboard_shows_dataset_activity_batch_errors_segments_and_live_eve
         },
     )
     .await;
+    // A CRM record gives buyer-0 an email: the profile page shows it among the attributes.
+    let (crm, crm_stream) = record_stream(&p, "crm").await;
+    send(
+        &p,
+        &crm_stream,
+        &crm,
+        &[
+            json!({"identityMap": {"CRMID": [{"id": "buyer-0", "primary": true}]},
+                 "person": {"email": "buyer-0@example.com"}}),
+        ],
+    )
+    .await;
+    eventually(
+        Duration::from_secs(60),
+        "buyer-0's email in the Profile API",
+        async || {
+            let (status, body) = api(
+                &p,
+                "/access/entities?schema.name=_xdm.context.profile&entityId=buyer-0&entityIdNS=CRMID",
+            )
+            .await;
+            if status == 200 && body.to_string().contains("buyer-0@example.com") {
+                Ok(())
+            } else {
+                Err(format!("{status}: {body}"))
+            }
+        },
+    )
+    .await;
 
     let shots = artefact_dir();
     let seen = run_script(
@@ -162,6 +192,8 @@ async fn the_dashboard_shows_dataset_activity_batch_errors_segments_and_live_eve
             ),
             ("BATCH_ID", failing_batch.clone()),
             ("SEGMENT_ID", segment_id.clone()),
+            ("ORG_ID", ORG.to_string()),
+            ("PROFILE_IDENTITY", "buyer-0".to_string()),
             ("SCREENSHOT_DIR", shots.display().to_string()),
         ],
         Duration::from_secs(90),
@@ -231,7 +263,65 @@ async fn the_dashboard_shows_dataset_activity_batch_errors_segments_and_live_eve
     assert_eq!(live["accepted"], 11, "{seen}");
     assert_eq!(live["refused"], 3, "{seen}");
     assert_eq!(live["refreshes"], true, "{seen}");
+    // The profile page: an identity nobody has is said so; buyer-0's profile shows its
+    // identity, the graph change that created it, its purchase, and its one segment with the
+    // explain of why it is in it.
+    let profile = &seen["profile"];
+    assert!(
+        profile["unknown"].as_str().is_some_and(
+            |m| m.contains("No profile has the identity") && m.contains("nobody-has-this")
+        ),
+        "{seen}"
+    );
+    assert!(
+        profile["query"]
+            .as_str()
+            .is_some_and(|q| q.contains("ns=CRMID") && q.contains("id=buyer-0")),
+        "the form's lookup is a link: {seen}"
+    );
+    assert!(
+        profile["profileId"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty()),
+        "{seen}"
+    );
+    assert!(
+        profile["identities"].as_array().is_some_and(
+            |ids| ids.len() == 1 && ids[0].as_str().is_some_and(|i| i.contains("buyer-0"))
+        ),
+        "{seen}"
+    );
+    assert!(
+        profile["historyRows"].as_u64().is_some_and(|n| n >= 1),
+        "{seen}"
+    );
+    assert_eq!(
+        profile["eventTypes"],
+        json!(["commerce.purchases"]),
+        "{seen}"
+    );
+    assert!(
+        profile["attributes"]
+            .as_array()
+            .is_some_and(|a| a.len() == 1
+                && a[0]
+                    .as_str()
+                    .is_some_and(|t| t.contains("buyer-0@example.com"))),
+        "the CRM record's attributes: {seen}"
+    );
+    let memberships = profile["memberships"].as_array().expect("memberships");
+    assert_eq!(memberships.len(), 1, "{seen}");
+    assert_eq!(memberships[0]["id"], segment_id.as_str(), "{seen}");
+    assert_eq!(memberships[0]["segment"], "buyers", "{seen}");
+    assert_eq!(memberships[0]["status"], "realized", "{seen}");
+    assert!(
+        memberships[0]["explain"].as_str().is_some_and(
+            |e| e.starts_with("qualified because") && e.contains("commerce.purchases")
+        ),
+        "{seen}"
+    );
     for name in [
+        "dashboard-profile.png",
         "dashboard-dataset.png",
         "dashboard-batch.png",
         "dashboard-segments.png",

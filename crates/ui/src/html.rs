@@ -39,6 +39,7 @@ pub fn path_segment(s: &str) -> String {
 pub enum Section {
     Overview,
     Segments,
+    Profiles,
     Flows,
     None,
 }
@@ -90,9 +91,10 @@ impl<'a> Layout<'a> {
                 format!(r#"<a href="{href}"{current}>{label}</a>"#)
             };
             format!(
-                r#"<header><nav><span class="brand">cdp</span>{}{}{}</nav><form method="post" action="/ui/logout"><button type="submit" class="link">Sign out</button></form></header>"#,
+                r#"<header><nav><span class="brand">cdp</span>{}{}{}{}</nav><form method="post" action="/ui/logout"><button type="submit" class="link">Sign out</button></form></header>"#,
                 link(Section::Overview, "/ui", "Streams &amp; datasets"),
                 link(Section::Segments, "/ui/segments", "Segments"),
+                link(Section::Profiles, "/ui/profiles", "Profiles"),
                 link(Section::Flows, "/ui/flows", "Flows"),
             )
         } else {

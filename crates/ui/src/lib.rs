@@ -6,7 +6,9 @@
 //! It owns no data: every page reads what control already follows — the catalog (streams,
 //! datasets, segments, flows), the lake's batch view (the seed's Dataset Activity: record and
 //! failed counts, a time series of recent batches, each batch's failed records with reasons),
-//! the profile view's segment tallies, the sinks' flow statuses — and, for a stream's live
+//! the profile view's segment tallies, a profile looked up by identity (identities, graph
+//! history, attributes, recent events, segments with their explain), the sinks' flow
+//! statuses — and, for a stream's live
 //! view (the seed's "debugger"), the tail of the raw and error topics. Charts are inline SVG
 //! drawn here, so the pages need no script, CDN or internet.
 
@@ -56,6 +58,7 @@ pub fn router(state: UiState) -> Router {
         .route("/ui/datasets/{id}", get(pages::datasets::show))
         .route("/ui/batches/{id}", get(pages::batches::show))
         .route("/ui/segments", get(pages::segments::show))
+        .route("/ui/profiles", get(pages::profiles::show))
         .route("/ui/flows", get(pages::flows::show))
         .route("/ui/streams/{id}/events", get(pages::events::show))
         .route("/ui/logout", post(auth::logout))

@@ -10,7 +10,7 @@ use cdp_catalog::clock::now_ms;
 use cdp_catalog::flows::Owned;
 use cdp_catalog::merge::{default_policy, merge};
 use cdp_catalog::model::segment_key;
-use cdp_catalog::{CatalogRecord, CatalogState, IdentityGraphKind, SegmentDefinition};
+use cdp_catalog::{CatalogRecord, CatalogState, CatalogView, IdentityGraphKind, SegmentDefinition};
 use cdp_contract::records::{Identity, Status};
 use cdp_http::ApiJson;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -27,6 +27,7 @@ use super::schemas::{OrgSchemas, PROFILE_CLASS};
 use super::SegmentApi;
 use crate::http::Tenant;
 use crate::profiles::params;
+use crate::profiles::Lookups;
 
 /// Serializes segment-definition writes in this process, so the streaming limit, the
 /// `inSegment` references and the reclassification of dependents are decided against the state
@@ -373,12 +374,28 @@ pub async fn explain(
         required("entityIdNS", "the identity's namespace code")?,
         required("entityId", "the identity's value")?,
     );
+    explain_for(&api.view, &api.profiles, &tenant, &id, &identity)
+        .await
+        .map(Json)
+}
+
+/// The definition `id` of the tenant's sandbox evaluated now on the profile holding
+/// `identity`: what `GET /segment/definitions/{id}/explain` answers, and what the dashboard's
+/// profile page shows for each of a profile's segments.
+pub async fn explain_for(
+    view: &CatalogView,
+    profiles: &Lookups,
+    tenant: &Tenant,
+    id: &str,
+    identity: &Identity,
+) -> Result<ExplainView, SegmentError> {
+    let id = id.to_string();
     let (definition, infos, (attribute_merge, graph)) = {
-        let catalog = api.view.read();
-        let siblings = sandbox_definitions(&catalog, &tenant);
-        let definition = find(&siblings, &id, &tenant)?.clone();
+        let catalog = view.read();
+        let siblings = sandbox_definitions(&catalog, tenant);
+        let definition = find(&siblings, &id, tenant)?.clone();
         let infos = segment_infos(siblings.iter().copied().filter(|d| d.id != id));
-        (definition, infos, default_merge(&catalog, &tenant))
+        (definition, infos, default_merge(&catalog, tenant))
     };
     // Paths were checked when the definition was written; only the plan is needed here.
     let compiled =
@@ -388,17 +405,15 @@ pub async fn explain(
                 message: e.render(&definition.expression),
             }
         })?;
-    let profile_id = api
-        .profiles
-        .identity(&tenant.org, &tenant.sandbox, &identity)
+    let profile_id = profiles
+        .identity(&tenant.org, &tenant.sandbox, identity)
         .await?
         .map(|found| found.profile_id)
         .ok_or_else(|| SegmentError::UnknownIdentity {
             identity: identity.to_string(),
             sandbox: tenant.sandbox.clone(),
         })?;
-    let profile = api
-        .profiles
+    let profile = profiles
         .profile(&tenant.org, &tenant.sandbox, &profile_id)
         .await?
         .filter(|p| p.org_id == tenant.org && p.sandbox == tenant.sandbox);
@@ -406,7 +421,7 @@ pub async fn explain(
         // Known to the graph, its content not arrived yet: nothing to qualify on.
         None => (Value::Object(Map::new()), Vec::new(), HashSet::new()),
         Some(p) => {
-            let owner = (graph == IdentityGraphKind::None).then_some(&identity);
+            let owner = (graph == IdentityGraphKind::None).then_some(identity);
             let attributes = merge(
                 p.fragments
                     .iter()
@@ -414,8 +429,7 @@ pub async fn explain(
                 &attribute_merge,
             );
             // The events the engine keeps (the fields definitions read), newest first.
-            let page = api
-                .profiles
+            let page = profiles
                 .events(
                     &tenant.org,
                     &tenant.sandbox,
@@ -444,14 +458,14 @@ pub async fn explain(
     let cx = cdp_pql::Context::new(&attributes, &events, &memberships, now);
     let explained = compiled.plan.explain(&cx);
     tracing::info!(segment = %id, profile = %profile_id, qualified = explained.qualified, "segment definition explained");
-    Ok(Json(ExplainView {
+    Ok(ExplainView {
         segment_id: id,
         profile_id,
         qualified: explained.qualified,
         next_change: explained.next_change.map(rfc3339),
         explanation: explained.to_string(),
         evaluated_at: rfc3339(now),
-    }))
+    })
 }
 
 /// An event as PQL reads it: the XDM entity, with the stored timestamp when it has none.

@@ -28,7 +28,7 @@ pub use definition::{
     classification_text, DefinitionBody, DefinitionView, EvaluationInfo, PQL_FORMAT, PQL_TYPE,
 };
 pub use error::{PqlErrorItem, SegmentError};
-pub use http::ExplainView;
+pub use http::{explain_for, ExplainView};
 pub use list::{ListPage, ListQuery, PageInfo};
 
 use cdp_catalog::principal::Authenticator;

@@ -6,6 +6,7 @@ pub mod datasets;
 pub mod events;
 pub mod flows;
 pub mod overview;
+pub mod profiles;
 pub mod segments;
 
 use axum::http::header;
