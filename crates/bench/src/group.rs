@@ -1,5 +1,6 @@
 //! Waiting for a stage's consumer group to get through a topic: the topic's end offsets when the
-//! load was written, and how far the group has committed towards them.
+//! load was written, and how far the group has committed towards them; and readers of the
+//! benchmarks' own that follow every partition of some topics.
 
 use std::time::Duration;
 
@@ -33,4 +34,23 @@ pub fn committed(probe: &BaseConsumer, ends: &TopicPartitionList) -> anyhow::Res
             _ => 0,
         })
         .sum())
+}
+
+/// Assigns `reader` every partition of `topics`, each read from `at`.
+pub fn assign_every_partition(
+    reader: &impl Consumer,
+    topics: &[&str],
+    at: Offset,
+) -> anyhow::Result<()> {
+    let mut tpl = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = reader.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                tpl.add_partition_offset(topic, p.id(), at)?;
+            }
+        }
+    }
+    reader.assign(&tpl)?;
+    Ok(())
 }

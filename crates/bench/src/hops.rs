@@ -16,9 +16,11 @@ use std::time::Duration;
 
 use cdp_contract::clock::now_ms;
 use cdp_contract::KafkaSettings;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::Offset;
+
+use crate::group::assign_every_partition;
 
 const MARK: &[u8] = b"lat-ev-";
 
@@ -36,18 +38,13 @@ impl HopTracer {
     /// Follows `topics` (label, topic; in path order) from their current ends.
     pub fn start(kafka: &KafkaSettings, topics: &[(&str, String)]) -> anyhow::Result<HopTracer> {
         let reader: BaseConsumer = kafka.reader("bench-hops").create()?;
-        let mut tpl = TopicPartitionList::new();
-        let mut index = HashMap::new();
-        for (i, (_, topic)) in topics.iter().enumerate() {
-            index.insert(topic.clone(), i);
-            let metadata = reader.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-            for t in metadata.topics() {
-                for p in t.partitions() {
-                    tpl.add_partition_offset(topic, p.id(), Offset::End)?;
-                }
-            }
-        }
-        reader.assign(&tpl)?;
+        let names: Vec<&str> = topics.iter().map(|(_, t)| t.as_str()).collect();
+        assign_every_partition(&reader, &names, Offset::End)?;
+        let index: HashMap<String, usize> = topics
+            .iter()
+            .enumerate()
+            .map(|(i, (_, topic))| (topic.clone(), i))
+            .collect();
         let seen = Arc::new(Mutex::new(vec![Seen::new(); topics.len()]));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -105,7 +102,7 @@ impl HopTracer {
                 let before = &seen[i - 1];
                 step(
                     format!("{} readable → {topic} created", self.labels[i - 1]),
-                    delta_between(before, here, |(_, r)| r, |(c, _)| c),
+                    delta(before, here, |(_, r)| r, |(c, _)| c),
                 );
             }
             step(
@@ -191,22 +188,12 @@ impl CommitTimes {
     }
 }
 
-fn delta(
-    from: &HashMap<u64, i64>,
-    to: &Seen,
-    a: impl Fn(i64) -> i64,
-    b: impl Fn((i64, i64)) -> i64,
-) -> Vec<i64> {
-    from.iter()
-        .filter_map(|(j, x)| to.get(j).map(|y| b(*y) - a(*x)))
-        .collect()
-}
-
-fn delta_between(
-    from: &Seen,
-    to: &Seen,
-    a: impl Fn((i64, i64)) -> i64,
-    b: impl Fn((i64, i64)) -> i64,
+/// `b(to) - a(from)` for every event seen at both ends.
+fn delta<A: Copy, B: Copy>(
+    from: &HashMap<u64, A>,
+    to: &HashMap<u64, B>,
+    a: impl Fn(A) -> i64,
+    b: impl Fn(B) -> i64,
 ) -> Vec<i64> {
     from.iter()
         .filter_map(|(j, x)| to.get(j).map(|y| b(*y) - a(*x)))

@@ -18,6 +18,7 @@
 //! The lake stage is not started (it is not on the path to a membership, and it would compete
 //! for the disk and the two cores); control is not either (its Profile API asks the engine).
 
+use super::group::assign_every_partition;
 use super::hops::{CommitTimes, HopTracer};
 use super::procfs::{broker_pid, status_kb};
 use std::collections::{BTreeMap, HashMap};
@@ -33,9 +34,9 @@ use cdp_contract::clock::now_ms;
 use cdp_contract::records::{MembershipChange, Status, Trigger};
 use cdp_contract::KafkaSettings;
 use clap::Args;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::Offset;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -327,16 +328,7 @@ impl Follower {
         events: u64,
     ) -> anyhow::Result<Follower> {
         let reader: BaseConsumer = kafka.reader("bench-pipeline").create()?;
-        let mut tpl = TopicPartitionList::new();
-        for topic in [updates, memberships] {
-            let metadata = reader.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-            for t in metadata.topics() {
-                for p in t.partitions() {
-                    tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
-                }
-            }
-        }
-        reader.assign(&tpl)?;
+        assign_every_partition(&reader, &[updates, memberships], Offset::Beginning)?;
         let seen = Arc::new(Mutex::new(Seen {
             bits: vec![0; events.div_ceil(64) as usize],
             ..Seen::default()

@@ -37,6 +37,7 @@
 //! not the pipeline broker's. CPU per process (this one by thread, the brokers, kinesalite) is
 //! printed for every phase.
 
+use super::group::assign_every_partition;
 use super::procfs::{broker_pid, cpu_by_thread, cpu_seconds, pid_of, status_kb};
 use cdp::synthetic::mix;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -366,14 +367,7 @@ async fn read_topic(
     want: usize,
 ) -> anyhow::Result<(u64, usize)> {
     let reader: StreamConsumer = dest.reader("bench-sinks-check").create()?;
-    let metadata = reader.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let mut tpl = TopicPartitionList::new();
-    for t in metadata.topics() {
-        for p in t.partitions() {
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
-        }
-    }
-    reader.assign(&tpl)?;
+    assign_every_partition(&reader, &[topic], Offset::Beginning)?;
     let mut read = 0;
     let mut seqs = HashSet::new();
     while seqs.len() < want {

@@ -104,19 +104,20 @@ impl Addresses {
         let mut out = String::new();
         let mut i = 0;
         let bytes = s.as_bytes();
+        let hosts: Vec<String> = self
+            .services
+            .iter()
+            .map(String::as_str)
+            .chain(["0.0.0.0", "127.0.0.1", "localhost"])
+            .map(String::from)
+            .collect();
         'scan: while i < s.len() {
             let boundary = i == 0 || {
                 let c = bytes[i - 1];
                 !(c.is_ascii_alphanumeric() || c == b'-' || c == b'.' || c == b'_')
             };
             if boundary {
-                let hosts: Vec<String> = self
-                    .services
-                    .iter()
-                    .cloned()
-                    .chain(["0.0.0.0", "127.0.0.1", "localhost"].map(String::from))
-                    .collect();
-                for host in hosts {
+                for host in &hosts {
                     let Some(after) = s[i..].strip_prefix(&format!("{host}:")) else {
                         continue;
                     };
@@ -127,7 +128,7 @@ impl Addresses {
                     if host == "redpanda" {
                         out.push_str(&self.broker);
                     } else {
-                        let owner = if self.services.contains(&host) {
+                        let owner = if self.services.contains(host) {
                             host.clone()
                         } else {
                             own.to_string()

@@ -605,7 +605,7 @@ impl<P: Processor> Runtime<P> {
             .copied()
             .filter(|p| !state.has(*p))
             .collect();
-        if let (false, Some(h)) = (missing.is_empty(), &self.health) {
+        if let Some(h) = self.health.as_ref().filter(|_| !missing.is_empty()) {
             h.set(Status::Restoring);
         }
         let changelog = state.changelog().to_string();
