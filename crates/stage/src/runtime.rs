@@ -1607,8 +1607,17 @@ async fn prepare_topics(
     }
     ensure_topics(kafka, &specs).await?;
     if let Some(changelog) = &spec.changelog {
-        let (r, c) = (recovery.clone(), changelog.clone());
-        let have = run_blocking(move || r.partitions(&c)).await??.len();
+        // A topic just created may not be in the broker's metadata yet (seen on tansu: 0
+        // partitions right after creation); only a count that is there and wrong is an error.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let have = loop {
+            let (r, c) = (recovery.clone(), changelog.clone());
+            let have = run_blocking(move || r.partitions(&c)).await??.len();
+            if have > 0 || Instant::now() >= deadline {
+                break have;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
         if have != input_partitions {
             return Err(StageError::ChangelogPartitions {
                 changelog: changelog.clone(),
